@@ -1,0 +1,65 @@
+# flowskid — the two set-up commands are `make demo` and `make test`.
+# Every target creates or reuses .venv and installs what it needs, so a fresh clone works.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml package.json 2>/dev/null | cksum | cut -d' ' -f1)
+NODE_STAMP := node_modules/.installed-$(shell cat package.json | cksum | cut -d' ' -f1)
+
+.PHONY: demo test lint bench soak venv node mosquitto clean help
+
+help:
+	@echo "make demo   - create .venv, install flowskid, run the emulated line end to end"
+	@echo "make test   - install test dependencies, run lint and the whole test suite"
+	@echo "make lint   - ruff, and pyright over edge/ and protocol/ against the MicroPython stubs"
+	@echo "make bench  - run the benchmarks, write bench/results.json"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# One install of everything (runtime + test + dev extras): a single stamp keeps re-runs fast.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+$(NODE_STAMP): package.json
+	@command -v npm >/dev/null || { echo "error: npm (Node.js >= 18) is needed for the MicroPython WebAssembly runtime: install the Debian package 'nodejs' (and 'npm')"; exit 1; }
+	npm install --no-audit --no-fund --loglevel=error
+	rm -f node_modules/.installed-*
+	touch $@
+
+node: $(NODE_STAMP)
+
+# The tests start their own broker instances; they need the mosquitto binary.
+mosquitto:
+	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the Debian package 'mosquitto'"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	else \
+		echo "error: the mosquitto broker binary is missing: install the Debian package 'mosquitto' (sudo apt-get install mosquitto)"; exit 1; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright -p pyrightconfig.json \
+		--typeshedpath "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+
+test: venv node mosquitto lint
+	$(VENV)/bin/pytest -q
+
+bench: venv node
+	$(PY) -m bench.run
+
+demo: venv
+	$(VENV)/bin/skid demo
+
+clean:
+	rm -rf $(VENV) node_modules build *.egg-info .pytest_cache .ruff_cache .hypothesis

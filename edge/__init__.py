@@ -1,0 +1,1 @@
+"""flowskid edge runtime: the firmware on each module (MicroPython and CPython)."""

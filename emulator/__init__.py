@@ -1,0 +1,1 @@
+"""flowskid plant emulator (CPython only): physics and fault injection for dry runs."""

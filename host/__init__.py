@@ -1,0 +1,1 @@
+"""flowskid host: the coordinator and the `skid` CLI (CPython only)."""

@@ -1,0 +1,1 @@
+"""One module per `skid` sub-command; each defines ``register(subparsers)``."""

@@ -1,0 +1,134 @@
+"""MicroPython compatibility gate for the board-side packages (edge/, protocol/).
+
+* every .py file compiles with mpy-cross (the compiler that builds board bundles);
+* the source uses no CPython-only modules or syntax that mpy-cross would accept but a
+  board could not run (dataclasses, typing at run time, enum, ...);
+* the dependency direction holds: protocol imports nothing of ours, edge never imports
+  host or emulator.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BOARD_PACKAGES = ("edge", "protocol")
+# Linux-only drivers run on a Raspberry Pi under CPython; they are kept out of bundles
+# but must still compile, because the gate and the before-stop hook compile every file.
+LINUX_ONLY = ROOT / "edge" / "linux"
+
+CPYTHON_ONLY_MODULES = {
+    "dataclasses",
+    "typing",
+    "typing_extensions",
+    "enum",
+    "abc",
+    "functools",
+    "itertools",
+    "collections.abc",
+    "hmac",
+    "threading",
+    "multiprocessing",
+    "subprocess",
+    "pathlib",
+    "tomllib",
+    "json",  # MicroPython has json, but board code speaks CBOR; keep it out of the core
+}
+OUR_PACKAGES = {"protocol", "edge", "host", "emulator", "tools", "bench", "tests"}
+
+
+def board_files():
+    files = []
+    for pkg in BOARD_PACKAGES:
+        files.extend(sorted((ROOT / pkg).rglob("*.py")))
+    return files
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_there_is_board_code_to_check():
+    names = {_rel(p) for p in board_files()}
+    assert "protocol/constants.py" in names
+    assert "edge/clock.py" in names
+
+
+@pytest.mark.parametrize("path", board_files(), ids=_rel)
+def test_compiles_with_mpy_cross(path, tmp_path):
+    mpy_cross = Path(sys.executable).parent / "mpy-cross"
+    proc = subprocess.run(
+        [str(mpy_cross), "-o", str(tmp_path / "out.mpy"), str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, f"{_rel(path)} does not compile for MicroPython:\n{proc.stderr}"
+    assert (tmp_path / "out.mpy").stat().st_size > 0
+
+
+def _imports(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node, node.module
+
+
+def _inside_type_checking_guard(tree: ast.AST, target: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            if any(child is target for child in ast.walk(node)):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("path", board_files(), ids=_rel)
+def test_no_cpython_only_constructs(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    problems = []
+    linux_only = LINUX_ONLY in path.parents
+    for node, name in _imports(tree):
+        if name in CPYTHON_ONLY_MODULES and not linux_only:
+            if not _inside_type_checking_guard(tree, node):
+                problems.append(f"line {node.lineno}: imports {name!r} (not on MicroPython)")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Match):
+            problems.append(f"line {node.lineno}: 'match' statement")
+        if isinstance(node, ast.ClassDef):
+            for deco in node.decorator_list:
+                if "dataclass" in ast.unparse(deco):
+                    problems.append(f"line {node.lineno}: @dataclass")
+    assert not problems, f"{_rel(path)}:\n" + "\n".join(problems)
+
+
+def _project_imports(path: Path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node, name in _imports(tree):
+        top = name.split(".")[0]
+        if top in OUR_PACKAGES:
+            yield node.lineno, top
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "protocol").rglob("*.py")), ids=_rel)
+def test_protocol_imports_nothing_of_ours(path):
+    bad = [(line, top) for line, top in _project_imports(path) if top != "protocol"]
+    assert not bad, f"{_rel(path)} imports project packages {bad}: protocol must stand alone"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "edge").rglob("*.py")), ids=_rel)
+def test_edge_depends_only_on_protocol(path):
+    bad = [(line, top) for line, top in _project_imports(path) if top not in ("edge", "protocol")]
+    assert not bad, f"{_rel(path)} imports {bad}: edge may import only edge and protocol"
+
+
+def test_cbor_imports_no_other_project_module():
+    path = ROOT / "protocol" / "cbor.py"
+    if not path.exists():
+        pytest.fail("protocol/cbor.py is missing")
+    assert list(_project_imports(path)) == []
