@@ -1,0 +1,307 @@
+"""PID controller for module loops (MicroPython and CPython).
+
+After Brett Beauregard's "Improving the Beginner's PID" series and simple-pid, with the
+clock passed in as wrap-safe millisecond ticks (see ``edge/clock.py``):
+
+* derivative on measurement: a setpoint step moves only the P term, no derivative kick;
+* the integral is kept in output units (``sum(ki * e * dt)``, gain folded in) and clamped
+  to ``[out_min, out_max]``, so changing ``ki`` does not jump the output and a saturated
+  loop recovers as soon as the error changes sign instead of first unwinding;
+* output clamped to ``[out_min, out_max]``;
+* bumpless manual -> auto: the integral is preloaded so the first auto output equals the
+  manual output (given the last measurement);
+* optional setpoint ramp: the working ``setpoint`` moves toward the requested ``target`` at
+  most ``ramp_rate`` units per second.  With a ramp, the working setpoint starts from the
+  process value whenever the controller (re)starts (construction, ``reset()``, manual ->
+  auto), so a start-up never steps the setpoint;
+* ``reverse=True`` for loops where more output lowers the measurement (cooling).
+
+Gains are per second: ``ki`` in 1/s, ``kd`` in s; ``dt`` is ``ticks_diff`` of successive
+updates.  Timing rules of :meth:`PID.update`:
+
+* the first update (and the first after ``reset()``, a bad measurement or a restart) has
+  no I or D contribution and does not advance the ramp: there is no interval yet;
+* ``dt == 0``, or ``dt < sample_ms`` when ``sample_ms`` is set, returns the previous
+  output unchanged (no time has passed worth integrating);
+* ``dt < 0`` (ticks more than half a period apart) or ``dt > max gap`` is a *restart*:
+  the update behaves like the first one, keeping the integral.  A loop that stalled
+  for minutes must not integrate the whole stall in one step nor differentiate across it.
+  The max gap is ``GAP_FACTOR * sample_ms``, or ``DEFAULT_MAX_GAP_MS`` without sample_ms.
+
+Bad values: a non-finite (NaN/inf) or missing (None) measurement makes ``update`` return
+``None`` = "no valid output, the caller applies the module's safe value"; the integral is
+held and the next valid update is a restart.  (In manual mode the operator's output is
+returned whatever the measurement.)  Setpoint, tuning and manual-output changes outside
+their range are refused with ``RESULT_OUT_OF_RANGE`` and change nothing; they are never
+silently clamped.
+
+``update`` allocates nothing but float temporaries: no containers, no formatting.
+"""
+
+import math
+
+from edge.clock import ticks_diff
+from protocol.constants import RESULT_OK, RESULT_OUT_OF_RANGE
+
+try:
+    from micropython import const
+except ImportError:  # CPython: const() is a compile-time hint on MicroPython only
+    const = lambda expr: expr  # noqa: E731
+
+
+DEFAULT_MAX_GAP_MS = const(10000)
+GAP_FACTOR = const(10)
+
+
+def _finite(x):
+    """True for a finite number; False for NaN, inf, None or anything not a number."""
+    try:
+        return math.isfinite(x)
+    except TypeError:
+        return False
+
+
+def _clamp(x, lo, hi):
+    if x > hi:
+        return hi
+    if x < lo:
+        return lo
+    return x
+
+
+def _require_finite(name, value):
+    if not _finite(value):
+        raise ValueError("{} must be a finite number, got {!r}".format(name, value))
+
+
+def _gains_valid(kp, ki, kd):
+    # Negative gains are refused (as in Beauregard's SetTunings): direction is `reverse`.
+    return _finite(kp) and _finite(ki) and _finite(kd) and kp >= 0 and ki >= 0 and kd >= 0
+
+
+class PID:
+    """PID loop; see the module docstring for the rules.
+
+    Public read-only state: ``target`` (requested setpoint), ``setpoint`` (working
+    setpoint, differs from target only while ramping), ``auto``, ``output`` (last output,
+    None before the first update), ``p_term``, ``integral``, ``d_term``, ``kp/ki/kd``.
+    """
+
+    def __init__(
+        self,
+        kp,
+        ki,
+        kd,
+        out_min,
+        out_max,
+        setpoint_min,
+        setpoint_max,
+        ramp_rate=None,
+        reverse=False,
+        sample_ms=None,
+        setpoint=None,
+    ):
+        _require_finite("out_min", out_min)
+        _require_finite("out_max", out_max)
+        if not out_min < out_max:
+            raise ValueError("out_min ({!r}) must be below out_max ({!r})".format(out_min, out_max))
+        _require_finite("setpoint_min", setpoint_min)
+        _require_finite("setpoint_max", setpoint_max)
+        if not setpoint_min <= setpoint_max:
+            raise ValueError(
+                "setpoint_min ({!r}) must not exceed setpoint_max ({!r})".format(
+                    setpoint_min, setpoint_max
+                )
+            )
+        if ramp_rate is not None and not (_finite(ramp_rate) and ramp_rate > 0):
+            raise ValueError(
+                "ramp_rate must be None or a finite number > 0 units/s, got {!r}".format(ramp_rate)
+            )
+        if sample_ms is not None and not (type(sample_ms) is int and sample_ms > 0):
+            raise ValueError("sample_ms must be None or an int > 0, got {!r}".format(sample_ms))
+        if not _gains_valid(kp, ki, kd):
+            raise ValueError(
+                "gains kp, ki, kd must be finite and >= 0 (use reverse=True for a "
+                "reverse-acting loop), got {!r}, {!r}, {!r}".format(kp, ki, kd)
+            )
+        if setpoint is None:
+            setpoint = setpoint_min
+        elif not (_finite(setpoint) and setpoint_min <= setpoint <= setpoint_max):
+            raise ValueError(
+                "setpoint {!r} outside [{!r}, {!r}]".format(setpoint, setpoint_min, setpoint_max)
+            )
+
+        self.out_min = float(out_min)
+        self.out_max = float(out_max)
+        self.setpoint_min = float(setpoint_min)
+        self.setpoint_max = float(setpoint_max)
+        self.ramp_rate = None if ramp_rate is None else float(ramp_rate)
+        self.reverse = bool(reverse)
+        self.sample_ms = sample_ms
+        self.max_gap_ms = DEFAULT_MAX_GAP_MS if sample_ms is None else GAP_FACTOR * sample_ms
+        self.target = float(setpoint)
+        self.auto = True
+        self._manual_output = 0.0
+        self._apply_tunings(kp, ki, kd)
+        self.reset()
+
+    # -- configuration -------------------------------------------------------------
+
+    def _apply_tunings(self, kp, ki, kd):
+        self.kp = float(kp)
+        self.ki = float(ki)
+        self.kd = float(kd)
+        sign = -1.0 if self.reverse else 1.0
+        self._kp = sign * self.kp
+        self._ki = sign * self.ki
+        self._kd = sign * self.kd
+
+    def set_tunings(self, kp, ki, kd):
+        """Change gains without a bump from the integral; RESULT_OUT_OF_RANGE if any gain
+        is negative or not finite (nothing changes then).
+
+        Only the integral is bumpless: a kp change still moves the P term at once.
+        """
+        if not _gains_valid(kp, ki, kd):
+            return RESULT_OUT_OF_RANGE
+        self._apply_tunings(kp, ki, kd)
+        return RESULT_OK
+
+    def set_setpoint(self, sp):
+        """Request a new setpoint; RESULT_OUT_OF_RANGE (state unchanged) outside
+        ``[setpoint_min, setpoint_max]`` or not finite.  With a ramp only ``target`` moves
+        now; the working ``setpoint`` follows in ``update``."""
+        if not _finite(sp) or sp < self.setpoint_min or sp > self.setpoint_max:
+            return RESULT_OUT_OF_RANGE
+        self.target = float(sp)
+        if self.ramp_rate is None:
+            self.setpoint = self.target
+        return RESULT_OK
+
+    # -- modes -----------------------------------------------------------------------
+
+    def set_manual(self, output=None):
+        """Switch to (or stay in) manual with a fixed output.
+
+        ``output=None`` holds the current output (or the manual output already set).
+        RESULT_OUT_OF_RANGE, nothing changed, if the output is outside the output limits.
+        """
+        if output is None:
+            if self.auto:
+                output = self.output if self.output is not None else self._rest_output()
+            else:
+                output = self._manual_output
+        elif not _finite(output) or output < self.out_min or output > self.out_max:
+            return RESULT_OUT_OF_RANGE
+        self.auto = False
+        self._manual_output = float(output)
+        self.output = self._manual_output
+        return RESULT_OK
+
+    def set_auto(self, now_ms):
+        """Switch manual -> auto bumplessly at ``now_ms`` (no-op when already auto).
+
+        The integral is preloaded with ``manual_output - P(last measurement)`` (clamped
+        to the output limits), so the first auto output continues from the manual one;
+        without a measurement seen in manual the integral is the manual output and the
+        next update is a restart (with a ramp, starting the working setpoint there).
+        """
+        if self.auto:
+            return RESULT_OK
+        meas = self._last_meas
+        if meas is not None and self.ramp_rate is not None:
+            self.setpoint = _clamp(meas, self.setpoint_min, self.setpoint_max)
+        preload = self._manual_output
+        if meas is not None:
+            preload = preload - self._kp * (self.setpoint - meas)
+        self.integral = _clamp(preload, self.out_min, self.out_max)
+        self.p_term = 0.0
+        self.d_term = 0.0
+        self._last_ms = None if meas is None else now_ms
+        self._track_pv = meas is None and self.ramp_rate is not None
+        self.output = self._manual_output
+        self.auto = True
+        return RESULT_OK
+
+    def _rest_output(self):
+        return _clamp(0.0, self.out_min, self.out_max)
+
+    def reset(self):
+        """Forget the dynamic state (integral, last measurement and time, output); keep
+        mode, gains and target.  The working setpoint goes to the target, or with a ramp
+        restarts from the next measurement."""
+        self.integral = self._rest_output()
+        self.p_term = 0.0
+        self.d_term = 0.0
+        self._last_meas = None
+        self._last_ms = None
+        self.setpoint = self.target
+        self._track_pv = self.ramp_rate is not None
+        self.output = None if self.auto else self._manual_output
+
+    # -- the loop --------------------------------------------------------------------
+
+    def update(self, measurement, now_ms):
+        """One control step at tick ``now_ms``; returns the output, or None when the
+        measurement is not a finite number (caller applies its safe output)."""
+        if not self.auto:
+            # Remember the measurement so that set_auto() can be bumpless.
+            self._last_meas = measurement if _finite(measurement) else None
+            return self._manual_output
+        if not _finite(measurement):
+            self._last_ms = None
+            return None
+
+        last_ms = self._last_ms
+        restart = True
+        dt_ms = 0
+        if last_ms is not None:
+            dt_ms = ticks_diff(now_ms, last_ms)
+            if dt_ms >= 0:
+                if dt_ms == 0 or (self.sample_ms is not None and dt_ms < self.sample_ms):
+                    return self.output
+                restart = dt_ms > self.max_gap_ms
+            # dt_ms < 0: more than half a tick period passed (or a caller bug): restart.
+
+        sp = self.setpoint
+        if self._track_pv:
+            sp = _clamp(measurement, self.setpoint_min, self.setpoint_max)
+        elif not restart and self.ramp_rate is not None and sp != self.target:
+            step = self.ramp_rate * dt_ms / 1000.0
+            target = self.target
+            if target > sp:
+                sp = sp + step
+                if sp > target:
+                    sp = target
+            else:
+                sp = sp - step
+                if sp < target:
+                    sp = target
+
+        error = sp - measurement
+        p = self._kp * error
+        integral = self.integral
+        d = 0.0
+        if not restart:
+            dt = dt_ms / 1000.0
+            integral = integral + self._ki * error * dt
+            if integral != integral:  # NaN only from overflowing inputs (0 * inf)
+                integral = self.integral
+            integral = _clamp(integral, self.out_min, self.out_max)
+            d = -self._kd * (measurement - self._last_meas) / dt
+
+        out = p + integral + d
+        if out != out:  # inf - inf from absurd magnitudes: no valid output this step
+            self._last_ms = None
+            return None
+        out = _clamp(out, self.out_min, self.out_max)
+
+        self.setpoint = sp
+        self._track_pv = False
+        self.integral = integral
+        self.p_term = p
+        self.d_term = d
+        self._last_meas = measurement
+        self._last_ms = now_ms
+        self.output = out
+        return out
