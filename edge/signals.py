@@ -1,0 +1,487 @@
+"""Signal conditioning: raw driver readings -> engineering values with a quality code.
+
+Pieces:
+
+* Calibrations turn one raw reading into an engineering value.  Each has
+  ``convert(raw)``, ``raw_ok(raw)`` (physically plausible at all), ``bad_reason(raw)``
+  (why not, as a short code) and ``raw_uncertain(raw)`` (plausible but outside the
+  trustworthy band).  ``Linear``, ``Current4to20`` (NAMUR NE43), ``Table`` (piecewise
+  linear, e.g. thermocouple mV -> degC) and ``Pt100`` (Callendar-Van Dusen).
+* ``SensorChannel`` validates, range-checks, filters and timestamps one input.
+* ``Redundant1oo2`` derives one value from two channels measuring the same thing.
+
+Quality rules (shared by every channel here):
+
+* GOOD: the latest sample was usable and inside the trustworthy band.
+* UNCERTAIN: usable, but the calibration flags it (NE43 over/under-range band) or a
+  1oo2 pair lost one of its sensors.
+* BAD: no usable sample (None/NaN/inf, driver fault flag, implausible raw, engineering
+  value outside ``[range_min, range_max]``), or no usable sample for more than
+  ``stale_ms``, or a 1oo2 disagreement.  ``bad_reason`` says which (first-out cause).
+
+On BAD, ``value`` keeps the last usable (filtered) value so a display still shows
+something, but it must not be trusted: interlocks treat BAD as trip-worthy.  ``value`` is
+None until the first usable sample.  After any BAD period the low-pass filter restarts
+from the next usable sample, so a stale pre-fault value never leaks into the new one.
+
+Allocation: ``update``/``check`` create no containers (floats are still boxed on ports
+with object representation A; that cannot be avoided in Python).
+"""
+
+import math
+
+from edge.clock import ticks_diff
+from protocol.constants import QUALITY_BAD, QUALITY_GOOD, QUALITY_UNCERTAIN
+
+# Short first-out cause codes carried in ``bad_reason`` (and in trip events).
+REASON_NAN = "nan"
+REASON_OPEN = "open"
+REASON_SHORT = "short"
+REASON_OUT_OF_RANGE = "out_of_range"
+REASON_NAMUR_FAIL = "namur_fail"
+REASON_STALE = "stale"
+REASON_DISAGREEMENT = "disagreement"
+
+BAD_REASONS = (
+    REASON_NAN,
+    REASON_OPEN,
+    REASON_SHORT,
+    REASON_OUT_OF_RANGE,
+    REASON_NAMUR_FAIL,
+    REASON_STALE,
+    REASON_DISAGREEMENT,
+)
+
+SELECT_MAX = "max"
+SELECT_MIN = "min"
+SELECT_AVG = "avg"
+_SELECTS = (SELECT_MAX, SELECT_MIN, SELECT_AVG)
+
+
+def is_finite_number(x):
+    """True for an int/float that is neither NaN nor infinite (None -> False)."""
+    if x is None:
+        return False
+    # inf - inf and nan - nan are both NaN, which is the only value unequal to 0 here;
+    # avoids math.isfinite, which older MicroPython builds lack.
+    return x - x == 0
+
+
+def _require_number(field, value):
+    if not is_finite_number(value):
+        raise ValueError("{} must be a finite number, got {!r}".format(field, value))
+
+
+# --------------------------------------------------------------------------- calibrations
+
+
+class Calibration:
+    """Base: every finite raw reading is plausible and trustworthy."""
+
+    def convert(self, raw):
+        return raw
+
+    def raw_ok(self, raw) -> bool:
+        return True
+
+    def bad_reason(self, raw) -> str:
+        """Short code for an implausible ``raw`` (only asked when ``raw_ok`` is False)."""
+        return REASON_OUT_OF_RANGE
+
+    def raw_uncertain(self, raw) -> bool:
+        return False
+
+
+class Linear(Calibration):
+    """``value = gain * raw + offset``; raw outside ``[raw_min, raw_max]`` is implausible.
+
+    ``raw_min``/``raw_max`` may be None for "no bound" (e.g. a digital sensor that already
+    reports engineering units).
+    """
+
+    def __init__(self, gain, offset=0.0, raw_min=None, raw_max=None):
+        _require_number("gain", gain)
+        _require_number("offset", offset)
+        if gain == 0:
+            raise ValueError("gain must be non-zero, got 0")
+        if raw_min is not None:
+            _require_number("raw_min", raw_min)
+        if raw_max is not None:
+            _require_number("raw_max", raw_max)
+        if raw_min is not None and raw_max is not None and raw_min > raw_max:
+            raise ValueError("raw_min {} must be <= raw_max {}".format(raw_min, raw_max))
+        self.gain = gain
+        self.offset = offset
+        self.raw_min = raw_min
+        self.raw_max = raw_max
+
+    def convert(self, raw):
+        return self.gain * raw + self.offset
+
+    def raw_ok(self, raw):
+        if self.raw_min is not None and raw < self.raw_min:
+            return False
+        if self.raw_max is not None and raw > self.raw_max:
+            return False
+        return True
+
+
+# NAMUR NE43 bands for a 4-20 mA loop (raw in mA):
+#   raw <  3.6            failure (broken wire / transmitter fault)   -> BAD "namur_fail"
+#   3.6 <= raw <  3.8     under measuring range                       -> UNCERTAIN
+#   3.8 <= raw <= 20.5    measurement information (incl. 3.8-4 and 20-20.5 over/under-
+#                         range that NE43 treats as valid, linearly extrapolated) -> GOOD
+#   20.5 <  raw <= 21.0   over measuring range                        -> UNCERTAIN
+#   raw >  21.0           failure (short circuit / transmitter fault) -> BAD "namur_fail"
+NE43_FAIL_LOW_MA = 3.6
+NE43_GOOD_LOW_MA = 3.8
+NE43_GOOD_HIGH_MA = 20.5
+NE43_FAIL_HIGH_MA = 21.0
+
+
+class Current4to20(Calibration):
+    """4-20 mA transmitter: 4 mA -> ``lo_value``, 20 mA -> ``hi_value`` (linear).
+
+    Values in the NE43 uncertain bands are still converted linearly (3.7 mA reads a little
+    below ``lo_value``); a channel whose ``range_min``/``range_max`` equal the span will
+    therefore reject them as out of range, so set the channel range to the physically
+    plausible limits rather than the transmitter span.
+    """
+
+    def __init__(self, lo_value, hi_value):
+        _require_number("lo_value", lo_value)
+        _require_number("hi_value", hi_value)
+        if lo_value == hi_value:
+            raise ValueError("lo_value and hi_value must differ, both are {}".format(lo_value))
+        self.lo_value = lo_value
+        self.hi_value = hi_value
+        self._per_ma = (hi_value - lo_value) / 16.0
+
+    def convert(self, raw):
+        return self.lo_value + (raw - 4.0) * self._per_ma
+
+    def raw_ok(self, raw):
+        return NE43_FAIL_LOW_MA <= raw <= NE43_FAIL_HIGH_MA
+
+    def bad_reason(self, raw):
+        return REASON_NAMUR_FAIL
+
+    def raw_uncertain(self, raw):
+        return raw < NE43_GOOD_LOW_MA or raw > NE43_GOOD_HIGH_MA
+
+
+class Table(Calibration):
+    """Piecewise-linear interpolation through ``points`` = ((raw, value), ...).
+
+    Raw points must be strictly increasing (values may go either way, e.g. NTC).  A raw
+    reading outside the table is implausible; ``low_reason``/``high_reason`` name the
+    cause (an RTD table would use "short" below and "open" above).
+    """
+
+    def __init__(self, points, low_reason=REASON_OUT_OF_RANGE, high_reason=REASON_OUT_OF_RANGE):
+        raws = []
+        values = []
+        for i, point in enumerate(points):
+            if len(point) != 2:
+                raise ValueError("points[{}] must be (raw, value), got {!r}".format(i, point))
+            raw, value = point
+            _require_number("points[{}] raw".format(i), raw)
+            _require_number("points[{}] value".format(i), value)
+            if raws and raw <= raws[-1]:
+                raise ValueError(
+                    "points[{}] raw {} must be > previous raw {} (sorted, no duplicates)".format(
+                        i, raw, raws[-1]
+                    )
+                )
+            raws.append(raw)
+            values.append(value)
+        if len(raws) < 2:
+            raise ValueError("points needs at least 2 entries, got {}".format(len(raws)))
+        self._raws = tuple(raws)
+        self._values = tuple(values)
+        self.raw_min = raws[0]
+        self.raw_max = raws[-1]
+        self.low_reason = low_reason
+        self.high_reason = high_reason
+
+    def raw_ok(self, raw):
+        return self.raw_min <= raw <= self.raw_max
+
+    def bad_reason(self, raw):
+        return self.low_reason if raw < self.raw_min else self.high_reason
+
+    def convert(self, raw):
+        raws = self._raws
+        # Binary search for the segment [raws[lo], raws[lo + 1]] holding raw.
+        lo = 0
+        hi = len(raws) - 1
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            if raws[mid] <= raw:
+                lo = mid
+            else:
+                hi = mid
+        r0 = raws[lo]
+        v0 = self._values[lo]
+        return v0 + (raw - r0) * (self._values[hi] - v0) / (raws[hi] - r0)
+
+
+# IEC 60751 Callendar-Van Dusen coefficients.
+CVD_A = 3.9083e-3
+CVD_B = -5.775e-7
+CVD_C = -4.183e-12  # only below 0 degC
+
+
+def cvd_resistance(t_c, r0=100.0):
+    """Resistance of a platinum RTD at ``t_c`` degC (IEC 60751), for tests and tables."""
+    r = 1.0 + CVD_A * t_c + CVD_B * t_c * t_c
+    if t_c < 0:
+        r += CVD_C * (t_c - 100.0) * t_c * t_c * t_c
+    return r0 * r
+
+
+class Pt100(Calibration):
+    """Platinum RTD, raw in ohms -> degC by Callendar-Van Dusen.
+
+    0..850 degC (R >= R0): the quadratic R = R0 (1 + A T + B T^2) solved exactly for T, in
+    the cancellation-free form T = 2 (R/R0 - 1) / (A + sqrt(A^2 + 4 B (R/R0 - 1))), which
+    keeps its precision in single-precision floats.  Below 0 degC the quadratic root is
+    refined by Newton steps on the full equation (with the C term), so the usual
+    -200..0 degC range is accurate too.
+
+    Raw above ``r_open`` (default 4 * R0: 400 ohm for a Pt100, beyond 850 degC) is an open
+    circuit; below ``r_short`` (default 0.18 * R0: 18 ohm, about -200 degC) a short.
+    ``r0=1000`` gives a Pt1000.
+    """
+
+    def __init__(self, r0=100.0, r_short=None, r_open=None):
+        _require_number("r0", r0)
+        if r0 <= 0:
+            raise ValueError("r0 must be > 0 ohm, got {}".format(r0))
+        if r_short is None:
+            r_short = 0.18 * r0
+        if r_open is None:
+            r_open = 4.0 * r0
+        _require_number("r_short", r_short)
+        _require_number("r_open", r_open)
+        if not 0 < r_short < r0 < r_open:
+            raise ValueError(
+                "need 0 < r_short < r0 < r_open, got r_short={} r0={} r_open={}".format(
+                    r_short, r0, r_open
+                )
+            )
+        self.r0 = r0
+        self.r_short = r_short
+        self.r_open = r_open
+
+    def raw_ok(self, raw):
+        return self.r_short <= raw <= self.r_open
+
+    def bad_reason(self, raw):
+        return REASON_SHORT if raw < self.r_short else REASON_OPEN
+
+    def convert(self, raw):
+        x = raw / self.r0 - 1.0
+        t = 2.0 * x / (CVD_A + math.sqrt(CVD_A * CVD_A + 4.0 * CVD_B * x))
+        if t < 0:
+            # The C term is -4.2e-12 (t - 100) t^3: tiny near 0, ~2.5 degC at -200 degC.
+            n = 4
+            while n > 0:
+                n -= 1
+                t2 = t * t
+                f = CVD_A * t + CVD_B * t2 + CVD_C * (t - 100.0) * t2 * t - x
+                df = CVD_A + 2.0 * CVD_B * t + CVD_C * (4.0 * t - 300.0) * t2
+                t -= f / df
+        return t
+
+
+# ------------------------------------------------------------------------------ channels
+
+
+class SensorChannel:
+    """One conditioned input.
+
+    ``update(raw, now_ms, fault=None)`` takes a driver reading (None or NaN when the driver
+    failed; ``fault`` lets a driver name the failure, e.g. a MAX31855 open-thermocouple bit
+    -> ``fault="open"``).  ``check(now_ms)`` applies staleness and should run every tick.
+
+    * ``filter_tau_ms``: first-order low-pass time constant (0 = no filter).  Discrete
+      form y += a (x - y) with a = dt / (tau + dt), dt from ticks, so the output is always
+      between the previous output and the new input.
+    * ``stale_ms``: BAD "stale" once the last usable sample is older than this (strictly
+      more than ``stale_ms`` ms ago); None disables.  Before the first usable sample the
+      channel is BAD "stale" too.
+    * ``range_min``/``range_max``: inclusive engineering-unit limits, not widened by any
+      margin; outside -> BAD "out_of_range".  None = unbounded.
+
+    A GOOD or UNCERTAIN sample is "usable": it updates ``value`` and ``last_good_ms``.
+    """
+
+    def __init__(
+        self,
+        name,
+        calibration=None,
+        filter_tau_ms=0,
+        stale_ms=2000,
+        range_min=None,
+        range_max=None,
+    ):
+        if filter_tau_ms is None or filter_tau_ms < 0:
+            raise ValueError(
+                "{}: filter_tau_ms must be >= 0 ms, got {!r}".format(name, filter_tau_ms)
+            )
+        if stale_ms is not None and stale_ms <= 0:
+            raise ValueError("{}: stale_ms must be > 0 ms or None, got {!r}".format(name, stale_ms))
+        if range_min is not None:
+            _require_number(name + ".range_min", range_min)
+        if range_max is not None:
+            _require_number(name + ".range_max", range_max)
+        if range_min is not None and range_max is not None and range_min > range_max:
+            raise ValueError(
+                "{}: range_min {} must be <= range_max {}".format(name, range_min, range_max)
+            )
+        self.name = name
+        self.calibration = calibration if calibration is not None else Calibration()
+        self.filter_tau_ms = filter_tau_ms
+        self.stale_ms = stale_ms
+        self.range_min = range_min
+        self.range_max = range_max
+        self.value = None
+        self.quality = QUALITY_BAD
+        self.bad_reason = REASON_STALE
+        self.raw = None
+        self.last_good_ms = None
+        self._primed = False  # filter has a valid previous output
+
+    def _set_bad(self, reason):
+        self.quality = QUALITY_BAD
+        self.bad_reason = reason
+        self._primed = False
+
+    def update(self, raw, now_ms, fault=None):
+        """Take one driver reading at ``now_ms``; returns the new quality."""
+        self.raw = raw
+        if fault:
+            self._set_bad(fault)
+            return QUALITY_BAD
+        if not is_finite_number(raw):
+            self._set_bad(REASON_NAN)
+            return QUALITY_BAD
+        cal = self.calibration
+        if not cal.raw_ok(raw):
+            self._set_bad(cal.bad_reason(raw))
+            return QUALITY_BAD
+        x = cal.convert(raw)
+        if (
+            not is_finite_number(x)
+            or (self.range_min is not None and x < self.range_min)
+            or (self.range_max is not None and x > self.range_max)
+        ):
+            self._set_bad(REASON_OUT_OF_RANGE)
+            return QUALITY_BAD
+
+        if self._primed and self.filter_tau_ms > 0:
+            dt = ticks_diff(now_ms, self.last_good_ms)
+            if dt < 0:
+                dt = 0
+            y = self.value
+            y += (x - y) * (dt / (self.filter_tau_ms + dt))
+            # Rounding can overshoot the input by an ulp; keep the output within bounds.
+            if (x >= self.value and y > x) or (x < self.value and y < x):
+                y = x
+            self.value = y
+        else:
+            self.value = x
+        self._primed = True
+        self.last_good_ms = now_ms
+        self.quality = QUALITY_UNCERTAIN if cal.raw_uncertain(raw) else QUALITY_GOOD
+        self.bad_reason = None
+        return self.quality
+
+    def check(self, now_ms):
+        """Staleness: BAD "stale" when no usable sample for more than ``stale_ms``."""
+        if (
+            self.quality != QUALITY_BAD
+            and self.stale_ms is not None
+            and ticks_diff(now_ms, self.last_good_ms) > self.stale_ms
+        ):
+            self._set_bad(REASON_STALE)
+        return self.quality
+
+    def __repr__(self):
+        return "<SensorChannel {} value={} quality={} reason={}>".format(
+            self.name, self.value, self.quality, self.bad_reason
+        )
+
+
+class Redundant1oo2:
+    """One value from two channels measuring the same variable (1-out-of-2).
+
+    * both usable and ``|a - b| <= max_disagreement``: value by ``select`` ("max" for
+      high-trip variables such as over-temperature, so either sensor alone can trip;
+      "min" for low-trip variables; "avg"), quality GOOD (UNCERTAIN if either is);
+    * both usable but further apart: BAD "disagreement" (one of them is lying and we
+      cannot tell which);
+    * one BAD: the other's value, quality UNCERTAIN (redundancy lost; still usable);
+    * both BAD: BAD with ``a``'s reason (``b``'s if ``a`` has none).
+
+    Derived: call ``check(now_ms)`` each tick after the inputs were updated; it also runs
+    the inputs' own staleness checks.  As for ``SensorChannel``, ``value`` keeps the last
+    usable value while BAD.
+    """
+
+    def __init__(self, a, b, max_disagreement, name=None, select=SELECT_AVG):
+        _require_number("max_disagreement", max_disagreement)
+        if max_disagreement < 0:
+            raise ValueError("max_disagreement must be >= 0, got {}".format(max_disagreement))
+        if select not in _SELECTS:
+            raise ValueError("select must be one of {}, got {!r}".format(_SELECTS, select))
+        self.a = a
+        self.b = b
+        self.max_disagreement = max_disagreement
+        self.name = name if name is not None else "{}|{}".format(a.name, b.name)
+        self.select = select
+        self.value = None
+        self.quality = QUALITY_BAD
+        self.bad_reason = REASON_STALE
+        self.last_good_ms = None
+
+    def check(self, now_ms):
+        a = self.a
+        b = self.b
+        a.check(now_ms)
+        b.check(now_ms)
+        a_ok = a.quality != QUALITY_BAD
+        b_ok = b.quality != QUALITY_BAD
+        if a_ok and b_ok:
+            va = a.value
+            vb = b.value
+            if abs(va - vb) > self.max_disagreement:
+                self.quality = QUALITY_BAD
+                self.bad_reason = REASON_DISAGREEMENT
+                return QUALITY_BAD
+            if self.select == SELECT_MAX:
+                self.value = va if va >= vb else vb
+            elif self.select == SELECT_MIN:
+                self.value = va if va <= vb else vb
+            else:
+                self.value = (va + vb) * 0.5
+            if a.quality == QUALITY_GOOD and b.quality == QUALITY_GOOD:
+                self.quality = QUALITY_GOOD
+            else:
+                self.quality = QUALITY_UNCERTAIN
+        elif a_ok or b_ok:
+            self.value = a.value if a_ok else b.value
+            self.quality = QUALITY_UNCERTAIN
+        else:
+            self.quality = QUALITY_BAD
+            self.bad_reason = a.bad_reason or b.bad_reason
+            return QUALITY_BAD
+        self.bad_reason = None
+        self.last_good_ms = now_ms
+        return self.quality
+
+    def __repr__(self):
+        return "<Redundant1oo2 {} value={} quality={} reason={}>".format(
+            self.name, self.value, self.quality, self.bad_reason
+        )
