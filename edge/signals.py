@@ -31,6 +31,7 @@ with object representation A; that cannot be avoided in Python).
 import math
 
 from edge.clock import ticks_diff
+from edge.hal import FAULT_STARTING
 from protocol.constants import QUALITY_BAD, QUALITY_GOOD, QUALITY_UNCERTAIN
 
 # Short first-out cause codes carried in ``bad_reason`` (and in trip events).
@@ -309,8 +310,14 @@ class SensorChannel:
       form y += a (x - y) with a = dt / (tau + dt), dt from ticks, so the output is always
       between the previous output and the new input.
     * ``stale_ms``: BAD "stale" once the last usable sample is older than this (strictly
-      more than ``stale_ms`` ms ago); None disables.  Before the first usable sample the
-      channel is BAD "stale" too.
+      more than ``stale_ms`` ms ago); None disables.
+    * Start-up: a new channel is UNCERTAIN with ``value`` None (``starting`` is True) while
+      its driver reports ``fault="starting"`` (a bus device's first conversion is not ready;
+      see edge.hal), for at most ``stale_ms`` after the first reading: then it is BAD
+      "stale".  Any other failure before the first usable sample is BAD at once.  Without
+      this, every module would boot with latched sensor_bad trips from sensors that
+      simply had not converted yet; with it, a sensor that never delivers still trips
+      within ``stale_ms`` of boot.
     * ``range_min``/``range_max``: inclusive engineering-unit limits, not widened by any
       margin; outside -> BAD "out_of_range".  None = unbounded.
 
@@ -347,11 +354,17 @@ class SensorChannel:
         self.range_min = range_min
         self.range_max = range_max
         self.value = None
-        self.quality = QUALITY_BAD
-        self.bad_reason = REASON_STALE
+        self.quality = QUALITY_UNCERTAIN
+        self.bad_reason = None
         self.raw = None
         self.last_good_ms = None
+        self._start_ms = None  # first reading, while no usable sample has arrived yet
         self._primed = False  # filter has a valid previous output
+
+    @property
+    def starting(self):
+        """True until the first usable sample (and while not yet BAD)."""
+        return self.last_good_ms is None and self.quality != QUALITY_BAD
 
     def _set_bad(self, reason):
         self.quality = QUALITY_BAD
@@ -361,7 +374,11 @@ class SensorChannel:
     def update(self, raw, now_ms, fault=None):
         """Take one driver reading at ``now_ms``; returns the new quality."""
         self.raw = raw
+        if self._start_ms is None:
+            self._start_ms = now_ms
         if fault:
+            if fault == FAULT_STARTING and self.starting:
+                return self.check(now_ms)
             self._set_bad(fault)
             return QUALITY_BAD
         if not is_finite_number(raw):
@@ -399,12 +416,16 @@ class SensorChannel:
         return self.quality
 
     def check(self, now_ms):
-        """Staleness: BAD "stale" when no usable sample for more than ``stale_ms``."""
-        if (
-            self.quality != QUALITY_BAD
-            and self.stale_ms is not None
-            and ticks_diff(now_ms, self.last_good_ms) > self.stale_ms
-        ):
+        """Staleness: BAD "stale" when no usable sample for more than ``stale_ms``
+        (counted from the first reading while the channel is still starting)."""
+        if self.quality == QUALITY_BAD or self.stale_ms is None:
+            return self.quality
+        since = self.last_good_ms
+        if since is None:
+            if self._start_ms is None:
+                self._start_ms = now_ms
+            since = self._start_ms
+        if ticks_diff(now_ms, since) > self.stale_ms:
             self._set_bad(REASON_STALE)
         return self.quality
 
@@ -442,8 +463,8 @@ class Redundant1oo2:
         self.name = name if name is not None else "{}|{}".format(a.name, b.name)
         self.select = select
         self.value = None
-        self.quality = QUALITY_BAD
-        self.bad_reason = REASON_STALE
+        self.quality = QUALITY_UNCERTAIN
+        self.bad_reason = None
         self.last_good_ms = None
 
     def check(self, now_ms):
@@ -451,11 +472,21 @@ class Redundant1oo2:
         b = self.b
         a.check(now_ms)
         b.check(now_ms)
-        a_ok = a.quality != QUALITY_BAD
-        b_ok = b.quality != QUALITY_BAD
-        if a_ok and b_ok:
-            va = a.value
-            vb = b.value
+        va = a.value
+        vb = b.value
+        a_ok = a.quality != QUALITY_BAD and va is not None
+        b_ok = b.quality != QUALITY_BAD and vb is not None
+        if not a_ok and not b_ok and (a.quality != QUALITY_BAD or b.quality != QUALITY_BAD):
+            # At least one input is still starting and none has a value yet.
+            if a.quality == QUALITY_BAD or b.quality == QUALITY_BAD:
+                bad = a if a.quality == QUALITY_BAD else b
+                self.quality = QUALITY_BAD
+                self.bad_reason = bad.bad_reason
+                return QUALITY_BAD
+            self.quality = QUALITY_UNCERTAIN
+            self.bad_reason = None
+            return self.quality
+        if va is not None and vb is not None and a_ok and b_ok:
             if abs(va - vb) > self.max_disagreement:
                 self.quality = QUALITY_BAD
                 self.bad_reason = REASON_DISAGREEMENT

@@ -343,10 +343,15 @@ def test_trip_on_bad_false_ignores_bad_but_blocks_reset():
     assert not ok and "sensor_bad" in reason
 
 
-def test_never_sampled_channel_trips_as_sensor_bad():
-    ch = channel()
+def test_never_sampled_channel_trips_as_sensor_bad_once_stale():
+    ch = channel(stale_ms=1000)
     iset = InterlockSet([high_temp(ch)], SAFE)
-    iset.evaluate(0)
+    ch.check(0)
+    assert not iset.evaluate(0)  # still starting: no value to judge, no trip yet
+    ch.check(1000)
+    assert not iset.evaluate(1000)
+    ch.check(1001)
+    assert iset.evaluate(1001)
     assert iset.first_out.cause == "sensor_bad" and iset.first_out.reason == "stale"
 
 

@@ -218,15 +218,55 @@ def test_pt1000_scales_bounds():
 # ----------------------------------------------------------------------------- channel
 
 
-def test_channel_starts_bad_stale_without_value():
-    ch = SensorChannel("TT1", Linear(1.0))
+def test_channel_starts_uncertain_and_goes_bad_stale_if_nothing_arrives():
+    ch = SensorChannel("TT1", Linear(1.0), stale_ms=2000)
     assert (ch.value, ch.quality, ch.bad_reason, ch.last_good_ms) == (
         None,
-        QUALITY_BAD,
-        "stale",
+        QUALITY_UNCERTAIN,
+        None,
         None,
     )
-    assert ch.check(10_000) == QUALITY_BAD
+    assert ch.starting
+    # A bus device still converting: tolerated for stale_ms after the first reading...
+    assert ch.update(None, 1000, fault="starting") == QUALITY_UNCERTAIN
+    assert ch.update(None, 3000, fault="starting") == QUALITY_UNCERTAIN
+    # ...then the channel is BAD "stale", so a sensor that never delivers still trips.
+    assert ch.update(None, 3001, fault="starting") == QUALITY_BAD
+    assert ch.bad_reason == "stale" and not ch.starting
+
+
+def test_channel_without_readings_goes_stale_from_its_first_check():
+    ch = SensorChannel("TT1", Linear(1.0), stale_ms=500)
+    assert ch.check(100) == QUALITY_UNCERTAIN
+    assert ch.check(601) == QUALITY_BAD and ch.bad_reason == "stale"
+
+
+def test_channel_real_fault_at_boot_is_bad_at_once():
+    ch = SensorChannel("TT1", Pt100())
+    assert ch.update(None, 0, fault="open") == QUALITY_BAD
+    assert ch.bad_reason == "open"
+    ch2 = SensorChannel("TT2", Linear(1.0))
+    assert ch2.update(float("nan"), 0) == QUALITY_BAD
+
+
+def test_channel_starting_fault_after_first_sample_is_bad():
+    ch = SensorChannel("TT1", Linear(1.0))
+    ch.update(20.0, 0)
+    assert ch.update(None, 100, fault="starting") == QUALITY_BAD
+    assert ch.bad_reason == "starting"
+
+
+def test_1oo2_starting_inputs_are_uncertain_without_value():
+    a = SensorChannel("TT1A", Linear(1.0), stale_ms=1000)
+    b = SensorChannel("TT1B", Linear(1.0), stale_ms=1000)
+    r = Redundant1oo2(a, b, 5.0, select="max")
+    a.update(None, 0, fault="starting")
+    b.update(None, 0, fault="starting")
+    assert r.check(0) == QUALITY_UNCERTAIN and r.value is None
+    a.update(50.0, 100)
+    assert r.check(100) == QUALITY_UNCERTAIN and r.value == 50.0
+    b.update(None, 1001, fault="starting")
+    assert r.check(1001) == QUALITY_UNCERTAIN and r.value == 50.0  # b stale, a carries on
 
 
 def test_channel_bad_samples_keep_last_value():
