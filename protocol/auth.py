@@ -1,0 +1,276 @@
+"""Command authentication (HMAC-SHA256 tags, replay counters) and command expiry.
+
+A module that holds a key (16-32 bytes, one per module) accepts a command only when its
+auth block carries
+
+    tag = HMAC-SHA256(key, cbor([module_id, boot_nonce, sender_id, counter, unsigned]))[:16]
+
+where ``unsigned`` is the canonical encoding of the command without its auth block and
+``boot_nonce`` is the nonce of the module's current BIRTH.  The nonce changes on every
+boot, so tags made for an earlier boot are worthless and counters may start again; within
+a boot each sender's counter must strictly increase (replay protection).  Hosts should use
+a counter that survives their own restarts (e.g. host time in ms): the module remembers the
+last counter per sender for as long as it stays up.
+
+Expiry is judged in host time: ``HostTimeEstimate`` follows the host clock from LEASE
+messages.  Modules check, in this order: parse (MALFORMED), ``CommandVerifier.verify``
+(UNAUTHENTICATED / REPLAYED), ``HostTimeEstimate.is_expired`` (EXPIRED), then the op.
+
+MicroPython has no ``hmac`` module, so HMAC (RFC 2104) is built on ``hashlib.sha256``.
+Keys never leave this module: nothing here prints, logs or reprs them.
+"""
+
+import hashlib
+
+from protocol import cbor
+from protocol.constants import (
+    RESULT_MALFORMED,
+    RESULT_OK,
+    RESULT_REPLAYED,
+    RESULT_UNAUTHENTICATED,
+)
+from protocol.messages import (
+    AUTH_TAG_LEN,
+    BOOT_NONCE_MAX,
+    BOOT_NONCE_MIN,
+    U64_MAX,
+    Auth,
+    Command,
+    MessageError,
+    _ident,
+    _uint,
+    build_command,
+    parse_command,
+)
+
+try:
+    from micropython import const
+except ImportError:  # CPython: const() is a compile-time hint on MicroPython only
+    const = lambda expr: expr  # noqa: E731
+
+
+KEY_MIN_LEN = const(16)
+KEY_MAX_LEN = const(32)
+_BLOCK = const(64)  # SHA-256 block size
+
+# Local copy of edge/clock.py's tick arithmetic: protocol imports nothing of flowskid.
+_TICKS_MAX = const((1 << 30) - 1)
+_TICKS_HALF = const(1 << 29)
+
+
+class AuthError(ValueError):
+    """Bad key, nonce or signing input (never contains the key)."""
+
+
+def _ticks_diff(end, start):
+    return ((end - start + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
+
+
+def _check_key(key):
+    if isinstance(key, bytearray):
+        key = bytes(key)
+    if type(key) is not bytes or not KEY_MIN_LEN <= len(key) <= KEY_MAX_LEN:
+        # The message states the length only: a key must not end up in a log.
+        n = len(key) if type(key) is bytes else type(key).__name__
+        raise AuthError(
+            "auth.key: bytes of length {}..{} required, got {}".format(KEY_MIN_LEN, KEY_MAX_LEN, n)
+        )
+    return key
+
+
+def _check_nonce(boot_nonce):
+    if isinstance(boot_nonce, bytearray):
+        boot_nonce = bytes(boot_nonce)
+    if type(boot_nonce) is not bytes or not BOOT_NONCE_MIN <= len(boot_nonce) <= BOOT_NONCE_MAX:
+        raise AuthError(
+            "auth.boot_nonce: {!r} not in bytes of length {}..{}".format(
+                boot_nonce, BOOT_NONCE_MIN, BOOT_NONCE_MAX
+            )
+        )
+    return boot_nonce
+
+
+def _pads(key):
+    """Inner and outer padded keys of HMAC (RFC 2104)."""
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    ipad = bytearray(_BLOCK)
+    opad = bytearray(_BLOCK)
+    for i in range(_BLOCK):
+        b = key[i] if i < len(key) else 0
+        ipad[i] = b ^ 0x36
+        opad[i] = b ^ 0x5C
+    return bytes(ipad), bytes(opad)
+
+
+def _hmac_with_pads(pads, msg):
+    inner = hashlib.sha256(pads[0])
+    inner.update(msg)
+    outer = hashlib.sha256(pads[1])
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def hmac_sha256(key, msg):
+    """HMAC-SHA256 (RFC 2104) of ``msg`` under ``key`` (any length)."""
+    return _hmac_with_pads(_pads(key), msg)
+
+
+def equal_ct(a, b):
+    """Compare two byte strings in time independent of where they differ."""
+    if len(a) != len(b):
+        return False  # lengths are public (tags are always 16 bytes)
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+def _tag_input(module_id, boot_nonce, sender, counter, unsigned):
+    return cbor.encode([module_id, boot_nonce, sender, counter, unsigned])
+
+
+def compute_tag(key, module_id, boot_nonce, sender, counter, unsigned):
+    """The 16-byte tag for a command whose canonical unsigned encoding is ``unsigned``."""
+    key = _check_key(key)
+    return hmac_sha256(key, _tag_input(module_id, boot_nonce, sender, counter, unsigned))[
+        :AUTH_TAG_LEN
+    ]
+
+
+def sign_command(command, key, module_id, boot_nonce, sender, counter):
+    """Host side: return ``command`` (bytes from build_command, or a Command) with an auth
+    block for ``module_id`` in its boot identified by ``boot_nonce`` (from its BIRTH).
+
+    ``counter`` must exceed every counter this sender used since the module booted.
+    """
+    key = _check_key(key)
+    boot_nonce = _check_nonce(boot_nonce)
+    _ident("command.module_id", module_id)
+    _ident("command.auth.sender", sender)
+    _uint("command.auth.counter", counter, U64_MAX)
+    if not isinstance(command, Command):
+        command = parse_command(command)
+    unsigned = command.unsigned_bytes()
+    tag = compute_tag(key, module_id, boot_nonce, sender, counter, unsigned)
+    return build_command(
+        command.command_id,
+        command.op,
+        command.args,
+        command.expiry_ms,
+        Auth(sender, counter, tag),
+    )
+
+
+class CommandVerifier:
+    """Module side: checks tags and per-sender counters for the current boot.
+
+    The sender table is bounded (``max_senders``): a sender beyond the bound is refused as
+    unauthenticated rather than evicting another sender, because an evicted sender's
+    counter would be forgotten and its old commands could then be replayed.
+    """
+
+    __slots__ = ("module_id", "boot_nonce", "max_senders", "_pads", "_senders", "_counters")
+
+    def __init__(self, key, module_id, boot_nonce, max_senders=8):
+        self._pads = _pads(_check_key(key))
+        _ident("verifier.module_id", module_id)
+        self.module_id = module_id
+        self.boot_nonce = _check_nonce(boot_nonce)
+        if type(max_senders) is not int or max_senders < 1:
+            raise AuthError("auth.max_senders: {!r} not in 1..".format(max_senders))
+        self.max_senders = max_senders
+        self._senders = []
+        self._counters = []
+
+    def __repr__(self):
+        return "CommandVerifier(module_id={!r}, senders={}/{}, key=<hidden>)".format(
+            self.module_id, len(self._senders), self.max_senders
+        )
+
+    def new_boot(self, boot_nonce):
+        """Start a new boot (fresh nonce): old tags die, counters may restart."""
+        self.boot_nonce = _check_nonce(boot_nonce)
+        self._senders = []
+        self._counters = []
+
+    def last_counter(self, sender):
+        """Last accepted counter of ``sender`` in this boot, or None."""
+        for i in range(len(self._senders)):
+            if self._senders[i] == sender:
+                return self._counters[i]
+        return None
+
+    def verify(self, cmd):
+        """RESULT_OK, RESULT_UNAUTHENTICATED (no/bad tag, sender table full),
+        RESULT_REPLAYED (counter not above the sender's last) or RESULT_MALFORMED (bytes
+        that do not parse).  Only an accepted command advances the sender's counter."""
+        if not isinstance(cmd, Command):
+            try:
+                cmd = parse_command(cmd)
+            except MessageError:
+                return RESULT_MALFORMED
+        auth = cmd.auth
+        if auth is None:
+            return RESULT_UNAUTHENTICATED
+        unsigned = cmd.unsigned_bytes()
+        data = _tag_input(self.module_id, self.boot_nonce, auth.sender, auth.counter, unsigned)
+        expected = _hmac_with_pads(self._pads, data)[:AUTH_TAG_LEN]
+        if not equal_ct(expected, auth.tag):
+            return RESULT_UNAUTHENTICATED
+        senders = self._senders
+        for i in range(len(senders)):
+            if senders[i] == auth.sender:
+                if auth.counter <= self._counters[i]:
+                    return RESULT_REPLAYED
+                self._counters[i] = auth.counter
+                return RESULT_OK
+        if len(senders) >= self.max_senders:
+            return RESULT_UNAUTHENTICATED
+        senders.append(auth.sender)
+        self._counters.append(auth.counter)
+        return RESULT_OK
+
+
+class HostTimeEstimate:
+    """Host wall-clock time (ms since the Unix epoch) as seen by a module, from LEASEs.
+
+    ``update`` with each lease's host time and the local tick time of its arrival;
+    ``host_now`` extrapolates with the local ticks (wrap-safe).  The estimate lags the host
+    by the lease's transit time, so a command looks at most that much younger.
+
+    Until a lease arrives, or once the last one is older than ``max_age_ms`` (the local
+    clock drifts, and past half the tick period a difference becomes ambiguous), host time
+    is unknown and every command counts as expired: a module that cannot tell the time
+    cannot tell a fresh command from a stale or replayed-late one, so it refuses.
+    """
+
+    __slots__ = ("max_age_ms", "_host_ms", "_local_ms")
+
+    def __init__(self, max_age_ms=600000):
+        if type(max_age_ms) is not int or not 0 < max_age_ms < _TICKS_HALF:
+            raise ValueError(
+                "host_time.max_age_ms: {!r} not in 1..{}".format(max_age_ms, _TICKS_HALF - 1)
+            )
+        self.max_age_ms = max_age_ms
+        self._host_ms = None
+        self._local_ms = 0
+
+    def update(self, host_time_ms, now_ms):
+        """Record a lease: the host's clock read ``host_time_ms`` at local tick ``now_ms``."""
+        self._host_ms = host_time_ms
+        self._local_ms = now_ms
+
+    def host_now(self, now_ms):
+        """Estimated host time at local tick ``now_ms``, or None if unknown."""
+        if self._host_ms is None:
+            return None
+        age = _ticks_diff(now_ms, self._local_ms)
+        if age < 0 or age > self.max_age_ms:
+            return None
+        return self._host_ms + age
+
+    def is_expired(self, expiry_ms, now_ms):
+        """True when host time is past ``expiry_ms`` or unknown (see class doc)."""
+        host = self.host_now(now_ms)
+        return host is None or host > expiry_ms

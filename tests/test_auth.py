@@ -1,0 +1,313 @@
+"""protocol.auth: HMAC-SHA256, command signing and verification, host time and expiry."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.auth import (
+    AuthError,
+    CommandVerifier,
+    HostTimeEstimate,
+    compute_tag,
+    equal_ct,
+    hmac_sha256,
+    sign_command,
+)
+from protocol.constants import (
+    RESULT_MALFORMED,
+    RESULT_OK,
+    RESULT_REPLAYED,
+    RESULT_UNAUTHENTICATED,
+)
+from protocol.messages import Auth, MessageError, build_command, parse_command
+
+KEY = bytes(range(100, 132))  # 32 bytes
+NONCE = bytes.fromhex("a1a2a3a4a5a6a7a8")
+MODULE = "reactor-2"
+EXPIRY = 1767225605000
+
+
+def command(cid=1, value=80.0):
+    return build_command(cid, "set_setpoint", {"channel": 1, "value": value}, EXPIRY)
+
+
+def signed(cid=1, counter=1, sender="host-a", key=KEY, module=MODULE, nonce=NONCE, value=80.0):
+    return sign_command(command(cid, value), key, module, nonce, sender, counter)
+
+
+# --- HMAC -------------------------------------------------------------------------------
+
+RFC4231 = [
+    # (key, data, full or truncated HMAC-SHA-256)
+    (b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+    (
+        b"Jefe",
+        b"what do ya want for nothing?",
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    ),
+    (
+        b"\xaa" * 20,
+        b"\xdd" * 50,
+        "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+    ),
+    (
+        bytes(range(1, 26)),
+        b"\xcd" * 50,
+        "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+    ),
+    (b"\x0c" * 20, b"Test With Truncation", "a3b6167473100ee06e0c796c2955552b"),
+    (
+        b"\xaa" * 131,
+        b"Test Using Larger Than Block-Size Key - Hash Key First",
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+    ),
+    (
+        b"\xaa" * 131,
+        b"This is a test using a larger than block-size key and a larger than block-size data."
+        b" The key needs to be hashed before being used by the HMAC algorithm.",
+        "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+    ),
+]
+
+
+@pytest.mark.parametrize("key, data, expected", RFC4231)
+def test_hmac_rfc4231_vectors(key, data, expected):
+    mac = hmac_sha256(key, data)
+    assert mac.hex()[: len(expected)] == expected
+    assert mac == hmac.new(key, data, hashlib.sha256).digest()
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=150), st.binary(max_size=300))
+def test_hmac_matches_cpython(key, data):
+    assert hmac_sha256(key, data) == hmac.new(key, data, hashlib.sha256).digest()
+
+
+def test_equal_ct():
+    assert equal_ct(b"abc", b"abc")
+    assert not equal_ct(b"abc", b"abd")
+    assert not equal_ct(b"abc", b"xbc")
+    assert not equal_ct(b"abc", b"ab")
+    assert equal_ct(b"", b"")
+
+
+def test_tag_is_hmac_of_the_documented_array():
+    unsigned = command()
+    tag = compute_tag(KEY, MODULE, NONCE, "host-a", 7, unsigned)
+    data = cbor2.dumps([MODULE, NONCE, "host-a", 7, unsigned], canonical=True)
+    assert tag == hmac.new(KEY, data, hashlib.sha256).digest()[:16]
+    cmd = parse_command(signed(counter=7))
+    assert cmd.auth == Auth("host-a", 7, tag)
+    assert cmd.unsigned_bytes() == unsigned
+
+
+# --- Verification -----------------------------------------------------------------------
+
+
+def verifier(**kw):
+    args = dict(key=KEY, module_id=MODULE, boot_nonce=NONCE)
+    args.update(kw)
+    return CommandVerifier(**args)
+
+
+def test_accepts_signed_command_as_bytes_or_parsed():
+    v = verifier()
+    assert v.verify(signed(counter=1)) == RESULT_OK
+    assert v.verify(parse_command(signed(counter=2))) == RESULT_OK
+    assert v.last_counter("host-a") == 2
+
+
+def test_rejects_unsigned_and_tampered():
+    v = verifier()
+    assert v.verify(command()) == RESULT_UNAUTHENTICATED
+    good = parse_command(signed(counter=5))
+    # same auth block on a different value
+    forged = build_command(1, "set_setpoint", {"channel": 1, "value": 99.0}, EXPIRY, good.auth)
+    assert v.verify(forged) == RESULT_UNAUTHENTICATED
+    # flipped tag bit
+    bad_tag = bytes([good.auth.tag[0] ^ 1]) + good.auth.tag[1:]
+    tampered = build_command(
+        1, "set_setpoint", {"channel": 1, "value": 80.0}, EXPIRY, Auth("host-a", 5, bad_tag)
+    )
+    assert v.verify(tampered) == RESULT_UNAUTHENTICATED
+    # counter changed after signing
+    bumped = build_command(
+        1, "set_setpoint", {"channel": 1, "value": 80.0}, EXPIRY, Auth("host-a", 6, good.auth.tag)
+    )
+    assert v.verify(bumped) == RESULT_UNAUTHENTICATED
+    # wrong key, wrong module, another sender name
+    assert v.verify(signed(key=bytes(32))) == RESULT_UNAUTHENTICATED
+    assert v.verify(signed(module="reactor-3")) == RESULT_UNAUTHENTICATED
+    assert v.last_counter("host-a") is None  # nothing was recorded
+    assert v.verify(good) == RESULT_OK
+
+
+def test_malformed_bytes():
+    assert verifier().verify(b"\xa1\x00") == RESULT_MALFORMED
+    assert verifier().verify(b"not cbor at all \xff") == RESULT_MALFORMED
+
+
+def test_replay_and_counter_order():
+    v = verifier()
+    first = signed(counter=10)
+    assert v.verify(first) == RESULT_OK
+    assert v.verify(first) == RESULT_REPLAYED
+    assert v.verify(signed(counter=9)) == RESULT_REPLAYED
+    assert v.verify(signed(counter=10, cid=2)) == RESULT_REPLAYED
+    assert v.verify(signed(counter=11)) == RESULT_OK
+    assert v.verify(signed(counter=1000)) == RESULT_OK
+    # counters are per sender
+    assert v.verify(signed(counter=1, sender="host-b")) == RESULT_OK
+    assert v.last_counter("host-a") == 1000 and v.last_counter("host-b") == 1
+
+
+def test_rejected_command_does_not_advance_the_counter():
+    v = verifier()
+    assert v.verify(signed(counter=50, key=bytes(16))) == RESULT_UNAUTHENTICATED
+    assert v.verify(signed(counter=5)) == RESULT_OK
+    assert v.verify(signed(counter=4)) == RESULT_REPLAYED
+    assert v.last_counter("host-a") == 5
+
+
+def test_new_boot_nonce_invalidates_old_tags_and_restarts_counters():
+    v = verifier()
+    old = signed(counter=100)
+    assert v.verify(old) == RESULT_OK
+    new_nonce = bytes.fromhex("b1b2b3b4b5b6b7b8b9")
+    v.new_boot(new_nonce)
+    assert v.verify(old) == RESULT_UNAUTHENTICATED
+    assert v.verify(signed(counter=1, nonce=new_nonce)) == RESULT_OK
+    fresh = verifier(boot_nonce=new_nonce)  # what a rebooted module builds
+    assert fresh.verify(old) == RESULT_UNAUTHENTICATED
+    assert fresh.verify(signed(counter=1, nonce=new_nonce)) == RESULT_OK
+
+
+def test_sender_table_is_bounded():
+    v = verifier(max_senders=3)
+    for i in range(3):
+        assert v.verify(signed(sender=f"host-{i}")) == RESULT_OK
+    assert v.verify(signed(sender="host-9")) == RESULT_UNAUTHENTICATED
+    assert v.verify(signed(sender="host-1", counter=2)) == RESULT_OK  # known senders still work
+    assert v.verify(signed(sender="host-1", counter=2)) == RESULT_REPLAYED
+    assert v.last_counter("host-9") is None
+
+
+def test_key_never_shown():
+    key = b"\x13\x37" * 12
+    v = CommandVerifier(key, MODULE, NONCE)
+    for text in (repr(v), str(v)):
+        assert "key=<hidden>" in text
+        assert key.hex() not in text and repr(key) not in text and str(list(key)) not in text
+    assert not hasattr(v, "__dict__") and not hasattr(v, "key")
+    with pytest.raises(AuthError) as info:
+        CommandVerifier(key[:15], MODULE, NONCE)
+    assert key[:15].hex() not in str(info.value) and repr(key[:15]) not in str(info.value)
+    assert "length 16..32" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kw, exc",
+    [
+        (dict(key=b"k" * 15), AuthError),
+        (dict(key=b"k" * 33), AuthError),
+        (dict(key="k" * 16), AuthError),
+        (dict(boot_nonce=b"n" * 7), AuthError),
+        (dict(boot_nonce=b"n" * 17), AuthError),
+        (dict(module_id="Reactor 2"), MessageError),
+        (dict(max_senders=0), AuthError),
+    ],
+)
+def test_verifier_rejects_bad_setup(kw, exc):
+    with pytest.raises(exc):
+        verifier(**kw)
+    assert issubclass(exc, ValueError)
+
+
+def test_sign_rejects_bad_inputs():
+    with pytest.raises(MessageError, match="command.auth.counter"):
+        sign_command(command(), KEY, MODULE, NONCE, "host-a", -1)
+    with pytest.raises(MessageError, match="command.auth.sender"):
+        sign_command(command(), KEY, MODULE, NONCE, "Host A", 1)
+    with pytest.raises(AuthError):
+        sign_command(command(), b"short", MODULE, NONCE, "host-a", 1)
+    with pytest.raises(MessageError):
+        sign_command(b"\xff", KEY, MODULE, NONCE, "host-a", 1)
+
+
+def test_resigning_replaces_the_auth_block():
+    once = signed(counter=1)
+    twice = sign_command(once, KEY, MODULE, NONCE, "host-a", 2)
+    assert parse_command(twice).auth.counter == 2
+    assert verifier().verify(twice) == RESULT_OK
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.floats(-1e6, 1e6),
+    st.integers(0, 2**64 - 1),
+    st.binary(min_size=16, max_size=32),
+)
+def test_sign_verify_property(cid, value, counter, key):
+    v = CommandVerifier(key, MODULE, NONCE)
+    data = sign_command(command(cid, value), key, MODULE, NONCE, "host-a", counter)
+    assert v.verify(data) == RESULT_OK
+    assert v.verify(data) == RESULT_REPLAYED
+
+
+# --- Host time and expiry ---------------------------------------------------------------
+
+HOST_T = 1767225600000
+
+
+def test_unknown_host_time_counts_as_expired():
+    h = HostTimeEstimate()
+    assert h.host_now(0) is None
+    assert h.is_expired(2**64 - 1, 0)
+
+
+def test_host_time_follows_leases_and_judges_expiry():
+    h = HostTimeEstimate()
+    h.update(HOST_T, 1000)
+    assert h.host_now(1000) == HOST_T
+    assert h.host_now(1250) == HOST_T + 250
+    assert not h.is_expired(HOST_T + 250, 1250)  # expiry is the last valid instant
+    assert h.is_expired(HOST_T + 249, 1250)
+    h.update(HOST_T + 5000, 6100)  # next lease re-anchors (100 ms of local drift forgotten)
+    assert h.host_now(6100) == HOST_T + 5000
+
+
+def test_host_time_across_tick_wrap():
+    h = HostTimeEstimate()
+    h.update(HOST_T, (1 << 30) - 100)
+    assert h.host_now(50) == HOST_T + 150
+
+
+def test_stale_or_future_lease_makes_time_unknown():
+    h = HostTimeEstimate(max_age_ms=10_000)
+    h.update(HOST_T, 0)
+    assert h.host_now(10_000) == HOST_T + 10_000
+    assert h.host_now(10_001) is None
+    assert h.is_expired(HOST_T + 60_000, 10_001)
+    assert h.host_now((1 << 30) - 5) is None  # "before" the lease: clock confusion
+    with pytest.raises(ValueError):
+        HostTimeEstimate(max_age_ms=1 << 29)
+
+
+def test_module_side_flow():
+    """Parse, authenticate, then check expiry against the lease-derived host time."""
+    v = verifier()
+    h = HostTimeEstimate()
+    data = signed(counter=HOST_T)
+    cmd = parse_command(data)
+    assert v.verify(cmd) == RESULT_OK
+    assert h.is_expired(cmd.expiry_ms, 0)  # no lease yet
+    h.update(EXPIRY - 3000, 0)
+    assert not h.is_expired(cmd.expiry_ms, 2000)
+    assert h.is_expired(cmd.expiry_ms, 3001)
