@@ -5,9 +5,9 @@ CPython by accident), that project packages are importable inside it, that the W
 fuel count is repeatable (the benchmarks rely on it) and that the Node build has asyncio.
 """
 
-from tools.micropython import MicroPythonError, run_node, run_wasi
-
 import pytest
+
+from tools.micropython import MicroPythonError, run_node, run_wasi
 
 PROBE = (
     "import sys\n"

