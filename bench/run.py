@@ -47,12 +47,15 @@ def judge(record: dict) -> bool | None:
             subject = record.get("value")
         if subject is None:
             return None
-        ok = ok and {
-            "<=": subject <= num,
-            "<": subject < num,
-            ">=": subject >= num,
-            ">": subject > num,
-        }[op]
+        ok = (
+            ok
+            and {
+                "<=": subject <= num,
+                "<": subject < num,
+                ">=": subject >= num,
+                ">": subject > num,
+            }[op]
+        )
     return ok
 
 
