@@ -1,0 +1,28 @@
+"""Board configuration: TOML files -> validated config -> compact CBOR form for the board.
+
+CPython only (host and Raspberry Pi: it needs ``tomllib``); never bundled onto a
+microcontroller, which reads the compiled form with ``edge.compiled_config`` instead.
+See docs/board-config.md.
+"""
+
+from edge.boardconfig.compile import compile_config, config_hash, decompile
+from edge.boardconfig.loader import (
+    BoardConfig,
+    ConfigError,
+    ConfigErrors,
+    emulate,
+    load_board_config,
+    load_board_config_text,
+)
+
+__all__ = [
+    "BoardConfig",
+    "ConfigError",
+    "ConfigErrors",
+    "compile_config",
+    "config_hash",
+    "decompile",
+    "emulate",
+    "load_board_config",
+    "load_board_config_text",
+]
