@@ -217,6 +217,16 @@ class Interlock:
             return self.cause if x > self._limit - band else None
         return self.cause if x < self._limit + band else None
 
+    def cause_now(self, persist=False):
+        """Public form of the condition test, for non-latching users (alarms); a
+        rate_of_rise condition needs ``sample_rate`` called first in the same tick."""
+        return self._cause_now(persist)
+
+    def sample_rate(self, now_ms):
+        """Record rate-of-rise history; call once per tick before ``cause_now``."""
+        if self.condition == RATE_OF_RISE:
+            self._sample_rate(now_ms)
+
     def trip_value(self):
         """The reading a trip record carries: the rate for rate_of_rise, else the value."""
         if self.condition == RATE_OF_RISE and not self._channel_bad():

@@ -113,7 +113,9 @@ class HeaterVerifier:
     def _arm_gain_window(self, temperature, heater_output, now_ms):
         self._goal_temp = temperature + self.heating_gain
         self._goal_ms = ticks_add(now_ms, self.check_gain_time_ms)
-        self._full_throughout = heater_output >= self.full_power
+        # Judged from the next update on: the output passed in now was computed before
+        # the new target (the runtime verifies before it writes this tick's outputs).
+        self._full_throughout = True
 
     def update(self, target, temperature, heater_output, now_ms):
         """One check; returns None or the (latched) fault code."""

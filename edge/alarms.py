@@ -1,0 +1,98 @@
+"""Non-latching alarms: a condition raises an alarm EVENT and clears it again.
+
+Alarms warn; they force nothing (that is what interlocks are for).  Each alarm reuses the
+interlock condition logic (above / below / bad_quality / rate_of_rise / input_true, with
+on-delay and hysteresis) but does not latch: it is active while the condition holds
+(after its on-delay) and clears when the condition is gone with hysteresis.  An operator
+acknowledges alarms (``ack_alarm``); acknowledgement is recorded, not required to clear.
+"""
+
+from edge.clock import ticks_diff
+from edge.interlocks import Interlock
+
+
+class Alarm:
+    __slots__ = ("id", "detector", "severity", "active", "acked", "_since", "value")
+
+    def __init__(
+        self,
+        id,
+        channel,
+        condition,
+        limit=None,
+        on_delay_ms=0,
+        hysteresis=0,
+        severity="warning",
+        cause="alarm",
+        window_ms=1000,
+        trip_on_bad=None,
+    ):
+        self.id = id
+        self.detector = Interlock(
+            id,
+            channel,
+            condition,
+            limit=limit,
+            on_delay_ms=on_delay_ms,
+            hysteresis=hysteresis,
+            cause=cause,
+            # By default only a bad_quality alarm fires on a BAD channel (the others
+            # would double-report what the sensor_bad interlock/alarm already says).
+            trip_on_bad=(condition == "bad_quality") if trip_on_bad is None else trip_on_bad,
+            window_ms=window_ms,
+        )
+        self.severity = severity
+        self.active = False
+        self.acked = False
+        self._since = None
+        self.value = None
+
+
+class AlarmSet:
+    """Evaluates alarms each tick; ``pop_changes()`` yields (alarm, raised) pairs."""
+
+    def __init__(self, alarms):
+        self.alarms = tuple(alarms)
+        self._changes = []
+
+    def evaluate(self, now_ms):
+        for a in self.alarms:
+            det = a.detector
+            det.sample_rate(now_ms)
+            if a.active:
+                if det.cause_now(True) is None:
+                    a.active = False
+                    a.value = det.trip_value()
+                    self._changes.append((a, False))
+                continue
+            if det.cause_now(False) is None:
+                a._since = None
+                continue
+            if a._since is None:
+                a._since = now_ms
+            if ticks_diff(now_ms, a._since) >= det.on_delay_ms:
+                a.active = True
+                a.acked = False
+                a._since = None
+                a.value = det.trip_value()
+                self._changes.append((a, True))
+
+    def pop_changes(self):
+        if not self._changes:
+            return ()
+        changes = self._changes
+        self._changes = []
+        return changes
+
+    def ack(self, target=None):
+        """Acknowledge the active alarm ``target`` (its id) or all active ones; returns
+        how many were acknowledged (0 when ``target`` names no active alarm)."""
+        n = 0
+        for a in self.alarms:
+            if a.active and not a.acked and (target is None or a.id == target):
+                a.acked = True
+                n += 1
+        return n
+
+    def active(self):
+        return [a for a in self.alarms if a.active]

@@ -1,0 +1,231 @@
+"""Assemble a Node from a compiled board config (see docs/board-config.md, "Compiled form").
+
+Runs on the board (MicroPython) as well as on CPython: it takes the decoded config dict
+(``edge.compiled_config``), a hardware provider (``hw``, see ``edge.drivers``) and a sink
+for outgoing messages, and wires the small objects together.  Each config section becomes
+one object; references between sections are by name and were validated by the loader, so
+this module only looks them up.
+"""
+
+from edge.alarms import Alarm, AlarmSet
+from edge.drivers import build_actuator, build_sensor
+from edge.interlocks import INPUT_TRUE, Action, Interlock
+from edge.lease import LeaseWatchdog
+from edge.node import ActuatorSlot, Loop, Node
+from edge.pid import PID
+from edge.runaway import HeaterVerifier
+from edge.signals import Current4to20, Linear, Pt100, Redundant1oo2, SensorChannel, Table
+from protocol.messages import Channel
+
+# Telemetry source kinds (Node.sources): what a channel's value is read from.
+SRC_SENSOR = 0  # a SensorChannel / Redundant1oo2: .value and .quality
+SRC_ACTUATOR = 1  # an ActuatorSlot: the value last written
+SRC_SETPOINT = 2  # a Loop: its working setpoint
+
+
+def build_calibration(cal):
+    if cal is None:
+        return None
+    t = cal["type"]
+    if t == "linear":
+        return Linear(cal["gain"], cal["offset"], cal["raw_min"], cal["raw_max"])
+    if t == "4-20mA":
+        return Current4to20(cal["lo_value"], cal["hi_value"])
+    if t == "pt100":
+        return Pt100(cal["r0"], cal["r_short"], cal["r_open"])
+    if t == "table":
+        return Table(cal["points"], cal["low_reason"], cal["high_reason"])
+    raise ValueError("calibration type {!r} unknown".format(t))
+
+
+def build_node(
+    cfg,
+    hw,
+    sink,
+    now_ms,
+    boot_nonce,
+    reset_cause="power_on",
+    key=None,
+    config_hash=b"\x00" * 8,
+    drivers=None,
+):
+    """Build the runtime for ``cfg``.
+
+    ``drivers`` (optional) maps channel name -> an already built driver, used instead of
+    building one from the spec (the emulator passes its emulated drivers this way).
+    """
+    module = cfg["module"]
+    sensors = []
+    derived = []
+    slots = []
+    by_name = {}  # channel name -> SensorChannel / Redundant1oo2 / ActuatorSlot
+    birth = []
+    sources = []
+    wd = cfg["watchdog"]
+
+    # Actuators first: building a hardware actuator writes its safe value.
+    for ch in cfg["channels"]:
+        if ch["role"] != "actuator":
+            continue
+        drv = drivers.get(ch["name"]) if drivers else None
+        if drv is None:
+            drv = build_actuator(ch, hw)
+        slot = ActuatorSlot(ch["name"], drv, ch.get("deadman_ms") or wd["deadman_ms"])
+        slots.append(slot)
+        by_name[ch["name"]] = slot
+
+    for ch in cfg["channels"]:
+        name = ch["name"]
+        role = ch["role"]
+        lo, hi = ch["range"]
+        if role == "actuator":
+            obj = by_name[name]
+            sources.append((SRC_ACTUATOR, obj))
+        elif "redundant" in ch and ch.get("driver") is None:
+            a, b = ch["redundant"]
+            obj = Redundant1oo2(by_name[a], by_name[b], ch["max_disagreement"], name, ch["select"])
+            derived.append(obj)
+            by_name[name] = obj
+            sources.append((SRC_SENSOR, obj))
+        else:
+            drv = drivers.get(name) if drivers else None
+            if drv is None:
+                drv = build_sensor(ch, hw)
+            obj = SensorChannel(
+                name,
+                build_calibration(ch.get("calibration")),
+                ch.get("filter_tau_ms") or 0,
+                ch.get("stale_ms"),
+                lo,
+                hi,
+            )
+            sensors.append((obj, drv))
+            by_name[name] = obj
+            sources.append((SRC_SENSOR, obj))
+        birth.append(Channel(name, ch["unit"], role, lo, hi, ch["resolution"]))
+
+    loops = []
+    for p in cfg["pid"]:
+        pid = PID(
+            p["kp"],
+            p["ki"],
+            p["kd"],
+            p["out_min"],
+            p["out_max"],
+            p["setpoint_min"],
+            p["setpoint_max"],
+            ramp_rate=p["ramp_rate"],
+            reverse=p["reverse"],
+            sample_ms=p["sample_ms"],
+            setpoint=p["setpoint"],
+        )
+        out = by_name[p["output"]]
+        lp = Loop(p["name"], pid, by_name[p["measure"]], out)
+        out.loop = lp
+        loops.append(lp)
+        sources.append((SRC_SETPOINT, lp))
+        birth.append(
+            Channel(
+                p["name"],
+                p["unit"],
+                "setpoint",
+                p["setpoint_min"],
+                p["setpoint_max"],
+                p["resolution"],
+            )
+        )
+
+    ra = cfg.get("runaway")
+    if ra:
+        for lp in loops:
+            if lp.name == ra["pid"]:
+                lp.verifier = HeaterVerifier(
+                    ra["hysteresis"],
+                    ra["max_error"],
+                    ra["heating_gain"],
+                    ra["check_gain_time_ms"],
+                    ra["full_power"],
+                    ra["off_level"],
+                    ra["uncontrolled_rise"],
+                    name=ra["pid"],
+                )
+
+    interlocks = []
+    for il in cfg["interlocks"]:
+        interlocks.append(
+            Interlock(
+                il["id"],
+                by_name[il["channel"]],
+                il["condition"],
+                limit=il["limit"],
+                on_delay_ms=il["on_delay_ms"],
+                hysteresis=il["hysteresis"],
+                action=Action(tuple(il["safe"]), il["values"], il["state"]),
+                cause=il["cause"],
+                trip_on_bad=il["trip_on_bad"],
+                window_ms=il["window_ms"],
+            )
+        )
+    es = cfg.get("estop")
+    if es:
+        # Same tick: no on-delay, every actuator safe.
+        interlocks.append(
+            Interlock(
+                "estop",
+                by_name[es["channel"]],
+                INPUT_TRUE,
+                action=Action(tuple(es["safe"]), None, es["state"]),
+                cause=es["cause"],
+            )
+        )
+
+    alarms = None
+    if cfg["alarms"]:
+        alarms = AlarmSet(
+            [
+                Alarm(
+                    a["id"],
+                    by_name[a["channel"]],
+                    a["condition"],
+                    limit=a["limit"],
+                    on_delay_ms=a["on_delay_ms"],
+                    hysteresis=a["hysteresis"],
+                    severity=a["severity"],
+                    cause=a["cause"],
+                    window_ms=a["window_ms"],
+                    trip_on_bad=a["trip_on_bad"],
+                )
+                for a in cfg["alarms"]
+            ]
+        )
+
+    lease_cfg = cfg["lease"]
+    lease = LeaseWatchdog(lease_cfg["timeout_ms"], lease_cfg["on_loss"], lease_cfg["grace_ms"])
+
+    verifier = None
+    if key is not None:
+        from protocol.auth import CommandVerifier
+
+        verifier = CommandVerifier(key, module["id"], boot_nonce)
+
+    return Node(
+        module["id"],
+        module["kind"],
+        config_hash,
+        module["tick_ms"],
+        module["telemetry_every"],
+        sensors,
+        derived,
+        slots,
+        loops,
+        interlocks,
+        alarms,
+        lease,
+        birth,
+        sources,
+        sink,
+        now_ms,
+        boot_nonce,
+        reset_cause=reset_cause,
+        verifier=verifier,
+    )

@@ -1,0 +1,709 @@
+"""The edge runtime: one module's deterministic control and safety core.
+
+``Node.tick(now_ms)`` is the whole control cycle, stepped by a thin async shell on a board
+or on a Pi, by the emulator, or by a test that advances time:
+
+1. read every sensor driver and condition the readings (calibration, filter, quality,
+   staleness, 1oo2 voting);
+2. finish acting states of the module state machine;
+3. check the host lease (comms-loss watchdog) and the dead-man monitor;
+4. update heater verifiers, then evaluate interlocks: a trip forces its actuators in
+   this same tick (before outputs are written), latches, records the first-out cause and
+   emits exactly one trip EVENT; evaluate alarms;
+5. compute outputs: PID loops and direct setpoints while the module is running, the
+   declared safe values otherwise; overlay the interlocks' forced values;
+6. write every actuator (which also refreshes its dead-man deadline);
+7. publish telemetry every ``telemetry_every`` ticks.
+
+Commands (``handle_command``) and leases (``handle_lease``) are handled between ticks;
+they never touch outputs directly: a command changes setpoints or state, and the next
+tick turns that into outputs under the interlocks.  Every rejected command changes
+nothing and is answered with an ACK carrying the reason.
+
+Outgoing messages go to ``sink`` (``publish_birth/telemetry/event/ack(payload)``), which
+must not block: on a board it is the MQTT link's bounded queues.
+
+Safe state = every actuator at its declared safe value.  The node writes safe values
+before anything else at construction (boot), and again whenever the module is not
+running.  ``deadman_check(now_ms)`` is meant for an independent context (a hardware timer
+on a board, a thread on Linux, the emulator's clock): if the tick loop stalls, it writes
+the safe value of every actuator whose dead-man deadline passed; the next tick that does
+run latches a ``deadman_expired`` trip.
+"""
+
+from edge import states as st
+from edge.clock import ticks_diff
+from edge.interlocks import INPUT_TRUE, Action, Interlock, InterlockSet
+from edge.lease import LEASE_LOST, LEASE_RESTORED, ON_LOSS_HOLD, LeaseWatchdog
+from protocol import messages as msg
+from protocol.constants import (
+    QUALITY_BAD,
+    QUALITY_GOOD,
+    QUALITY_UNCERTAIN,
+    RESULT_EXPIRED,
+    RESULT_MALFORMED,
+    RESULT_NAMES,
+    RESULT_NOT_ALLOWED_IN_STATE,
+    RESULT_OK,
+    RESULT_OUT_OF_RANGE,
+    RESULT_UNKNOWN,
+)
+
+FIRMWARE_VERSION = "flowskid-0.1.0"
+
+# States in which outputs follow loops and setpoints; everywhere else they are safe.
+_RUNNING = (st.STARTING, st.EXECUTE, st.COMPLETING, st.HOLDING, st.HELD, st.UNHOLDING)
+# Operations other than service commands, and the states that accept them.
+_SETPOINT_STATES = (st.IDLE,) + _RUNNING
+_ANY_STATE_OPS = ("reset_trip", "ack_alarm", "rebirth", "configure")
+
+CAUSE_LEASE = "lease_expired"
+CAUSE_DEADMAN = "deadman_expired"
+CAUSE_VERIFY = "heater_fault"
+
+
+class ActuatorSlot:
+    """One actuator as the runtime drives it."""
+
+    __slots__ = (
+        "name",
+        "driver",
+        "lo",
+        "hi",
+        "safe",
+        "deadman_ms",
+        "loop",
+        "commanded",
+        "setpoint_alias",
+        "last_write_ms",
+        "deadman_fired",
+    )
+
+    def __init__(self, name, driver, deadman_ms):
+        self.name = name
+        self.driver = driver
+        self.lo = driver.min
+        self.hi = driver.max
+        self.safe = driver.safe_value
+        self.deadman_ms = deadman_ms
+        self.loop = None  # the Loop that drives it, if any
+        self.commanded = None  # direct setpoint (no loop), applied while running
+        self.setpoint_alias = None
+        self.last_write_ms = 0
+        self.deadman_fired = False
+
+
+class Loop:
+    """A PID loop: measurement channel -> PID -> actuator; optional heater verifier."""
+
+    __slots__ = ("name", "pid", "measure", "output", "verifier", "setpoint_alias")
+
+    def __init__(self, name, pid, measure, output, verifier=None):
+        self.name = name
+        self.pid = pid
+        self.measure = measure
+        self.output = output
+        self.verifier = verifier
+        self.setpoint_alias = None
+
+
+class DeadmanMonitor:
+    """Channel for the dead-man interlock: ``value`` True when a deadline fired."""
+
+    __slots__ = ("name", "value", "quality", "bad_reason")
+
+    def __init__(self):
+        self.name = "deadman"
+        self.value = False
+        self.quality = QUALITY_GOOD
+        self.bad_reason = None
+
+
+class VerifierChannel:
+    """Channel for the heater-verification interlock: ``value`` is a fault code or None."""
+
+    __slots__ = ("name", "verifiers", "value", "quality", "bad_reason")
+
+    def __init__(self, verifiers):
+        self.name = "heater_verify"
+        self.verifiers = verifiers
+        self.value = None
+        self.quality = QUALITY_GOOD
+        self.bad_reason = None
+
+
+class Node:
+    """A module's runtime, assembled from parts (see edge.build for the board config).
+
+    ``sensors``: list of (channel, driver) pairs, updated in order each tick;
+    ``derived``: channels computed from others (1oo2), checked after the sensors;
+    ``actuators``: list of ActuatorSlot; ``loops``: list of Loop;
+    ``interlocks``: list of Interlock (the lease, dead-man and heater-verification
+    interlocks are added here); ``alarms``: an AlarmSet or None.
+    ``channels``: the birth channel list (protocol.messages.Channel), and
+    ``channel_sources``: for each, a callable-free description (kind, object) used to
+    read telemetry values — built by edge.build.
+    """
+
+    def __init__(
+        self,
+        module_id,
+        kind,
+        config_hash,
+        tick_ms,
+        telemetry_every,
+        sensors,
+        derived,
+        actuators,
+        loops,
+        interlocks,
+        alarms,
+        lease,
+        channels,
+        sources,
+        sink,
+        now_ms,
+        boot_nonce,
+        reset_cause="power_on",
+        verifier=None,
+        host_time=None,
+    ):
+        # Boot: outputs to their safe values before anything else can happen.
+        self.actuators = actuators
+        for slot in actuators:
+            slot.driver.write(slot.safe)
+            slot.last_write_ms = now_ms
+        self._by_actuator = {}
+        for slot in actuators:
+            self._by_actuator[slot.name] = slot
+
+        self.module_id = module_id
+        self.kind = kind
+        self.config_hash = config_hash
+        self.tick_ms = tick_ms
+        self.telemetry_every = telemetry_every
+        self.sensors = sensors
+        self.derived = derived
+        self.loops = loops
+        self.alarms = alarms
+        self.lease = lease if lease is not None else LeaseWatchdog(1 << 28)
+        self.channels = channels
+        self.sources = sources
+        self.sink = sink
+        self.boot_nonce = boot_nonce
+        self.reset_cause = reset_cause
+        self.verifier = verifier  # protocol.auth.CommandVerifier or None (no key)
+        if host_time is None:
+            from protocol.auth import HostTimeEstimate
+
+            host_time = HostTimeEstimate()
+        self.host_time = host_time
+
+        self.deadman = DeadmanMonitor()
+        all_safe = tuple(slot.name for slot in actuators)
+        safe_values = {}
+        for slot in actuators:
+            safe_values[slot.name] = slot.safe
+        extra = [
+            Interlock(
+                "lease",
+                self.lease,
+                INPUT_TRUE,
+                action=Action(safe=all_safe, state="aborted"),
+                cause=CAUSE_LEASE,
+            ),
+            Interlock(
+                "deadman",
+                self.deadman,
+                INPUT_TRUE,
+                action=Action(safe=all_safe, state="aborted"),
+                cause=CAUSE_DEADMAN,
+            ),
+        ]
+        verifiers = [lp for lp in loops if lp.verifier is not None]
+        self._verify_channel = None
+        if verifiers:
+            self._verify_channel = VerifierChannel(verifiers)
+            safe = tuple(lp.output.name for lp in verifiers)
+            extra.append(
+                Interlock(
+                    "heater_verify",
+                    self._verify_channel,
+                    INPUT_TRUE,
+                    action=Action(safe=safe, state="aborted"),
+                    cause=CAUSE_VERIFY,
+                )
+            )
+        self.interlocks = InterlockSet(list(interlocks) + extra, safe_values)
+
+        for lp in loops:
+            lp.pid.set_manual(lp.output.safe)
+        self.sm = st.StateMachine(
+            watchdog_reset=(reset_cause == "watchdog"), on_change=self._on_state_change
+        )
+        self._was_running = False
+        self.bdseq = 0
+        self.seq = 0
+        self.event_number = 0
+        self.tick_count = 0
+        self.now_ms = now_ms
+        self.boot_ms = now_ms
+        self.rebirth_pending = False
+        self._values = [None] * len(channels)
+        self._qualities = [QUALITY_GOOD] * len(channels)
+        self._codec = msg.TelemetryCodec(channels)
+        self.last_trip_tick = None
+        self.alarm_events = 0
+
+    # -- messages out ---------------------------------------------------------------------
+
+    def birth(self, bdseq=None):
+        """Build (and send) a BIRTH; telemetry seq restarts at 0 after each birth."""
+        if bdseq is not None:
+            self.bdseq = bdseq & 0xFF
+        states = {}
+        for code in range(len(st.STATE_NAMES)):
+            ops = list(self.sm.allowed_commands(code))
+            if code in _SETPOINT_STATES:
+                ops.append("set_setpoint")
+            ops.extend(_ANY_STATE_OPS)
+            states[st.STATE_NAMES[code]] = ops
+        payload = msg.build_birth(
+            self.module_id,
+            self.kind,
+            FIRMWARE_VERSION,
+            self.config_hash,
+            self.reset_cause,
+            self.bdseq,
+            self.boot_nonce,
+            self.channels,
+            states,
+            self.sm.state_name,
+        )
+        self.seq = 0
+        self.rebirth_pending = False
+        self.sink.publish_birth(payload)
+        return payload
+
+    def death(self):
+        return msg.build_death(self.bdseq)
+
+    def make_event(self, event_type, severity, source=None, cause=None, detail=None, **kw):
+        """Number and encode one EVENT (without sending it)."""
+        self.event_number += 1
+        return msg.build_event(
+            self.event_number,
+            self._uptime_ms(),
+            event_type,
+            severity,
+            source=source,
+            cause=cause,
+            detail=detail,
+            **kw,
+        )
+
+    def _event(self, event_type, severity, source=None, cause=None, detail=None, **kw):
+        payload = self.make_event(event_type, severity, source, cause, detail, **kw)
+        # Trips are critical: a full link queue evicts anything else first.
+        self.sink.publish_event(payload, event_type == "trip")
+        return payload
+
+    def dropped_event(self, count):
+        """Payload of the EVENT that reports ``count`` events a full queue discarded."""
+        return self.make_event("dropped", "warning", count=count, detail="event queue overflow")
+
+    def _uptime_ms(self):
+        return ticks_diff(self.now_ms, self.boot_ms) & 0xFFFFFFFFFFFF
+
+    def _on_state_change(self, old, new, cause):
+        self._event(
+            "state_change",
+            "info",
+            detail="{} -> {} ({})".format(st.STATE_NAMES[old], st.STATE_NAMES[new], cause),
+            state=st.STATE_NAMES[new],
+        )
+
+    # -- the tick --------------------------------------------------------------------------
+
+    def tick(self, now_ms):
+        self.now_ms = now_ms
+        self.tick_count += 1
+        # 1. sensors
+        for ch, drv in self.sensors:
+            ch.update(drv.read(now_ms), now_ms, drv.fault)
+            ch.check(now_ms)
+        for ch in self.derived:
+            ch.check(now_ms)
+        # 2. acting states finish
+        self.sm.tick(now_ms)
+        running = self.sm.state in _RUNNING
+        # 3. lease and dead-man
+        lease_event = self.lease.check(now_ms, running)
+        if lease_event == LEASE_LOST:
+            self._event("alarm", "error", source="lease", cause=CAUSE_LEASE, detail="no lease")
+            if running and self.lease.on_loss == ON_LOSS_HOLD:
+                self.sm.force(st.HOLDING, "lease_lost", now_ms)
+        elif lease_event == LEASE_RESTORED:
+            self._event("alarm_cleared", "info", source="lease", cause=CAUSE_LEASE)
+        fired = False
+        for slot in self.actuators:
+            if slot.deadman_fired:
+                fired = True
+                slot.deadman_fired = False
+        self.deadman.value = fired
+        # 4. verifiers, interlocks, alarms
+        vc = self._verify_channel
+        if vc is not None:
+            for lp in vc.verifiers:
+                target = lp.pid.setpoint if (running and lp.pid.auto) else None
+                fault = lp.verifier.update(target, lp.measure.value, lp.output.driver.value, now_ms)
+                if fault is not None and vc.value is None:
+                    vc.value = fault
+        iset = self.interlocks
+        if iset.evaluate(now_ms):
+            self.last_trip_tick = self.tick_count
+            for rec in iset.pop_events():
+                self._trip_event(rec)
+            target = iset.requested_state
+            first = iset.first_out
+            cause = first.cause if first is not None else "trip"
+            if target == "held":
+                self.sm.force(st.HOLDING, cause, now_ms)
+            elif target == "stopped":
+                self.sm.force(st.STOPPING, cause, now_ms)
+            else:
+                self.sm.force(st.ABORTING, cause, now_ms)
+            running = self.sm.state in _RUNNING
+        if self.alarms is not None:
+            self.alarms.evaluate(now_ms)
+            for alarm, raised in self.alarms.pop_changes():
+                self.alarm_events += 1
+                self._event(
+                    "alarm" if raised else "alarm_cleared",
+                    alarm.severity if raised else "info",
+                    source=alarm.id,
+                    cause=alarm.detector.cause,
+                    detail=None if alarm.value is None else "value {:.4g}".format(alarm.value),
+                )
+        # 5. outputs.  Loops run in auto only while the module runs; otherwise they sit
+        # in manual at the safe output (still seeing the measurement), so starting is
+        # bumpless from the safe value.
+        if running != self._was_running:
+            for lp in self.loops:
+                if running:
+                    lp.pid.set_auto(now_ms)
+                else:
+                    lp.pid.set_manual(lp.output.safe)
+            self._was_running = running
+        forced = iset.forced_outputs()
+        for slot in self.actuators:
+            value = slot.safe
+            lp = slot.loop
+            if lp is not None:
+                m = lp.measure
+                out = lp.pid.update(None if m.quality == QUALITY_BAD else m.value, now_ms)
+                if running and out is not None:
+                    value = out
+            elif running and slot.commanded is not None:
+                value = slot.commanded
+            if slot.name in forced:
+                value = forced[slot.name]
+            # 6. write: also refreshes the dead-man deadline
+            slot.driver.write(value)
+            slot.last_write_ms = now_ms
+        if self.deadman.value:
+            self.deadman.value = False
+        # 7. telemetry
+        if self.tick_count % self.telemetry_every == 0:
+            self.publish_telemetry()
+
+    def _trip_event(self, rec):
+        cause = rec.cause
+        value = rec.value
+        if isinstance(value, str):
+            # A heater-verification trip: its channel's value is the precise fault code
+            # (heater_not_heating, temperature_runaway, uncontrolled_heating).
+            cause = value
+            detail = rec.interlock_id
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            detail = "{} value {:.4g}".format(rec.interlock_id, value)
+        else:
+            detail = rec.interlock_id
+        if rec.reason:
+            detail = "{} ({})".format(detail, rec.reason)
+        source = rec.channel if _is_snake(rec.channel) else None
+        self._event("trip", "critical", source=source, cause=cause, detail=detail)
+
+    def publish_telemetry(self):
+        values = self._values
+        quals = self._qualities
+        any_bad = False
+        for i in range(len(self.sources)):
+            kind, obj = self.sources[i]
+            ch = self.channels[i]
+            if kind == 0:  # sensor-like channel
+                v = obj.value
+                q = obj.quality
+            elif kind == 1:  # actuator output
+                v = obj.driver.value
+                q = QUALITY_GOOD
+            else:  # loop working setpoint
+                v = obj.pid.setpoint
+                q = QUALITY_GOOD
+            if v is not None:
+                if v < ch.lo:
+                    v = ch.lo
+                    q = QUALITY_BAD
+                elif v > ch.hi:
+                    v = ch.hi
+                    q = QUALITY_BAD
+            elif q == QUALITY_GOOD:
+                q = QUALITY_UNCERTAIN
+            values[i] = v
+            quals[i] = q
+            if q != QUALITY_GOOD:
+                any_bad = True
+        payload = self._codec.build(self.seq, self._uptime_ms(), values, quals if any_bad else None)
+        self.seq = (self.seq + 1) & 0xFF
+        self.sink.publish_telemetry(payload)
+        return payload
+
+    # -- independent safety context ---------------------------------------------------------
+
+    def deadman_check(self, now_ms):
+        """From a hardware timer / thread: force safe any actuator whose tick-loop
+        refresh is overdue.  Allocation-free; returns how many were forced this call."""
+        n = 0
+        for slot in self.actuators:
+            if slot.driver.value != slot.safe and (
+                ticks_diff(now_ms, slot.last_write_ms) > slot.deadman_ms
+            ):
+                slot.driver.write(slot.safe)
+                slot.deadman_fired = True
+                n += 1
+        return n
+
+    # -- messages in ------------------------------------------------------------------------
+
+    def handle_lease(self, payload, now_ms):
+        """A LEASE from the host: feeds the watchdog and the host-time estimate."""
+        try:
+            lease = msg.parse_lease(payload)
+        except ValueError:
+            return False
+        self.host_time.update(lease.host_time_ms, now_ms)
+        self.lease.feed(now_ms)
+        return True
+
+    def handle_command(self, payload, now_ms):
+        """Check and apply one COMMAND; publishes and returns the ACK bytes.
+
+        Order (protocol/SPEC.md): parse -> auth -> expiry -> op/state -> range.  A rejected
+        command changes nothing.
+        """
+        self.now_ms = now_ms
+        try:
+            cmd = msg.parse_command(payload)
+        except ValueError as exc:
+            return self._ack(_command_id_of(payload), RESULT_MALFORMED, _short(str(exc)))
+        if self.verifier is not None:
+            result = self.verifier.verify(cmd)
+            if result != RESULT_OK:
+                return self._ack(cmd.command_id, result, _AUTH_REASONS.get(result, "rejected"))
+        if self.host_time.is_expired(cmd.expiry_ms, now_ms):
+            if self.host_time.host_now(now_ms) is None:
+                reason = "host time unknown (no recent lease)"
+            else:
+                reason = "expired"
+            return self._ack(cmd.command_id, RESULT_EXPIRED, reason)
+        result, reason = self._apply(cmd, now_ms)
+        if result == RESULT_OK:
+            self._event(
+                "operator_action",
+                "info",
+                source=_command_source(cmd),
+                detail=_short("{} {}".format(cmd.op, _args_text(cmd.args))),
+            )
+        return self._ack(cmd.command_id, result, reason)
+
+    def _ack(self, command_id, result, reason):
+        payload = msg.build_ack(command_id, result, _short(reason) if reason else None)
+        self.sink.publish_ack(payload)
+        return payload
+
+    def _apply(self, cmd, now_ms):
+        op = cmd.op
+        args = cmd.args
+        state = self.sm.state
+        if op == "set_setpoint":
+            if state not in _SETPOINT_STATES:
+                return RESULT_NOT_ALLOWED_IN_STATE, "set_setpoint not allowed in " + (
+                    self.sm.state_name
+                )
+            return self._set_setpoint(args["channel"], args["value"])
+        if op == "state":
+            name = args["command"]
+            if name not in st.COMMAND_NAMES:
+                return RESULT_UNKNOWN, "service command {} not supported".format(name)
+            if name == "reset" and self.interlocks.active:
+                if self.sm.state not in (st.ABORTED, st.STOPPED, st.COMPLETED):
+                    return RESULT_NOT_ALLOWED_IN_STATE, "reset not allowed in " + (
+                        self.sm.state_name
+                    )
+                why = self._reset_trips(now_ms)
+                if why is not None:
+                    return RESULT_NOT_ALLOWED_IN_STATE, why
+            result = self.sm.command(name, now_ms)
+            if result != RESULT_OK:
+                return result, "{} not allowed in {}".format(name, self.sm.state_name)
+            return RESULT_OK, None
+        if op == "reset_trip":
+            if not self.interlocks.active:
+                return RESULT_OK, "no trips latched"
+            why = self._reset_trips(now_ms)
+            if why is not None:
+                return RESULT_NOT_ALLOWED_IN_STATE, why
+            return RESULT_OK, None
+        if op == "ack_alarm":
+            if self.alarms is None:
+                return RESULT_OK, "no alarms configured"
+            n = self.alarms.ack(args.get("target"))
+            return RESULT_OK, "{} acknowledged".format(n)
+        if op == "rebirth":
+            self.rebirth_pending = True
+            return RESULT_OK, None
+        if op == "configure":
+            return self._configure(args["config"])
+        return RESULT_UNKNOWN, "operation not supported"
+
+    def _reset_trips(self, now_ms):
+        """Reset latched trips; None when done, else why it was refused (nothing changed).
+
+        A heater-verification fault cannot be shown to be gone without heating again, so
+        it is the one cause a reset clears itself (the verifier re-arms and re-detects);
+        every other cause must have cleared on its own.
+        """
+        iset = self.interlocks
+        others = [r for r in iset.persisting() if not r.startswith("heater_verify:")]
+        if others:
+            return "; ".join(others)
+        vc = self._verify_channel
+        if vc is not None:
+            vc.value = None
+            for lp in vc.verifiers:
+                lp.verifier.reset()
+        ok, why = iset.reset(now_ms)
+        if not ok:  # cannot happen after the check above; kept as a guard
+            return why
+        self._event("trip_reset", "info", detail="trips reset by command")
+        return None
+
+    def _set_setpoint(self, alias, value):
+        if alias >= len(self.sources):
+            return RESULT_UNKNOWN, "no channel with alias {}".format(alias)
+        kind, obj = self.sources[alias]
+        ch = self.channels[alias]
+        if kind == 2:
+            result = obj.pid.set_setpoint(value)
+            if result != RESULT_OK:
+                return result, "{} = {} outside {}..{}".format(ch.name, value, ch.lo, ch.hi)
+            return RESULT_OK, None
+        if kind == 1:
+            if obj.loop is not None:
+                return RESULT_UNKNOWN, "{} is driven by loop {}: set {}".format(
+                    ch.name, obj.loop.name, obj.loop.name
+                )
+            if not (obj.lo <= value <= obj.hi):
+                return RESULT_OUT_OF_RANGE, "{} = {} outside {}..{}".format(
+                    ch.name, value, obj.lo, obj.hi
+                )
+            obj.commanded = value
+            return RESULT_OK, None
+        return RESULT_UNKNOWN, "{} is not a setpoint".format(ch.name)
+
+    def _configure(self, config):
+        """``{"loop": name, "kp"/"ki"/"kd": ...}`` retunes a loop without a bump."""
+        name = config.get("loop")
+        for lp in self.loops:
+            if lp.name == name:
+                pid = lp.pid
+                for key in config:
+                    if key not in ("loop", "kp", "ki", "kd"):
+                        return RESULT_UNKNOWN, "configure key {} not supported".format(key)
+                kp = config.get("kp", pid.kp)
+                ki = config.get("ki", pid.ki)
+                kd = config.get("kd", pid.kd)
+                try:
+                    result = pid.set_tunings(kp, ki, kd)
+                except (TypeError, ValueError) as exc:
+                    return RESULT_OUT_OF_RANGE, str(exc)
+                if result != RESULT_OK:
+                    return result, "gains must be finite and >= 0"
+                return RESULT_OK, None
+        return RESULT_OUT_OF_RANGE, "no loop named {}".format(name)
+
+    # -- introspection -----------------------------------------------------------------------
+
+    def outputs(self):
+        """name -> current actuator value (tests, emulator)."""
+        out = {}
+        for slot in self.actuators:
+            out[slot.name] = slot.driver.value
+        return out
+
+    def all_safe(self):
+        for slot in self.actuators:
+            if slot.driver.value != slot.safe:
+                return False
+        return True
+
+
+_AUTH_REASONS = {5: "missing or invalid authentication tag", 6: "counter already used"}
+
+
+def _short(text):
+    if text is None:
+        return None
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _is_snake(name):
+    if not isinstance(name, str) or not name or len(name) > 32:
+        return False
+    if not ("a" <= name[0] <= "z"):
+        return False
+    for c in name:
+        if not ("a" <= c <= "z" or "0" <= c <= "9" or c == "_"):
+            return False
+    return True
+
+
+def _command_id_of(payload):
+    """Best effort: the command id of an unparseable command, else 0 (SPEC)."""
+    try:
+        from protocol import cbor
+
+        m = cbor.decode(payload, max_size=msg.MAX_MESSAGE_BYTES)
+        cid = m.get(msg.K_COMMAND_ID) if isinstance(m, dict) else None
+        if isinstance(cid, int) and 0 <= cid <= msg.U32_MAX:
+            return cid
+    except Exception:  # noqa: BLE001 - anything unreadable is answered with id 0
+        pass
+    return 0
+
+
+def _command_source(cmd):
+    if cmd.auth is not None and _is_snake(cmd.auth.sender):
+        return cmd.auth.sender
+    return None
+
+
+def _args_text(args):
+    parts = []
+    for k in args:
+        parts.append("{}={}".format(k, args[k]))
+    return " ".join(parts)
+
+
+def result_name(code):
+    return RESULT_NAMES[code]
