@@ -286,7 +286,17 @@ class Node:
         return payload
 
     def death(self):
+        """DEATH for the current session (clean shutdown)."""
         return msg.build_death(self.bdseq)
+
+    def death_for(self, bdseq):
+        """DEATH to register as the MQTT will of the session that will use ``bdseq``."""
+        return msg.build_death(bdseq & 0xFF)
+
+    def shutdown(self):
+        """Orderly stop: every actuator to its safe value now (process exit, SIGTERM)."""
+        for slot in self.actuators:
+            slot.driver.write(slot.safe)
 
     def make_event(self, event_type, severity, source=None, cause=None, detail=None, **kw):
         """Number and encode one EVENT (without sending it)."""

@@ -60,7 +60,12 @@ def death_topic(line, module):
 
 
 class EdgeRunner:
-    def __init__(self, node, line, clock, sleep_ms=None, link=None, watchdog=None):
+    """``before_tick(now)`` (optional) runs just before each tick: the emulator's plant
+    step when the node runs against emulated drivers."""
+
+    def __init__(
+        self, node, line, clock, sleep_ms=None, link=None, watchdog=None, before_tick=None
+    ):
         self.node = node
         self.line = line
         self.clock = clock
@@ -68,6 +73,8 @@ class EdgeRunner:
         self.link = link
         self.watchdog = watchdog
         self.tick_ms = node.tick_ms
+        self.before_tick = before_tick
+        self.next_bdseq = node.bdseq
         self.overruns = 0
         self.ticks = 0
         self.max_lateness_ms = 0
@@ -78,11 +85,15 @@ class EdgeRunner:
     # -- link callbacks (run inside the link task; must not await) -------------------------
 
     def on_connect(self):
-        self.node.birth()
+        # The will sent with this CONNECT carries next_bdseq: the birth must match it.
+        # Then arm the next session's will with the following bdSeq (Sparkplug B).
+        node = self.node
+        node.birth(self.next_bdseq)
+        self.next_bdseq = (self.next_bdseq + 1) & 0xFF
         link = self.link
         if link is not None:
-            sink = self.node.sink
-            link.publish_dropped_notice(sink.t_event, self.node.dropped_event)
+            link.set_will(node.death_for(self.next_bdseq))
+            link.publish_dropped_notice(node.sink.t_event, node.dropped_event)
 
     def on_message(self, topic, payload):
         if isinstance(topic, (bytes, bytearray)):
@@ -106,6 +117,8 @@ class EdgeRunner:
             late = ticks_diff(now, deadline)
             if late > self.max_lateness_ms:
                 self.max_lateness_ms = late
+            if self.before_tick is not None:
+                self.before_tick(now)
             node.tick(now)
             if self.watchdog is not None:
                 self.watchdog.feed()  # only after a completed tick

@@ -10,10 +10,8 @@ An observer (paho-mqtt, own thread) subscribed to ``#`` records what the broker 
 """
 
 import asyncio
-import threading
 import time
 
-import paho.mqtt.client as paho
 import pytest
 
 from edge.link import mqtt_packets as mp
@@ -30,6 +28,7 @@ from protocol.topics import (
     module_topic,
 )
 from tests.broker import MosquittoBroker
+from tests.mqtt_observer import Observer as _Observer
 
 LINE, MODULE = "l1", "m1"
 BIRTH = module_topic(LINE, MODULE, TOPIC_BIRTH)
@@ -57,53 +56,13 @@ def run(scenario, timeout_s=60):
     asyncio.run(asyncio.wait_for(scenario, timeout_s))
 
 
-class Observer:
-    """A paho-mqtt client (network thread) recording every message on ``#``."""
-
-    def __init__(self, port, client_id="observer", persistent=False):
-        self.messages = []
-        self.react = None  # called as react(topic, payload) in paho's thread
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=not persistent,
-            protocol=paho.MQTTv311,
-        )
-        self.client.on_connect = lambda c, u, flags, rc, props: c.subscribe("#", qos=1)
-        self.client.on_subscribe = lambda *args: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 2)
-        self.client.connect("127.0.0.1", port, keepalive=30)
-        self.client.loop_start()
-        if not self._subscribed.wait(10):
-            raise AssertionError("observer did not subscribe")
-
-    def _on_message(self, client, userdata, msg):
-        with self._lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
-        if self.react is not None:
-            self.react(msg.topic, bytes(msg.payload))
-
+class Observer(_Observer):
     def module_messages(self):
         """Messages the module published, in arrival order."""
-        with self._lock:
-            return [
-                m
-                for m in self.messages
-                if m[0].startswith(f"skid/v1/{LINE}/{MODULE}/") and m[0] != CMD
-            ]
+        return self.messages_under(f"skid/v1/{LINE}/{MODULE}/", exclude=(CMD,))
 
     def payloads(self, topic):
         return [p for t, p in self.module_messages() if t == topic]
-
-    def publish(self, topic, payload, qos=1):
-        self.client.publish(topic, payload, qos=qos)
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class Module:

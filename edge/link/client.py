@@ -209,19 +209,10 @@ class MqttLink:
         self.client_id = client_id
         self.will_topic = will_topic
         self.keepalive_s = keepalive_s
+        self._username = username
+        self._password = password
         # Validates client id, will and credentials once, at construction.
-        self._connect_packet = mp.connect(
-            client_id,
-            keepalive_s,
-            True,
-            will_topic,
-            will_payload,
-            1,
-            False,
-            username,
-            password,
-        )
-        self._death = _qos1_packet(will_topic, will_payload)
+        self.set_will(will_payload)
         subs = []
         for sub in subscriptions:
             if isinstance(sub, str):
@@ -427,6 +418,23 @@ class MqttLink:
             self._up = False
             self._running = False
             self._closed.set()
+
+    def set_will(self, will_payload):
+        """Use ``will_payload`` as the DEATH from the next CONNECT on (Sparkplug-style: the
+        runtime bumps bdSeq after each birth, so the will of the next session carries the
+        next bdSeq and a late DEATH of an old session cannot end a newer one)."""
+        self._connect_packet = mp.connect(
+            self.client_id,
+            self.keepalive_s,
+            True,
+            self.will_topic,
+            will_payload,
+            1,
+            False,
+            self._username,
+            self._password,
+        )
+        self._death = _qos1_packet(self.will_topic, will_payload)
 
     async def close(self, death_payload=None, timeout_ms=2000):
         """Flush queued QoS 1 messages, publish DEATH, DISCONNECT; wait for ``run()`` to end.
