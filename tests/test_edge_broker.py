@@ -124,14 +124,14 @@ def test_node_births_obeys_commands_and_keeps_events_across_a_broker_outage():
         await wait_for(lambda: proc.node.sm.state_name == "held", what="module held")
         raised_offline = proc.node.event_number
         broker.start()
-        await wait_for(
-            lambda: len(decoded(observer, "birth")) >= 2, timeout_s=20, what="rebirth"
-        )
+        await wait_for(lambda: len(decoded(observer, "birth")) >= 2, timeout_s=20, what="rebirth")
         stop_leases.clear()
         leases = asyncio.create_task(keep_leasing(host, stop_leases))
         await wait_for(
-            lambda: decoded(observer, "event")
-            and decoded(observer, "event")[-1].number >= raised_offline,
+            lambda: (
+                decoded(observer, "event")
+                and decoded(observer, "event")[-1].number >= raised_offline
+            ),
             timeout_s=20,
             what="events raised offline",
         )
