@@ -12,7 +12,7 @@ from edge.interlocks import Interlock
 
 
 class Alarm:
-    __slots__ = ("id", "detector", "severity", "active", "acked", "_since", "value")
+    __slots__ = ("id", "detector", "severity", "active", "acked", "_since", "value", "cause")
 
     def __init__(
         self,
@@ -46,6 +46,7 @@ class Alarm:
         self.acked = False
         self._since = None
         self.value = None
+        self.cause = None  # why it was raised: its own cause, or "sensor_bad"
 
 
 class AlarmSet:
@@ -65,13 +66,15 @@ class AlarmSet:
                     a.value = det.trip_value()
                     self._changes.append((a, False))
                 continue
-            if det.cause_now(False) is None:
+            cause = det.cause_now(False)
+            if cause is None:
                 a._since = None
                 continue
             if a._since is None:
                 a._since = now_ms
             if ticks_diff(now_ms, a._since) >= det.on_delay_ms:
                 a.active = True
+                a.cause = cause
                 a.acked = False
                 a._since = None
                 a.value = det.trip_value()

@@ -392,7 +392,7 @@ class Node:
                     "alarm" if raised else "alarm_cleared",
                     alarm.severity if raised else "info",
                     source=alarm.id,
-                    cause=alarm.detector.cause,
+                    cause=alarm.cause,
                     detail=None if alarm.value is None else "value {:.4g}".format(alarm.value),
                 )
         # 5. outputs.  Loops run in auto only while the module runs; otherwise they sit

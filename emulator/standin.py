@@ -27,12 +27,14 @@ class StandinPlant:
         self.overrides: dict[str, float | None] = {}
         self.digital: dict[str, int] = {}
         self._last_ms: int | None = None
+        self._range_min = {ch.name: ch.range_min for ch, _ in node.sensors}
         for ch, drv in node.sensors:
             if drv.raw_unit == "0/1":
                 self.digital[ch.name] = 0
             else:
-                lo = ch.range_min if ch.range_min is not None else 0.0
-                self.values[ch.name] = self.ambient if lo <= self.ambient else lo
+                self.values[ch.name] = 0.0
+        for name in self.values:  # start at rest: the steady state for safe outputs
+            self.values[name] = self._target(name)
         self.write_sensors()
 
     def _target(self, name: str) -> float:
@@ -43,7 +45,8 @@ class StandinPlant:
             return self.ambient + self.heater_gain * heat
         if "press" in name:
             return 1.0 + 2.0 * flow
-        return self.values[name]
+        lo = self._range_min.get(name)
+        return self.values[name] if self.values[name] else (lo or 0.0)
 
     def step(self, now_ms: int) -> None:
         dt = 0.0 if self._last_ms is None else (now_ms - self._last_ms) / 1000.0

@@ -417,3 +417,18 @@ def test_state_machine_is_not_bypassed_by_a_trip_during_execute():
     assert rig.node.all_safe()
     assert rig.node.sm.state in (st.ABORTING, st.ABORTED)
     assert rig.state("start").result == RESULT_NOT_ALLOWED_IN_STATE
+
+
+def test_cutout_input_trips_the_heater():
+    rig = Rig("reactor", mutate=no_ramp)
+    rig.start()
+    rig.set("coil_temp", 100.0)
+    rig.run_s(2, lease_every_ms=1000)
+    assert rig.node.outputs()["heater"] > 0.0
+    rig.plant.digital["cutout"] = 1
+    rig.tick()
+    assert rig.node.outputs()["heater"] == 0.0
+    assert rig.sink.trips()[0].cause == "cutout_tripped"
+    rig.plant.digital["cutout"] = 0
+    rig.tick()
+    assert rig.state("reset").result == RESULT_OK
