@@ -1,6 +1,6 @@
 """Serial framing for USB-CDC/UART links: COBS + CRC-16, 0x00-delimited.
 
-Wire layout of one frame (see docs/protocol-topics-and-framing.md)::
+Wire layout of one frame (see protocol/SPEC.md, "Serial framing")::
 
     0x00 | COBS( payload | CRC-16 big-endian ) | 0x00
 

@@ -1,4 +1,4 @@
-"""MQTT topic namespace (see docs/protocol-topics-and-framing.md).
+"""MQTT topic namespace (see protocol/SPEC.md, "Topics").
 
     skid/v1/<line>/<module>/<kind>   kind in MODULE_KINDS (birth, death, data, event, cmd, ack)
     skid/v1/<line>/host/<kind>       kind in HOST_KINDS (lease, state)
