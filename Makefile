@@ -15,6 +15,7 @@ help:
 	@echo "make test   - install test dependencies, run lint and the whole test suite"
 	@echo "make lint   - ruff, and pyright over edge/ and protocol/ against the MicroPython stubs"
 	@echo "make bench  - run the benchmarks, write bench/results.json"
+	@echo "make soak   - run the property-based safety suite with many more examples"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +58,10 @@ test: venv node mosquitto lint
 
 bench: venv node
 	$(PY) -m bench.run
+
+# The safety state machines with many more examples than CI runs (slow: minutes to hours).
+soak: venv node
+	FLOWSKID_SOAK=1 $(VENV)/bin/pytest -q tests/test_safety_properties.py
 
 demo: venv
 	$(VENV)/bin/skid demo
