@@ -97,6 +97,11 @@ class LeaseWatchdog:
             if active and self.grace_ms == 0:
                 self.value = True
             return LEASE_LOST
+        if active and not self.active_at_loss:
+            # Started while the lease was already lost (a command that was still within
+            # its expiry): supervise from now on, as if the loss had just happened.
+            self.active_at_loss = True
+            self._lost_ms = now_ms
         if self.active_at_loss and not self.value:
             if ticks_diff(now_ms, self._lost_ms) >= self.grace_ms:
                 self.value = True

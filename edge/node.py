@@ -247,7 +247,8 @@ class Node:
         self.event_number = 0
         self.tick_count = 0
         self.now_ms = now_ms
-        self.boot_ms = now_ms
+        self.uptime_ms = 0
+        self._prev_ms = now_ms
         self.rebirth_pending = False
         self._values = [None] * len(channels)
         self._qualities = [QUALITY_GOOD] * len(channels)
@@ -323,7 +324,10 @@ class Node:
         return self.make_event("dropped", "warning", count=count, detail="event queue overflow")
 
     def _uptime_ms(self):
-        return ticks_diff(self.now_ms, self.boot_ms) & 0xFFFFFFFFFFFF
+        """Milliseconds since boot, accumulated tick by tick so it keeps counting past
+        the tick counter's wrap (about 12 days on a board)."""
+        d = ticks_diff(self.now_ms, self._prev_ms)
+        return self.uptime_ms + (d if d > 0 else 0)
 
     def _on_state_change(self, old, new, cause):
         self._event(
@@ -336,6 +340,10 @@ class Node:
     # -- the tick --------------------------------------------------------------------------
 
     def tick(self, now_ms):
+        d = ticks_diff(now_ms, self._prev_ms)
+        if d > 0:
+            self.uptime_ms += d
+        self._prev_ms = now_ms
         self.now_ms = now_ms
         self.tick_count += 1
         # 1. sensors
@@ -555,6 +563,8 @@ class Node:
             name = args["command"]
             if name not in st.COMMAND_NAMES:
                 return RESULT_UNKNOWN, "service command {} not supported".format(name)
+            if (name == "start" or name == "unhold") and self.lease.lost:
+                return RESULT_NOT_ALLOWED_IN_STATE, "{} refused: no host lease".format(name)
             if name == "reset" and self.interlocks.active:
                 if self.sm.state not in (st.ABORTED, st.STOPPED, st.COMPLETED):
                     return RESULT_NOT_ALLOWED_IN_STATE, "reset not allowed in " + (

@@ -432,3 +432,45 @@ def test_cutout_input_trips_the_heater():
     rig.plant.digital["cutout"] = 0
     rig.tick()
     assert rig.state("reset").result == RESULT_OK
+
+
+def test_start_is_refused_while_the_lease_is_lost():
+    rig = Rig("reactor")
+    rig.lease()
+    rig.run_s(4)  # lease lost at rest: only an alarm
+    ack = rig.state("start")  # still within its expiry and host time is known
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE and "lease" in ack.reason
+    assert rig.node.sm.state_name == "idle"
+
+
+def test_module_started_after_lease_loss_is_still_supervised():
+    from edge.lease import LeaseWatchdog
+
+    wd = LeaseWatchdog(3000, "hold", 10_000)
+    wd.feed(0)
+    assert wd.check(3100, active=False) == 1  # lost at rest
+    assert not wd.value
+    wd.check(5000, active=True)  # running now (e.g. started by a late command)
+    wd.check(14_999, active=True)
+    assert not wd.value
+    wd.check(15_000, active=True)  # grace counted from when it became active
+    assert wd.value
+
+
+def test_uptime_keeps_counting_across_the_tick_wrap():
+    from edge.build import build_node
+    from edge.clock import TICKS_PERIOD
+    from tests.edge_harness import NONCE, RecordingSink, compiled
+
+    cfg, h = compiled("valve")
+    start = TICKS_PERIOD - 1000
+    node = build_node(cfg, None, RecordingSink(), start, NONCE, config_hash=h)
+    t = start
+    for _ in range(20):
+        t = (t + 100) % TICKS_PERIOD
+        node.tick(t)
+    assert node._uptime_ms() == 2000
+    payload = node.publish_telemetry()
+    from protocol import messages
+
+    assert messages.parse_telemetry(payload, node.channels).t_ms == 2000
