@@ -1,0 +1,830 @@
+"""The line description the plant emulator needs, and its loader.
+
+A line file (``examples/lines/*.toml``) says what is plumbed to what and what the physics
+needs to know about each piece:
+
+* ``[line]``: ``id``, ``ambient_c``, ``solvent`` (a named solvent, or a table with
+  ``viscosity_mPas``, ``density_g_ml`` ... optionally starting from a ``name``);
+* ``[[modules]]``: the controlled modules (pump, reactor, bpr, analyzer, valve), each with
+  ``board`` = its board config (relative to the line file or the repository) and its
+  physical parameters.  The line's module id overrides the board config's, so one
+  ``pump.toml`` serves ``pump_a`` and ``pump_b`` (``module_config``);
+* ``[[parts]]``: passive pieces: ``tube``, ``mixer``, ``vessel`` (collection or waste);
+* ``[[protections]]``: independent protection the software does not replace:
+  ``relief_valve`` (at a component, ``set_bar``) and ``thermal_cutout`` (on a reactor,
+  ``trip_c``);
+* ``[[connections]]``: ``from``/``to`` pairs forming the flow graph, pumps to vessels.
+
+The loader checks what the physics relies on (types, ranges, references, a flow graph
+that runs from pumps to vessels without loops) and reports every problem at once, each
+naming the file, the dotted key, the line, the value and what is allowed, like the board
+config loader.  Deeper plausibility checks (ratings against relief settings, ...) belong
+to the host.  Units are in the key names: ``_mm``, ``_m``, ``_ml``, ``_ul``, ``_bar``,
+``_c`` (degC), ``_s``, ``_ms``, ``_w`` (W), ``_j_k`` (J/K), ``_w_k`` (W/K).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.boardconfig import (
+    ConfigError,
+    compile_config,
+    config_hash,
+    decompile,
+    emulate,
+    load_board_config,
+)
+from edge.boardconfig.lines import index_lines, line_of
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MODULE_KINDS = ("pump", "reactor", "bpr", "analyzer", "valve")
+PART_KINDS = ("tube", "mixer", "vessel")
+PROTECTION_KINDS = ("relief_valve", "thermal_cutout")
+VESSEL_ROLES = ("collection", "waste")
+MATERIALS = ("pfa", "fep", "peek", "ss", "glass")
+_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
+ID_RULE = '1-32 characters of [a-z0-9_-] starting with [a-z0-9], not "host"'
+
+# Volume change of the wetted part per bar, relative to its volume: how much the
+# tubing swells under pressure (thin-walled estimate 2 r / (t E) for 1/16" tubing).
+WALL_COMPLIANCE_PER_BAR = {
+    "pfa": 7e-4,
+    "fep": 6e-4,
+    "peek": 6e-5,
+    "ss": 2e-6,
+    "glass": 1e-6,
+}
+
+
+@dataclass
+class Solvent:
+    """Liquid properties at 25 degC and what temperature does to them."""
+
+    name: str
+    viscosity_mPas: float
+    density_g_ml: float
+    heat_capacity_j_gk: float = 2.0
+    compressibility_per_bar: float = 1e-4
+    boiling_c: float | None = None
+    vaporization_kj_mol: float | None = None
+    viscosity_activation_k: float = 0.0  # Andrade: mu(T) = mu25 exp(B (1/T - 1/298.15))
+
+    def viscosity_at(self, t_c: float) -> float:
+        """Viscosity in mPa s at ``t_c``."""
+        if not self.viscosity_activation_k:
+            return self.viscosity_mPas
+        t_k = max(t_c, -50.0) + 273.15
+        return self.viscosity_mPas * math.exp(
+            self.viscosity_activation_k * (1.0 / t_k - 1.0 / 298.15)
+        )
+
+    def boiling_point_c(self, p_abs_bar: float) -> float | None:
+        """Boiling point at an absolute pressure (Clausius-Clapeyron); None if unknown."""
+        if self.boiling_c is None:
+            return None
+        if not self.vaporization_kj_mol or p_abs_bar <= 0:
+            return self.boiling_c
+        tb0 = self.boiling_c + 273.15
+        inv = 1.0 / tb0 - 8.314 * math.log(p_abs_bar / 1.01325) / (
+            self.vaporization_kj_mol * 1000.0
+        )
+        return 1.0 / inv - 273.15 if inv > 0 else float("inf")
+
+
+# name -> (viscosity mPa s, density g/mL, cp J/(g K), compressibility 1/bar, bp degC,
+#          dHvap kJ/mol, Andrade B K); CRC Handbook values at 25 degC, rounded.
+SOLVENTS: dict[str, tuple[float, ...]] = {
+    "water": (0.89, 0.997, 4.18, 4.6e-5, 100.0, 40.7, 1830.0),
+    "methanol": (0.54, 0.787, 2.53, 1.25e-4, 64.7, 35.3, 1200.0),
+    "ethanol": (1.07, 0.785, 2.44, 1.1e-4, 78.4, 38.6, 1650.0),
+    "acetonitrile": (0.34, 0.776, 2.23, 1.1e-4, 81.6, 29.8, 850.0),
+    "thf": (0.46, 0.883, 1.72, 9.5e-5, 66.0, 29.8, 900.0),
+    "toluene": (0.56, 0.862, 1.70, 9.0e-5, 110.6, 33.2, 1050.0),
+    "dmf": (0.79, 0.944, 2.06, 6.5e-5, 153.0, 47.6, 1100.0),
+    "dmso": (1.99, 1.095, 1.96, 5.2e-5, 189.0, 52.9, 1500.0),
+}
+
+
+def named_solvent(name: str) -> Solvent:
+    mu, rho, cp, beta, bp, hv, b = SOLVENTS[name]
+    return Solvent(name, mu, rho, cp, beta, bp, hv, b)
+
+
+class LineError(ValueError):
+    """One problem in a line file: ``file``, ``key`` (dotted), ``line`` (or None),
+    ``value`` (None when missing), ``problem`` and ``allowed`` (text or None)."""
+
+    def __init__(self, file, key, line, value, problem, allowed=None, missing=False):
+        self.file = str(file)
+        self.key = key
+        self.line = line
+        self.value = value
+        self.problem = problem
+        self.allowed = allowed
+        where = self.file if line is None else f"{self.file}:{line}"
+        if key is None:
+            subject = ""
+        elif missing:
+            subject = key + " "
+        else:
+            subject = f"{key} = {_show(value)} "
+        text = f"{where}: {subject}{problem}"
+        if allowed:
+            text += ": allowed " + allowed
+        super().__init__(text)
+
+
+class LineErrors(LineError):
+    """Every problem found in one file (``errors``); attributes are the first one's."""
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        first = self.errors[0]
+        LineError.__init__(
+            self, first.file, first.key, first.line, first.value, first.problem, first.allowed
+        )
+        if len(self.errors) > 1:
+            text = f"{first.file}: {len(self.errors)} errors:\n" + "\n".join(
+                "  " + str(e) for e in self.errors
+            )
+        else:
+            text = str(first)
+        self.args = (text,)
+
+    def __str__(self):
+        return self.args[0]
+
+
+def _show(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v + '"'
+    text = repr(v)
+    return text if len(text) <= 60 else text[:56] + " ..."
+
+
+# --- schemas ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    type: str  # "float", "int", "str", "bool", "choice", "ids", "table", "map"
+    default: Any = None  # None = optional without default; REQUIRED = must be given
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple = ()
+    doc: str = ""
+
+
+REQUIRED = object()
+
+
+def _f(default=REQUIRED, lo=None, hi=None, doc=""):
+    return Key("float", default, lo, hi, doc=doc)
+
+
+_FLOW_COMMON = {
+    "rating_bar": _f(REQUIRED, 0.5, 2000.0, "pressure rating of the component (bar)"),
+    "material": Key("choice", None, choices=MATERIALS, doc="wetted material (tube swelling)"),
+    "compliance_ul_bar": _f(None, 0.0, 1000.0, "override: volume taken up per bar (uL/bar)"),
+    "tanks": Key("int", None, 1, 500, doc="override: stirred tanks modelling dispersion"),
+}
+
+MODULE_SCHEMAS: dict[str, dict[str, Key]] = {
+    "pump": {
+        "max_flow_ml_min": _f(None, 0.001, 1000.0, "largest flow it can deliver"),
+        "feed_volume_ml": _f(500.0, 0.0, 1e6, "reagent in its feed bottle"),
+        "feed_concentration_mol_l": _f(1.0, 0.0, 20.0, "reagent concentration in the feed"),
+        "response_s": _f(0.5, 0.001, 60.0, "first-order lag of flow after a setpoint change"),
+        "pulsation": _f(0.02, 0.0, 0.5, "relative flow ripple per piston stroke"),
+        "stroke_ul": _f(100.0, 1.0, 10000.0, "volume per stroke (ripple period)"),
+        "dead_volume_ml": _f(0.1, 0.001, 100.0, "pump head and sensor volume"),
+        "inner_diameter_mm": _f(1.0, 0.05, 50.0),
+        "length_m": _f(0.05, 0.001, 100.0),
+    },
+    "reactor": {
+        "volume_ml": _f(REQUIRED, 0.01, 10000.0, "coil volume"),
+        "inner_diameter_mm": _f(1.0, 0.05, 50.0, "coil inner diameter"),
+        "thermal_mass_j_k": _f(REQUIRED, 1.0, 1e6, "heat capacity of block and coil"),
+        "ua_w_k": _f(REQUIRED, 0.0, 1000.0, "heat loss to ambient per kelvin"),
+        "heater_w": _f(REQUIRED, 0.0, 100000.0, "heater power at full duty"),
+        "probe_tau_s": _f(2.0, 0.0, 120.0, "temperature probe lag"),
+        "exotherm": Key("table", None, doc="reaction heat (see EXOTHERM_SCHEMA)"),
+    },
+    "bpr": {
+        "open_conductance_ml_min_bar": _f(20.0, 0.001, 1e5, "flow per bar, valve fully open"),
+        "rangeability": _f(1000.0, 2.0, 1e6, "equal-percentage valve: open / barely open"),
+        "dead_volume_ml": _f(0.05, 0.001, 100.0),
+        "inner_diameter_mm": _f(0.5, 0.05, 50.0, "ports (the valve seat sets the flow)"),
+    },
+    "analyzer": {
+        "cell_volume_ul": _f(10.0, 0.1, 100000.0, "flow cell volume"),
+        "inner_diameter_mm": _f(1.0, 0.05, 50.0),
+        "path_mm": _f(1.0, 0.01, 1000.0, "optical path length"),
+        "absorptivity": Key("map", None, 0.0, 1e6, doc="species (pump id) -> L/(mol cm)"),
+        "species": Key("str", None, doc="species a concentration channel reports (pump id)"),
+        "molar_mass_g_mol": _f(100.0, 1.0, 1e6, "for g/L, mg/mL and ppm channels"),
+        "response_s": _f(0.2, 0.0, 60.0, "detector electronics lag"),
+    },
+    "valve": {
+        "outlets": Key("ids", REQUIRED, doc="component downstream per position [0, 1]"),
+        "switch_ms": Key("int", 150, 0, 60000, doc="time to move between positions"),
+        "dead_volume_ml": _f(0.005, 0.0001, 100.0),
+        "inner_diameter_mm": _f(0.5, 0.05, 50.0),
+    },
+}
+_MODULE_MATERIAL = {"pump": "ss", "reactor": "pfa", "bpr": "ss", "analyzer": "ss", "valve": "peek"}
+
+EXOTHERM_SCHEMA = {
+    "heat_w": _f(REQUIRED, 0.0, 1e6, "reaction heat at t_ref_c"),
+    "t_ref_c": _f(REQUIRED, -50.0, 500.0),
+    "doubling_c": _f(10.0, 0.1, 200.0, "the rate doubles every this many kelvin"),
+    "max_w": _f(None, 0.0, 1e7, "limit set by the reagent supply (default 10 x heat_w)"),
+    "needs_reagents": Key("bool", True, doc="scaled by the reagents present in the coil"),
+}
+
+PART_SCHEMAS: dict[str, dict[str, Key]] = {
+    "tube": {
+        "inner_diameter_mm": _f(REQUIRED, 0.05, 50.0),
+        "length_m": _f(REQUIRED, 0.001, 1000.0),
+    },
+    "mixer": {
+        "volume_ml": _f(0.002, 0.0001, 1000.0),
+        "inner_diameter_mm": _f(0.5, 0.05, 50.0),
+    },
+    "vessel": {
+        "role": Key("choice", REQUIRED, choices=VESSEL_ROLES),
+        "volume_ml": _f(REQUIRED, 0.1, 1e7),
+    },
+}
+_PART_MATERIAL = {"tube": "pfa", "mixer": "peek"}
+
+PROTECTION_SCHEMAS: dict[str, dict[str, Key]] = {
+    "relief_valve": {
+        "set_bar": _f(REQUIRED, 0.1, 2000.0, "opening pressure"),
+        "capacity_ml_min": _f(50.0, 0.01, 1e6, "flow it passes at 10 % over set_bar"),
+    },
+    "thermal_cutout": {
+        "trip_c": _f(REQUIRED, 0.0, 1000.0, "opens the heater supply at this temperature"),
+        "reset_c": _f(None, -50.0, 1000.0, "closes again below (default trip_c - 20)"),
+    },
+}
+
+SOLVENT_KEYS = {
+    "name": Key("choice", None, choices=tuple(SOLVENTS)),
+    "viscosity_mPas": _f(None, 0.01, 100000.0),
+    "density_g_ml": _f(None, 0.1, 25.0),
+    "heat_capacity_j_gk": _f(None, 0.1, 20.0),
+    "compressibility_per_bar": _f(None, 0.0, 0.01),
+    "boiling_c": _f(None, -100.0, 600.0),
+    "vaporization_kj_mol": _f(None, 1.0, 200.0),
+    "viscosity_activation_k": _f(None, 0.0, 10000.0),
+}
+
+
+# --- the model ---------------------------------------------------------------------------
+
+
+@dataclass
+class Component:
+    """A module or part; its physical parameters are attributes (``reactor.volume_ml``)."""
+
+    id: str
+    kind: str
+    category: str  # "module" or "part"
+    params: dict = field(default_factory=dict)
+    board: Path | None = None  # modules only
+
+    def __getattr__(self, name):
+        params = self.__dict__.get("params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(name)
+
+    @property
+    def is_module(self) -> bool:
+        return self.category == "module"
+
+
+@dataclass
+class Protection:
+    id: str
+    kind: str
+    at: str
+    params: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        params = self.__dict__.get("params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(name)
+
+
+@dataclass
+class Line:
+    id: str
+    file: Path | None
+    solvent: Solvent
+    ambient_c: float
+    modules: dict[str, Component]
+    parts: dict[str, Component]
+    protections: list[Protection]
+    connections: list[tuple[str, str]]
+    description: str = ""
+
+    def component(self, cid: str) -> Component:
+        return self.modules[cid] if cid in self.modules else self.parts[cid]
+
+    def components(self) -> dict[str, Component]:
+        out = dict(self.modules)
+        out.update(self.parts)
+        return out
+
+    def downstream(self, cid: str) -> list[str]:
+        return [b for a, b in self.connections if a == cid]
+
+    def upstream(self, cid: str) -> list[str]:
+        return [a for a, b in self.connections if b == cid]
+
+    def flow_order(self) -> list[str]:
+        """Components from the pumps towards the vessels (a topological order)."""
+        ids = list(self.components())
+        indeg = {c: 0 for c in ids}
+        for _, b in self.connections:
+            indeg[b] += 1
+        order, ready = [], [c for c in ids if indeg[c] == 0]
+        while ready:
+            c = ready.pop(0)
+            order.append(c)
+            for d in self.downstream(c):
+                indeg[d] -= 1
+                if indeg[d] == 0:
+                    ready.append(d)
+        return order
+
+    def modules_of(self, kind: str) -> list[Component]:
+        return [m for m in self.modules.values() if m.kind == kind]
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+class _Ctx:
+    def __init__(self, file: str, text: str):
+        self.file = file
+        self.text = text
+        self.errors: list[LineError] = []
+        self._index = None
+
+    def line(self, key):
+        if self._index is None:
+            self._index = index_lines(self.text)
+        return line_of(self._index, key) if key else None
+
+    def error(self, key, value, problem, allowed=None, missing=False):
+        self.errors.append(
+            LineError(self.file, key, self.line(key), value, problem, allowed, missing)
+        )
+
+
+def _range_text(k: Key) -> str:
+    if k.lo is not None and k.hi is not None:
+        return f"{k.lo:g}..{k.hi:g}"
+    if k.lo is not None:
+        return f">= {k.lo:g}"
+    return "any finite number"
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _check(ctx: _Ctx, path: str, k: Key, v):
+    """Validated value, or None after recording an error."""
+    if k.type in ("float", "int"):
+        ok = _number(v) and math.isfinite(v) and (k.type == "float" or isinstance(v, int))
+        if not ok:
+            ctx.error(
+                path, v, f"is not a{'n integer' if k.type == 'int' else ' number'}", _range_text(k)
+            )
+            return None
+        if (k.lo is not None and v < k.lo) or (k.hi is not None and v > k.hi):
+            ctx.error(path, v, "is out of range", _range_text(k))
+            return None
+        return float(v) if k.type == "float" else v
+    if k.type == "bool":
+        if not isinstance(v, bool):
+            ctx.error(path, v, "is not a boolean", "true or false")
+            return None
+        return v
+    if k.type == "str":
+        if not isinstance(v, str) or not v:
+            ctx.error(path, v, "is not a non-empty string")
+            return None
+        return v
+    if k.type == "choice":
+        if v not in k.choices:
+            hint = difflib.get_close_matches(str(v), k.choices, 1)
+            problem = "is not a known choice" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            ctx.error(path, v, problem, "one of " + ", ".join(k.choices))
+            return None
+        return v
+    if k.type == "ids":
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            ctx.error(path, v, "is not a list of ids")
+            return None
+        return list(v)
+    if k.type == "map":
+        if not isinstance(v, dict):
+            ctx.error(path, v, "is not a table", "{name = number, ...}")
+            return None
+        out = {}
+        for name, x in v.items():
+            num = _check(ctx, f"{path}.{name}", Key("float", None, k.lo, k.hi), x)
+            if num is not None:
+                out[name] = num
+        return out
+    if k.type == "table":
+        if not isinstance(v, dict):
+            ctx.error(path, v, "is not a table")
+            return None
+        return v
+    raise AssertionError(k.type)
+
+
+def _table(ctx: _Ctx, path: str, data: dict, schema: dict[str, Key], fixed=()) -> dict:
+    """Check every key of ``data`` against ``schema``; defaults filled in."""
+    out = {}
+    for name, v in data.items():
+        if name in fixed:
+            continue
+        k = schema.get(name)
+        if k is None:
+            allowed = sorted(set(schema) | set(fixed))
+            hint = difflib.get_close_matches(name, allowed, 1)
+            problem = "is not a known key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            ctx.error(f"{path}.{name}", v, problem, ", ".join(allowed))
+            continue
+        checked = _check(ctx, f"{path}.{name}", k, v)
+        if checked is not None:
+            out[name] = checked
+    for name, k in schema.items():
+        if name in out or name in data:
+            continue
+        if k.default is REQUIRED:
+            ctx.error(f"{path}.{name}", None, "is required", missing=True)
+        elif k.default is not None:
+            out[name] = k.default
+    return out
+
+
+def _id(ctx, path, v, seen: dict):
+    if not isinstance(v, str) or not _ID_RE.match(v) or v == "host":
+        ctx.error(path, v, "is not a valid id", ID_RULE)
+        return None
+    if v in seen:
+        ctx.error(path, v, f"is used twice (also {seen[v]})", "each id once")
+        return None
+    seen[v] = path
+    return v
+
+
+def _solvent(ctx, raw) -> Solvent:
+    default = named_solvent("water")
+    if raw is None:
+        return default
+    if isinstance(raw, str):
+        if raw not in SOLVENTS:
+            _check(ctx, "line.solvent", Key("choice", choices=tuple(SOLVENTS)), raw)
+            return default
+        return named_solvent(raw)
+    if not isinstance(raw, dict):
+        ctx.error("line.solvent", raw, "is neither a solvent name nor a table")
+        return default
+    vals = _table(ctx, "line.solvent", raw, SOLVENT_KEYS)
+    name = vals.pop("name", None)
+    if name is None:
+        for req in ("viscosity_mPas", "density_g_ml"):
+            if req not in raw:
+                ctx.error(f"line.solvent.{req}", None, "is required without a name", missing=True)
+        base = Solvent("custom", 1.0, 1.0)
+    else:
+        base = named_solvent(name)
+    for k, v in vals.items():
+        setattr(base, k, v)
+    return base
+
+
+_LINE_KEYS = {
+    "id": Key("str", REQUIRED),
+    "description": Key("str", None),
+    "ambient_c": _f(22.0, -40.0, 60.0, "room temperature"),
+    "solvent": Key("table", None),  # name or table: checked by _solvent
+}
+_TOP = ("line", "modules", "parts", "protections", "connections")
+
+
+def _list_of_tables(ctx, doc, name):
+    v = doc.get(name, [])
+    if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+        ctx.error(name, v, "is not an array of tables", f"[[{name}]] sections")
+        return []
+    return v
+
+
+def _resolve_board(ctx, key, value, base: Path) -> Path | None:
+    if not isinstance(value, str) or not value:
+        ctx.error(key, value, "is not a path", "a board config path")
+        return None
+    for candidate in (base / value, ROOT / value):
+        if candidate.is_file():
+            return candidate.resolve()
+    ctx.error(key, value, "names no file", f"a path relative to {base} or {ROOT}")
+    return None
+
+
+def load_line_text(text: str, filename: str = "<line>", base: Path | None = None) -> Line:
+    """Validate TOML ``text``; board paths resolve against ``base`` (default: the repo)."""
+    ctx = _Ctx(str(filename), text)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LineErrors(
+            [LineError(ctx.file, None, None, None, f"is not valid TOML: {exc}")]
+        ) from None
+    base = base if base is not None else ROOT
+    for name, v in doc.items():
+        if name not in _TOP:
+            hint = difflib.get_close_matches(name, _TOP, 1)
+            problem = "is not a known section" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            ctx.error(name, v, problem, ", ".join(_TOP))
+
+    raw_line = doc.get("line")
+    if not isinstance(raw_line, dict):
+        ctx.error("line", raw_line, "is required", "a [line] table", missing=raw_line is None)
+        raw_line = {}
+    head = _table(
+        ctx,
+        "line",
+        {k: v for k, v in raw_line.items() if k != "solvent"},
+        _LINE_KEYS,
+        fixed=("solvent",),
+    )
+    solvent = _solvent(ctx, raw_line.get("solvent"))
+    seen: dict[str, str] = {}
+
+    modules: dict[str, Component] = {}
+    for i, raw in enumerate(_list_of_tables(ctx, doc, "modules")):
+        path = f"modules[{i}]"
+        mid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
+        if "id" not in raw:
+            ctx.error(path + ".id", None, "is required", missing=True)
+        kind = raw.get("kind")
+        if kind not in MODULE_KINDS:
+            _check(ctx, path + ".kind", Key("choice", choices=MODULE_KINDS), kind)
+            continue
+        schema = dict(_FLOW_COMMON)
+        schema.update(MODULE_SCHEMAS[kind])
+        params = _table(ctx, path, raw, schema, fixed=("id", "kind", "board"))
+        params.setdefault("material", _MODULE_MATERIAL[kind])
+        if "exotherm" in params:
+            params["exotherm"] = _table(
+                ctx, path + ".exotherm", params["exotherm"], EXOTHERM_SCHEMA
+            )
+            params["exotherm"].setdefault("max_w", 10.0 * params["exotherm"].get("heat_w", 0.0))
+        board = None
+        if "board" not in raw:
+            ctx.error(path + ".board", None, "is required", missing=True)
+        else:
+            board = _resolve_board(ctx, path + ".board", raw["board"], base)
+        if board is not None:
+            try:
+                cfg = load_board_config(board)
+            except ConfigError as exc:
+                ctx.error(path + ".board", raw["board"], f"is not a valid board config ({exc})")
+            else:
+                if cfg.kind != kind:
+                    ctx.error(
+                        path + ".board",
+                        raw["board"],
+                        f"is a {cfg.kind} board, not a {kind}",
+                        f"a {kind} board config",
+                    )
+                elif kind == "pump" and "max_flow_ml_min" not in params:
+                    params["max_flow_ml_min"] = _channel_range(cfg.data, "flow")[1]
+        if mid is not None:
+            modules[mid] = Component(mid, kind, "module", params, board)
+
+    parts: dict[str, Component] = {}
+    for i, raw in enumerate(_list_of_tables(ctx, doc, "parts")):
+        path = f"parts[{i}]"
+        pid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
+        if "id" not in raw:
+            ctx.error(path + ".id", None, "is required", missing=True)
+        kind = raw.get("kind")
+        if kind not in PART_KINDS:
+            _check(ctx, path + ".kind", Key("choice", choices=PART_KINDS), kind)
+            continue
+        schema = dict(PART_SCHEMAS[kind])
+        if kind != "vessel":
+            schema.update(_FLOW_COMMON)
+        params = _table(ctx, path, raw, schema, fixed=("id", "kind"))
+        if kind != "vessel":
+            params.setdefault("material", _PART_MATERIAL[kind])
+        if pid is not None:
+            parts[pid] = Component(pid, kind, "part", params)
+
+    components = dict(modules)
+    components.update(parts)
+    protections: list[Protection] = []
+    for i, raw in enumerate(_list_of_tables(ctx, doc, "protections")):
+        path = f"protections[{i}]"
+        rid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
+        if "id" not in raw:
+            ctx.error(path + ".id", None, "is required", missing=True)
+        kind = raw.get("kind")
+        if kind not in PROTECTION_KINDS:
+            _check(ctx, path + ".kind", Key("choice", choices=PROTECTION_KINDS), kind)
+            continue
+        params = _table(ctx, path, raw, PROTECTION_SCHEMAS[kind], fixed=("id", "kind", "at"))
+        at = raw.get("at")
+        target = components.get(at) if isinstance(at, str) else None
+        if kind == "relief_valve":
+            allowed = sorted(c for c, comp in components.items() if comp.kind != "vessel")
+            ok = target is not None and target.kind != "vessel"
+        else:
+            allowed = sorted(m for m, comp in modules.items() if comp.kind == "reactor")
+            ok = target is not None and target.kind == "reactor"
+            if "trip_c" in params:
+                params.setdefault("reset_c", params["trip_c"] - 20.0)
+        if not ok:
+            ctx.error(
+                path + ".at",
+                at,
+                "names no component it can protect" if at is not None else "is required",
+                ", ".join(allowed) or "none in this line",
+                missing=at is None,
+            )
+            continue
+        if rid is not None:
+            protections.append(Protection(rid, kind, at, params))
+
+    connections: list[tuple[str, str]] = []
+    for i, raw in enumerate(_list_of_tables(ctx, doc, "connections")):
+        path = f"connections[{i}]"
+        for k in raw:
+            if k not in ("from", "to"):
+                ctx.error(f"{path}.{k}", raw[k], "is not a known key", "from, to")
+        ends = []
+        for end in ("from", "to"):
+            v = raw.get(end)
+            if v not in components:
+                hint = difflib.get_close_matches(str(v), list(components), 1)
+                problem = ("is required" if v is None else "names no module or part") + (
+                    f" (did you mean {hint[0]!r}?)" if hint else ""
+                )
+                ctx.error(
+                    f"{path}.{end}", v, problem, ", ".join(sorted(components)), missing=v is None
+                )
+            ends.append(v)
+        if all(e in components for e in ends):
+            if ends[0] == ends[1] or tuple(ends) in connections:
+                ctx.error(path, ends, "connects a component to itself or repeats a connection")
+            else:
+                connections.append((ends[0], ends[1]))
+
+    line = Line(
+        id=head.get("id", "line"),
+        file=None if filename.startswith("<") else Path(filename),
+        solvent=solvent,
+        ambient_c=head.get("ambient_c", 22.0),
+        modules=modules,
+        parts=parts,
+        protections=protections,
+        connections=connections,
+        description=head.get("description", ""),
+    )
+    if not ctx.errors:
+        _check_graph(ctx, line)
+    if ctx.errors:
+        raise LineErrors(ctx.errors)
+    return line
+
+
+def _channel_range(data: dict, name: str) -> tuple[float, float]:
+    for ch in data["channels"]:
+        if ch["name"] == name:
+            return tuple(ch["range"])
+    raise KeyError(name)
+
+
+def _check_graph(ctx: _Ctx, line: Line) -> None:
+    """Pumps feed the line, everything flows on to a vessel, nothing loops."""
+    comps = line.components()
+    index = {c: i for i, c in enumerate(line.modules)}
+    index.update({c: i for i, c in enumerate(line.parts)})
+
+    def key(cid):
+        return f"{'modules' if cid in line.modules else 'parts'}[{index[cid]}]"
+
+    if not line.modules_of("pump"):
+        ctx.error("modules", None, "has no pump", "at least one module of kind pump", True)
+    for cid, comp in comps.items():
+        up, down = line.upstream(cid), line.downstream(cid)
+        if comp.kind == "pump" and up:
+            ctx.error(key(cid), cid, f"is a pump fed from {up[0]!r}", "no connection into a pump")
+        if comp.kind != "pump" and not up:
+            ctx.error(key(cid), cid, "has no connection into it", "a connection from upstream")
+        if comp.kind == "vessel":
+            if down:
+                ctx.error(key(cid), cid, "is a vessel with an outflow", "no connection from it")
+        elif comp.kind == "valve":
+            outlets = comp.outlets
+            if len(outlets) != 2 or sorted(outlets) != sorted(down):
+                ctx.error(
+                    key(cid) + ".outlets",
+                    outlets,
+                    f"must be the two components it connects to ({', '.join(down)})",
+                    "[position 0, position 1]",
+                )
+        elif len(down) != 1:
+            ctx.error(key(cid), cid, f"has {len(down)} outflows", "exactly one (valves: two)")
+    for an in line.modules_of("analyzer"):
+        for sp in list(an.params.get("absorptivity", {})) + (
+            [an.species] if "species" in an.params else []
+        ):
+            if sp not in line.modules or line.modules[sp].kind != "pump":
+                ctx.error(
+                    f"{key(an.id)}.absorptivity",
+                    sp,
+                    "names no pump (species)",
+                    ", ".join(m.id for m in line.modules_of("pump")),
+                )
+    order = line.flow_order()
+    if len(order) != len(comps):
+        stuck = sorted(set(comps) - set(order))
+        ctx.error("connections", stuck, "form a loop", "a flow graph without cycles")
+        return
+    if ctx.errors:
+        return
+    reaches = {c: comps[c].kind == "vessel" for c in comps}
+    for c in reversed(order):
+        reaches[c] = reaches[c] or any(reaches[d] for d in line.downstream(c))
+    for c in order:
+        if not reaches[c]:
+            ctx.error(key(c), c, "has no path to a vessel", "every flow ends in a vessel")
+
+
+def load_line(path) -> Line:
+    """Read and validate the line file at ``path``; raises LineErrors."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LineErrors(
+            [LineError(str(path), None, None, None, f"cannot be read: {exc}")]
+        ) from None
+    return load_line_text(text, str(path), path.resolve().parent)
+
+
+# --- board configs of the line's modules ---------------------------------------------------
+
+_COMPILED: dict[tuple[str, str], tuple[dict, bytes, dict]] = {}
+
+
+def _compiled(line: Line, module_id: str) -> tuple[dict, bytes, dict]:
+    module = line.modules[module_id]
+    cache_key = (str(module.board), module_id)
+    hit = _COMPILED.get(cache_key)
+    if hit is None:
+        cfg = load_board_config(module.board)
+        hardware = {ch["name"]: dict(ch) for ch in cfg.data["channels"]}
+        emulated = emulate(cfg)
+        emulated.data["module"]["id"] = module_id
+        blob = compile_config(emulated)
+        hit = (blob, config_hash(blob), hardware)
+        _COMPILED[cache_key] = hit
+    blob, digest, hardware = hit
+    return decompile(blob), digest, hardware
+
+
+def module_config(line: Line, module_id: str) -> tuple[dict, bytes]:
+    """The compiled emulated board config of ``module_id`` (its id set to the line's) and
+    its 8-byte hash: ``(dict, hash)``, fresh dict on every call."""
+    data, digest, _ = _compiled(line, module_id)
+    return data, digest
+
+
+def board_channels(line: Line, module_id: str) -> dict[str, dict]:
+    """The hardware channel specs (before emulation): what the real driver would be, so
+    the emulator can reproduce its resolution (ADC bits, reference resistor, shunt)."""
+    return _compiled(line, module_id)[2]
