@@ -238,28 +238,27 @@ class Interlock:
         cause = self._cause_now(True)
         if cause is None:
             return None
-        if cause == CAUSE_SENSOR_BAD:
-            return "{}: cause persists (sensor_bad: {} is {})".format(
-                self.id, self.channel_name, getattr(self.channel, "bad_reason", None) or "bad"
-            )
+        name = self.channel_name
         cond = self.condition
-        if cond == INPUT_TRUE:
-            return "{}: cause persists ({} still active, value {})".format(
-                self.id, self.channel_name, _fmt(self.channel.value)
+        if cause == CAUSE_SENSOR_BAD:
+            why = "sensor_bad: {} is {}".format(
+                name, getattr(self.channel, "bad_reason", None) or "bad"
             )
-        if cond == RATE_OF_RISE and self.rate is None:
-            return "{}: cause persists (rate of {} unknown until a full {} ms window)".format(
-                self.id, self.channel_name, self.window_ms
-            )
-        if cond == ABOVE:
-            clear = "<= {}".format(_fmt(self._limit - self.hysteresis))
-        elif cond == BELOW:
-            clear = ">= {}".format(_fmt(self._limit + self.hysteresis))
+        elif cond == INPUT_TRUE:
+            why = "{} still active, value {}".format(name, _fmt(self.channel.value))
+        elif cond == RATE_OF_RISE and self.rate is None:
+            why = "rate of {} unknown until a full {} ms window".format(name, self.window_ms)
         else:
-            clear = "<= {}/s".format(_fmt(self._limit - self.hysteresis))
-        return "{}: cause persists ({} {} = {}, clears at {})".format(
-            self.id, self.cause, self.channel_name, _fmt(self.trip_value()), clear
-        )
+            if cond == BELOW:
+                clear = ">= " + _fmt(self._limit + self.hysteresis)
+            else:
+                clear = "<= " + _fmt(self._limit - self.hysteresis)
+                if cond == RATE_OF_RISE:
+                    clear += "/s"
+            why = "{} {} = {}, clears at {}".format(
+                self.cause, name, _fmt(self.trip_value()), clear
+            )
+        return "{}: cause persists ({})".format(self.id, why)
 
     def __repr__(self):
         return "<Interlock {} {} {} limit={} tripped={}>".format(

@@ -73,6 +73,12 @@ def _require_number(field, value):
         raise ValueError("{} must be a finite number, got {!r}".format(field, value))
 
 
+def _repr(ch):
+    return "<{} {} value={} quality={} reason={}>".format(
+        type(ch).__name__, ch.name, ch.value, ch.quality, ch.bad_reason
+    )
+
+
 # --------------------------------------------------------------------------- calibrations
 
 
@@ -430,9 +436,7 @@ class SensorChannel:
         return self.quality
 
     def __repr__(self):
-        return "<SensorChannel {} value={} quality={} reason={}>".format(
-            self.name, self.value, self.quality, self.bad_reason
-        )
+        return _repr(self)
 
 
 class Redundant1oo2:
@@ -513,6 +517,4 @@ class Redundant1oo2:
         return self.quality
 
     def __repr__(self):
-        return "<Redundant1oo2 {} value={} quality={} reason={}>".format(
-            self.name, self.value, self.quality, self.bad_reason
-        )
+        return _repr(self)

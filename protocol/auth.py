@@ -53,17 +53,13 @@ KEY_MIN_LEN = const(16)
 KEY_MAX_LEN = const(32)
 _BLOCK = const(64)  # SHA-256 block size
 
-# Local copy of edge/clock.py's tick arithmetic: protocol imports nothing of flowskid.
+# edge/clock.py's tick arithmetic (protocol imports nothing of flowskid): see host_now.
 _TICKS_MAX = const((1 << 30) - 1)
 _TICKS_HALF = const(1 << 29)
 
 
 class AuthError(ValueError):
     """Bad key, nonce or signing input (never contains the key)."""
-
-
-def _ticks_diff(end, start):
-    return ((end - start + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
 
 
 def _check_key(key):
@@ -265,7 +261,8 @@ class HostTimeEstimate:
         """Estimated host time at local tick ``now_ms``, or None if unknown."""
         if self._host_ms is None:
             return None
-        age = _ticks_diff(now_ms, self._local_ms)
+        # ticks_diff(now_ms, self._local_ms), as edge/clock.py computes it
+        age = ((now_ms - self._local_ms + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
         if age < 0 or age > self.max_age_ms:
             return None
         return self._host_ms + age

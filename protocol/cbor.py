@@ -83,9 +83,6 @@ class Tag:
     def __eq__(self, other):
         return type(other) is Tag and self.tag == other.tag and self.value == other.value
 
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
     def __hash__(self):
         return hash((self.tag, self.value))
 
@@ -103,9 +100,6 @@ class Simple:
 
     def __eq__(self, other):
         return type(other) is Simple and self.value == other.value
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
 
     def __hash__(self):
         return hash(("simple", self.value))
@@ -137,9 +131,6 @@ class Float32:
 
     def __eq__(self, other):
         return type(other) is Float32 and self.value == other.value
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
 
     def __hash__(self):
         return hash(("float32", self.value))

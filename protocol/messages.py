@@ -32,6 +32,7 @@ from protocol.constants import (
     KIND_TELEMETRY,
     MODULE_KIND_NAMES,
     OP_NAMES,
+    OP_STATE,
     PROTOCOL_VERSION,
     QUALITY_BAD,
     QUALITY_GOOD,
@@ -50,7 +51,7 @@ except ImportError:  # CPython: const() is a compile-time hint on MicroPython on
 # Type-checker only (pyright treats TYPE_CHECKING as true; nothing is imported at run time).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 
 # --- Wire keys (numbers are the wire format: never renumber) ----------------------------
@@ -120,8 +121,8 @@ K_STATE_TIME = const(3)
 
 # --- Limits -----------------------------------------------------------------------------
 
-U32_MAX = 4294967295
-U64_MAX = 18446744073709551615
+U32_MAX = const(4294967295)
+U64_MAX = const(18446744073709551615)
 ID_MAX_LEN = const(32)  # module, host and sender ids: same rule as MQTT topic ids
 NAME_MAX_LEN = const(32)  # channel, state, interlock, cause and config key names
 UNIT_MAX_LEN = const(16)
@@ -137,22 +138,22 @@ BOOT_NONCE_MAX = const(16)
 AUTH_TAG_LEN = const(16)
 LEASE_DURATION_MAX_MS = const(3600000)
 # A scaled telemetry integer must fit in a signed 32-bit word.
-RAW_LIMIT = 2147483647
+RAW_LIMIT = const(2147483647)
 # Largest accepted frame; also bounds what a malicious peer can make a board allocate.
 MAX_MESSAGE_BYTES = const(8192)
 # Deepest nesting of any kind (command -> args -> config map is three levels).
 _MAX_DEPTH = const(4)
 
 _ID_FIRST = "abcdefghijklmnopqrstuvwxyz0123456789"
-_ID_REST = _ID_FIRST + "_-"
-_SNAKE_FIRST = "abcdefghijklmnopqrstuvwxyz"
-_SNAKE_REST = _SNAKE_FIRST + "0123456789_"
+_SNAKE_FIRST = _ID_FIRST[:26]
+_SNAKE_REST = _ID_FIRST + "_"
+_ID_REST = _SNAKE_REST + "-"
 _ID_RULE = "1-32 chars of [a-z0-9_-], starting with [a-z0-9]"
 _SNAKE_RULE = "snake_case 1-32 chars: [a-z][a-z0-9_]*"
 
 # Operations a birth may list as allowed in a state: every op but the generic "state"
 # (which the service commands stand for) plus the service commands themselves.
-ALLOWED_OPERATIONS = tuple(n for n in OP_NAMES if n != "state") + SERVICE_COMMANDS
+ALLOWED_OPERATIONS = OP_NAMES[:OP_STATE] + OP_NAMES[OP_STATE + 1 :] + SERVICE_COMMANDS
 
 _KIND_NAMES = (
     None,
@@ -182,60 +183,49 @@ class MessageError(ValueError):
         self.offset = offset
 
 
-# --- Validation helpers (shared by builders and parsers) --------------------------------
+# --- Validation (shared by builders and parsers) ----------------------------------------
+
+# Field types: what ``_check`` accepts, and the ``_SPEC`` tables of the message records.
+_INT = const(0)  # an int (never a bool) in lo..hi
+_TEXT = const(1)  # a str of lo..hi characters
+_BYTES = const(2)  # bytes (a bytearray is taken as bytes) of length lo..hi
+_ID = const(3)  # a module, host or sender id (_ID_RULE)
+_NAME = const(4)  # a snake_case name (_SNAKE_RULE)
+_BOOL = const(5)
+_NUMBER = const(6)  # a finite int or float
+_LIST = const(7)  # a list or tuple of lo..hi items
+_MAP = const(8)  # a dict of lo..hi entries
+_ENUM = const(9)  # lo is the names tuple: builders take a name or a code, parsers a code
+_OTHER = const(10)  # checked by the message kind's own code
+
+# What each field type allows, for error messages (formatted with lo, hi).
+_ALLOWED = (
+    "{}..{}",
+    "text of {}..{} chars",
+    "bytes of length {}..{}",
+    _ID_RULE,
+    _SNAKE_RULE,
+    "true/false",
+    "finite numbers",
+    "a list of {}..{} items",
+    "a map of {}..{} entries",
+)
 
 
 def _fail(field, value, allowed) -> "NoReturn":
     raise MessageError("{}: {!r} not in {}".format(field, value, allowed), field)
 
 
-def _fail_length(field, n, lo, hi) -> "NoReturn":
-    raise MessageError("{}: length {} not in {}..{}".format(field, n, lo, hi), field)
-
-
-def _is_int(v):
+def _finite_number(v):
     # bool is an int subclass on both CPython and MicroPython; it is never a number here.
-    return type(v) is int
-
-
-def _is_number(v):
-    t = type(v)
-    return t is int or t is float
-
-
-def _finite(v):
     # inf - inf and nan - nan are nan, and nan compares unequal to everything.
-    return v - v == 0
+    t = type(v)
+    return (t is int or t is float) and v - v == 0
 
 
-def _uint(field, v, hi):
-    if type(v) is not int or v < 0 or v > hi:
-        _fail(field, v, "0..{}".format(hi))
-    return v
-
-
-def _int_range(field, v, lo, hi):
-    if type(v) is not int or v < lo or v > hi:
-        _fail(field, v, "{}..{}".format(lo, hi))
-    return v
-
-
-def _text(field, v, lo, hi):
-    if type(v) is not str or len(v) < lo or len(v) > hi:
-        _fail(field, v, "text of {}..{} chars".format(lo, hi))
-    return v
-
-
-def _bytes(field, v, lo, hi):
-    if isinstance(v, bytearray):
-        v = bytes(v)
-    if type(v) is not bytes or len(v) < lo or len(v) > hi:
-        _fail(field, v, "bytes of length {}..{}".format(lo, hi))
-    return v
-
-
-def _chars_ok(v, first, rest, max_len):
-    if type(v) is not str or not v or len(v) > max_len or v[0] not in first:
+def _chars_ok(v, first, rest):
+    # An id or a snake_case name: 1-32 (ID_MAX_LEN == NAME_MAX_LEN) characters.
+    if type(v) is not str or not 0 < len(v) <= ID_MAX_LEN or v[0] not in first:
         return False
     for c in v:
         if c not in rest:
@@ -243,16 +233,45 @@ def _chars_ok(v, first, rest, max_len):
     return True
 
 
+def _check(field, v, kind, lo=0, hi=0) -> "Any":
+    """``v`` if it is a valid ``kind`` field (bytes for a bytearray, the code for an enum
+    name), else MessageError naming ``field``, ``v`` and what is allowed."""
+    if kind == _ENUM:
+        return _enum(field, v, lo)
+    if kind == _BYTES and isinstance(v, bytearray):
+        return _check(field, bytes(v), kind, lo, hi)
+    t = type(v)
+    if kind == _INT:
+        ok = t is int and lo <= v <= hi
+    elif kind == _TEXT:
+        ok = t is str and lo <= len(v) <= hi
+    elif kind == _BYTES:
+        ok = t is bytes and lo <= len(v) <= hi
+    elif kind == _ID:
+        ok = _chars_ok(v, _ID_FIRST, _ID_REST)
+    elif kind == _NAME:
+        ok = _chars_ok(v, _SNAKE_FIRST, _SNAKE_REST)
+    elif kind == _BOOL:
+        ok = t is bool
+    elif kind == _NUMBER:
+        ok = _finite_number(v)
+    elif kind == _LIST:
+        ok = t is list or t is tuple
+    else:
+        ok = t is dict
+    if not ok:
+        _fail(field, v, _ALLOWED[kind].format(lo, hi))
+    if kind >= _LIST and not lo <= len(v) <= hi:
+        raise MessageError("{}: length {} not in {}..{}".format(field, len(v), lo, hi), field)
+    return v
+
+
 def _ident(field, v):
-    if not _chars_ok(v, _ID_FIRST, _ID_REST, ID_MAX_LEN):
-        _fail(field, v, _ID_RULE)
-    return v
+    return _check(field, v, _ID)
 
 
-def _snake(field, v):
-    if not _chars_ok(v, _SNAKE_FIRST, _SNAKE_REST, NAME_MAX_LEN):
-        _fail(field, v, _SNAKE_RULE)
-    return v
+def _uint(field, v, hi):
+    return _check(field, v, _INT, 0, hi)
 
 
 def _enum(field, v, names):
@@ -260,46 +279,27 @@ def _enum(field, v, names):
     if type(v) is int:
         if 0 <= v < len(names):
             return v
-    elif type(v) is str:
-        for i in range(len(names)):
-            if names[i] == v:
-                return i
+    elif type(v) is str and v in names:
+        return names.index(v)
     _fail(field, v, "{} (or code 0..{})".format("/".join(names), len(names) - 1))
 
 
 def _enum_code(field, v, names):
     """Wire code -> name (parsers)."""
-    if type(v) is not int or v < 0 or v >= len(names):
+    if type(v) is not int or not 0 <= v < len(names):
         _fail(field, v, "0..{} ({})".format(len(names) - 1, "/".join(names)))
     return names[v]
 
 
-def _number(field, v):
-    if not _is_number(v) or not _finite(v):
-        _fail(field, v, "finite numbers")
-    return v
-
-
-def _bool(field, v):
-    if type(v) is not bool:
-        _fail(field, v, "true/false")
-    return v
-
-
-def _list(field, v, lo, hi):
-    if type(v) is not list and type(v) is not tuple:
-        _fail(field, v, "a list of {}..{} items".format(lo, hi))
-    if len(v) < lo or len(v) > hi:
-        _fail_length(field, len(v), lo, hi)
-    return v
-
-
-def _dict(field, v, lo, hi):
-    if type(v) is not dict:
-        _fail(field, v, "a map of {}..{} entries".format(lo, hi))
-    if len(v) < lo or len(v) > hi:
-        _fail_length(field, len(v), lo, hi)
-    return v
+def _check_keys(name, m, first, end, optional):
+    """Keys of ``m`` are ints below ``end`` (strict: unknown keys are a newer protocol);
+    those from ``first`` on are required unless ``optional``."""
+    for k in m:
+        if type(k) is not int or not 0 <= k < end:
+            raise MessageError("{}: unexpected key {!r}".format(name, k), name)
+    for k in range(first, end):
+        if k not in m and k not in optional:
+            raise MessageError("{}: missing required key {}".format(name, k), name)
 
 
 def _round_half_away(x):
@@ -336,7 +336,7 @@ def _decode(data, expected_kind):
         )
     kind = m.get(K_KIND)
     if type(kind) is not int or kind < 1 or kind >= len(_KIND_NAMES):
-        _fail("message.kind", kind, "1..{}".format(len(_KIND_NAMES) - 1))
+        _fail("message.kind", kind, "1..8")
     if expected_kind is not None and kind != expected_kind:
         _fail("message.kind", kind, "{} ({})".format(expected_kind, _KIND_NAMES[expected_kind]))
     version = m.get(K_VERSION)
@@ -350,33 +350,50 @@ def _decode(data, expected_kind):
     return m
 
 
-def _check_keys(name, m, required, optional, header=True):
-    """Every key is an int of the kind (strict: unknown keys are a newer protocol)."""
-    for k in m:
-        if type(k) is not int or not (
-            k in required or k in optional or (header and (k == K_KIND or k == K_VERSION))
-        ):
-            raise MessageError("{}: unexpected key {!r}".format(name, k), name)
-    for k in required:
-        if k not in m:
-            raise MessageError("{}: missing required key {}".format(name, k), name)
+def _build(cls, values):
+    """The message map of kind ``cls.KIND`` from ``values`` (in ``cls._FIELDS`` order),
+    each checked as ``cls._SPEC`` says; the key of field i is i + 2.  None leaves an
+    optional key out; _OTHER values go in as given (their builder checks them)."""
+    kind = cls.KIND
+    msg = {K_KIND: kind, K_VERSION: PROTOCOL_VERSION}
+    spec = cls._SPEC
+    for i in range(len(spec)):
+        v = values[i]
+        if v is None and i + 2 in cls._OPTIONAL:
+            continue
+        if spec[i][0] != _OTHER:
+            v = _check(_KIND_NAMES[kind] + "." + cls._FIELDS[i], v, *spec[i])
+        msg[i + 2] = v
+    return msg
 
 
-def _header(kind):
-    return {K_KIND: kind, K_VERSION: PROTOCOL_VERSION}
+def _map_values(cls, m):
+    """``cls._FIELDS`` values of a decoded message map: keys checked, values checked as
+    ``cls._SPEC`` says (enums come back as names); None for an absent optional key,
+    _OTHER values as they are (their parser checks them)."""
+    name = _KIND_NAMES[cls.KIND]
+    spec = cls._SPEC
+    _check_keys(name, m, 2, len(spec) + 2, cls._OPTIONAL)
+    values = []
+    for i in range(len(spec)):
+        v = m.get(i + 2)
+        kind = spec[i][0]
+        if kind == _ENUM:
+            v = _enum_code(name + "." + cls._FIELDS[i], v, spec[i][1])
+        elif kind != _OTHER and i + 2 in m:
+            v = _check(name + "." + cls._FIELDS[i], v, *spec[i])
+        values.append(v)
+    return values
 
 
 # --- Plain result objects ---------------------------------------------------------------
+# A message record's ``_SPEC`` gives, per field, (field type, lo, hi) for ``_check``.
 
 
 class _Record:
     __slots__ = ()
     _FIELDS = ()
-
-    def __init__(self, *values):
-        fields = self._FIELDS
-        for i in range(len(fields)):
-            setattr(self, fields[i], values[i])
+    _OPTIONAL = ()  # wire keys that may be left out
 
     def __eq__(self, other):
         if type(other) is not type(self):
@@ -385,9 +402,6 @@ class _Record:
             if getattr(self, f) != getattr(other, f):
                 return False
         return True
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
 
     def __repr__(self):
         parts = []
@@ -430,6 +444,18 @@ class Birth(_Record):
         "states",
         "state",
     )
+    _SPEC = (
+        (_ID,),
+        (_ENUM, MODULE_KIND_NAMES),
+        (_TEXT, 1, NAME_MAX_LEN),
+        (_BYTES, CONFIG_HASH_MIN, CONFIG_HASH_MAX),
+        (_ENUM, RESET_CAUSE_NAMES),
+        (_INT, 0, 255),
+        (_BYTES, BOOT_NONCE_MIN, BOOT_NONCE_MAX),
+        (_OTHER,),
+        (_OTHER,),
+        (_OTHER,),
+    )
     __slots__ = _FIELDS
 
     def __init__(
@@ -460,6 +486,7 @@ class Birth(_Record):
 class Death(_Record):
     KIND = KIND_DEATH
     _FIELDS = ("bdseq",)
+    _SPEC = ((_INT, 0, 255),)
     __slots__ = _FIELDS
 
     def __init__(self, bdseq):
@@ -472,6 +499,8 @@ class Telemetry(_Record):
 
     KIND = KIND_TELEMETRY
     _FIELDS = ("seq", "t_ms", "values", "qualities")
+    _SPEC = ((_INT, 0, 255), (_INT, 0, U64_MAX), (_OTHER,), (_OTHER,))
+    _OPTIONAL = (K_QUALITY,)
     __slots__ = _FIELDS
 
     def __init__(self, seq, t_ms, values, qualities):
@@ -484,6 +513,19 @@ class Telemetry(_Record):
 class Event(_Record):
     KIND = KIND_EVENT
     _FIELDS = ("number", "t_ms", "type", "severity", "source", "cause", "detail", "count", "state")
+    # count and state: their presence depends on the type (see _event_rules).
+    _SPEC = (
+        (_INT, 0, U32_MAX),
+        (_INT, 0, U64_MAX),
+        (_ENUM, EVENT_TYPE_NAMES),
+        (_ENUM, SEVERITY_NAMES),
+        (_OTHER,),
+        (_NAME,),
+        (_TEXT, 0, TEXT_MAX_LEN),
+        (_INT, 1, U32_MAX),
+        (_TEXT, 1, NAME_MAX_LEN),
+    )
+    _OPTIONAL = (K_SOURCE, K_CAUSE, K_DETAIL, K_COUNT, K_NEW_STATE)
     __slots__ = _FIELDS
 
     def __init__(self, number, t_ms, type, severity, source, cause, detail, count, state):
@@ -513,6 +555,8 @@ class Command(_Record):
 
     KIND = KIND_COMMAND
     _FIELDS = ("command_id", "op", "args", "expiry_ms", "auth")
+    _SPEC = ((_INT, 0, U32_MAX), (_ENUM, OP_NAMES), (_OTHER,), (_INT, 0, U64_MAX), (_OTHER,))
+    _OPTIONAL = (K_ARGS, K_AUTH)
     __slots__ = _FIELDS
 
     def __init__(self, command_id, op, args, expiry_ms, auth):
@@ -530,6 +574,8 @@ class Command(_Record):
 class Ack(_Record):
     KIND = KIND_ACK
     _FIELDS = ("command_id", "result", "reason")
+    _SPEC = ((_INT, 0, U32_MAX), (_ENUM, RESULT_NAMES), (_TEXT, 0, TEXT_MAX_LEN))
+    _OPTIONAL = (K_REASON,)
     __slots__ = _FIELDS
 
     def __init__(self, command_id, result, reason):
@@ -545,6 +591,7 @@ class Ack(_Record):
 class Lease(_Record):
     KIND = KIND_LEASE
     _FIELDS = ("host_id", "host_time_ms", "seq", "duration_ms")
+    _SPEC = ((_ID,), (_INT, 0, U64_MAX), (_INT, 0, U32_MAX), (_INT, 1, LEASE_DURATION_MAX_MS))
     __slots__ = _FIELDS
 
     def __init__(self, host_id, host_time_ms, seq, duration_ms):
@@ -557,6 +604,7 @@ class Lease(_Record):
 class HostState(_Record):
     KIND = KIND_STATE
     _FIELDS = ("online", "t_ms")
+    _SPEC = ((_BOOL,), (_INT, 0, U64_MAX))
     __slots__ = _FIELDS
 
     def __init__(self, online, t_ms):
@@ -564,8 +612,7 @@ class HostState(_Record):
         self.t_ms = t_ms
 
 
-def _new(cls, values):
-    return cls(*values)
+_CLASSES = (None, Birth, Death, Telemetry, Event, Command, Ack, Lease, HostState)
 
 
 # --- Channels and scaling ---------------------------------------------------------------
@@ -603,17 +650,17 @@ def _check_channel(field, ch, alias):
         _fail(field, ch, "Channel objects")
     if ch.alias is not None and ch.alias != alias:
         _fail(field + ".alias", ch.alias, "{} (its position)".format(alias))
-    _text(field + ".name", ch.name, 1, NAME_MAX_LEN)
-    _text(field + ".unit", ch.unit, 0, UNIT_MAX_LEN)
+    _check(field + ".name", ch.name, _TEXT, 1, NAME_MAX_LEN)
+    _check(field + ".unit", ch.unit, _TEXT, 0, UNIT_MAX_LEN)
     role = _enum(field + ".role", ch.role, ROLE_NAMES)
-    lo = _number(field + ".lo", ch.lo)
-    hi = _number(field + ".hi", ch.hi)
+    lo = _check(field + ".lo", ch.lo, _NUMBER)
+    hi = _check(field + ".hi", ch.hi, _NUMBER)
     if not lo < hi:
         _fail(field + ".hi", hi, "numbers greater than lo={!r}".format(lo))
     res = ch.resolution
     out = {KC_NAME: ch.name, KC_UNIT: ch.unit, KC_ROLE: role, KC_MIN: lo, KC_MAX: hi}
     if res is not None:
-        if not _is_number(res) or not _finite(res) or res <= 0:
+        if not _finite_number(res) or res <= 0:
             _fail(field + ".resolution", res, "positive finite numbers or None")
         scale = _scale_of(res)
         for bound in (lo, hi):
@@ -621,14 +668,14 @@ def _check_channel(field, ch, alias):
                 _fail(
                     field + ".resolution",
                     res,
-                    "resolutions keeping range/resolution within +-{}".format(RAW_LIMIT),
+                    "resolutions keeping range/resolution within +-2147483647",
                 )
         out[KC_RESOLUTION] = res
     return out
 
 
 def _check_channels(field, channels):
-    _list(field, channels, 0, MAX_CHANNELS)
+    _check(field, channels, _LIST, 0, MAX_CHANNELS)
     out = []
     seen = {}
     for i in range(len(channels)):
@@ -646,8 +693,8 @@ def _check_channels(field, channels):
 
 
 def _channel_from_wire(field, m, alias):
-    _dict(field, m, 5, 6)
-    _check_keys(field, m, (KC_NAME, KC_UNIT, KC_ROLE, KC_MIN, KC_MAX), (KC_RESOLUTION,), False)
+    _check(field, m, _MAP, 5, 6)
+    _check_keys(field, m, 0, 6, (KC_RESOLUTION,))
     if KC_RESOLUTION in m and m[KC_RESOLUTION] is None:
         _fail(field + ".resolution", None, "positive finite numbers (omit the key for none)")
     ch = Channel(
@@ -667,12 +714,12 @@ def _channel_from_wire(field, m, alias):
 
 
 def _check_states(field, states, state):
-    _dict(field, states, 1, MAX_STATES)
+    _check(field, states, _MAP, 1, MAX_STATES)
     out = {}
     for name in states:
         sf = "{}[{!r}]".format(field, name)
-        _text(sf, name, 1, NAME_MAX_LEN)
-        ops = _list(sf, states[name], 0, len(ALLOWED_OPERATIONS))
+        _check(sf, name, _TEXT, 1, NAME_MAX_LEN)
+        ops = _check(sf, states[name], _LIST, 0, len(ALLOWED_OPERATIONS))
         for j in range(len(ops)):
             if ops[j] not in ALLOWED_OPERATIONS:
                 _fail("{}[{}]".format(sf, j), ops[j], "/".join(ALLOWED_OPERATIONS))
@@ -699,60 +746,33 @@ def build_birth(
     ``states`` maps each state name to the operations (command ops or service commands,
     see ALLOWED_OPERATIONS) the module accepts in it; ``state`` is the current one.
     """
-    msg = _header(KIND_BIRTH)
-    msg[K_MODULE_ID] = _ident("birth.module_id", module_id)
-    msg[K_MODULE_KIND] = _enum("birth.module_kind", module_kind, MODULE_KIND_NAMES)
-    msg[K_FIRMWARE] = _text("birth.firmware", firmware, 1, NAME_MAX_LEN)
-    msg[K_CONFIG_HASH] = _bytes("birth.config_hash", config_hash, CONFIG_HASH_MIN, CONFIG_HASH_MAX)
-    msg[K_RESET_CAUSE] = _enum("birth.reset_cause", reset_cause, RESET_CAUSE_NAMES)
-    msg[K_BIRTH_BDSEQ] = _uint("birth.bdseq", bdseq, 255)
-    msg[K_BOOT_NONCE] = _bytes("birth.boot_nonce", boot_nonce, BOOT_NONCE_MIN, BOOT_NONCE_MAX)
-    msg[K_CHANNELS] = _check_channels("birth.channels", channels)
-    msg[K_STATES] = _check_states("birth.states", states, state)
-    msg[K_STATE] = state
-    return _encode(msg)
-
-
-_BIRTH_KEYS = (
-    K_MODULE_ID,
-    K_MODULE_KIND,
-    K_FIRMWARE,
-    K_CONFIG_HASH,
-    K_RESET_CAUSE,
-    K_BIRTH_BDSEQ,
-    K_BOOT_NONCE,
-    K_CHANNELS,
-    K_STATES,
-    K_STATE,
-)
-
-
-def _birth_from_map(m):
-    _check_keys("birth", m, _BIRTH_KEYS, ())
-    raw_channels = _list("birth.channels", m[K_CHANNELS], 0, MAX_CHANNELS)
-    channels = []
-    for i in range(len(raw_channels)):
-        channels.append(_channel_from_wire("birth.channels[{}]".format(i), raw_channels[i], i))
-    _check_channels("birth.channels", channels)  # uniqueness of names
-    return _new(
-        Birth,
-        (
-            _ident("birth.module_id", m[K_MODULE_ID]),
-            _enum_code("birth.module_kind", m[K_MODULE_KIND], MODULE_KIND_NAMES),
-            _text("birth.firmware", m[K_FIRMWARE], 1, NAME_MAX_LEN),
-            _bytes("birth.config_hash", m[K_CONFIG_HASH], CONFIG_HASH_MIN, CONFIG_HASH_MAX),
-            _enum_code("birth.reset_cause", m[K_RESET_CAUSE], RESET_CAUSE_NAMES),
-            _uint("birth.bdseq", m[K_BIRTH_BDSEQ], 255),
-            _bytes("birth.boot_nonce", m[K_BOOT_NONCE], BOOT_NONCE_MIN, BOOT_NONCE_MAX),
-            channels,
-            _check_states("birth.states", m[K_STATES], m[K_STATE]),
-            m[K_STATE],
-        ),
+    values = (
+        module_id,
+        module_kind,
+        firmware,
+        config_hash,
+        reset_cause,
+        bdseq,
+        boot_nonce,
+        _check_channels("birth.channels", channels),
+        _check_states("birth.states", states, state),
+        state,
     )
+    return _encode(_build(Birth, values))
+
+
+def _birth_values(v):
+    raw = _check("birth.channels", v[7], _LIST, 0, MAX_CHANNELS)
+    channels = []
+    for i in range(len(raw)):
+        channels.append(_channel_from_wire("birth.channels[{}]".format(i), raw[i], i))
+    _check_channels("birth.channels", channels)  # uniqueness of names
+    v[7] = channels
+    v[8] = _check_states("birth.states", v[8], v[9])
 
 
 def parse_birth(data):
-    return _birth_from_map(_decode(data, KIND_BIRTH))
+    return _from_map(_decode(data, KIND_BIRTH))
 
 
 # --- DEATH ------------------------------------------------------------------------------
@@ -760,18 +780,11 @@ def parse_birth(data):
 
 def build_death(bdseq):
     """DEATH (the module's MQTT last will): ``bdseq`` matches the birth it ends."""
-    msg = _header(KIND_DEATH)
-    msg[K_DEATH_BDSEQ] = _uint("death.bdseq", bdseq, 255)
-    return _encode(msg)
-
-
-def _death_from_map(m):
-    _check_keys("death", m, (K_DEATH_BDSEQ,), ())
-    return _new(Death, (_uint("death.bdseq", m[K_DEATH_BDSEQ], 255),))
+    return _encode(_build(Death, (bdseq,)))
 
 
 def parse_death(data):
-    return _death_from_map(_decode(data, KIND_DEATH))
+    return _from_map(_decode(data, KIND_DEATH))
 
 
 # --- TELEMETRY --------------------------------------------------------------------------
@@ -817,14 +830,14 @@ class TelemetryCodec:
                 self._rlo[i] = lo - slack
                 self._rhi[i] = hi + slack
         self._out = [0] * n  # type: list[object]
-        self._msg = _header(KIND_TELEMETRY)
+        self._msg = {K_KIND: KIND_TELEMETRY, K_VERSION: PROTOCOL_VERSION}
 
     def build(self, seq, t_ms, values, qualities=None):
         """Encode one sample.  ``qualities``: None (all GOOD) or one QUALITY_* per value."""
         if type(seq) is not int or seq < 0 or seq > 255:
             _fail("telemetry.seq", seq, "0..255")
         if type(t_ms) is not int or t_ms < 0 or t_ms > U64_MAX:
-            _fail("telemetry.t_ms", t_ms, "0..{}".format(U64_MAX))
+            _check("telemetry.t_ms", t_ms, _INT, 0, U64_MAX)
         n = self._n
         if (type(values) is not list and type(values) is not tuple) or len(values) != n:
             _fail("telemetry.values", values, "a list of {} values (one per channel)".format(n))
@@ -876,12 +889,15 @@ class TelemetryCodec:
         return _encode(msg)
 
     def parse(self, data):
-        return _telemetry_from_map(_decode(data, KIND_TELEMETRY), self)
+        return _from_map(_decode(data, KIND_TELEMETRY), self)
 
     def _scale_values(self, values):
         n = self._n
         if len(values) != n:
-            _fail_length("telemetry.values", len(values), n, n)
+            raise MessageError(
+                "telemetry.values: length {} not in {}..{}".format(len(values), n, n),
+                "telemetry.values",
+            )
         out = [None] * n  # type: list[object]
         for i in range(n):
             v = values[i]
@@ -905,81 +921,57 @@ def build_telemetry(seq, t_ms, values, channels, qualities=None):
     return TelemetryCodec(channels).build(seq, t_ms, values, qualities)
 
 
-def _telemetry_from_map(m, codec):
-    _check_keys("telemetry", m, (K_SEQ, K_TIME, K_VALUES), (K_QUALITY,))
-    seq = _uint("telemetry.seq", m[K_SEQ], 255)
-    t_ms = _uint("telemetry.t_ms", m[K_TIME], U64_MAX)
-    values = _list("telemetry.values", m[K_VALUES], 0, MAX_CHANNELS)
+def _telemetry_values(v, has_quality, codec):
+    values = _check("telemetry.values", v[2], _LIST, 0, MAX_CHANNELS)
     n = len(values)
     qualities = [QUALITY_GOOD] * n
-    qm = m.get(K_QUALITY)
+    qm = v[3]
     if qm is not None:
-        _dict("telemetry.quality", qm, 1, n if n else 1)
+        _check("telemetry.quality", qm, _MAP, 1, n or 1)
         for alias in qm:
-            if type(alias) is not int or alias < 0 or alias >= n:
-                raise MessageError(
-                    "telemetry.quality: alias {!r} not in 0..{}".format(alias, n - 1),
-                    "telemetry.quality",
-                )
-            qualities[alias] = _int_range(
-                "telemetry.quality[{}]".format(alias), qm[alias], 1, QUALITY_BAD
+            if type(alias) is not int or not 0 <= alias < n:
+                _fail("telemetry.quality", alias, "aliases 0..{}".format(n - 1))
+            qualities[alias] = _check(
+                "telemetry.quality[{}]".format(alias), qm[alias], _INT, 1, QUALITY_BAD
             )
-    elif K_QUALITY in m:
+    elif has_quality:
         _fail("telemetry.quality", None, "a map (omit the key when all values are GOOD)")
     for i in range(n):
-        v = values[i]
-        if v is None:
+        x = values[i]
+        if x is None:
             if qualities[i] == QUALITY_GOOD:
                 _fail(
-                    "telemetry.values[{}]".format(i), v, "numbers (null needs a non-GOOD quality)"
+                    "telemetry.values[{}]".format(i), x, "numbers (null needs a non-GOOD quality)"
                 )
-        elif not _is_number(v) or not _finite(v):
-            _fail("telemetry.values[{}]".format(i), v, "finite numbers or null")
-    if codec is not None:
-        values = codec._scale_values(values)
-    else:
-        values = list(values)
-    return _new(Telemetry, (seq, t_ms, values, qualities))
+        elif not _finite_number(x):
+            _fail("telemetry.values[{}]".format(i), x, "finite numbers or null")
+    v[2] = list(values) if codec is None else codec._scale_values(values)
+    v[3] = qualities
 
 
 def parse_telemetry(data, channels=None):
     """Parse telemetry; with the birth's ``channels`` (or a TelemetryCodec) the values
     come back as real numbers range-checked per channel, without them as wire numbers."""
-    codec = channels
-    if channels is not None and not isinstance(channels, TelemetryCodec):
-        codec = TelemetryCodec(channels)
-    return _telemetry_from_map(_decode(data, KIND_TELEMETRY), codec)
+    return _from_map(_decode(data, KIND_TELEMETRY), channels)
 
 
 # --- EVENT ------------------------------------------------------------------------------
 
 
-def _check_event(number, t_ms, event_type, severity, source, cause, detail, count, state):
-    """Validate; returns (type_code, severity_code)."""
-    _uint("event.number", number, U32_MAX)
-    _uint("event.t_ms", t_ms, U64_MAX)
-    tcode = _enum("event.type", event_type, EVENT_TYPE_NAMES)
-    scode = _enum("event.severity", severity, SEVERITY_NAMES)
+def _event_rules(tcode, source, cause, count, state):
+    """The EVENT rules that depend on the type code ``tcode``."""
     if source is not None:
-        if type(source) is int:
-            _uint("event.source", source, MAX_CHANNELS - 1)
-        elif not _chars_ok(source, _SNAKE_FIRST, _SNAKE_REST, NAME_MAX_LEN):
-            _fail("event.source", source, "a channel alias 0..63 or a " + _SNAKE_RULE + " id")
-    if cause is not None:
-        _snake("event.cause", cause)
-    elif tcode == EVENT_TRIP:
+        _check_target("event.source", source)
+    if cause is None and tcode == EVENT_TRIP:
         _fail("event.cause", cause, _SNAKE_RULE + " (required for trips)")
-    if detail is not None:
-        _text("event.detail", detail, 0, TEXT_MAX_LEN)
     if tcode == EVENT_DROPPED:
-        _int_range("event.count", count, 1, U32_MAX)
+        _check("event.count", count, _INT, 1, U32_MAX)
     elif count is not None:
         _fail("event.count", count, "None (only dropped events carry a count)")
     if tcode == EVENT_STATE_CHANGE:
-        _text("event.state", state, 1, NAME_MAX_LEN)
+        _check("event.state", state, _TEXT, 1, NAME_MAX_LEN)
     elif state is not None:
         _fail("event.state", state, "None (only state_change events carry a state)")
-    return tcode, scode
 
 
 def build_event(
@@ -996,66 +988,18 @@ def build_event(
     """EVENT: ``cause`` (snake_case first-out code) is required for trips, ``count`` for
     ``dropped`` (events a full queue discarded), ``state`` (the new state) for
     ``state_change``."""
-    tcode, scode = _check_event(
-        number, t_ms, event_type, severity, source, cause, detail, count, state
-    )
-    msg = _header(KIND_EVENT)
-    msg[K_EVENT_NUMBER] = number
-    msg[K_EVENT_TIME] = t_ms
-    msg[K_EVENT_TYPE] = tcode
-    msg[K_SEVERITY] = scode
-    if source is not None:
-        msg[K_SOURCE] = source
-    if cause is not None:
-        msg[K_CAUSE] = cause
-    if detail is not None:
-        msg[K_DETAIL] = detail
-    if count is not None:
-        msg[K_COUNT] = count
-    if state is not None:
-        msg[K_NEW_STATE] = state
+    msg = _build(Event, (number, t_ms, event_type, severity, source, cause, detail, count, state))
+    _event_rules(msg[K_EVENT_TYPE], source, cause, count, state)
     return _encode(msg)
 
 
-def _event_from_map(m):
-    _check_keys(
-        "event",
-        m,
-        (K_EVENT_NUMBER, K_EVENT_TIME, K_EVENT_TYPE, K_SEVERITY),
-        (K_SOURCE, K_CAUSE, K_DETAIL, K_COUNT, K_NEW_STATE),
-    )
-    values = (
-        m[K_EVENT_NUMBER],
-        m[K_EVENT_TIME],
-        _enum_code("event.type", m[K_EVENT_TYPE], EVENT_TYPE_NAMES),
-        _enum_code("event.severity", m[K_SEVERITY], SEVERITY_NAMES),
-        m.get(K_SOURCE),
-        m.get(K_CAUSE),
-        m.get(K_DETAIL),
-        m.get(K_COUNT),
-        m.get(K_NEW_STATE),
-    )
-    for key in (K_SOURCE, K_CAUSE, K_DETAIL, K_COUNT, K_NEW_STATE):
-        if key in m and m[key] is None:
-            raise MessageError("event: key {} is null (omit it instead)".format(key), "event")
-    _check_event(*values)
-    return _new(Event, values)
-
-
 def parse_event(data):
-    return _event_from_map(_decode(data, KIND_EVENT))
+    return _from_map(_decode(data, KIND_EVENT))
 
 
 # --- COMMAND ----------------------------------------------------------------------------
 
-_ARG_KEYS = {
-    "channel": KA_CHANNEL,
-    "value": KA_VALUE,
-    "command": KA_COMMAND,
-    "target": KA_TARGET,
-    "config": KA_CONFIG,
-}
-_ARG_NAMES = ("channel", "value", "command", "target", "config")
+_ARG_NAMES = ("channel", "value", "command", "target", "config")  # index: wire key
 # Per op code: (required argument names, optional argument names).
 _OP_ARGS = (
     (("channel", "value"), ()),  # set_setpoint
@@ -1069,88 +1013,85 @@ _OP_ARGS = (
 
 def _check_target(field, v):
     if type(v) is int:
-        return _uint(field, v, MAX_CHANNELS - 1)
-    if not _chars_ok(v, _SNAKE_FIRST, _SNAKE_REST, NAME_MAX_LEN):
+        return _check(field, v, _INT, 0, MAX_CHANNELS - 1)
+    if not _chars_ok(v, _SNAKE_FIRST, _SNAKE_REST):
         _fail(field, v, "a channel alias 0..63 or a " + _SNAKE_RULE + " id")
     return v
 
 
 def _check_config(field, cfg):
-    _dict(field, cfg, 1, MAX_CONFIG_ENTRIES)
+    _check(field, cfg, _MAP, 1, MAX_CONFIG_ENTRIES)
     for k in cfg:
         kf = "{}[{!r}]".format(field, k)
-        _snake(field + " key", k)
+        _check(field + " key", k, _NAME)
         v = cfg[k]
-        if v is None or type(v) is bool or type(v) is int:
-            if type(v) is int:
-                _int_range(kf, v, -U64_MAX - 1, U64_MAX)
-        elif type(v) is float:
-            _number(kf, v)
-        elif type(v) is str:
-            _text(kf, v, 0, CONFIG_TEXT_MAX_LEN)
-        else:
-            _fail(
-                kf,
-                v,
-                "null, bool, int, finite float or text up to {} chars".format(CONFIG_TEXT_MAX_LEN),
-            )
+        t = type(v)
+        if t is int:
+            _check(kf, v, _INT, -U64_MAX - 1, U64_MAX)
+        elif t is float:
+            _check(kf, v, _NUMBER)
+        elif t is str:
+            _check(kf, v, _TEXT, 0, CONFIG_TEXT_MAX_LEN)
+        elif v is not None and t is not bool:
+            _fail(kf, v, "null, bool, int, finite float or text up to 64 chars")
     return cfg
 
 
-def _check_args(op_code, args, names_in):
-    """Validate op arguments; returns the wire map (int keys) or None when empty.
+def _check_args(op_code, args, by_name):
+    """Validate op arguments; returns the wire map (int keys).
 
-    ``names_in``: True when ``args`` is keyed by name (builder), False by wire key.
+    ``by_name``: True when ``args`` is keyed by name (builder), False by wire key.
     """
     if args is None:
         args = {}
-    _dict("command.args", args, 0, 5)
+    _check("command.args", args, _MAP, 0, 5)
     required, optional = _OP_ARGS[op_code]
     op = OP_NAMES[op_code]
     wire = {}
     for k in args:
-        if names_in:
+        if by_name:
             name = k
-            known = type(k) is str and k in _ARG_KEYS
+            known = type(k) is str and k in _ARG_NAMES
         else:
             known = type(k) is int and 0 <= k < len(_ARG_NAMES)
             name = _ARG_NAMES[k] if known else k
-        if not known or (name not in required and name not in optional):
+        if not known or name not in required + optional:
             _fail(
                 "command.args",
                 k,
                 "arguments of {}: {}".format(op, "/".join(required + optional) or "none"),
             )
-        wire[_ARG_KEYS[name]] = args[k]  # pyright: ignore[reportArgumentType]
+        wire[_ARG_NAMES.index(name)] = args[k]
     for name in required:
-        if _ARG_KEYS[name] not in wire:
+        if _ARG_NAMES.index(name) not in wire:
             _fail("command.args." + name, None, "a value (required by {})".format(op))
-    if KA_CHANNEL in wire:
-        _uint("command.args.channel", wire[KA_CHANNEL], MAX_CHANNELS - 1)
-    if KA_VALUE in wire:
-        _number("command.args.value", wire[KA_VALUE])
-    if KA_COMMAND in wire:
-        c = wire[KA_COMMAND]
-        if type(c) is not str or c not in SERVICE_COMMANDS:
-            _fail("command.args.command", c, "/".join(SERVICE_COMMANDS))
-    if KA_TARGET in wire:
-        _check_target("command.args.target", wire[KA_TARGET])
-    if KA_CONFIG in wire:
-        _check_config("command.args.config", wire[KA_CONFIG])
+    for k in wire:
+        f = "command.args." + _ARG_NAMES[k]
+        v = wire[k]
+        if k == KA_CHANNEL:
+            _check(f, v, _INT, 0, MAX_CHANNELS - 1)
+        elif k == KA_VALUE:
+            _check(f, v, _NUMBER)
+        elif k == KA_COMMAND:
+            if type(v) is not str or v not in SERVICE_COMMANDS:
+                _fail(f, v, "/".join(SERVICE_COMMANDS))
+        elif k == KA_TARGET:
+            _check_target(f, v)
+        else:
+            _check_config(f, v)
     return wire
 
 
 def _check_auth(auth):
     if isinstance(auth, Auth):
-        sender, counter, tag = auth.sender, auth.counter, auth.tag
-    else:
-        if (type(auth) is not list and type(auth) is not tuple) or len(auth) != 3:
-            _fail("command.auth", auth, "Auth(sender, counter, tag) or a 3-item list")
-        sender, counter, tag = auth[0], auth[1], auth[2]
-    _ident("command.auth.sender", sender)
-    _uint("command.auth.counter", counter, U64_MAX)
-    tag = _bytes("command.auth.tag", tag, AUTH_TAG_LEN, AUTH_TAG_LEN)
-    return Auth(sender, counter, tag)
+        auth = (auth.sender, auth.counter, auth.tag)
+    elif (type(auth) is not list and type(auth) is not tuple) or len(auth) != 3:
+        _fail("command.auth", auth, "Auth(sender, counter, tag) or a 3-item list")
+    return Auth(
+        _check("command.auth.sender", auth[0], _ID),
+        _check("command.auth.counter", auth[1], _INT, 0, U64_MAX),
+        _check("command.auth.tag", auth[2], _BYTES, AUTH_TAG_LEN, AUTH_TAG_LEN),
+    )
 
 
 def build_command(command_id, op, args, expiry_ms, auth=None):
@@ -1158,41 +1099,28 @@ def build_command(command_id, op, args, expiry_ms, auth=None):
     reset_trip/ack_alarm {target?}, rebirth {}, configure {config}.  ``expiry_ms`` is host
     time (ms since the Unix epoch).  ``auth`` is usually added by protocol.auth.sign_command.
     """
-    _uint("command.command_id", command_id, U32_MAX)
     op_code = _enum("command.op", op, OP_NAMES)
-    wire_args = _check_args(op_code, args, True)
-    _uint("command.expiry_ms", expiry_ms, U64_MAX)
-    msg = _header(KIND_COMMAND)
-    msg[K_COMMAND_ID] = command_id
-    msg[K_OP] = op_code
-    if wire_args:
-        msg[K_ARGS] = wire_args
-    msg[K_EXPIRY] = expiry_ms
+    wire_args = _check_args(op_code, args, True) or None
     if auth is not None:
         a = _check_auth(auth)
-        msg[K_AUTH] = [a.sender, a.counter, a.tag]
-    return _encode(msg)
+        auth = [a.sender, a.counter, a.tag]
+    return _encode(_build(Command, (command_id, op_code, wire_args, expiry_ms, auth)))
 
 
-def _command_from_map(m):
-    _check_keys("command", m, (K_COMMAND_ID, K_OP, K_EXPIRY), (K_ARGS, K_AUTH))
-    command_id = _uint("command.command_id", m[K_COMMAND_ID], U32_MAX)
-    op = _enum_code("command.op", m[K_OP], OP_NAMES)
+def _command_values(m, v):
     if K_ARGS in m:
-        _dict("command.args", m[K_ARGS], 1, 5)
-    wire_args = _check_args(m[K_OP], m.get(K_ARGS), False)
+        _check("command.args", m[K_ARGS], _MAP, 1, 5)
+    wire = _check_args(m[K_OP], v[2], False)
     args = {}
-    for k in wire_args:
-        args[_ARG_NAMES[k]] = wire_args[k]
-    expiry = _uint("command.expiry_ms", m[K_EXPIRY], U64_MAX)
-    auth = None
+    for k in wire:
+        args[_ARG_NAMES[k]] = wire[k]
+    v[2] = args
     if K_AUTH in m:
-        auth = _check_auth(m[K_AUTH])
-    return _new(Command, (command_id, op, args, expiry, auth))
+        v[4] = _check_auth(v[4])
 
 
 def parse_command(data):
-    return _command_from_map(_decode(data, KIND_COMMAND))
+    return _from_map(_decode(data, KIND_COMMAND))
 
 
 # --- ACK --------------------------------------------------------------------------------
@@ -1200,26 +1128,11 @@ def parse_command(data):
 
 def build_ack(command_id, result, reason=None):
     """ACK: ``result`` is a RESULT_* code (or its name); ``reason`` is for humans."""
-    msg = _header(KIND_ACK)
-    msg[K_ACK_ID] = _uint("ack.command_id", command_id, U32_MAX)
-    msg[K_RESULT] = _enum("ack.result", result, RESULT_NAMES)
-    if reason is not None:
-        msg[K_REASON] = _text("ack.reason", reason, 0, TEXT_MAX_LEN)
-    return _encode(msg)
-
-
-def _ack_from_map(m):
-    _check_keys("ack", m, (K_ACK_ID, K_RESULT), (K_REASON,))
-    reason = m.get(K_REASON)
-    if K_REASON in m:
-        _text("ack.reason", reason, 0, TEXT_MAX_LEN)
-    result = m[K_RESULT]
-    _enum_code("ack.result", result, RESULT_NAMES)
-    return _new(Ack, (_uint("ack.command_id", m[K_ACK_ID], U32_MAX), result, reason))
+    return _encode(_build(Ack, (command_id, result, reason)))
 
 
 def parse_ack(data):
-    return _ack_from_map(_decode(data, KIND_ACK))
+    return _from_map(_decode(data, KIND_ACK))
 
 
 # --- LEASE ------------------------------------------------------------------------------
@@ -1228,29 +1141,11 @@ def parse_ack(data):
 def build_lease(host_id, host_time_ms, seq, duration_ms):
     """LEASE: the host is alive; modules fall back to safe state ``duration_ms`` after the
     last one.  Modules also learn host time from it (see protocol.auth.HostTimeEstimate)."""
-    msg = _header(KIND_LEASE)
-    msg[K_HOST_ID] = _ident("lease.host_id", host_id)
-    msg[K_HOST_TIME] = _uint("lease.host_time_ms", host_time_ms, U64_MAX)
-    msg[K_LEASE_SEQ] = _uint("lease.seq", seq, U32_MAX)
-    msg[K_DURATION] = _int_range("lease.duration_ms", duration_ms, 1, LEASE_DURATION_MAX_MS)
-    return _encode(msg)
-
-
-def _lease_from_map(m):
-    _check_keys("lease", m, (K_HOST_ID, K_HOST_TIME, K_LEASE_SEQ, K_DURATION), ())
-    return _new(
-        Lease,
-        (
-            _ident("lease.host_id", m[K_HOST_ID]),
-            _uint("lease.host_time_ms", m[K_HOST_TIME], U64_MAX),
-            _uint("lease.seq", m[K_LEASE_SEQ], U32_MAX),
-            _int_range("lease.duration_ms", m[K_DURATION], 1, LEASE_DURATION_MAX_MS),
-        ),
-    )
+    return _encode(_build(Lease, (host_id, host_time_ms, seq, duration_ms)))
 
 
 def parse_lease(data):
-    return _lease_from_map(_decode(data, KIND_LEASE))
+    return _from_map(_decode(data, KIND_LEASE))
 
 
 # --- STATE (retained host state) --------------------------------------------------------
@@ -1258,53 +1153,47 @@ def parse_lease(data):
 
 def build_state(online, t_ms):
     """STATE: retained host presence; ``t_ms`` is host time (ms since the Unix epoch)."""
-    msg = _header(KIND_STATE)
-    msg[K_ONLINE] = _bool("state.online", online)
-    msg[K_STATE_TIME] = _uint("state.t_ms", t_ms, U64_MAX)
-    return _encode(msg)
-
-
-def _state_from_map(m):
-    _check_keys("state", m, (K_ONLINE, K_STATE_TIME), ())
-    return _new(
-        HostState,
-        (_bool("state.online", m[K_ONLINE]), _uint("state.t_ms", m[K_STATE_TIME], U64_MAX)),
-    )
+    return _encode(_build(HostState, (online, t_ms)))
 
 
 def parse_state(data):
-    return _state_from_map(_decode(data, KIND_STATE))
+    return _from_map(_decode(data, KIND_STATE))
 
 
 # --- Dispatch ---------------------------------------------------------------------------
 
 
+def _from_map(m, channels=None):
+    """The record of a decoded message map (header already checked by _decode)."""
+    kind = m[K_KIND]
+    cls = _CLASSES[kind]
+    if kind == KIND_EVENT:
+        for key in cls._OPTIONAL:
+            if key in m and m[key] is None:
+                raise MessageError("event: key {} is null (omit it instead)".format(key), "event")
+    v = _map_values(cls, m)
+    if kind == KIND_BIRTH:
+        _birth_values(v)
+    elif kind == KIND_TELEMETRY:
+        if channels is not None and not isinstance(channels, TelemetryCodec):
+            channels = TelemetryCodec(channels)
+        _telemetry_values(v, K_QUALITY in m, channels)
+    elif kind == KIND_EVENT:
+        _event_rules(m[K_EVENT_TYPE], v[4], v[5], v[7], v[8])
+    elif kind == KIND_COMMAND:
+        _command_values(m, v)
+    elif kind == KIND_ACK:
+        v[1] = m[K_RESULT]  # ACK results stay RESULT_* codes
+    return cls(*v)
+
+
 def parse(data, channels=None):
     """Parse any message kind; ``channels`` (or a TelemetryCodec) scales telemetry."""
-    m = _decode(data, None)
-    kind = m[K_KIND]
-    if kind == KIND_BIRTH:
-        return _birth_from_map(m)
-    if kind == KIND_DEATH:
-        return _death_from_map(m)
-    if kind == KIND_TELEMETRY:
-        codec = channels
-        if channels is not None and not isinstance(channels, TelemetryCodec):
-            codec = TelemetryCodec(channels)
-        return _telemetry_from_map(m, codec)
-    if kind == KIND_EVENT:
-        return _event_from_map(m)
-    if kind == KIND_COMMAND:
-        return _command_from_map(m)
-    if kind == KIND_ACK:
-        return _ack_from_map(m)
-    if kind == KIND_LEASE:
-        return _lease_from_map(m)
-    return _state_from_map(m)
+    return _from_map(_decode(data, None), channels)
 
 
 def kind_name(kind):
     """'telemetry' for KIND_TELEMETRY, etc."""
-    if type(kind) is int and 0 < kind < len(_KIND_NAMES):
-        return _KIND_NAMES[kind]
-    raise MessageError("message.kind: {!r} not in 1..{}".format(kind, len(_KIND_NAMES) - 1))
+    if type(kind) is not int or not 0 < kind < len(_KIND_NAMES):
+        _fail("message.kind", kind, "1..8")
+    return _KIND_NAMES[kind]

@@ -128,20 +128,13 @@ def _as_bytes(value, field):
     raise ValueError("{} must be str or bytes, got {}".format(field, type(value).__name__))
 
 
-def _utf8(value, field):
-    # A length-prefixed UTF-8 string (1.5.3).
+def _binary(value, field, text=False):
+    # Length-prefixed binary data (1.5.6), or with ``text`` a UTF-8 string (1.5.3).
     data = _as_bytes(value, field)
     if len(data) > _MAX_STR:
         raise ValueError("{} is {} bytes long (max {})".format(field, len(data), _MAX_STR))
-    if b"\x00" in data:
+    if text and b"\x00" in data:
         raise ValueError("{} must not contain U+0000".format(field))
-    return len(data).to_bytes(2, "big") + data
-
-
-def _binary(value, field):
-    data = _as_bytes(value, field)
-    if len(data) > _MAX_STR:
-        raise ValueError("{} is {} bytes long (max {})".format(field, len(data), _MAX_STR))
     return len(data).to_bytes(2, "big") + data
 
 
@@ -173,14 +166,14 @@ def connect(
     """CONNECT (3.1).  A will is sent when ``will_topic`` is given."""
     if not isinstance(keepalive_s, int) or keepalive_s < 0 or keepalive_s > 65535:
         raise ValueError("keepalive_s {!r} out of range 0..65535".format(keepalive_s))
-    cid = _utf8(client_id, "client_id")
+    cid = _binary(client_id, "client_id", True)
     if len(cid) == 2 and not clean_session:
         raise ValueError("an empty client_id requires clean_session=True (3.1.3.1)")
     flags = 0x02 if clean_session else 0
     parts = [_PROTOCOL_NAME, b"", b"", cid]
     if will_topic is not None:
         _check_qos(will_qos, "will_qos", (0, 1, 2))
-        will = _utf8(will_topic, "will_topic")
+        will = _binary(will_topic, "will_topic", True)
         if len(will) == 2:
             raise ValueError("will_topic must not be empty")
         flags |= 0x04 | (will_qos << 3) | (0x20 if will_retain else 0)
@@ -188,7 +181,7 @@ def connect(
         parts.append(_binary(will_payload, "will_payload"))
     if username is not None:
         flags |= 0x80
-        parts.append(_utf8(username, "username"))
+        parts.append(_binary(username, "username", True))
     if password is not None:
         if username is None:
             raise ValueError("password requires a username in MQTT 3.1.1 (3.1.2.9)")
@@ -211,7 +204,7 @@ def connack(return_code=0, session_present=False):
 def publish(topic, payload, qos=0, retain=False, dup=False, packet_id=0):
     """PUBLISH (3.3) with QoS 0 or 1; ``packet_id`` (1..65535) only with QoS 1."""
     _check_qos(qos, "qos", (0, 1))
-    name = _utf8(topic, "topic")
+    name = _binary(topic, "topic", True)
     if len(name) == 2:
         raise ValueError("topic must not be empty")
     if b"+" in name[2:] or b"#" in name[2:]:
@@ -248,7 +241,7 @@ def subscribe(packet_id, topics):
     parts = [packet_id.to_bytes(2, "big")]
     for topic, qos in topics:
         _check_qos(qos, "subscription qos", (0, 1, 2))
-        name = _utf8(topic, "topic filter")
+        name = _binary(topic, "topic filter", True)
         if len(name) == 2:
             raise ValueError("topic filter must not be empty")
         parts.append(name)
