@@ -435,13 +435,16 @@ class Node:
         if self.tick_count % self.telemetry_every == 0:
             self.publish_telemetry()
 
+    @staticmethod
+    def trip_cause(rec):
+        """The first-out cause code a trip record reports.  A heater-verification trip's
+        channel value is the precise fault code (heater_not_heating, ...)."""
+        return rec.value if isinstance(rec.value, str) else rec.cause
+
     def _trip_event(self, rec):
-        cause = rec.cause
+        cause = self.trip_cause(rec)
         value = rec.value
         if isinstance(value, str):
-            # A heater-verification trip: its channel's value is the precise fault code
-            # (heater_not_heating, temperature_runaway, uncontrolled_heating).
-            cause = value
             detail = rec.interlock_id
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             detail = "{} value {:.4g}".format(rec.interlock_id, value)
