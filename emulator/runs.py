@@ -111,6 +111,8 @@ def run_line(
     stop_at_end: bool = True,
     abort_line_on_trip: bool = True,
     watch=(),
+    status=None,
+    status_every_s: float = 60.0,
 ) -> RunRecord:
     emu = LineEmulation(line, seed=seed)
     record = RunRecord(line=emu.line.id, seed=seed, duration_s=duration_s)
@@ -134,6 +136,7 @@ def run_line(
 
     steps = int(round(duration_s * 1000 / emu.tick_ms))
     next_lease = 0
+    next_status = status_every_s
     for _ in range(steps):
         now_s = emu.now_ms / 1000.0
         for action, fault in schedule.due(now_s, value_of):
@@ -184,6 +187,9 @@ def run_line(
                 key = str(cond)
                 if key not in record.signal_times and cond.holds(value_of):
                     record.signal_times[key] = t
+        if status is not None and t >= next_status:
+            status(emu)
+            next_status += status_every_s
         if abort_line_on_trip and record.trips and not aborted:
             aborted = True
             say(f"t={t:7.1f} s  host: trip on {record.trips[0].module}: stopping the line")

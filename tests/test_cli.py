@@ -30,18 +30,47 @@ def test_every_command_module_registers_a_handler():
         assert p.get_default("func") is not None, name
 
 
-def test_demo_runs_end_to_end_and_reports_json(capsys):
-    assert main(["demo", "--json"]) == 0
+def test_demo_runs_the_emulated_line_end_to_end_and_reports_json(capsys):
+    assert main(["demo", "--json", "--duration", "300"]) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
-    assert summary["outcome"] == "completed"
-    assert {m["kind"] for m in summary["modules"]} == {"reactor", "pump"}
-    assert summary["latched_trips"] == []  # reset accepted after the probes were repaired
-    err = captured.err
-    assert "trip temperature: sensor_bad" in err  # the module tripped on its own
-    assert "not_allowed_in_state" in err  # the reset refused while the probes were open
-    assert "out_of_range" in err  # the 500 degC setpoint
-    assert "Not built yet" in err  # says honestly what it did not run
+    assert summary["outcome"] == "completed" and summary["trips"] == []
+    assert {m["kind"] for m in summary["modules"]} == {
+        "pump",
+        "reactor",
+        "bpr",
+        "analyzer",
+        "valve",
+    }
+    assert len(summary["modules"]) == 6
+    # Every sensor channel has a peak; the reactor heated and the BPR held pressure.
+    assert summary["peaks"]["reactor1.temperature"] > 60.0
+    assert 4.0 < summary["peaks"]["bpr1.pressure"] < 6.0
+    assert "Not built yet" in captured.err  # says honestly what it did not run
+
+
+def test_demo_with_a_clog_stops_the_line_safely_with_exit_3(capsys):
+    code = main(["demo", "--json", "--duration", "300", "--fault", "clog:reactor1@150,rate=0.05"])
+    assert code == 3
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["outcome"] == "aborted" and summary["all_safe_at_end"]
+    first = summary["trips"][0]
+    assert first["module"] in ("pump_a", "pump_b") and first["cause"] == "over_pressure"
+    assert 150.0 < first["t_s"] < 200.0
+    assert summary["peaks"]["pump_a.pressure"] < 25.0  # under the weakest rating
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("clg:reactor1@10", "did you mean 'clog'"),
+        ("heater-open:pump_a@10", "does not fit"),
+        ("clog:nowhere@10", "valid targets"),
+    ],
+)
+def test_demo_rejects_bad_faults_with_exit_2(capsys, fault, message):
+    assert main(["demo", "--fault", fault]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_skid_edge_reports_config_errors_with_file_line_and_exit_2(tmp_path):

@@ -1,12 +1,15 @@
-"""``skid demo``: run what exists of flowskid end to end, and say what that is.
+"""``skid demo``: run what exists of flowskid end to end on the emulated reference line,
+and say plainly what that is.
 
-Today (before the coordinator, recipes, run record and the physical emulator exist) the
-demo runs the real edge runtime of a reactor and a pump module from board_configs/, on
-emulated drivers fed by the stand-in plant, on a simulated clock. A small scripted host
-sends leases and commands through the real wire format (CBOR messages, decoded again on
-the way back): it starts both modules, heats the reactor to 80 degC, runs the pump, then
-breaks both reactor temperature probes, and shows the module tripping on its own,
-refusing a reset while the fault persists and accepting it once the probes are repaired.
+Until the host coordinator, recipes and the run record exist, a scripted stand-in host
+(``emulator.runs``) leases every module of ``examples/lines/demo.toml`` each second and
+brings the line to its operating point through the real wire format: both pumps at
+0.5 mL/min, the back-pressure regulator at 5 bar, the reactor at 80 degC, the UV lamp on.
+Each module runs its real edge runtime on emulated drivers; the plant emulator supplies
+the physics. Faults can be injected (``--fault``); any trip stops the whole line.
+
+Exit codes: 0 completed, 3 a trip stopped the line (every module safe), 2 usage error,
+1 anything else.
 """
 
 from __future__ import annotations
@@ -16,158 +19,105 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HOST_EPOCH_MS = 1_790_000_000_000
-NONCE = b"demo-0001"[:8]
-
-
-class _Recorder:
-    def __init__(self, name, log):
-        self.name = name
-        self.log = log
-        self.telemetry = None
-
-    def publish_birth(self, payload):
-        from protocol import messages
-
-        b = messages.parse_birth(payload)
-        self.log(
-            f"{b.module_id}: BIRTH kind={b.module_kind} state={b.state} "
-            f"channels={len(b.channels)} config={b.config_hash.hex()} ({len(payload)} B)"
-        )
-
-    def publish_telemetry(self, payload):
-        self.telemetry = payload
-
-    def publish_event(self, payload, critical=False):
-        from protocol import messages
-
-        e = messages.parse_event(payload)
-        what = e.state or e.cause or e.detail or ""
-        if e.type in ("alarm", "alarm_cleared", "trip") and e.source:
-            what = f"{e.source}: {what}"
-        self.log(f"{self.name}: EVENT #{e.number} {e.type} {what}")
-
-    def publish_ack(self, payload):
-        from protocol import messages
-        from protocol.constants import RESULT_NAMES
-
-        a = messages.parse_ack(payload)
-        reason = f" ({a.reason})" if a.reason else ""
-        self.log(f"{self.name}: ACK {a.command_id} {RESULT_NAMES[a.result]}{reason}")
+DEMO_LINE = ROOT / "examples" / "lines" / "demo.toml"
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the emulated modules end to end (what exists so far)",
+        help="run the emulated reference line end to end (what exists so far)",
         description=__doc__.split("\n\n")[1],
+    )
+    p.add_argument("--line", default=str(DEMO_LINE), help="line file (default: the demo line)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="simulated seconds to run (default 600)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="emulator random seed")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:TARGET@SECONDS",
+        help="inject a fault (repeatable); e.g. clog:reactor1@120,rate=0.05 "
+        "(see emulator/faults.py for kinds and parameters)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from edge.boardconfig import compile_config, config_hash, decompile, emulate, load_board_config
-    from edge.build import build_node
-    from emulator.standin import StandinPlant
-    from protocol import messages
+    from emulator.faults import FaultSpecError, line_targets, parse_fault_option
+    from emulator.line import LineError, load_line
+    from emulator.runs import run_line
 
-    lines: list[str] = []
+    try:
+        line = load_line(args.line)
+        modules, channels = line_targets(line)
+        faults = [parse_fault_option(text, modules, channels) for text in args.fault]
+    except (LineError, FaultSpecError) as exc:
+        print(f"skid demo: {exc}", file=sys.stderr)
+        return 2
+    if args.duration <= 0:
+        print("skid demo: --duration must be > 0", file=sys.stderr)
+        return 2
 
     def log(text: str) -> None:
-        lines.append(text)
         print(text, file=sys.stderr)
 
-    nodes = {}
-    plants = {}
-    for kind in ("reactor", "pump"):
-        blob = compile_config(emulate(load_board_config(ROOT / "board_configs" / f"{kind}.toml")))
-        cfg = decompile(blob)
-        node = build_node(
-            cfg, None, _Recorder(cfg["module"]["id"], log), 0, NONCE, config_hash=config_hash(blob)
-        )
-        nodes[kind] = node
-        plants[kind] = StandinPlant(node)
-        node.birth()
+    def status(emu) -> None:
+        parts = []
+        for mid, node in emu.nodes.items():
+            key = {
+                "pump": "pressure",
+                "reactor": "temperature",
+                "bpr": "pressure",
+                "analyzer": "uv",
+            }.get(node.kind)
+            value = None
+            for (kind, obj), ch in zip(node.sources, node.channels, strict=True):
+                if ch.name == key and kind == 0:
+                    value = obj.value
+            shown = "" if value is None else f"={value:.2f}"
+            parts.append(f"{mid}:{node.sm.state_name}{shown}")
+        log(f"t={emu.now_ms / 1000:7.1f} s  " + "  ".join(parts))
 
-    now = 0
-    cid = 0
-
-    def command(kind, op, args=None):
-        nonlocal cid
-        cid += 1
-        data = messages.build_command(cid, op, args, HOST_EPOCH_MS + now + 5000)
-        nodes[kind].handle_command(data, now)
-
-    def alias(kind, name):
-        return [c.name for c in nodes[kind].channels].index(name)
-
-    def advance(seconds):
-        nonlocal now
-        for _ in range(int(seconds * 10)):
-            now += 100
-            for kind, node in nodes.items():
-                if now % 1000 == 0:
-                    node.handle_lease(
-                        messages.build_lease("demo", HOST_EPOCH_MS + now, 1, 3000), now
-                    )
-                plants[kind].step(now)
-                node.tick(now)
-
-    def status():
-        r, p = nodes["reactor"], nodes["pump"]
-        log(
-            f"t={now / 1000:6.0f} s  reactor {r.sm.state_name:8s} "
-            f"T={r.loops[0].measure.value:6.1f} degC heater={r.outputs()['heater']:.2f}  "
-            f"pump {p.sm.state_name:8s} flow={p.outputs()['flow']:.2f} mL/min"
-        )
-
-    advance(1)
-    log("host: start both modules, reactor to 80 degC, pump to 1.0 mL/min")
-    command("reactor", "state", {"command": "start"})
-    command("pump", "state", {"command": "start"})
-    command("reactor", "set_setpoint", {"channel": alias("reactor", "coil_temp"), "value": 80.0})
-    command("pump", "set_setpoint", {"channel": alias("pump", "flow"), "value": 1.0})
-    command("reactor", "set_setpoint", {"channel": alias("reactor", "coil_temp"), "value": 500.0})
-    for _ in range(6):
-        advance(60)
-        status()
-    log("fault: both reactor temperature probes open-circuit")
-    for ch, drv in nodes["reactor"].sensors:
-        if ch.name in ("temp_a", "temp_b"):
-            drv.set_fault("open")
-    advance(2)
-    status()
-    log("host: reset while the probes are still open (must be refused)")
-    command("reactor", "state", {"command": "reset"})
-    for ch, drv in nodes["reactor"].sensors:
-        if ch.name in ("temp_a", "temp_b"):
-            drv.set_fault(None)
-    advance(2)
-    log("host: probes repaired, reset again")
-    command("reactor", "state", {"command": "reset"})
-    advance(2)
-    status()
-    trips = [
-        {"module": n.module_id, "cause": c}
-        for n in nodes.values()
-        for c in ([n.interlocks.first_out.cause] if n.interlocks.first_out else [])
-    ]
     log(
-        "demo: this ran the real edge runtime (board configs, signal conditioning, PID, "
-        "interlocks, state machine, wire format) of 2 modules on emulated drivers with a "
-        "simple stand-in plant. Not built yet: the host coordinator, recipes, run record, "
-        "reports and the physical line emulator (see the open issues)."
+        f"skid demo: line {line.id} ({len(line.modules)} modules), "
+        f"{args.duration:g} simulated s, seed {args.seed}"
+    )
+    record = run_line(line.file, args.duration, faults, seed=args.seed, log=log, status=status)
+    outcome = "aborted" if record.trips else "completed"
+    log(
+        f"skid demo: {outcome}; trips: "
+        + (", ".join(f"{t.module} {t.cause} at {t.t_s:.1f} s" for t in record.trips) or "none")
+        + f"; every module safe at the end: {'yes' if record.all_safe_at_end else 'NO'}"
+    )
+    log(
+        "skid demo: this ran the real edge runtime of every module (board configs, "
+        "signal conditioning, PID, interlocks, watchdogs, wire format) on emulated drivers "
+        "against the plant emulator, driven by a scripted stand-in host. Not built yet: "
+        "the host coordinator, recipes, the run record and reports."
     )
     if args.json:
         print(
             json.dumps(
                 {
-                    "outcome": "completed",
-                    "modules": [{"id": n.module_id, "kind": n.kind} for n in nodes.values()],
-                    "latched_trips": trips,
-                    "simulated_s": now / 1000,
+                    "outcome": outcome,
+                    "modules": [{"id": mid, "kind": c.kind} for mid, c in line.modules.items()],
+                    "trips": [
+                        {"module": t.module, "cause": t.cause, "t_s": round(t.t_s, 3)}
+                        for t in record.trips
+                    ],
+                    "peaks": {k: round(v, 4) for k, v in sorted(record.peaks.items())},
+                    "all_safe_at_end": record.all_safe_at_end,
+                    "simulated_s": args.duration,
                 }
             )
         )
+    if record.trips:
+        return 3 if record.all_safe_at_end else 1
     return 0
