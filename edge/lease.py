@@ -21,7 +21,7 @@ The object doubles as the channel the lease interlock watches (``value`` True = 
 action is due; ``quality`` always GOOD), so lease loss goes through the one trip path.
 """
 
-from edge.clock import ticks_diff
+from edge.clock import ticks_add, ticks_diff
 from protocol.constants import QUALITY_GOOD
 
 ON_LOSS_SAFE = "safe"
@@ -93,8 +93,11 @@ class LeaseWatchdog:
                 return LEASE_OK
             self.lost = True
             self.active_at_loss = active
-            self._lost_ms = now_ms
-            if active and self.grace_ms == 0:
+            # The grace runs from the expiry itself, not from the tick that noticed it:
+            # a tick loop that stalled across the deadline must not stretch the time the
+            # outputs stay energised after the loss.
+            self._lost_ms = ticks_add(self._last_ms, self.timeout_ms)
+            if active and ticks_diff(now_ms, self._lost_ms) >= self.grace_ms:
                 self.value = True
             return LEASE_LOST
         if active and not self.active_at_loss:
