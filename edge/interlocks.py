@@ -267,6 +267,8 @@ class Interlock:
 
 
 _NO_EVENTS = ()
+# Severity of the states a trip may request (InterlockSet.requested_state).
+_STATE_RANK = {"held": 1, "stopped": 2, "aborted": 3}
 
 
 class InterlockSet:
@@ -352,12 +354,17 @@ class InterlockSet:
     def _rebuild(self):
         forced = {}
         state = None
+        rank = 0
         for rec in self.trips:
             action = rec.interlock.action
             for name in action.values:
                 if name not in forced:
                     forced[name] = action.values[name]
-            if state is None:
+            # The most severe state any latched trip asks for, not the first-out's: a
+            # module held by one trip must still abort when an abort-worthy trip follows.
+            r = _STATE_RANK.get(action.state, 0)
+            if r > rank:
+                rank = r
                 state = action.state
         for rec in self.trips:
             for name in rec.interlock.action.safe:
