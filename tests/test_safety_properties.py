@@ -170,19 +170,19 @@ class NodeSafetyMachine(RuleBasedStateMachine):
     RAMP_RATES = (0.5, 50.0)  # units/s for plant ramps of the watched value
     LEASES = (None,)  # lease config variants drawn per example; None = as shipped
 
-    def __init__(self):
-        super().__init__()
-        self.rig = None
+    rig: Rig  # built by the initialize rule (invariants and preconditions run after it)
+    last_lease: int | None
+    ramp: dict | None
+    since: dict[str, int | None]
 
     # -- set-up ------------------------------------------------------------------------------
 
     @initialize(data=st.data(), keyed=st.booleans())
     def build(self, data, keyed):
         variant = data.draw(st.sampled_from(self.LEASES), label="lease variant")
-        mutate = None
-        if variant is not None:
 
-            def mutate(cfg):
+        def mutate(cfg):
+            if variant is not None:
                 cfg["lease"]["on_loss"], cfg["lease"]["grace_ms"] = variant
 
         self.rig = rig = Rig(self.KIND, key=KEY if keyed else None, mutate=mutate)
@@ -287,7 +287,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         )
         self.stall_for(duration, period)
 
-    @precondition(lambda self: self.rig is not None and self.last_lease is not None)
+    @precondition(lambda self: self.last_lease is not None)
     @rule(data=st.data())
     def stall_across_lease_deadline(self, data):
         """Races at deadlines: the host is silent, the module ticks up to just before the
@@ -392,6 +392,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
 
     def ramp_value(self, t):
         r = self.ramp
+        assert r is not None
         return min(r["x0"] + r["rate"] * (t - r["t0"]) / 1000.0, r["cap"])
 
     @rule(data=st.data())
@@ -498,8 +499,13 @@ class NodeSafetyMachine(RuleBasedStateMachine):
             self.counters[sender] = used
         if self.keyed:
             for s in SENDERS:
-                assert node.verifier.last_counter(s) == self.counters.get(s), (s, self.counters)
+                assert self.accepted_counter(s) == self.counters.get(s), (s, self.counters)
         return ack
+
+    def accepted_counter(self, sender):
+        verifier = self.rig.node.verifier
+        assert verifier is not None
+        return verifier.last_counter(sender)
 
     def signed_bytes(self, op, args, expiry_s, sender):
         from protocol import auth as pauth
@@ -607,7 +613,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         state = self.rig.node.sm.state_name
         allowed = [c for c in sm.COMMAND_NAMES if c in self.allowed[state]]
         refused = [c for c in sm.COMMAND_NAMES if c not in allowed]
-        pools = [st.sampled_from(UNSUPPORTED)]
+        pools: list[st.SearchStrategy[str]] = [st.sampled_from(UNSUPPORTED)]
         if allowed:
             pools.insert(0, st.sampled_from(allowed))
         if refused:
@@ -615,7 +621,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         name = data.draw(st.one_of(*pools), label="command")
         self.state_command_as(name, self.draw_envelope(data))
 
-    @precondition(lambda self: self.rig is not None and self.rig.node.sm.state_name == "idle")
+    @precondition(lambda self: self.rig.node.sm.state_name == "idle")
     @rule(data=st.data())
     def start_running(self, data):
         """The usual operator path: host up, start, a setpoint."""
@@ -633,12 +639,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         }
         self.command("set_setpoint", {"channel": alias, "value": value}, expected, **clean)
 
-    @precondition(
-        lambda self: (
-            self.rig is not None
-            and self.rig.node.sm.state_name in ("aborted", "stopped", "completed")
-        )
-    )
+    @precondition(lambda self: self.rig.node.sm.state_name in ("aborted", "stopped", "completed"))
     @rule()
     def recover(self):
         """The usual way back: causes removed, host up, reset."""
@@ -731,7 +732,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         self.after_command(ack, before, events_before)
         if self.keyed:
             for s in SENDERS:
-                assert rig.node.verifier.last_counter(s) == self.counters.get(s)
+                assert self.accepted_counter(s) == self.counters.get(s)
 
     # -- the model after each tick ---------------------------------------------------------------
 
@@ -755,9 +756,10 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         if cause is None:
             self.since[sid] = None
             return False, None
-        if self.since[sid] is None:
-            self.since[sid] = self.rig.now
-        return self.rig.now - self.since[sid] >= spec["on_delay_ms"], cause
+        since = self.since[sid]
+        if since is None:
+            since = self.since[sid] = self.rig.now
+        return self.rig.now - since >= spec["on_delay_ms"], cause
 
     def after_tick(self):
         rig = self.rig
@@ -820,7 +822,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
 
     other_latched = frozenset()
 
-    def check_events(self, new_trips=(), causes=None):
+    def check_events(self, new_trips=(), causes: dict | None = None):
         """Invariant 6 on the events published since the last check."""
         sink = self.rig.sink
         new = sink.events[self.events_checked :]
@@ -837,7 +839,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
             f"inv 6: {len(new_trips)} new trips {new_trips} but trip events {trips}"
         )
         for sid, e in zip(new_trips, trips, strict=True):
-            allowed = causes.get(sid)
+            allowed = (causes or {}).get(sid)
             if allowed is not None:
                 assert e.cause in allowed, (
                     f"inv 6: trip of {sid} carries {e.cause}, expected {allowed}"
@@ -916,14 +918,13 @@ class NodeSafetyMachine(RuleBasedStateMachine):
 
     @invariant()
     def watched_actuator_safe_while_latched(self):
-        if self.rig is not None and self.hot:
+        if self.hot:
             slot = self.watch_slot
             assert slot.driver.value == slot.safe, "inv 1 between steps"
 
     @invariant()
     def outputs_in_range(self):
-        if self.rig is not None:
-            self.check_ranges()
+        self.check_ranges()
 
 
 class ReactorSafety(NodeSafetyMachine):
