@@ -26,7 +26,7 @@ import machine
 from edge.build import build_node
 from edge.compiled_config import load_board_file
 from edge.drivers.machine_io import MachineHardware
-from edge.runner import EdgeRunner, LinkSink, death_topic
+from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
 
 CONFIG_FILE = "config.bin"
 
@@ -51,20 +51,6 @@ def _secrets():
         return None
 
 
-class _NullSink:
-    def publish_birth(self, payload):
-        pass
-
-    def publish_telemetry(self, payload):
-        pass
-
-    def publish_event(self, payload, critical=False):
-        pass
-
-    def publish_ack(self, payload):
-        pass
-
-
 def main():
     with open(CONFIG_FILE, "rb") as f:
         cfg, chash = load_board_file(f.read())
@@ -76,7 +62,7 @@ def main():
     key = getattr(sec, "COMMAND_KEY", None) if sec else None
     module_id = cfg["module"]["id"]
     line = getattr(sec, "LINE", "line1") if sec else "line1"
-    sink = _NullSink()
+    sink = NullSink()
     node = build_node(
         cfg,
         hw,

@@ -16,8 +16,6 @@ The dead-man check must run from a context that survives a stalled tick loop; th
 entry point attaches it to a hardware timer, ``skid edge`` to a thread.
 """
 
-import asyncio
-
 from edge.clock import ticks_add, ticks_diff
 from protocol.topics import (
     TOPIC_ACK,
@@ -53,6 +51,22 @@ class LinkSink:
 
     def publish_ack(self, payload):
         self.link.publish_ack(self.t_ack, payload)
+
+
+class NullSink:
+    """Discards what a node publishes: a module running without a broker."""
+
+    def publish_birth(self, payload):
+        pass
+
+    def publish_telemetry(self, payload):
+        pass
+
+    def publish_event(self, payload, critical=False):
+        pass
+
+    def publish_ack(self, payload):
+        pass
 
 
 def death_topic(line, module):
@@ -138,6 +152,8 @@ class EdgeRunner:
 
 
 async def _sleep_ms(ms):
+    import asyncio  # here, so the module imports where there is no asyncio (WASI build)
+
     sleep_ms = getattr(asyncio, "sleep_ms", None)
     if sleep_ms is not None:  # MicroPython
         await sleep_ms(ms)

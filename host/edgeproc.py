@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from edge.boardconfig import compile_config, config_hash, decompile, emulate, load_board_config
 from edge.build import build_node
-from edge.runner import EdgeRunner, LinkSink, death_topic
+from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
 
 TICKS_MASK = (1 << 30) - 1
 
@@ -39,20 +39,6 @@ class ScaledClock:
 
     async def sleep_ms(self, ms: int) -> None:
         await asyncio.sleep(max(0, ms) / 1000 / self.speed)
-
-
-class NullSink:
-    def publish_birth(self, payload):
-        pass
-
-    def publish_telemetry(self, payload):
-        pass
-
-    def publish_event(self, payload, critical=False):
-        pass
-
-    def publish_ack(self, payload):
-        pass
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:

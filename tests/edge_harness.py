@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edge.boardconfig import compile_config, config_hash, decompile, emulate, load_board_config
 from edge.build import build_node
+from emulator.emulation import RecordingSink
 from emulator.standin import StandinPlant
 from protocol import auth, messages
 
@@ -14,35 +15,6 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST_EPOCH_MS = 1_790_000_000_000  # host wall clock at simulated t=0
 NONCE = b"\x01\x02\x03\x04\x05\x06\x07\x08"
 KEY = bytes(range(32))
-
-
-class RecordingSink:
-    """Collects what a node publishes, decoded."""
-
-    def __init__(self):
-        self.births = []
-        self.telemetry = []
-        self.events = []
-        self.acks = []
-        self.critical = []
-
-    def publish_birth(self, payload):
-        self.births.append(messages.parse_birth(payload))
-
-    def publish_telemetry(self, payload):
-        self.telemetry.append(payload)
-
-    def publish_event(self, payload, critical=False):
-        ev = messages.parse_event(payload)
-        self.events.append(ev)
-        if critical:
-            self.critical.append(ev)
-
-    def publish_ack(self, payload):
-        self.acks.append(messages.parse_ack(payload))
-
-    def trips(self):
-        return [e for e in self.events if e.type == "trip"]
 
 
 def compiled(kind: str, mutate=None) -> tuple[dict, bytes]:
