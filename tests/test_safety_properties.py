@@ -1171,14 +1171,12 @@ class LineClogs(RuleBasedStateMachine):
     def check(self):
         emu = self.emu
         for mid, (trip, slot) in self.pumps.items():
-            node = emu.nodes[mid]
             ch = trip.channel
             if ch.quality == QUALITY_BAD or (ch.value is not None and ch.value > trip.limit):
                 assert slot.driver.value == slot.safe, (
                     f"inv 2a: {mid} measures {ch.name} = {ch.value} (limit {trip.limit}) "
                     f"but drives {slot.name} = {slot.driver.value}"
                 )
-            assert node is emu.nodes[mid]
         plant = emu.plant
         over = {
             c: (round(plant.peak_pressure_bar(c), 2), r)
