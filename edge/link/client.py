@@ -251,13 +251,7 @@ class MqttLink:
         self._stopping = False
         self._shutdown_budget_ms = 2000
         self._session_error = None
-        self._subscribe_due = False
-        self._ping_due = False
-        self._death_due = False
-        self._death_pid = 0
-        self._death_acked = False
-        self._disconnect_due = False
-        self._disconnect_sent = False
+        self._reset_session_flags()
         now = ticks_ms()
         self._last_rx = now
         self._last_tx = now
@@ -548,6 +542,11 @@ class MqttLink:
         self.telemetry_dropped += len(self._tele)
         self._tele.clear()
         self._pubacks_due.clear()
+        self._reset_session_flags()
+        self._wake.clear()
+
+    def _reset_session_flags(self):
+        """Per-connection protocol flags: clear at construction and after every session."""
         self._subscribe_due = False
         self._ping_due = False
         self._death_due = False
@@ -555,7 +554,6 @@ class MqttLink:
         self._death_acked = False
         self._disconnect_due = False
         self._disconnect_sent = False
-        self._wake.clear()
 
     def _end_session(self, where, exc):
         if self._session_error is None:
