@@ -42,7 +42,6 @@ from protocol.constants import (
     QUALITY_UNCERTAIN,
     RESULT_EXPIRED,
     RESULT_MALFORMED,
-    RESULT_NAMES,
     RESULT_NOT_ALLOWED_IN_STATE,
     RESULT_OK,
     RESULT_OUT_OF_RANGE,
@@ -253,8 +252,6 @@ class Node:
         self._values = [None] * len(channels)
         self._qualities = [QUALITY_GOOD] * len(channels)
         self._codec = msg.TelemetryCodec(channels)
-        self.last_trip_tick = None
-        self.alarm_events = 0
 
     # -- messages out ---------------------------------------------------------------------
 
@@ -379,7 +376,6 @@ class Node:
                     vc.value = fault
         iset = self.interlocks
         if iset.evaluate(now_ms):
-            self.last_trip_tick = self.tick_count
             for rec in iset.pop_events():
                 self._trip_event(rec)
             target = iset.requested_state
@@ -395,7 +391,6 @@ class Node:
         if self.alarms is not None:
             self.alarms.evaluate(now_ms)
             for alarm, raised in self.alarms.pop_changes():
-                self.alarm_events += 1
                 self._event(
                     "alarm" if raised else "alarm_cleared",
                     alarm.severity if raised else "info",
@@ -726,7 +721,3 @@ def _args_text(args):
     for k in args:
         parts.append("{}={}".format(k, args[k]))
     return " ".join(parts)
-
-
-def result_name(code):
-    return RESULT_NAMES[code]

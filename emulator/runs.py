@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator.emulation import LineEmulation
-from emulator.faults import Fault, FaultSchedule, Scenario, line_targets
+from emulator.faults import Fault, FaultSchedule, Scenario
 
 # The demo line's operating point (examples/lines/demo.toml): what the example scenarios
 # assume.  Module kind -> list of (channel, value) setpoints.
@@ -253,7 +253,3 @@ def detection_time(exp, record: RunRecord) -> float | None:
     if exp.kind == "signal":
         return record.signal_times.get(str(exp.condition))
     raise ValueError(f"unknown expectation kind {exp.kind!r}")
-
-
-def targets(line) -> tuple[dict[str, str], dict[str, list[str]]]:
-    return line_targets(line)
