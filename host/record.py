@@ -1,0 +1,1004 @@
+"""The run record: one SQLite file per run, with a hash-chained audit log.
+
+Layout (schema version 1; see docs/run-record.md):
+
+* ``audit`` — the log.  Every event, command, ack, operator action, phase, note, gap,
+  host session, channel list and the run's start and finish is one row
+  ``(seq, host_ms, kind, module, body, prev_hash, hash)`` where ``body`` is the canonical
+  JSON of the entry's data and ``hash = sha256(prev_hash || entry)``, ``entry`` being the
+  canonical JSON array ``[seq, host_ms, kind, module, data]``.  The first row's
+  ``prev_hash`` is 64 zeros.
+* ``samples`` — telemetry, one row per channel value, kept out of the chain for speed.
+  Each flush writes its rows under a new batch number and appends one ``samples`` audit
+  entry holding the batch's row count and a sha256 over its canonical rows, so a sample
+  edited, deleted or inserted breaks its batch's digest.
+* ``meta`` — a key/value copy of the run's description for plain SQL users; ``verify``
+  checks it against the chained ``run`` and ``finish`` entries.
+* views ``events``, ``commands``, ``acks``, ``operator_actions``, ``phases``, ``notes`` and
+  ``gaps`` over ``audit`` for SQL users (read-only conveniences).
+
+Writes are buffered and written by ``flush()`` in one transaction (WAL, synchronous=NORMAL):
+the host stores thousands of samples per second.  A host crash loses at most what was added
+since the last flush; the next session records the gap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+GENESIS_HASH = "0" * 64
+SUFFIX = ".sqlite"
+
+# Audit entry kinds.
+KIND_RUN = "run"
+KIND_SAMPLES = "samples"
+KIND_EVENT = "event"
+KIND_COMMAND = "command"
+KIND_ACK = "ack"
+KIND_OPERATOR = "operator_action"
+KIND_PHASE = "phase"
+KIND_NOTE = "note"
+KIND_GAP = "gap"
+KIND_SESSION = "session"
+KIND_CHANNELS = "channels"
+KIND_FINISH = "finish"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    host_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    module TEXT,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_kind ON audit (kind, seq);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY,
+    batch INTEGER NOT NULL,
+    host_ms INTEGER NOT NULL,
+    module TEXT NOT NULL,
+    module_ms INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    value REAL,
+    quality TEXT NOT NULL
+);
+CREATE VIEW IF NOT EXISTS events AS SELECT seq, host_ms, module,
+    json_extract(body, '$.number') AS number, json_extract(body, '$.t_ms') AS t_ms,
+    json_extract(body, '$.type') AS type, json_extract(body, '$.severity') AS severity,
+    json_extract(body, '$.source') AS source, json_extract(body, '$.cause') AS cause,
+    json_extract(body, '$.detail') AS detail, json_extract(body, '$.count') AS count,
+    json_extract(body, '$.new_state') AS new_state
+    FROM audit WHERE kind = 'event';
+CREATE VIEW IF NOT EXISTS commands AS SELECT seq, host_ms, module,
+    json_extract(body, '$.command_id') AS command_id, json_extract(body, '$.op') AS op,
+    json_extract(body, '$.args') AS args FROM audit WHERE kind = 'command';
+CREATE VIEW IF NOT EXISTS acks AS SELECT seq, host_ms, module,
+    json_extract(body, '$.command_id') AS command_id, json_extract(body, '$.result') AS result,
+    json_extract(body, '$.reason') AS reason FROM audit WHERE kind = 'ack';
+CREATE VIEW IF NOT EXISTS operator_actions AS SELECT seq, host_ms,
+    json_extract(body, '$.who') AS who, json_extract(body, '$.what') AS what,
+    json_extract(body, '$.reason') AS reason FROM audit WHERE kind = 'operator_action';
+CREATE VIEW IF NOT EXISTS phases AS SELECT seq, host_ms,
+    json_extract(body, '$.phase') AS phase, json_extract(body, '$.step') AS step,
+    json_extract(body, '$.text') AS text FROM audit WHERE kind = 'phase';
+CREATE VIEW IF NOT EXISTS notes AS SELECT seq, host_ms,
+    json_extract(body, '$.kind') AS kind, json_extract(body, '$.text') AS text,
+    json_extract(body, '$.data') AS data FROM audit WHERE kind = 'note';
+CREATE VIEW IF NOT EXISTS gaps AS SELECT seq, host_ms,
+    json_extract(body, '$.start_ms') AS start_ms, json_extract(body, '$.end_ms') AS end_ms,
+    json_extract(body, '$.reason') AS reason FROM audit WHERE kind = 'gap';
+"""
+
+# Protocol enumerations arrive as codes from some callers; the record stores names.
+_EVENT_FIELDS = (
+    "number",
+    "t_ms",
+    "type",
+    "severity",
+    "source",
+    "cause",
+    "detail",
+    "count",
+    "new_state",
+)
+
+
+class RecordError(Exception):
+    """A run record cannot be created, opened or read."""
+
+
+class RunNotFound(RecordError, LookupError):
+    """No run matches what was asked for (the message lists what exists)."""
+
+
+def canonical_json(value) -> str:
+    """Sorted keys, no spaces, UTF-8 text: the one spelling a hash is computed over.
+    Bytes become lowercase hex; non-finite floats become null (SQLite cannot keep NaN)."""
+    return json.dumps(
+        _jsonable(value),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def entry_text(seq: int, host_ms: int, kind: str, module: str | None, body: str) -> str:
+    """The canonical JSON array an audit entry's hash covers (``body`` already canonical)."""
+    return f"[{seq},{host_ms},{json.dumps(kind)},{json.dumps(module, ensure_ascii=False)},{body}]"
+
+
+def chain_hash(prev_hash: str, text: str) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + text.encode("utf-8")).hexdigest()
+
+
+def sample_row_text(row) -> bytes:
+    """Canonical form of one stored sample row (host_ms, module, module_ms, seq, channel,
+    value, quality): fields separated by 0x1f, value as Python's shortest float repr."""
+    host_ms, module, module_ms, seq, channel, value, quality = row
+    return f"{host_ms}\x1f{module}\x1f{module_ms}\x1f{seq}\x1f{channel}\x1f{value!r}\x1f{quality}\n".encode()
+
+
+def new_run_id(line_id: str, now_s: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now_s is None else now_s))
+    return f"{stamp}-{line_id}-{secrets.token_hex(2)}"
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error:
+            pass  # a WAL database without its -shm file needs write access to be read
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    return conn
+
+
+def _float_or_none(value) -> float | None:
+    if value is None:
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+class RunRecord:
+    """One run's record.  Create it at the start of a run, or re-open it after a host
+    restart (appends continue the chain).  Not thread-safe: the coordinator's thread owns it.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, writable: bool):
+        self.path = Path(path)
+        self._conn = conn
+        self._writable = writable
+        self._samples: list[tuple] = []
+        self._pending: list[tuple] = []  # audit rows chained but not yet written
+        self._closed = False
+        row = conn.execute("SELECT value FROM meta WHERE key = 'run_id'").fetchone()
+        if row is None:
+            raise RecordError(f"{self.path}: not a run record (no run_id in table meta)")
+        self.run_id: str = json.loads(row[0])
+        last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        self._seq, self._head = (0, GENESIS_HASH) if last is None else (last[0], last[1])
+        batch = conn.execute("SELECT max(batch) FROM samples").fetchone()[0]
+        last_batch = conn.execute(
+            "SELECT max(json_extract(body, '$.batch')) FROM audit WHERE kind = 'samples'"
+        ).fetchone()[0]
+        self._batch = max(batch or 0, last_batch or 0)
+
+    # --- creation and opening ---------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        runs_dir,
+        line_id: str,
+        *,
+        line_hash: str,
+        recipe_name: str | None,
+        recipe_hash: str | None,
+        config_hashes: dict[str, str],
+        metadata: dict[str, str],
+        now_ms: int,
+        run_id: str | None = None,
+    ) -> RunRecord:
+        runs_dir = Path(runs_dir)
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        run_id = run_id or new_run_id(line_id)
+        path = runs_dir / f"{run_id}{SUFFIX}"
+        if path.exists():
+            raise RecordError(f"{path}: a run record with id {run_id!r} already exists")
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        description = {
+            "schema": SCHEMA_VERSION,
+            "run_id": run_id,
+            "line_id": line_id,
+            "line_hash": line_hash,
+            "recipe_name": recipe_name,
+            "recipe_hash": recipe_hash,
+            "config_hashes": dict(config_hashes),
+            "metadata": dict(metadata),
+            "created_ms": int(now_ms),
+        }
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [(k, canonical_json(v)) for k, v in description.items()],
+        )
+        conn.execute("COMMIT")
+        rec = cls(path, conn, writable=True)
+        rec._append(now_ms, KIND_RUN, None, description)
+        rec.flush()
+        return rec
+
+    @classmethod
+    def open(cls, path_or_run_id, runs_dir="runs", *, readonly: bool = False) -> RunRecord:
+        path = find_run(path_or_run_id, runs_dir)
+        conn = _connect(path, readonly)
+        try:
+            if not readonly:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            return cls(path, conn, writable=not readonly)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise RecordError(f"{path}: not a readable run record ({exc})") from exc
+
+    # --- writing ------------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise RecordError(f"{self.path}: the record is closed")
+        if not self._writable:
+            raise RecordError(f"{self.path}: opened read-only")
+
+    def _append(self, host_ms: int, kind: str, module: str | None, data: dict) -> None:
+        self._check_writable()
+        host_ms = int(host_ms)
+        body = canonical_json(data)
+        self._seq += 1
+        digest = chain_hash(self._head, entry_text(self._seq, host_ms, kind, module, body))
+        self._pending.append((self._seq, host_ms, kind, module, body, self._head, digest))
+        self._head = digest
+
+    def add_sample(
+        self,
+        host_ms: int,
+        module: str,
+        module_ms: int,
+        seq: int,
+        values: dict[str, float | None],
+        quality: dict[str, str],
+    ) -> None:
+        """Buffer one telemetry sample (one stored row per channel); ``flush`` writes it."""
+        host_ms, module_ms, seq = int(host_ms), int(module_ms), int(seq)
+        rows = self._samples
+        for channel, value in values.items():
+            v = None if value is None else float(value)
+            if v is not None and not math.isfinite(v):
+                v = None  # SQLite stores NaN as NULL; keep the stored row and its digest equal
+            rows.append((host_ms, module, module_ms, seq, channel, v, quality.get(channel, "good")))
+
+    def add_event(self, host_ms: int, module: str, event) -> None:
+        """A module's event: a dict of protocol Event fields or a protocol ``Event``."""
+        self._append(host_ms, KIND_EVENT, module, _event_data(event))
+
+    def add_command(self, host_ms: int, module: str, command_id: int, op: str, args) -> None:
+        self._append(
+            host_ms,
+            KIND_COMMAND,
+            module,
+            {"command_id": command_id, "op": op, "args": args if args is not None else {}},
+        )
+
+    def add_ack(
+        self, host_ms: int, module: str, command_id: int, result: str, reason: str | None
+    ) -> None:
+        self._append(
+            host_ms,
+            KIND_ACK,
+            module,
+            {"command_id": command_id, "result": result, "reason": reason},
+        )
+
+    def add_operator_action(self, host_ms: int, who: str, what: str, reason: str) -> None:
+        self._append(host_ms, KIND_OPERATOR, None, {"who": who, "what": what, "reason": reason})
+
+    def add_phase(self, host_ms: int, phase: str, step: str | None, text: str) -> None:
+        self._append(host_ms, KIND_PHASE, None, {"phase": phase, "step": step, "text": text})
+
+    def add_note(self, host_ms: int, kind: str, text: str, data: dict | None = None) -> None:
+        """Births, deaths, trips seen, line-wide reactions: anything worth a line in the log.
+        A note's ``data`` may carry ``module``; a birth note may carry ``channels``."""
+        module = (data or {}).get("module")
+        self._append(
+            host_ms,
+            KIND_NOTE,
+            module if isinstance(module, str) else None,
+            {"kind": kind, "text": text, "data": data or {}},
+        )
+
+    def add_channels(self, host_ms: int, module: str, kind: str | None, channels) -> None:
+        """A module's channel list (from its birth): names, units and ranges, which the
+        report uses to group plots.  ``channels``: protocol Channel objects or dicts with
+        name, unit and optionally role, lo, hi."""
+        listed = []
+        for ch in channels:
+            if isinstance(ch, dict):
+                get = ch.get
+            else:
+                get = lambda k, _ch=ch: getattr(_ch, k, None)  # noqa: E731
+            listed.append(
+                {
+                    "name": get("name"),
+                    "unit": get("unit"),
+                    "role": get("role"),
+                    "lo": get("lo"),
+                    "hi": get("hi"),
+                }  # fmt: skip
+            )
+        self._append(host_ms, KIND_CHANNELS, module, {"kind": kind, "channels": listed})
+
+    def add_gap(self, start_ms: int, end_ms: int, reason: str) -> None:
+        """Time nobody recorded (host restart): appended when the record is re-opened."""
+        self._append(
+            end_ms,
+            KIND_GAP,
+            None,
+            {"start_ms": int(start_ms), "end_ms": int(end_ms), "reason": reason},
+        )
+
+    def host_session(self, host_ms: int, host_id: str) -> None:
+        """A host (re)attached to this run; each host process starts one session."""
+        self._append(host_ms, KIND_SESSION, None, {"host_id": host_id, "pid": os.getpid()})
+
+    def flush(self) -> None:
+        """Write buffered samples (as one batch with its digest) and chained entries, in one
+        transaction."""
+        if self._closed or not self._writable:
+            return
+        samples, self._samples = self._samples, []
+        batch_row = None
+        if samples:
+            self._batch += 1
+            digest = hashlib.sha256()
+            for row in samples:
+                digest.update(sample_row_text(row))
+            first_ms, last_ms = samples[0][0], samples[-1][0]
+            self._append(
+                last_ms,
+                KIND_SAMPLES,
+                None,
+                {
+                    "batch": self._batch,
+                    "count": len(samples),
+                    "sha256": digest.hexdigest(),
+                    "first_ms": first_ms,
+                    "last_ms": last_ms,
+                },
+            )
+            batch_row = self._batch
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            if samples:
+                conn.executemany(
+                    "INSERT INTO samples (batch, host_ms, module, module_ms, seq, channel, "
+                    f"value, quality) VALUES ({batch_row}, ?, ?, ?, ?, ?, ?, ?)",
+                    samples,
+                )
+            conn.executemany(
+                "INSERT INTO audit (seq, host_ms, kind, module, body, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                pending,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def finish(self, host_ms: int, outcome: str, summary: dict) -> None:
+        self._append(host_ms, KIND_FINISH, None, {"outcome": outcome, "summary": summary})
+        self.flush()
+        self._conn.execute("BEGIN")
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("outcome", canonical_json(outcome)),
+                ("finished_ms", canonical_json(int(host_ms))),
+                ("summary", canonical_json(summary)),
+            ],
+        )
+        self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._conn.close()
+
+    def __enter__(self) -> RunRecord:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def head_hash(self) -> str:
+        """Hash of the last chained entry (including entries not yet flushed)."""
+        return self._head
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _reading(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RecordError(f"{self.path}: the record is closed")
+        self.flush()
+        return self._conn
+
+    def meta(self) -> dict:
+        """The run's description from its chained ``run`` entry, plus ``outcome``,
+        ``summary`` and ``finished_ms`` once finished, ``head_hash`` and ``entries``."""
+        conn = self._reading()
+        row = conn.execute("SELECT body FROM audit WHERE kind = 'run' ORDER BY seq LIMIT 1")
+        first = row.fetchone()
+        out = json.loads(first[0]) if first else {"run_id": self.run_id}
+        fin = conn.execute(
+            "SELECT host_ms, body FROM audit WHERE kind = 'finish' ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if fin:
+            body = json.loads(fin[1])
+            out.update(outcome=body["outcome"], summary=body["summary"], finished_ms=fin[0])
+        else:
+            out.update(outcome=None, summary=None, finished_ms=None)
+        last = conn.execute("SELECT max(host_ms), max(seq) FROM audit").fetchone()
+        out["last_ms"] = last[0]
+        out["entries"] = last[1] or 0
+        out["head_hash"] = self._head
+        out["path"] = str(self.path)
+        return out
+
+    def samples(self, module: str | None = None, channel: str | None = None) -> Iterator[dict]:
+        """Stored samples in storage order: dicts with host_ms, module, module_ms, seq,
+        channel, value, quality."""
+        sql = "SELECT host_ms, module, module_ms, seq, channel, value, quality FROM samples"
+        where, args = [], []
+        if module is not None:
+            where.append("module = ?")
+            args.append(module)
+        if channel is not None:
+            where.append("channel = ?")
+            args.append(channel)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        keys = ("host_ms", "module", "module_ms", "seq", "channel", "value", "quality")
+        for row in self._reading().execute(sql, args):
+            yield dict(zip(keys, row, strict=True))
+
+    def entries(self, kind: str | None = None) -> Iterator[dict]:
+        """Audit entries (decoded): seq, host_ms, kind, module, data, prev_hash, hash."""
+        sql = "SELECT seq, host_ms, kind, module, body, prev_hash, hash FROM audit"
+        args: list = []
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            args.append(kind)
+        for seq, host_ms, k, module, body, prev, digest in self._reading().execute(
+            sql + " ORDER BY seq", args
+        ):
+            yield {
+                "seq": seq,
+                "host_ms": host_ms,
+                "kind": k,
+                "module": module,
+                "data": json.loads(body),
+                "prev_hash": prev,
+                "hash": digest,
+            }
+
+    def _flat(self, kind: str) -> list[dict]:
+        out = []
+        for e in self.entries(kind):
+            row = {"seq": e["seq"], "host_ms": e["host_ms"], "module": e["module"]}
+            row.update(e["data"])
+            out.append(row)
+        return out
+
+    def events(self) -> list[dict]:
+        """Module events: seq, host_ms, module and the Event fields (names, not codes)."""
+        return self._flat(KIND_EVENT)
+
+    def commands(self) -> list[dict]:
+        return self._flat(KIND_COMMAND)
+
+    def acks(self) -> list[dict]:
+        return self._flat(KIND_ACK)
+
+    def operator_actions(self) -> list[dict]:
+        return self._flat(KIND_OPERATOR)
+
+    def phases(self) -> list[dict]:
+        """Phase/step changes: seq, host_ms, phase, step, text."""
+        return self._flat(KIND_PHASE)
+
+    def notes(self) -> list[dict]:
+        return self._flat(KIND_NOTE)
+
+    def gaps(self) -> list[dict]:
+        """Unrecorded stretches: seq, host_ms, start_ms, end_ms, reason."""
+        return self._flat(KIND_GAP)
+
+    def sessions(self) -> list[dict]:
+        return self._flat(KIND_SESSION)
+
+    def audit(self) -> list[dict]:
+        """Every chained entry, in order (see ``entries`` for a lazy iterator)."""
+        return list(self.entries())
+
+    def channel_units(self) -> dict[tuple[str, str], str]:
+        """(module, channel) -> unit, from channel lists and birth notes that carry them."""
+        units: dict[tuple[str, str], str] = {}
+        for e in self.entries():
+            if e["kind"] == KIND_CHANNELS:
+                chans, module = e["data"].get("channels") or [], e["module"]
+            elif e["kind"] == KIND_NOTE and isinstance(e["data"].get("data"), dict):
+                chans = e["data"]["data"].get("channels") or []
+                module = e["module"] or e["data"]["data"].get("module")
+            else:
+                continue
+            for ch in chans:
+                if isinstance(ch, dict) and ch.get("name") and ch.get("unit") is not None:
+                    units[(module, ch["name"])] = ch["unit"]
+        return units
+
+
+def _event_data(event) -> dict:
+    from protocol.constants import EVENT_TYPE_NAMES, SEVERITY_NAMES
+
+    if not isinstance(event, dict):  # a protocol Event: its field "state" is the new state
+        event = {f: getattr(event, f, None) for f in _EVENT_FIELDS[:-1]} | {
+            "new_state": getattr(event, "state", None)
+        }
+    data = {f: event.get(f) for f in _EVENT_FIELDS}
+    if data["new_state"] is None and event.get("state") is not None:
+        data["new_state"] = event["state"]
+    if isinstance(data["type"], int):
+        data["type"] = EVENT_TYPE_NAMES[data["type"]]
+    if isinstance(data["severity"], int):
+        data["severity"] = SEVERITY_NAMES[data["severity"]]
+    for k, v in event.items():  # keep anything extra the caller found worth recording
+        if k not in data and k != "state":
+            data[k] = v
+    return data
+
+
+# --- verification ---------------------------------------------------------------------
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    entries: int
+    first_bad: int | None
+    reason: str
+    head_hash: str = GENESIS_HASH
+    samples: int = 0
+    batches: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "first_bad": self.first_bad,
+            "reason": self.reason,
+            "head_hash": self.head_hash,
+            "samples": self.samples,
+            "batches": self.batches,
+        }
+
+
+def verify(path) -> VerifyResult:
+    """Check the audit chain, every sample batch's digest and the meta table.  ``first_bad``
+    names the first audit entry (its ``seq``) found altered, missing or inserted; 0 when the
+    fault is outside the chain (meta table, samples without a batch entry)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunNotFound(f"{path}: no such run record")
+    conn = _connect(path, readonly=True)
+    try:
+        return _verify(conn)
+    except sqlite3.DatabaseError as exc:
+        return VerifyResult(False, 0, 0, f"not a readable run record: {exc}")
+    finally:
+        conn.close()
+
+
+def _verify(conn: sqlite3.Connection) -> VerifyResult:
+    head = GENESIS_HASH
+    expected_seq = 1
+    batches: dict[int, tuple[int, int, str]] = {}  # batch -> (seq, count, sha256)
+    run_entry: dict | None = None
+    finish_entry: tuple[int, dict] | None = None
+    n = 0
+
+    def bad(seq, reason) -> VerifyResult:
+        return VerifyResult(False, n, seq, reason, head)
+
+    rows = conn.execute(
+        "SELECT seq, host_ms, kind, module, body, prev_hash, hash FROM audit ORDER BY seq"
+    )
+    for seq, host_ms, kind, module, body, prev, digest in rows:
+        n += 1
+        if seq != expected_seq:
+            if seq > expected_seq:
+                missing = (
+                    f"entry {expected_seq}"
+                    if seq == expected_seq + 1
+                    else f"entries {expected_seq}..{seq - 1}"
+                )
+                return bad(expected_seq, f"{missing} missing (deleted) before entry {seq}")
+            return bad(seq, f"entry {seq} out of order")
+        if prev != head:
+            # Entry seq-1 hashed consistently, but not to what this entry was chained to:
+            # if this entry's own hash still covers its stored prev_hash, it is intact and
+            # entry seq-1 was rewritten and re-hashed; otherwise this entry's prev_hash moved.
+            own = chain_hash(str(prev), entry_text(seq, int(host_ms), str(kind), module, str(body)))
+            if own == digest and seq > 1:
+                return bad(
+                    seq - 1,
+                    f"entry {seq - 1} altered and re-hashed: entry {seq} was chained to a "
+                    "different hash",
+                )
+            return bad(seq, f"entry {seq} altered: its prev_hash does not match the chain")
+        try:
+            recomputed = chain_hash(
+                prev, entry_text(seq, int(host_ms), str(kind), module, str(body))
+            )
+            data = json.loads(body)
+        except (TypeError, ValueError) as exc:
+            return bad(seq, f"entry {seq} ({kind}): unreadable ({exc})")
+        if recomputed != digest:
+            return bad(seq, f"entry {seq} ({kind}) altered: its content does not match its hash")
+        if canonical_json(data) != body:
+            return bad(seq, f"entry {seq} ({kind}): body is not canonical JSON")
+        head = digest
+        expected_seq += 1
+        if kind == KIND_SAMPLES:
+            b = data.get("batch")
+            if b in batches:
+                return bad(seq, f"entry {seq}: sample batch {b} recorded twice")
+            batches[b] = (seq, data.get("count"), data.get("sha256"))
+        elif kind == KIND_RUN and run_entry is None:
+            run_entry = data
+        elif kind == KIND_FINISH:
+            finish_entry = (host_ms, data)
+    if n == 0:
+        return VerifyResult(False, 0, 1, "the audit log is empty (entry 1 missing)")
+    if run_entry is None:
+        return bad(1, "the chain has no run description entry")
+
+    # Samples: stream in storage order; each batch's rows are contiguous.
+    total = 0
+    seen: set[int] = set()
+    current: int | None = None
+    digest = hashlib.sha256()
+    count = 0
+
+    def close_batch() -> VerifyResult | None:
+        if current is None:
+            return None
+        if current not in batches:
+            return VerifyResult(
+                False, n, 0, f"{count} sample row(s) in batch {current}, which no audit "
+                "entry records (inserted samples)", head,
+            )  # fmt: skip
+            # (first_bad 0: the fault lies outside the chain)
+        seq, want_count, want_sha = batches[current]
+        if count != want_count:
+            return VerifyResult(
+                False, n, seq, f"entry {seq}: sample batch {current} holds {count} rows, "
+                f"recorded {want_count} (samples deleted or inserted)", head,
+            )  # fmt: skip
+        if digest.hexdigest() != want_sha:
+            return VerifyResult(
+                False, n, seq, f"entry {seq}: sample batch {current} altered (digest "
+                "mismatch)", head,
+            )  # fmt: skip
+        return None
+
+    for row in conn.execute(
+        "SELECT batch, host_ms, module, module_ms, seq, channel, value, quality "
+        "FROM samples ORDER BY id"
+    ):
+        b = row[0]
+        if b != current:
+            failure = close_batch()
+            if failure:
+                return failure
+            if b in seen:
+                seq = batches.get(b, (0,))[0]
+                return VerifyResult(
+                    False, n, seq, f"sample rows of batch {b} are not contiguous (moved or "
+                    "inserted samples)", head,
+                )  # fmt: skip
+            seen.add(b)
+            current, digest, count = b, hashlib.sha256(), 0
+        digest.update(sample_row_text(row[1:]))
+        count += 1
+        total += 1
+    failure = close_batch()
+    if failure:
+        return failure
+    for b, (seq, want_count, _) in sorted(batches.items(), key=lambda kv: kv[1][0]):
+        if b not in seen and want_count:
+            return VerifyResult(
+                False, n, seq, f"entry {seq}: sample batch {b} ({want_count} rows) is missing",
+                head,
+            )  # fmt: skip
+
+    # The meta table is a convenience copy: it must agree with the chain.
+    meta = {k: v for k, v in conn.execute("SELECT key, value FROM meta")}
+    for key, value in run_entry.items():
+        if meta.get(key) != canonical_json(value):
+            return VerifyResult(
+                False, n, 1, f"meta table key {key!r} differs from the chained run entry", head
+            )
+    if finish_entry is not None:
+        fin_ms, fin = finish_entry
+        for key, value in (
+            ("outcome", fin.get("outcome")),
+            ("summary", fin.get("summary")),
+            ("finished_ms", fin_ms),
+        ):
+            if key in meta and meta[key] != canonical_json(value):
+                return VerifyResult(
+                    False, n, 0, f"meta table key {key!r} differs from the chained finish entry",
+                    head,
+                )  # fmt: skip
+    return VerifyResult(
+        True,
+        n,
+        None,
+        f"intact: {n} chained entries, {total} samples in {len(batches)} batches",
+        head,
+        total,
+        len(batches),
+    )
+
+
+# --- finding runs ---------------------------------------------------------------------
+
+
+def list_runs(runs_dir="runs") -> list[Path]:
+    d = Path(runs_dir)
+    return sorted(d.glob(f"*{SUFFIX}")) if d.is_dir() else []
+
+
+def find_run(run, runs_dir="runs") -> Path:
+    """A run record's path from a path, a run id, or a unique prefix of a run id."""
+    candidate = Path(run)
+    if candidate.is_file():
+        return candidate
+    runs_dir = Path(runs_dir)
+    text = str(run)
+    if text.endswith(SUFFIX):
+        text = text[: -len(SUFFIX)]
+    exact = runs_dir / f"{text}{SUFFIX}"
+    if exact.is_file():
+        return exact
+    existing = list_runs(runs_dir)
+    matches = [p for p in existing if p.name.startswith(text)] if text else []
+    if len(matches) == 1:
+        return matches[0]
+    names = [p.name[: -len(SUFFIX)] for p in existing]
+    if len(matches) > 1:
+        listed = ", ".join(p.name[: -len(SUFFIX)] for p in matches)
+        raise RunNotFound(f"run {run!r} is ambiguous in {runs_dir}: matches {listed}")
+    if not existing:
+        raise RunNotFound(f"run {run!r} not found: {runs_dir} holds no run records")
+    shown = ", ".join(names[-10:])
+    more = f" (last 10 of {len(names)})" if len(names) > 10 else ""
+    raise RunNotFound(f"run {run!r} not found in {runs_dir}; runs there{more}: {shown}")
+
+
+# --- export ---------------------------------------------------------------------------
+
+
+def export_csv(path, out_dir) -> list[Path]:
+    """Write samples.csv (long format: one row per channel value), events.csv,
+    commands.csv (each command joined with its ack), operator_actions.csv, phases.csv,
+    audit.csv and meta.json (with the verify result) into ``out_dir``."""
+    import csv
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rec = RunRecord.open(Path(path), readonly=True)
+    written: list[Path] = []
+    try:
+        meta = rec.meta()
+        t0 = meta.get("created_ms") or 0
+        units = rec.channel_units()
+
+        def table(name: str, header: list[str], rows) -> None:
+            p = out / name
+            with p.open("w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(header)
+                w.writerows(rows)
+            written.append(p)
+
+        table(
+            "samples.csv",
+            [
+                "host_ms",
+                "t_s",
+                "module",
+                "module_ms",
+                "seq",
+                "channel",
+                "unit",
+                "value",
+                "quality",
+            ],  # fmt: skip
+            (
+                [
+                    s["host_ms"],
+                    f"{(s['host_ms'] - t0) / 1000:.3f}",
+                    s["module"],
+                    s["module_ms"],
+                    s["seq"],
+                    s["channel"],
+                    units.get((s["module"], s["channel"]), ""),
+                    "" if s["value"] is None else repr(s["value"]),
+                    s["quality"],
+                ]  # fmt: skip
+                for s in rec.samples()
+            ),
+        )
+        table(
+            "events.csv",
+            ["seq", "host_ms", "module", *_EVENT_FIELDS],
+            (
+                [e["seq"], e["host_ms"], e["module"], *(_cell(e.get(f)) for f in _EVENT_FIELDS)]
+                for e in rec.events()
+            ),  # fmt: skip
+        )
+        acks: dict[tuple[str | None, int], dict] = {}
+        for a in rec.acks():
+            acks.setdefault((a["module"], a["command_id"]), a)
+        rows = []
+        for c in rec.commands():
+            a = acks.pop((c["module"], c["command_id"]), None)
+            rows.append(
+                [
+                    c["seq"],
+                    c["host_ms"],
+                    c["module"],
+                    c["command_id"],
+                    c["op"],
+                    canonical_json(c["args"]),
+                    _cell(a and a["host_ms"]),
+                    _cell(a and a["result"]),
+                    _cell(a and a["reason"]),
+                    _cell(a and a["host_ms"] - c["host_ms"]),
+                ]  # fmt: skip
+            )
+        for a in acks.values():  # acks of commands this record never saw sent
+            rows.append(
+                [
+                    a["seq"],
+                    "",
+                    a["module"],
+                    a["command_id"],
+                    "",
+                    "",
+                    a["host_ms"],
+                    a["result"],
+                    _cell(a["reason"]),
+                    "",
+                ]  # fmt: skip
+            )
+        table(
+            "commands.csv",
+            [
+                "seq",
+                "sent_ms",
+                "module",
+                "command_id",
+                "op",
+                "args",
+                "ack_ms",
+                "result",
+                "reason",
+                "latency_ms",
+            ],  # fmt: skip
+            rows,
+        )
+        table(
+            "operator_actions.csv",
+            ["seq", "host_ms", "who", "what", "reason"],
+            (
+                [o["seq"], o["host_ms"], o["who"], o["what"], o["reason"]]
+                for o in rec.operator_actions()
+            ),  # fmt: skip
+        )
+        table(
+            "phases.csv",
+            ["seq", "host_ms", "phase", "step", "text"],
+            (
+                [p["seq"], p["host_ms"], p["phase"], _cell(p["step"]), p["text"]]
+                for p in rec.phases()
+            ),  # fmt: skip
+        )
+        table(
+            "audit.csv",
+            ["seq", "host_ms", "kind", "module", "data", "prev_hash", "hash"],
+            (
+                [
+                    e["seq"],
+                    e["host_ms"],
+                    e["kind"],
+                    _cell(e["module"]),
+                    canonical_json(e["data"]),
+                    e["prev_hash"],
+                    e["hash"],
+                ]
+                for e in rec.entries()
+            ),  # fmt: skip
+        )
+    finally:
+        rec.close()
+    result = verify(path)
+    meta["verify"] = result.as_dict()
+    meta["units"] = {f"{m}.{c}": u for (m, c), u in sorted(units.items())}
+    p = out / "meta.json"
+    p.write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    written.append(p)
+    return written
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return canonical_json(value)
+    return value

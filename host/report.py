@@ -1,0 +1,452 @@
+"""A run's report: one self-contained HTML file (inline SVG, no scripts, no network assets).
+
+Plots group channels by unit (temperatures in degC, pressures in bar, flows in mL/min, then
+one plot per other unit) against time since the run started, with phases shaded and named,
+trips and alarms drawn as labelled vertical lines, and unrecorded gaps hatched.  Long series
+are reduced to about 1,000 points each, keeping every bucket's minimum and maximum so peaks
+survive.  Tables list the run's description, events, operator actions, phases, failed or
+unanswered commands and gaps.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+from host.record import RunRecord, find_run, verify
+
+MAX_POINTS = 1000
+WIDTH, HEIGHT = 960, 280
+MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 64, 16, 34, 36
+COLORS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#7f7f7f",
+    "#bcbd22",
+)
+PHASE_FILLS = ("#e8f0fe", "#fef7e0", "#e6f4ea", "#fce8e6", "#f3e8fd", "#e0f7fa")
+GROUP_TITLES = {"degC": "Temperatures", "bar": "Pressures", "mL/min": "Flows"}
+GROUP_ORDER = ("degC", "bar", "mL/min")
+
+
+def guess_unit(channel: str) -> str:
+    """A unit for a channel no birth described, from its name (the reference boards' names)."""
+    name = channel.lower()
+    if name.startswith("temp") or "temperature" in name:
+        return "degC"
+    if "pressure" in name:
+        return "bar"
+    if "flow" in name:
+        return "mL/min"
+    return ""
+
+
+def decimate(points: list[tuple[float, float]], max_points: int = MAX_POINTS) -> list:
+    """At most ``max_points`` points: each of max_points/2 buckets keeps its minimum and
+    maximum, in time order, so spikes stay visible."""
+    if len(points) <= max_points:
+        return points
+    buckets = max(1, max_points // 2)
+    size = math.ceil(len(points) / buckets)
+    out: list = []
+    for i in range(0, len(points), size):
+        chunk = points[i : i + size]
+        good = [p for p in chunk if p[1] is not None]
+        if len(good) < len(chunk):  # bad-quality values break the line: keep one break
+            out.append((chunk[0][0], None))
+        if not good:
+            continue
+        lo = min(good, key=lambda p: p[1])
+        hi = max(good, key=lambda p: p[1])
+        if lo is hi:
+            out.append(lo)
+        else:
+            out.extend((lo, hi) if lo[0] <= hi[0] else (hi, lo))
+    return out
+
+
+def _nice_step(span: float, target: int) -> float:
+    if span <= 0:
+        return 1.0
+    raw = span / target
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def _ticks(lo: float, hi: float, target: int = 6) -> list[float]:
+    step = _nice_step(hi - lo, target)
+    start = math.ceil(lo / step) * step
+    out, v = [], start
+    while v <= hi + step * 1e-9:
+        out.append(round(v, 10))
+        v += step
+    return out
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def _esc(v) -> str:
+    return html.escape("" if v is None else str(v), quote=True)
+
+
+class _Markers:
+    """What every plot draws over its data: phase bands, gaps and trip/alarm lines."""
+
+    def __init__(self, phases, gaps, lines):
+        self.phases = phases  # (start_s, end_s, name)
+        self.gaps = gaps  # (start_s, end_s, reason)
+        self.lines = lines  # (t_s, label, color, dashed)
+
+
+def _plot_svg(title: str, unit: str, series: dict, t_end: float, markers: _Markers) -> str:
+    """One plot: ``series`` maps a label to [(t_s, value)]."""
+    plot_w = WIDTH - MARGIN_L - MARGIN_R
+    plot_h = HEIGHT - MARGIN_T - MARGIN_B
+    values = [v for pts in series.values() for _, v in pts if v is not None]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1.0, hi + 1.0
+    pad = (hi - lo) * 0.06
+    lo, hi = lo - pad, hi + pad
+    t_end = max(t_end, 1e-3)
+    minutes = t_end > 300
+    t_scale = 60.0 if minutes else 1.0
+
+    def x(t: float) -> float:
+        return MARGIN_L + max(0.0, min(t, t_end)) / t_end * plot_w
+
+    def y(v: float) -> float:
+        return MARGIN_T + (hi - v) / (hi - lo) * plot_h
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{_esc(title)}">',
+        f'<text x="{MARGIN_L}" y="16" font-size="14" font-weight="bold">'
+        f"{_esc(title)}{f' ({_esc(unit)})' if unit else ''}</text>",
+    ]
+    bottom = MARGIN_T + plot_h
+    for i, (start, end, name) in enumerate(markers.phases):
+        x0, x1 = x(start), x(end)
+        out.append(
+            f'<rect class="phase" x="{x0:.1f}" y="{MARGIN_T}" width="{max(x1 - x0, 0.5):.1f}" '
+            f'height="{plot_h}" fill="{PHASE_FILLS[i % len(PHASE_FILLS)]}"/>'
+        )
+        if x1 - x0 > 24:
+            out.append(
+                f'<text x="{x0 + 3:.1f}" y="{MARGIN_T + 11}" font-size="10" fill="#555">'
+                f"{_esc(name)}</text>"
+            )
+    for start, end, reason in markers.gaps:
+        x0, x1 = x(start), x(end)
+        out.append(
+            f'<rect class="gap" x="{x0:.1f}" y="{MARGIN_T}" width="{max(x1 - x0, 1):.1f}" '
+            f'height="{plot_h}" fill="url(#hatch)" stroke="#999"><title>gap: {_esc(reason)}'
+            "</title></rect>"
+        )
+    # Axes and grid.
+    for v in _ticks(lo, hi):
+        yy = y(v)
+        out.append(
+            f'<line x1="{MARGIN_L}" x2="{MARGIN_L + plot_w}" y1="{yy:.1f}" y2="{yy:.1f}" '
+            'stroke="#ddd"/>'
+            f'<text x="{MARGIN_L - 4}" y="{yy + 3:.1f}" font-size="10" text-anchor="end">'
+            f"{_fmt(v)}</text>"
+        )
+    for t in _ticks(0, t_end / t_scale, 10):
+        xx = x(t * t_scale)
+        out.append(
+            f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{bottom}" y2="{bottom + 4}" stroke="#333"/>'
+            f'<text x="{xx:.1f}" y="{bottom + 15}" font-size="10" text-anchor="middle">'
+            f"{_fmt(t)}</text>"
+        )
+    out.append(
+        f'<rect x="{MARGIN_L}" y="{MARGIN_T}" width="{plot_w}" height="{plot_h}" fill="none" '
+        'stroke="#333"/>'
+        f'<text x="{MARGIN_L + plot_w / 2:.0f}" y="{HEIGHT - 4}" font-size="11" '
+        f'text-anchor="middle">time since start ({"min" if minutes else "s"})</text>'
+    )
+    # Data.
+    for i, (label, pts) in enumerate(series.items()):
+        color = COLORS[i % len(COLORS)]
+        runs, current = [], []
+        prev_t = None
+        for t, v in pts:  # None values (bad quality) and unrecorded gaps break the line
+            across_gap = prev_t is not None and any(
+                prev_t <= g0 and t >= g1 for g0, g1, _ in markers.gaps
+            )
+            if (v is None or across_gap) and current:
+                runs.append(current)
+                current = []
+            if v is not None:
+                current.append(f"{x(t):.1f},{y(v):.1f}")
+            prev_t = t
+        if current:
+            runs.append(current)
+        for run in runs:
+            if len(run) == 1:
+                cx, cy = run[0].split(",")
+                out.append(f'<circle cx="{cx}" cy="{cy}" r="1.5" fill="{color}"/>')
+            else:
+                out.append(
+                    f'<polyline fill="none" stroke="{color}" stroke-width="1.3" '
+                    f'points="{" ".join(run)}"><title>{_esc(label)}</title></polyline>'
+                )
+    # Trips and alarms, labels staggered so neighbours stay readable.
+    for j, (t, label, color, dashed) in enumerate(markers.lines):
+        xx = x(t)
+        dash = ' stroke-dasharray="4 3"' if dashed else ""
+        ly = MARGIN_T + 24 + (j % 4) * 12
+        anchor = "end" if xx > MARGIN_L + plot_w * 0.8 else "start"
+        dx = -3 if anchor == "end" else 3
+        out.append(
+            f'<line class="marker" x1="{xx:.1f}" x2="{xx:.1f}" y1="{MARGIN_T}" y2="{bottom}" '
+            f'stroke="{color}" stroke-width="1.5"{dash}/>'
+            f'<text x="{xx + dx:.1f}" y="{ly}" font-size="10" fill="{color}" '
+            f'text-anchor="{anchor}">{_esc(label)}</text>'
+        )
+    # Legend.
+    lx = MARGIN_L + 220
+    for i, label in enumerate(series):
+        color = COLORS[i % len(COLORS)]
+        out.append(
+            f'<rect x="{lx}" y="8" width="10" height="10" fill="{color}"/>'
+            f'<text x="{lx + 13}" y="17" font-size="11">{_esc(label)}</text>'
+        )
+        lx += 24 + 7 * len(label)
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+_HATCH = (
+    '<svg width="0" height="0" style="position:absolute"><defs><pattern id="hatch" '
+    'width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
+    '<rect width="6" height="6" fill="#f4f4f4"/><line x1="0" y1="0" x2="0" y2="6" '
+    'stroke="#aaa" stroke-width="2"/></pattern></defs></svg>'
+)
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+.bad { color: #b00020; font-weight: bold; }
+.ok { color: #137333; font-weight: bold; }
+code { font-size: 12px; }
+svg { display: block; margin: 0.5em 0; }
+"""
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    if not rows:
+        return "<p><em>none</em></p>"
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _t(ms, t0) -> str:
+    return "" if ms is None else f"{(ms - t0) / 1000:.1f}"
+
+
+def build_report(rec: RunRecord) -> str:
+    """The report's HTML for an open record."""
+    meta = rec.meta()
+    t0 = meta.get("created_ms") or 0
+    units = rec.channel_units()
+    series: dict[tuple[str, str], list] = {}
+    t_last = (meta.get("finished_ms") or meta.get("last_ms") or t0) - t0
+    for s in rec.samples():
+        key = (s["module"], s["channel"])
+        pts = series.get(key)
+        if pts is None:
+            pts = series[key] = []
+        pts.append(((s["host_ms"] - t0) / 1000.0, s["value"]))
+    t_end = max([t_last / 1000.0] + [pts[-1][0] for pts in series.values() if pts])
+
+    phases_rows = rec.phases()
+    bands = []
+    for p in phases_rows:
+        start = (p["host_ms"] - t0) / 1000.0
+        if bands and bands[-1][2] == p["phase"]:
+            continue  # a new step inside the same phase
+        if bands:
+            bands[-1][1] = start
+        bands.append([start, t_end, p["phase"]])
+    gaps = [
+        ((g["start_ms"] - t0) / 1000.0, (g["end_ms"] - t0) / 1000.0, g["reason"])
+        for g in rec.gaps()
+    ]
+    events = rec.events()
+    lines = []
+    seen_trips: list[tuple[str | None, str | None, float]] = []
+    for e in events:
+        t = (e["host_ms"] - t0) / 1000.0
+        if e.get("type") == "trip":
+            lines.append((t, f"TRIP {e['module']}: {e.get('cause')}", "#c5221f", False))
+            seen_trips.append((e["module"], e.get("cause"), t))
+        elif e.get("type") == "alarm":
+            lines.append((t, f"alarm {e['module']}: {e.get('cause')}", "#e37400", True))
+    notes = rec.notes()
+    for n in notes:
+        t = (n["host_ms"] - t0) / 1000.0
+        data = n.get("data") or {}
+        module = n.get("module") or data.get("module")
+        if n["kind"] == "trip":
+            cause = data.get("cause")
+            if any(
+                m == module and cause in (None, c) and abs(t - tt) < 5 for m, c, tt in seen_trips
+            ):
+                continue  # the module's own trip event already marks it
+            lines.append((t, f"TRIP {module}: {cause or n['text']}", "#c5221f", False))
+        elif n["kind"] == "death":
+            lines.append((t, f"death {module}", "#5f6368", True))
+    markers = _Markers([tuple(b) for b in bands], gaps, sorted(lines))
+
+    groups: dict[str, dict[str, list]] = {}
+    for (module, channel), pts in sorted(series.items()):
+        unit = units.get((module, channel))
+        if unit is None:
+            unit = guess_unit(channel)
+        groups.setdefault(unit, {})[f"{module}.{channel}"] = decimate(pts)
+    order = [u for u in GROUP_ORDER if u in groups] + sorted(
+        u for u in groups if u not in GROUP_ORDER
+    )
+    plots = []
+    for unit in order:
+        title = GROUP_TITLES.get(unit, "Other" if unit else "Other (no unit)")
+        plots.append(_plot_svg(title, unit, groups[unit], t_end, markers))
+    if not plots:  # a run with no telemetry still shows its phases and trips
+        plots.append(_plot_svg("No telemetry recorded", "", {}, t_end, markers))
+
+    result = verify(rec.path)
+    duration = t_end
+    md = meta.get("metadata") or {}
+    desc_rows = [
+        ["run id", meta.get("run_id")],
+        ["line", f"{meta.get('line_id')} (hash {meta.get('line_hash')})"],
+        ["recipe", f"{meta.get('recipe_name') or '-'} (hash {meta.get('recipe_hash') or '-'})"],
+        *[[f"config hash {m}", h] for m, h in sorted((meta.get("config_hashes") or {}).items())],
+        *[[k, v] for k, v in sorted(md.items())],
+        ["outcome", meta.get("outcome") or "not finished"],
+        ["duration", f"{duration:.1f} s ({duration / 60:.1f} min)"],
+        ["audit entries", meta.get("entries")],
+        ["head hash", meta.get("head_hash")],
+    ]
+    verdict = (
+        f'<p class="ok">Record intact: {_esc(result.reason)}</p>'
+        if result.ok
+        else f'<p class="bad">Record TAMPERED OR DAMAGED: first bad entry {result.first_bad}: '
+        f"{_esc(result.reason)}</p>"
+    )
+    cmd_rows = []
+    acks = {}
+    for a in rec.acks():
+        acks.setdefault((a["module"], a["command_id"]), a)
+    commands = rec.commands()
+    for c in commands:
+        a = acks.get((c["module"], c["command_id"]))
+        if a is None or a.get("result") != "ok":
+            cmd_rows.append(
+                [
+                    _t(c["host_ms"], t0),
+                    c["module"],
+                    c["command_id"],
+                    c["op"],
+                    c.get("args"),
+                    a["result"] if a else "no ack",
+                    (a or {}).get("reason") or "",
+                ]  # fmt: skip
+            )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Run {_esc(meta.get('run_id'))}</title><style>{_CSS}</style></head><body>",
+        _HATCH,
+        f"<h1>Run {_esc(meta.get('run_id'))}</h1>",
+        verdict,
+        _table(["", ""], desc_rows),
+        "<h2>Plots</h2>",
+        "<p>Shaded bands: phases. Red lines: trips; orange dashed: alarms; grey dashed: module "
+        "deaths; hatched: time nobody recorded (host restart).</p>",
+        *plots,
+        "<h2>Events</h2>",
+        _table(
+            ["t (s)", "module", "type", "severity", "cause", "detail", "new state"],
+            [
+                [
+                    _t(e["host_ms"], t0),
+                    e["module"],
+                    e.get("type"),
+                    e.get("severity"),
+                    e.get("cause"),
+                    e.get("detail"),
+                    e.get("new_state"),
+                ]  # fmt: skip
+                for e in events
+            ],
+        ),
+        "<h2>Operator actions</h2>",
+        _table(
+            ["t (s)", "who", "what", "reason"],
+            [
+                [_t(o["host_ms"], t0), o["who"], o["what"], o["reason"]]
+                for o in rec.operator_actions()
+            ],
+        ),
+        "<h2>Phases and steps</h2>",
+        _table(
+            ["t (s)", "phase", "step", "text"],
+            [[_t(p["host_ms"], t0), p["phase"], p.get("step"), p.get("text")] for p in phases_rows],
+        ),
+        "<h2>Gaps</h2>",
+        _table(
+            ["from (s)", "to (s)", "length (s)", "reason"],
+            [
+                [
+                    _t(g["start_ms"], t0),
+                    _t(g["end_ms"], t0),
+                    f"{(g['end_ms'] - g['start_ms']) / 1000:.1f}",
+                    g["reason"],
+                ]  # fmt: skip
+                for g in rec.gaps()
+            ],
+        ),
+        f"<h2>Commands refused or unanswered ({len(cmd_rows)} of {len(commands)})</h2>",
+        _table(["t (s)", "module", "id", "op", "args", "result", "reason"], cmd_rows),
+        "<h2>Notes</h2>",
+        _table(
+            ["t (s)", "kind", "module", "text"],
+            [[_t(n["host_ms"], t0), n["kind"], n.get("module") or "", n["text"]] for n in notes],
+        ),
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_report(path_or_run, out_dir=None, runs_dir="runs") -> Path:
+    """Write ``<run_id>.html`` into ``out_dir`` (default: beside the record) and return its
+    path."""
+    path = find_run(path_or_run, runs_dir)
+    rec = RunRecord.open(path, readonly=True)
+    try:
+        text = build_report(rec)
+        run_id = rec.run_id
+    finally:
+        rec.close()
+    out = Path(out_dir) if out_dir is not None else path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{run_id}.html"
+    target.write_text(text, encoding="utf-8")
+    return target
