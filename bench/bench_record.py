@@ -29,9 +29,15 @@ QUALITY: dict[str, str] = {}
 
 def _ours(runs_dir: Path) -> tuple[float, Path]:
     rec = RunRecord.create(
-        runs_dir, "bench", line_hash="0" * 64, recipe_name=None, recipe_hash=None,
-        config_hashes={}, metadata={}, now_ms=0,
-    )  # fmt: skip
+        runs_dir,
+        "bench",
+        line_hash="0" * 64,
+        recipe_name=None,
+        recipe_hash=None,
+        config_hashes={},
+        metadata={},
+        now_ms=0,
+    )
     names = [f"module_{m:03d}" for m in range(MODULES)]
     started = time.perf_counter()
     for tick in range(SECONDS * RATE_HZ):

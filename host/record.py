@@ -368,7 +368,7 @@ class RunRecord:
                     "role": get("role"),
                     "lo": get("lo"),
                     "hi": get("hi"),
-                }  # fmt: skip
+                }
             )
         self._append(host_ms, KIND_CHANNELS, module, {"kind": kind, "channels": listed})
 
@@ -726,23 +726,33 @@ def _verify(conn: sqlite3.Connection) -> VerifyResult:
     def close_batch() -> VerifyResult | None:
         if current is None:
             return None
-        if current not in batches:
+        if current not in batches:  # first_bad 0: the fault lies outside the chain
             return VerifyResult(
-                False, n, 0, f"{count} sample row(s) in batch {current}, which no audit "
-                "entry records (inserted samples)", head,
-            )  # fmt: skip
-            # (first_bad 0: the fault lies outside the chain)
+                False,
+                n,
+                0,
+                f"{count} sample row(s) in batch {current}, which no audit "
+                "entry records (inserted samples)",
+                head,
+            )
         seq, want_count, want_sha = batches[current]
         if count != want_count:
             return VerifyResult(
-                False, n, seq, f"entry {seq}: sample batch {current} holds {count} rows, "
-                f"recorded {want_count} (samples deleted or inserted)", head,
-            )  # fmt: skip
+                False,
+                n,
+                seq,
+                f"entry {seq}: sample batch {current} holds {count} rows, "
+                f"recorded {want_count} (samples deleted or inserted)",
+                head,
+            )
         if digest.hexdigest() != want_sha:
             return VerifyResult(
-                False, n, seq, f"entry {seq}: sample batch {current} altered (digest "
-                "mismatch)", head,
-            )  # fmt: skip
+                False,
+                n,
+                seq,
+                f"entry {seq}: sample batch {current} altered (digest mismatch)",
+                head,
+            )
         return None
 
     for row in conn.execute(
@@ -757,9 +767,12 @@ def _verify(conn: sqlite3.Connection) -> VerifyResult:
             if b in seen:
                 seq = batches.get(b, (0,))[0]
                 return VerifyResult(
-                    False, n, seq, f"sample rows of batch {b} are not contiguous (moved or "
-                    "inserted samples)", head,
-                )  # fmt: skip
+                    False,
+                    n,
+                    seq,
+                    f"sample rows of batch {b} are not contiguous (moved or inserted samples)",
+                    head,
+                )
             seen.add(b)
             current, digest, count = b, hashlib.sha256(), 0
         digest.update(sample_row_text(row[1:]))
@@ -771,9 +784,12 @@ def _verify(conn: sqlite3.Connection) -> VerifyResult:
     for b, (seq, want_count, _) in sorted(batches.items(), key=lambda kv: kv[1][0]):
         if b not in seen and want_count:
             return VerifyResult(
-                False, n, seq, f"entry {seq}: sample batch {b} ({want_count} rows) is missing",
+                False,
+                n,
+                seq,
+                f"entry {seq}: sample batch {b} ({want_count} rows) is missing",
                 head,
-            )  # fmt: skip
+            )
 
     # The meta table is a convenience copy: it must agree with the chain.
     meta = {k: v for k, v in conn.execute("SELECT key, value FROM meta")}
@@ -791,9 +807,12 @@ def _verify(conn: sqlite3.Connection) -> VerifyResult:
         ):
             if key in meta and meta[key] != canonical_json(value):
                 return VerifyResult(
-                    False, n, 0, f"meta table key {key!r} differs from the chained finish entry",
+                    False,
+                    n,
+                    0,
+                    f"meta table key {key!r} differs from the chained finish entry",
                     head,
-                )  # fmt: skip
+                )
     return VerifyResult(
         True,
         n,
@@ -878,7 +897,7 @@ def export_csv(path, out_dir) -> list[Path]:
                 "unit",
                 "value",
                 "quality",
-            ],  # fmt: skip
+            ],
             (
                 [
                     s["host_ms"],
@@ -890,7 +909,7 @@ def export_csv(path, out_dir) -> list[Path]:
                     units.get((s["module"], s["channel"]), ""),
                     "" if s["value"] is None else repr(s["value"]),
                     s["quality"],
-                ]  # fmt: skip
+                ]
                 for s in rec.samples()
             ),
         )
@@ -900,7 +919,7 @@ def export_csv(path, out_dir) -> list[Path]:
             (
                 [e["seq"], e["host_ms"], e["module"], *(_cell(e.get(f)) for f in _EVENT_FIELDS)]
                 for e in rec.events()
-            ),  # fmt: skip
+            ),
         )
         acks: dict[tuple[str | None, int], dict] = {}
         for a in rec.acks():
@@ -920,7 +939,7 @@ def export_csv(path, out_dir) -> list[Path]:
                     _cell(a and a["result"]),
                     _cell(a and a["reason"]),
                     _cell(a and a["host_ms"] - c["host_ms"]),
-                ]  # fmt: skip
+                ]
             )
         for a in acks.values():  # acks of commands this record never saw sent
             rows.append(
@@ -935,7 +954,7 @@ def export_csv(path, out_dir) -> list[Path]:
                     a["result"],
                     _cell(a["reason"]),
                     "",
-                ]  # fmt: skip
+                ]
             )
         table(
             "commands.csv",
@@ -950,7 +969,7 @@ def export_csv(path, out_dir) -> list[Path]:
                 "result",
                 "reason",
                 "latency_ms",
-            ],  # fmt: skip
+            ],
             rows,
         )
         table(
@@ -959,7 +978,7 @@ def export_csv(path, out_dir) -> list[Path]:
             (
                 [o["seq"], o["host_ms"], o["who"], o["what"], o["reason"]]
                 for o in rec.operator_actions()
-            ),  # fmt: skip
+            ),
         )
         table(
             "phases.csv",
@@ -967,7 +986,7 @@ def export_csv(path, out_dir) -> list[Path]:
             (
                 [p["seq"], p["host_ms"], p["phase"], _cell(p["step"]), p["text"]]
                 for p in rec.phases()
-            ),  # fmt: skip
+            ),
         )
         table(
             "audit.csv",
@@ -983,7 +1002,7 @@ def export_csv(path, out_dir) -> list[Path]:
                     e["hash"],
                 ]
                 for e in rec.entries()
-            ),  # fmt: skip
+            ),
         )
     finally:
         rec.close()

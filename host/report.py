@@ -367,7 +367,7 @@ def build_report(rec: RunRecord) -> str:
                     c.get("args"),
                     a["result"] if a else "no ack",
                     (a or {}).get("reason") or "",
-                ]  # fmt: skip
+                ]
             )
     parts = [
         "<!DOCTYPE html>",
@@ -393,7 +393,7 @@ def build_report(rec: RunRecord) -> str:
                     e.get("cause"),
                     e.get("detail"),
                     e.get("new_state"),
-                ]  # fmt: skip
+                ]
                 for e in events
             ],
         ),
@@ -419,7 +419,7 @@ def build_report(rec: RunRecord) -> str:
                     _t(g["end_ms"], t0),
                     f"{(g['end_ms'] - g['start_ms']) / 1000:.1f}",
                     g["reason"],
-                ]  # fmt: skip
+                ]
                 for g in rec.gaps()
             ],
         ),

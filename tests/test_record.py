@@ -268,9 +268,16 @@ def test_buffered_entries_are_written_by_flush_and_readers_see_them(tmp_path):
 def test_create_refuses_an_existing_run_id(tmp_path, run_path):
     with pytest.raises(RecordError, match="already exists"):
         RunRecord.create(
-            tmp_path, "demo", line_hash="", recipe_name=None, recipe_hash=None,
-            config_hashes={}, metadata={}, now_ms=0, run_id=run_path.stem,
-        )  # fmt: skip
+            tmp_path,
+            "demo",
+            line_hash="",
+            recipe_name=None,
+            recipe_hash=None,
+            config_hashes={},
+            metadata={},
+            now_ms=0,
+            run_id=run_path.stem,
+        )
 
 
 def test_find_run_by_id_prefix_and_path_with_clear_errors(tmp_path, run_path):

@@ -69,9 +69,15 @@ def test_report_flags_a_tampered_record(tmp_path):
 
 def test_report_of_a_long_run_stays_small_and_keeps_the_spike(tmp_path):
     rec = RunRecord.create(
-        tmp_path, "long", line_hash="x", recipe_name=None, recipe_hash=None,
-        config_hashes={}, metadata={}, now_ms=0,
-    )  # fmt: skip
+        tmp_path,
+        "long",
+        line_hash="x",
+        recipe_name=None,
+        recipe_hash=None,
+        config_hashes={},
+        metadata={},
+        now_ms=0,
+    )
     n = 20_000  # ~33 simulated minutes at 10 Hz
     for i in range(n):
         temp = 500.0 if i == 12_345 else 80.0 + (i % 7) * 0.01
@@ -87,8 +93,11 @@ def test_report_of_a_long_run_stays_small_and_keeps_the_spike(tmp_path):
     points = sum(len(p.get("points").split()) for p in svg.iter(f"{SVG_NS}polyline"))
     assert 500 <= points <= 1000
     # the single 500 degC spike sets the top of the y axis
-    ticks = [float("".join(t.itertext())) for t in svg.iter(f"{SVG_NS}text")
-             if t.get("text-anchor") == "end" and re.fullmatch(r"[-\d.e]+", "".join(t.itertext()))]  # fmt: skip
+    ticks = [
+        float("".join(t.itertext()))
+        for t in svg.iter(f"{SVG_NS}text")
+        if t.get("text-anchor") == "end" and re.fullmatch(r"[-\d.e]+", "".join(t.itertext()))
+    ]
     assert max(ticks) >= 500
     assert len(text) < 200_000
 

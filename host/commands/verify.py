@@ -47,8 +47,11 @@ def run(args) -> int:
         doc["expected_head_at"] = seq
         if seq is None:
             ok = False
-            doc.update(ok=False, reason=f"the expected head hash {args.expect_head} is not in "
-                       "the chain: the record was rewritten or cut off")  # fmt: skip
+            doc.update(
+                ok=False,
+                reason=f"the expected head hash {args.expect_head} is not in "
+                "the chain: the record was rewritten or cut off",
+            )
         elif seq != result.entries:
             doc["reason"] += (
                 f"; expected head is entry {seq}, {result.entries - seq} appended since"
