@@ -1,0 +1,160 @@
+"""`skid check`: board configs, lines and recipes validated without running anything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+from host.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "examples" / "lines" / "demo.toml"
+SKID = Path(sys.executable).parent / "skid"
+
+
+def run_check(capsys, *args):
+    code = main(["check", *map(str, args), "--json"])
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    return code, summary, out
+
+
+def write_mutated(tmp_path, old, new, name="line.toml"):
+    text = DEMO.read_text()
+    assert text.count(old) == 1
+    path = tmp_path / name
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_demo_line_and_shipped_board_configs_pass(capsys):
+    code, summary, out = run_check(capsys, DEMO, ROOT / "board_configs")
+    assert code == 0 and summary["ok"] is True
+    kinds = {Path(f["path"]).name: f["kind"] for f in summary["files"]}
+    assert kinds["demo.toml"] == "line"
+    assert kinds["reactor.toml"] == kinds["pump.toml"] == "board"
+    assert len(summary["files"]) == 6
+    assert all(f["ok"] and f["errors"] == [] for f in summary["files"])
+    assert f"{DEMO} (line): ok" in out
+
+
+def test_relief_above_a_rating_fails_with_code_and_exit_2(capsys, tmp_path):
+    path = write_mutated(tmp_path, "set_bar = 22.0", "set_bar = 30.0")
+    code, summary, out = run_check(capsys, path)
+    assert code == 2 and summary["ok"] is False
+    (entry,) = summary["files"]
+    assert entry["kind"] == "line" and entry["ok"] is False
+    assert [e["code"] for e in entry["errors"]] == ["rating_below_relief"]
+    assert entry["errors"][0]["component"] == "reactor1"
+    assert f"{path} (line): 1 error" in out
+    assert "protections[0].set_bar = 30" in out
+
+
+def test_line_file_errors_name_key_value_and_allowed(capsys, tmp_path):
+    path = write_mutated(tmp_path, 'solvent = "acetonitrile"', 'solvent = "xylene"')
+    code, summary, _ = run_check(capsys, path)
+    assert code == 2
+    (error,) = summary["files"][0]["errors"]
+    assert error["key"] == "line.solvent" and error["value"] == "xylene"
+    assert "acetonitrile" in error["allowed"] and error["line"] is not None
+
+
+def test_broken_board_config_reports_every_error(capsys, tmp_path):
+    text = (ROOT / "board_configs" / "pump.toml").read_text()
+    assert text.count("limit = 20.0") == 1
+    bad = tmp_path / "pump.toml"
+    bad.write_text(
+        text.replace("limit = 20.0", 'limit = "high"').replace("tick_ms = 50", "tick_ms = 0")
+    )
+    code, summary, out = run_check(capsys, bad, DEMO)
+    assert code == 2
+    files = {Path(f["path"]).name: f for f in summary["files"]}
+    assert files["demo.toml"]["ok"] is True
+    errors = files["pump.toml"]["errors"]
+    assert {e["key"] for e in errors} >= {"module.tick_ms", "interlocks[0].limit"}
+    assert all(e["code"] == "board_config" and e["message"] for e in errors)
+    assert f"pump.toml (board): {len(errors)} errors" in out
+
+
+def test_directory_with_an_unknown_toml_and_a_missing_path(capsys, tmp_path):
+    (tmp_path / "notes.toml").write_text('title = "not a skid file"\n')
+    (tmp_path / "broken.toml").write_text("[line\n")
+    code, summary, _ = run_check(capsys, tmp_path, tmp_path / "nope.toml")
+    assert code == 2
+    got = {Path(f["path"]).name: [e["code"] for e in f["errors"]] for f in summary["files"]}
+    assert got == {
+        "broken.toml": ["invalid_toml"],
+        "notes.toml": ["unknown_file_kind"],
+        "nope.toml": ["not_found"],
+    }
+
+
+def test_recipe_without_recipe_support_is_an_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "host.recipe", None)  # import raises ImportError
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[recipe]\nname = "x"\n')
+    code, summary, _ = run_check(capsys, recipe)
+    assert code == 2
+    (entry,) = summary["files"]
+    assert entry["kind"] == "recipe"
+    assert "recipe checking not available" in entry["errors"][0]["message"]
+
+
+def test_recipe_is_checked_against_the_line_given_with_it(capsys, tmp_path, monkeypatch):
+    calls = []
+
+    def load_recipe(path):
+        return types.SimpleNamespace(path=Path(path), line=None)
+
+    def check_recipe(recipe, line):
+        calls.append((recipe.path.name, line.id))
+        return ["temperature 300 degC is above the reactor's limit"]
+
+    fake = types.ModuleType("host.recipe")
+    fake.load_recipe = load_recipe
+    fake.check_recipe = check_recipe
+    monkeypatch.setitem(sys.modules, "host.recipe", fake)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[recipe]\nname = "x"\n')
+    # the recipe comes first on the command line; the line is still loaded first
+    code, summary, _ = run_check(capsys, recipe, DEMO)
+    assert calls == [("r.toml", "demo")]
+    assert code == 2
+    assert [f["kind"] for f in summary["files"]] == ["recipe", "line"]
+    assert summary["files"][0]["errors"][0]["message"].startswith("temperature 300")
+
+
+def test_recipe_at_a_boiling_operating_point_fails(capsys, tmp_path):
+    # the shipped recipe passes; at 140 degC and 0.5 bar acetonitrile would boil
+    text = (ROOT / "examples" / "recipes" / "demo.toml").read_text()
+    for old, new in (
+        ("temperature_c = 80.0", "temperature_c = 140.0"),
+        ("pressure_bar = 5.0", "pressure_bar = 0.5"),
+        ('line_file = "../lines/demo.toml"', f'line_file = "{DEMO}"'),
+    ):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    hot = tmp_path / "hot.toml"
+    hot.write_text(text)
+    code, summary, _ = run_check(capsys, ROOT / "examples" / "recipes" / "demo.toml", hot)
+    assert code == 2
+    ok, bad = summary["files"]
+    assert ok["ok"] is True and ok["kind"] == "recipe"
+    assert "solvent_boils" in [e["code"] for e in bad["errors"]]
+
+
+def test_installed_entry_point_exit_codes(tmp_path):
+    ok = subprocess.run([SKID, "check", DEMO], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "demo.toml (line): ok" in ok.stdout
+    bad = write_mutated(
+        tmp_path, 'at = "reactor1"\ntrip_c = 165.0', 'at = "reactor1"\ntrip_c = 140.0'
+    )
+    res = subprocess.run([SKID, "check", bad, "--json"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    codes = [e["code"] for e in summary["files"][0]["errors"]]
+    assert "cutout_below_interlock" in codes
