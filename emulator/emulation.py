@@ -188,6 +188,8 @@ class LineEmulation:
         self._lease_seq = 0
         self._command_id = 0
         self._active: dict[int, tuple[object, Callable[[], None]]] = {}
+        # Called with now_ms at the end of every step (host.inproc moves messages here).
+        self.step_hooks: list[Callable[[int], None]] = []
         for mid in line.modules:
             self.sinks[mid] = self._sink_factory(mid)
             self._boot(mid, "power_on")
@@ -239,10 +241,14 @@ class LineEmulation:
             if due > now or mid in self.powered_off:
                 continue
             node.tick(now)
+            if node.rebirth_pending:  # as edge.runner does after a tick
+                node.birth()
             tick = node.tick_ms
             while due <= now:
                 due += tick
             nxt[mid] = due
+        for hook in self.step_hooks:
+            hook(now)
 
     def run_for(self, seconds: float, lease_every_s: float | None = None) -> None:
         """Step for ``seconds`` of simulated time; optionally lease every module every
@@ -278,10 +284,22 @@ class LineEmulation:
     def host_ms(self) -> int:
         return HOST_EPOCH_MS + self.now_ms
 
-    def _reachable(self, module_id: str) -> bool:
+    def reachable(self, module_id: str) -> bool:
+        """Can a message from the host reach this module now?"""
         return (
             self.host_up
             and self.broker_up
+            and module_id not in self.partitioned
+            and module_id not in self.powered_off
+        )
+
+    _reachable = reachable  # the older private name
+
+    def connected(self, module_id: str) -> bool:
+        """Does this module have a working path to the broker (powered, not partitioned,
+        broker up)?  Independent of the host."""
+        return (
+            self.broker_up
             and module_id not in self.partitioned
             and module_id not in self.powered_off
         )

@@ -1,0 +1,186 @@
+"""host.commander against a real edge Node (tests/edge_harness.Rig) over the in-process
+bus: ids, aliases from the birth, signing with and without a key, acks, timeouts."""
+
+from __future__ import annotations
+
+import pytest
+
+from host.commander import Commander
+from host.registry import Registry
+from host.transport import InProcessBus
+from protocol import messages
+from protocol.topics import host_topic, line_filter, module_topic
+from tests.edge_harness import KEY, Rig
+
+LINE = "cmdline"
+
+
+class BusSink:
+    """A node's outgoing messages onto its topics (what edge.runner.LinkSink does)."""
+
+    def __init__(self, client, module):
+        self.client = client
+        self.module = module
+
+    def _pub(self, kind, payload):
+        self.client.publish(module_topic(LINE, self.module, kind), payload)
+
+    def publish_birth(self, payload):
+        self._pub("birth", payload)
+
+    def publish_telemetry(self, payload):
+        self._pub("data", payload)
+
+    def publish_event(self, payload, critical=False):
+        self._pub("event", payload)
+
+    def publish_ack(self, payload):
+        self._pub("ack", payload)
+
+
+class Setup:
+    def __init__(self, key=None, host_key=None, kind="reactor"):
+        self.bus = InProcessBus()
+        self.rig = Rig(kind, key=key)
+        node = self.rig.node
+        self.module = node.module_id
+        self.module_client = self.bus.client(f"{LINE}-{self.module}")
+        node.sink = BusSink(self.module_client, self.module)
+        self.module_client.subscribe(
+            module_topic(LINE, self.module, "cmd"),
+            lambda t, p: node.handle_command(p, self.rig.now),
+        )
+        self.module_client.subscribe(
+            host_topic(LINE, "lease"), lambda t, p: node.handle_lease(p, self.rig.now)
+        )
+        self.host = self.bus.client("host")
+        self.registry = Registry(LINE)
+        self.host.subscribe(
+            line_filter(LINE), lambda t, p: self.registry.on_message(t, p, self.rig.now)
+        )
+        keys = {self.module: host_key} if host_key is not None else None
+        self.commander = Commander(self.host, LINE, self.registry, keys, host_ms=self.rig.host_ms)
+        node.birth()
+        self.lease()
+
+    def lease(self):
+        self.host.publish(
+            host_topic(LINE, "lease"), messages.build_lease("host", self.rig.host_ms(), 1, 3000)
+        )
+        self.bus.poll()
+
+    def send(self, op, args=None, **kw):
+        pending = self.commander.send(self.module, op, args, now_ms=self.rig.now, **kw)
+        self.bus.poll()  # the module handles it, the ack comes back
+        return pending
+
+
+def test_commands_ack_by_id_and_channel_names_become_birth_aliases():
+    s = Setup()
+    assert s.registry.modules["reactor1"].born
+    start = s.send("state", {"command": "start"})
+    assert start.done and start.ok and start.result == "ok" and start.reason is None
+    s.rig.tick(2)
+    assert s.rig.node.sm.state_name == "execute"
+    sp = s.send("set_setpoint", {"channel": "coil_temp", "value": 80.0})
+    assert sp.ok and sp.args == {"channel": "coil_temp", "value": 80.0}
+    assert s.rig.node.loops[0].pid.target == 80.0  # alias 6 reached the loop
+    assert sp.command_id == start.command_id + 1  # unique per host session
+    refused = s.send("set_setpoint", {"channel": "coil_temp", "value": 500.0})
+    assert refused.done and not refused.ok and refused.result == "out_of_range"
+    assert "coil_temp" in refused.reason
+    assert s.commander.pending == {}
+
+
+def test_unknown_module_op_channel_or_service_command_raises_before_sending():
+    s = Setup()
+    published = s.host.published
+    with pytest.raises(ValueError, match=r"no module 'pump9'.*known reactor1"):
+        s.commander.send("pump9", "rebirth", now_ms=0)
+    with pytest.raises(ValueError, match="has no channel 'coil'.*coil_temp"):
+        s.commander.send("reactor1", "set_setpoint", {"channel": "coil", "value": 1.0}, now_ms=0)
+    with pytest.raises(ValueError, match="op 'explode' unknown"):
+        s.commander.send("reactor1", "explode", now_ms=0)
+    with pytest.raises(ValueError, match="state command 'go' .* unknown: allowed start"):
+        s.commander.send("reactor1", "state", {"command": "go"}, now_ms=0)
+    with pytest.raises(ValueError, match="command.args"):
+        s.commander.send("reactor1", "rebirth", {"value": 1}, now_ms=0)
+    assert s.host.published == published and s.commander.pending == {}
+
+
+def test_a_keyed_module_accepts_signed_commands_with_increasing_counters():
+    s = Setup(key=KEY, host_key=KEY)
+    first = s.send("state", {"command": "start"})
+    assert first.ok, first.reason
+    s.rig.tick(2)
+    second = s.send("set_setpoint", {"channel": "coil_temp", "value": 60.0})
+    assert second.ok, second.reason
+    counter = s.rig.node.verifier.last_counter("coordinator")
+    assert counter >= s.rig.host_ms()  # host time: survives a host restart
+
+
+def test_unsigned_or_wrongly_signed_commands_are_refused_by_a_keyed_module():
+    unsigned = Setup(key=KEY)
+    p = unsigned.send("rebirth")
+    assert p.done and p.result == "unauthenticated"
+    wrong = Setup(key=KEY, host_key=bytes(32))
+    p = wrong.send("rebirth")
+    assert p.result == "unauthenticated"
+
+
+def test_signing_uses_the_nonce_of_the_current_birth():
+    s = Setup(key=KEY, host_key=KEY)
+    # The module reboots with another nonce; until its birth arrives the host signs for
+    # the old boot and is refused, afterwards it is accepted.
+    new_nonce = b"\x09" * 8
+    s.rig.node.verifier.new_boot(new_nonce)
+    s.rig.node.boot_nonce = new_nonce
+    assert s.send("rebirth").result == "unauthenticated"
+    s.rig.node.birth()
+    s.bus.poll()
+    assert s.registry.modules["reactor1"].boot_nonce == new_nonce
+    assert s.send("rebirth").ok
+
+
+def test_expired_and_timed_out_commands():
+    s = Setup()
+    # The module judges expiry by host time from its leases: a host clock that runs 10 s
+    # ahead makes a 5 s command arrive expired.
+    s.commander.host_ms = lambda: s.rig.host_ms() - 10_000
+    p = s.send("rebirth")
+    assert p.result == "expired"
+    s.commander.host_ms = s.rig.host_ms
+    # A module that is gone never answers: the command times out.
+    s.module_client.disconnect(abrupt=True)
+    p = s.commander.send("reactor1", "rebirth", now_ms=1000, timeout_ms=2000)
+    s.bus.poll()
+    assert not p.done and s.commander.tick(2999) == []
+    (late,) = s.commander.tick(3000)
+    assert late is p and p.done and p.timed_out and not p.ok and p.result is None
+    assert "no ack within 2000 ms" in p.reason
+    # An ack nobody waits for (late, or foreign) is ignored.
+    assert s.commander.on_ack("reactor1", messages.build_ack(p.command_id, 0), 3100) is None
+    assert s.commander.on_ack("reactor1", b"junk", 3100) is None
+    assert s.commander.late_acks == 1
+
+
+def test_rebirth_may_go_to_a_module_heard_from_without_a_birth():
+    s = Setup()
+    s.registry.modules.clear()  # as if the host had missed the birth
+    s.rig.tick(s.rig.cfg["module"]["telemetry_every"])  # telemetry: seen, not born
+    s.bus.poll()
+    assert not s.registry.modules["reactor1"].born
+    with pytest.raises(ValueError, match="has announced itself"):
+        s.commander.send("reactor1", "state", {"command": "start"}, now_ms=0)
+    assert s.send("rebirth").ok
+    s.rig.tick()  # the node births after its tick, as edge.runner does
+    if s.rig.node.rebirth_pending:
+        s.rig.node.birth()
+    s.bus.poll()
+    assert s.registry.modules["reactor1"].born
+
+    keyed = Setup(key=KEY, host_key=KEY)
+    keyed.registry.modules["reactor1"].born = False
+    keyed.registry.modules["reactor1"].boot_nonce = None
+    with pytest.raises(ValueError, match="needs signed commands, but its birth"):
+        keyed.commander.send("reactor1", "rebirth", now_ms=0)
