@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,15 +27,22 @@ TICKS_MASK = (1 << 30) - 1
 
 
 class ScaledClock:
-    """Tick milliseconds from the monotonic clock, ``speed`` times faster than real time."""
+    """Tick milliseconds from the monotonic clock, ``speed`` times faster than real time.
 
-    def __init__(self, speed: float = 1.0):
+    With ``epoch`` (Unix seconds) the ticks are the simulated ms since that shared
+    origin, ``(time.time() - epoch) * speed * 1000`` (masked like board ticks), so
+    several processes of one emulated line agree on simulated time (broker mode)."""
+
+    def __init__(self, speed: float = 1.0, epoch: float | None = None):
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.speed = speed
+        self.epoch = epoch
         self._t0 = time.monotonic()
 
     def __call__(self) -> int:
+        if self.epoch is not None:
+            return int((time.time() - self.epoch) * 1000 * self.speed) & TICKS_MASK
         return int((time.monotonic() - self._t0) * 1000 * self.speed) & TICKS_MASK
 
     async def sleep_ms(self, ms: int) -> None:
@@ -81,21 +89,44 @@ class EdgeProcess:
         speed: float = 1.0,
         insecure: bool = False,
         sink=None,
+        plant: str = "standin",
+        epoch: float | None = None,
+        line_file: str | Path | None = None,
+        module_id: str | None = None,
     ):
-        self.config_path = Path(config_path)
-        cfg = load_board_config(self.config_path)
-        if emulated:
-            cfg = emulate(cfg)
-        blob = compile_config(cfg)
-        self.cfg = decompile(blob)
-        self.hash = config_hash(blob)
+        """``plant``: with ``emulated``, what feeds the emulated drivers: "standin"
+        (``emulator.standin``, in this process) or "remote" (the plant emulator process
+        of a broker-mode line, over ``broker``: ``emulator.remote``).  ``epoch``: shared
+        clock origin (Unix seconds, see ScaledClock).  ``line_file`` + ``module_id``:
+        run the config ``emulator.line.module_config`` derives for that module of the
+        line (exactly what the in-process emulation runs; ``config_path`` is then
+        None); ``module_id`` alone renames the board config's module."""
+        if plant not in ("standin", "remote"):
+            raise ValueError(f"plant {plant!r}: allowed standin, remote")
+        if plant == "remote" and not (emulated and broker):
+            raise ValueError("plant 'remote' needs emulated drivers and a broker")
+        if line_file is not None:
+            self.cfg, self.hash, self.config_path = _line_module(line_file, module_id, emulated)
+        else:
+            if config_path is None:
+                raise ValueError("a board config or a line file and module id is needed")
+            self.config_path = Path(config_path)
+            cfg = load_board_config(self.config_path)
+            if emulated:
+                cfg = emulate(cfg)
+            if module_id is not None:
+                _check_module_id(module_id)
+                cfg.data["module"]["id"] = module_id
+            blob = compile_config(cfg)
+            self.cfg = decompile(blob)
+            self.hash = config_hash(blob)
         module = self.cfg["module"]
         self.module_id = module["id"]
         self.line = line
         key = None
         if not insecure:
             key = read_key(self.config_path, module["key_file"])
-        self.clock = ScaledClock(speed)
+        self.clock = ScaledClock(speed, epoch)
         hw = None
         if not emulated:
             from edge.linux.hardware import LinuxHardware
@@ -129,7 +160,12 @@ class EdgeProcess:
             config_hash=self.hash,
         )
         self.plant = None
-        if emulated:
+        self.plant_link = None
+        if emulated and plant == "remote":
+            from emulator.remote import connect_port
+
+            self.plant, self.plant_link = connect_port(self.node, line, broker)
+        elif emulated:
             from emulator.standin import StandinPlant
 
             self.plant = StandinPlant(self.node)
@@ -150,19 +186,44 @@ class EdgeProcess:
             before_tick=self.plant.step if self.plant else None,
         )
         self._stop_deadman = threading.Event()
+        self._stopping = False
 
     def _deadman_loop(self) -> None:
         period = min(s.deadman_ms for s in self.node.actuators) / 4 / 1000 / self.clock.speed
         while not self._stop_deadman.wait(max(period, 0.005)):
             self.node.deadman_check(self.clock())
 
+    def stop(self) -> None:
+        """End the run (the node goes safe); safe to call from a signal handler."""
+        self._stopping = True
+        self.runner.stop()
+
+    async def _await_plant(self, warn_after_s: float = 10.0) -> None:
+        """Remote plant: start ticking (and connect the link) once the first sensor
+        readings arrived; on a board the sensors are there at power-on, and ticking on
+        empty drivers would trip.  Says so once if the plant stays silent."""
+        warn_at = time.monotonic() + warn_after_s
+        while not self.plant.has_sensors and not self._stopping:
+            if warn_at is not None and time.monotonic() > warn_at:
+                print(
+                    f"skid edge: no readings from the plant emulator after {warn_after_s:g} s "
+                    f"(is `skid emulate` running for line {self.line}?); still waiting",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                warn_at = None
+            await asyncio.sleep(0.01)
+        self.plant.step(self.clock())  # the readings into the drivers before tick one
+
     async def run(self, duration_s: float | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, self.runner.stop)
+                loop.add_signal_handler(sig, self.stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
+        if self.plant_link is not None:
+            await self._await_plant()
         deadman = None
         if self.node.actuators:
             deadman = threading.Thread(target=self._deadman_loop, daemon=True)
@@ -186,3 +247,35 @@ class EdgeProcess:
                     pass
             if self.watchdog is not None:
                 self.watchdog.close()
+            if self.plant_link is not None:
+                # Safe outputs were just written; then tell the plant this module is off.
+                self.plant.send_outputs(self.clock(), force=True)
+                self.plant_link.close(last=(self.plant.outputs_topic, b""))
+
+
+def _check_module_id(module_id: str) -> None:
+    import re
+
+    from edge.boardconfig.schema import ID_PATTERN
+
+    if not re.fullmatch(ID_PATTERN, module_id) or module_id == "host":
+        raise ValueError(
+            f"module id {module_id!r}: expected {ID_PATTERN} (lowercase letters, digits, "
+            "_ and -, up to 32 characters; not 'host')"
+        )
+
+
+def _line_module(line_file, module_id, emulated) -> tuple[dict, bytes, Path]:
+    """The config ``emulator.line.module_config`` derives for ``module_id`` of the line
+    at ``line_file``, its hash, and its board config path (for a relative key file)."""
+    from emulator.line import load_line, module_config
+
+    if not emulated:
+        raise ValueError("--line-file runs a module of an emulated line: add --emulate")
+    if module_id is None:
+        raise ValueError("--line-file needs --module-id (which module of the line to run)")
+    line = load_line(line_file)
+    if module_id not in line.modules:
+        raise ValueError(f"{line_file}: no module {module_id!r}: allowed {', '.join(line.modules)}")
+    cfg, digest = module_config(line, module_id)
+    return cfg, digest, Path(line.modules[module_id].board)

@@ -17,7 +17,9 @@ def register(sub) -> None:
             "control and protection only."
         ),
     )
-    p.add_argument("config", help="board config TOML (board_configs/*.toml)")
+    p.add_argument(
+        "config", nargs="?", help="board config TOML (board_configs/*.toml); or --line-file"
+    )
     p.add_argument("--emulate", action="store_true", help="emulated drivers and plant")
     p.add_argument("--broker", metavar="URL", help="MQTT broker, mqtt://HOST[:PORT]")
     p.add_argument("--line", default="line1", help="line id used in topics (default line1)")
@@ -25,6 +27,31 @@ def register(sub) -> None:
         "--speed", type=float, default=1.0, help="simulated time per real time (emulation)"
     )
     p.add_argument("--duration", type=float, metavar="S", help="stop after S simulated seconds")
+    p.add_argument(
+        "--plant",
+        choices=("standin", "remote"),
+        default="standin",
+        help="with --emulate: what feeds the drivers: a simple stand-in in this process "
+        "(default), or the plant emulator process of a broker-mode line (`skid emulate`)",
+    )
+    p.add_argument(
+        "--epoch",
+        type=float,
+        metavar="T",
+        help="shared clock origin (Unix seconds): simulated ms = (now - T) x speed x 1000; "
+        "every process of a broker-mode line gets the same T",
+    )
+    p.add_argument(
+        "--line-file",
+        metavar="LINE",
+        help="run a module of this line file (examples/lines/*.toml) with the config the "
+        "emulator derives for it (needs --module-id and --emulate; replaces CONFIG)",
+    )
+    p.add_argument(
+        "--module-id",
+        metavar="ID",
+        help="module id (the line's id for it, e.g. pump_a) instead of the config's",
+    )
     p.add_argument(
         "--insecure",
         action="store_true",
@@ -40,6 +67,12 @@ def run(args) -> int:
     if args.speed != 1.0 and not args.emulate:
         print("skid edge: --speed only makes sense with --emulate", file=sys.stderr)
         return 2
+    if (args.config is None) == (args.line_file is None):
+        print("skid edge: give either CONFIG or --line-file LINE --module-id ID", file=sys.stderr)
+        return 2
+    if args.plant == "remote" and not (args.emulate and args.broker):
+        print("skid edge: --plant remote needs --emulate and --broker", file=sys.stderr)
+        return 2
     try:
         proc = EdgeProcess(
             args.config,
@@ -48,6 +81,10 @@ def run(args) -> int:
             line=args.line,
             speed=args.speed,
             insecure=args.insecure,
+            plant=args.plant,
+            epoch=args.epoch,
+            line_file=args.line_file,
+            module_id=args.module_id,
         )
     except ConfigError as exc:
         print(f"skid edge: {exc}", file=sys.stderr)
@@ -63,10 +100,19 @@ def run(args) -> int:
         file=sys.stderr,
     )
     asyncio.run(proc.run(args.duration))
+    if proc.plant_link is not None:
+        port = proc.plant
+        print(
+            f"skid edge: remote plant: {port.sensors_received} readings in, "
+            f"{port.outputs_sent} outputs out; of {port.steps} ticks {port.late_steps} came "
+            f"a period or more late, the latest {port.max_late_ms} simulated ms past its period",
+            file=sys.stderr,
+        )
     outputs = ", ".join(f"{k}={v:g}" for k, v in node.outputs().items())
     print(
         f"skid edge: stopped after {proc.runner.ticks} ticks in {node.sm.state_name}; "
-        f"outputs safe: {outputs}",
+        f"outputs safe: {outputs}; tick lateness max {proc.runner.max_lateness_ms} "
+        f"simulated ms, {proc.runner.overruns} overruns",
         file=sys.stderr,
     )
     return 0
