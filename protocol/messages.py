@@ -10,6 +10,9 @@ the value and what is allowed.
 Enumerations travel as small integers (codes in protocol.constants); builders accept the
 name or the code, parsers return the name (ACK results stay integer RESULT_* codes).
 
+The parsers only the host needs (everything but COMMAND and LEASE, and ``parse``) live
+in protocol/host_messages.py, kept off boards; this module hands them on by name.
+
 Telemetry is the hot path: ``TelemetryCodec(channels)`` precomputes the channel scaling
 once and reuses its output list and map for every ``build``.
 
@@ -35,7 +38,6 @@ from protocol.constants import (
     OP_STATE,
     PROTOCOL_VERSION,
     QUALITY_BAD,
-    QUALITY_GOOD,
     RESET_CAUSE_NAMES,
     RESULT_NAMES,
     ROLE_NAMES,
@@ -638,12 +640,6 @@ def _to_raw(value, scale, resolution):
     return _round_half_away(value / resolution)
 
 
-def _from_raw(raw, scale, resolution):
-    if scale:
-        return raw / scale
-    return raw * resolution
-
-
 def _check_channel(field, ch, alias):
     """Validate one Channel (builder) and return its wire map."""
     if not isinstance(ch, Channel):
@@ -690,24 +686,6 @@ def _check_channels(field, channels):
             )
         seen[name] = i
     return out
-
-
-def _channel_from_wire(field, m, alias):
-    _check(field, m, _MAP, 5, 6)
-    _check_keys(field, m, 0, 6, (KC_RESOLUTION,))
-    if KC_RESOLUTION in m and m[KC_RESOLUTION] is None:
-        _fail(field + ".resolution", None, "positive finite numbers (omit the key for none)")
-    ch = Channel(
-        m[KC_NAME],
-        m[KC_UNIT],
-        _enum_code(field + ".role", m[KC_ROLE], ROLE_NAMES),
-        m[KC_MIN],
-        m[KC_MAX],
-        m.get(KC_RESOLUTION),
-        alias,
-    )
-    _check_channel(field, ch, alias)
-    return ch
 
 
 # --- BIRTH ------------------------------------------------------------------------------
@@ -761,30 +739,12 @@ def build_birth(
     return _encode(_build(Birth, values))
 
 
-def _birth_values(v):
-    raw = _check("birth.channels", v[7], _LIST, 0, MAX_CHANNELS)
-    channels = []
-    for i in range(len(raw)):
-        channels.append(_channel_from_wire("birth.channels[{}]".format(i), raw[i], i))
-    _check_channels("birth.channels", channels)  # uniqueness of names
-    v[7] = channels
-    v[8] = _check_states("birth.states", v[8], v[9])
-
-
-def parse_birth(data):
-    return _from_map(_decode(data, KIND_BIRTH))
-
-
 # --- DEATH ------------------------------------------------------------------------------
 
 
 def build_death(bdseq):
     """DEATH (the module's MQTT last will): ``bdseq`` matches the birth it ends."""
     return _encode(_build(Death, (bdseq,)))
-
-
-def parse_death(data):
-    return _from_map(_decode(data, KIND_DEATH))
 
 
 # --- TELEMETRY --------------------------------------------------------------------------
@@ -889,70 +849,15 @@ class TelemetryCodec:
         return _encode(msg)
 
     def parse(self, data):
-        return _from_map(_decode(data, KIND_TELEMETRY), self)
+        """Host side: protocol.host_messages.parse_telemetry with this codec."""
+        from protocol.host_messages import parse_telemetry  # host only
 
-    def _scale_values(self, values):
-        n = self._n
-        if len(values) != n:
-            raise MessageError(
-                "telemetry.values: length {} not in {}..{}".format(len(values), n, n),
-                "telemetry.values",
-            )
-        out = [None] * n  # type: list[object]
-        for i in range(n):
-            v = values[i]
-            if v is None:
-                continue
-            f = "telemetry.values[{}]".format(i)
-            r = self._res[i]
-            if r is None:
-                if not self._rlo[i] <= v <= self._rhi[i]:
-                    _fail(f, v, "{}..{}".format(self._lo[i], self._hi[i]))
-                out[i] = float(v)
-            else:
-                if type(v) is not int or v < self._rlo[i] or v > self._rhi[i]:
-                    _fail(f, v, "integers {}..{}".format(self._rlo[i], self._rhi[i]))
-                out[i] = _from_raw(v, self._scale[i], r)
-        return out
+        return parse_telemetry(data, self)
 
 
 def build_telemetry(seq, t_ms, values, channels, qualities=None):
     """One-off telemetry build; on the hot path keep a TelemetryCodec instead."""
     return TelemetryCodec(channels).build(seq, t_ms, values, qualities)
-
-
-def _telemetry_values(v, has_quality, codec):
-    values = _check("telemetry.values", v[2], _LIST, 0, MAX_CHANNELS)
-    n = len(values)
-    qualities = [QUALITY_GOOD] * n
-    qm = v[3]
-    if qm is not None:
-        _check("telemetry.quality", qm, _MAP, 1, n or 1)
-        for alias in qm:
-            if type(alias) is not int or not 0 <= alias < n:
-                _fail("telemetry.quality", alias, "aliases 0..{}".format(n - 1))
-            qualities[alias] = _check(
-                "telemetry.quality[{}]".format(alias), qm[alias], _INT, 1, QUALITY_BAD
-            )
-    elif has_quality:
-        _fail("telemetry.quality", None, "a map (omit the key when all values are GOOD)")
-    for i in range(n):
-        x = values[i]
-        if x is None:
-            if qualities[i] == QUALITY_GOOD:
-                _fail(
-                    "telemetry.values[{}]".format(i), x, "numbers (null needs a non-GOOD quality)"
-                )
-        elif not _finite_number(x):
-            _fail("telemetry.values[{}]".format(i), x, "finite numbers or null")
-    v[2] = list(values) if codec is None else codec._scale_values(values)
-    v[3] = qualities
-
-
-def parse_telemetry(data, channels=None):
-    """Parse telemetry; with the birth's ``channels`` (or a TelemetryCodec) the values
-    come back as real numbers range-checked per channel, without them as wire numbers."""
-    return _from_map(_decode(data, KIND_TELEMETRY), channels)
 
 
 # --- EVENT ------------------------------------------------------------------------------
@@ -991,10 +896,6 @@ def build_event(
     msg = _build(Event, (number, t_ms, event_type, severity, source, cause, detail, count, state))
     _event_rules(msg[K_EVENT_TYPE], source, cause, count, state)
     return _encode(msg)
-
-
-def parse_event(data):
-    return _from_map(_decode(data, KIND_EVENT))
 
 
 # --- COMMAND ----------------------------------------------------------------------------
@@ -1120,7 +1021,10 @@ def _command_values(m, v):
 
 
 def parse_command(data):
-    return _from_map(_decode(data, KIND_COMMAND))
+    m = _decode(data, KIND_COMMAND)
+    v = _map_values(Command, m)
+    _command_values(m, v)
+    return Command(*v)
 
 
 # --- ACK --------------------------------------------------------------------------------
@@ -1129,10 +1033,6 @@ def parse_command(data):
 def build_ack(command_id, result, reason=None):
     """ACK: ``result`` is a RESULT_* code (or its name); ``reason`` is for humans."""
     return _encode(_build(Ack, (command_id, result, reason)))
-
-
-def parse_ack(data):
-    return _from_map(_decode(data, KIND_ACK))
 
 
 # --- LEASE ------------------------------------------------------------------------------
@@ -1145,7 +1045,7 @@ def build_lease(host_id, host_time_ms, seq, duration_ms):
 
 
 def parse_lease(data):
-    return _from_map(_decode(data, KIND_LEASE))
+    return Lease(*_map_values(Lease, _decode(data, KIND_LEASE)))
 
 
 # --- STATE (retained host state) --------------------------------------------------------
@@ -1156,44 +1056,26 @@ def build_state(online, t_ms):
     return _encode(_build(HostState, (online, t_ms)))
 
 
-def parse_state(data):
-    return _from_map(_decode(data, KIND_STATE))
+# --- Host-side parsers ------------------------------------------------------------------
 
 
-# --- Dispatch ---------------------------------------------------------------------------
+# The parsers of what modules send (and ``parse`` of any kind) run on the host only, so
+# they live in protocol/host_messages.py, which board bundles leave out
+# (edge/boardconfig/board_files.py); host code still finds them here by name.
+_HOST_PARSERS = (
+    "parse",
+    "parse_birth",
+    "parse_death",
+    "parse_telemetry",
+    "parse_event",
+    "parse_ack",
+    "parse_state",
+)
 
 
-def _from_map(m, channels=None):
-    """The record of a decoded message map (header already checked by _decode)."""
-    kind = m[K_KIND]
-    cls = _CLASSES[kind]
-    if kind == KIND_EVENT:
-        for key in cls._OPTIONAL:
-            if key in m and m[key] is None:
-                raise MessageError("event: key {} is null (omit it instead)".format(key), "event")
-    v = _map_values(cls, m)
-    if kind == KIND_BIRTH:
-        _birth_values(v)
-    elif kind == KIND_TELEMETRY:
-        if channels is not None and not isinstance(channels, TelemetryCodec):
-            channels = TelemetryCodec(channels)
-        _telemetry_values(v, K_QUALITY in m, channels)
-    elif kind == KIND_EVENT:
-        _event_rules(m[K_EVENT_TYPE], v[4], v[5], v[7], v[8])
-    elif kind == KIND_COMMAND:
-        _command_values(m, v)
-    elif kind == KIND_ACK:
-        v[1] = m[K_RESULT]  # ACK results stay RESULT_* codes
-    return cls(*v)
+def __getattr__(name):
+    if name in _HOST_PARSERS:
+        from protocol import host_messages  # host only
 
-
-def parse(data, channels=None):
-    """Parse any message kind; ``channels`` (or a TelemetryCodec) scales telemetry."""
-    return _from_map(_decode(data, None), channels)
-
-
-def kind_name(kind):
-    """'telemetry' for KIND_TELEMETRY, etc."""
-    if type(kind) is not int or not 0 < kind < len(_KIND_NAMES):
-        _fail("message.kind", kind, "1..8")
-    return _KIND_NAMES[kind]
+        return getattr(host_messages, name)
+    raise AttributeError("module 'protocol.messages' has no attribute {!r}".format(name))

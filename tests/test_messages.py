@@ -912,3 +912,24 @@ def test_everything_under_micropython():
     ]
     assert signed.hex() == SPEC_EXAMPLES["command_signed"]().hex()
     assert lines == expected
+
+
+def test_host_parsers_share_the_field_type_codes_of_messages():
+    # protocol/host_messages.py keeps its own copies of these const() codes (MicroPython
+    # drops underscore constants at compile time, so they cannot be imported there).
+    from protocol import host_messages, messages
+
+    assert (host_messages._INT, host_messages._LIST, host_messages._MAP) == (
+        messages._INT,
+        messages._LIST,
+        messages._MAP,
+    )
+
+
+def test_messages_offers_the_host_parsers_by_name():
+    from protocol import host_messages, messages
+
+    for name in messages._HOST_PARSERS:
+        assert getattr(messages, name) is getattr(host_messages, name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = messages.no_such_name
