@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.link import broker_packets as bp
 from edge.link import mqtt_packets as mp
 from edge.link.mqtt_packets import MqttProtocolError, PacketReader
 from tools.micropython import run_node
@@ -121,14 +122,14 @@ def test_subscribe_matches_spec_example():
 
 
 def test_fixed_packets_exact_bytes():
-    assert mp.pingreq() == b"\xc0\x00"
-    assert mp.pingresp() == b"\xd0\x00"
-    assert mp.disconnect() == b"\xe0\x00"
+    assert bp.pingreq() == b"\xc0\x00"
+    assert bp.pingresp() == b"\xd0\x00"
+    assert bp.disconnect() == b"\xe0\x00"
     assert mp.puback(0x1234) == b"\x40\x02\x12\x34"
-    assert mp.connack(0, True) == b"\x20\x02\x01\x00"
-    assert mp.connack(5) == b"\x20\x02\x00\x05"
+    assert bp.connack(0, True) == b"\x20\x02\x01\x00"
+    assert bp.connack(5) == b"\x20\x02\x00\x05"
     # 3.9.3, figure 3.26: success QoS 0, success QoS 2, failure.
-    assert mp.suback(10, [0, 2, 0x80]) == b"\x90\x05\x00\x0a\x00\x02\x80"
+    assert bp.suback(10, [0, 2, 0x80]) == b"\x90\x05\x00\x0a\x00\x02\x80"
 
 
 def test_large_payload_uses_multi_byte_length():
@@ -206,7 +207,7 @@ def test_bytes_equal_what_paho_sends():
             b"s3cret",
         )
         assert _raw(connect_pkt) == ours
-        capture.conn.sendall(mp.connack(0))
+        capture.conn.sendall(bp.connack(0))
         client.publish("skid/v1/l1/m1/event", b"\x01\x02\x03", qos=1)
         client.publish("skid/v1/l1/m1/data", b"\x04", qos=0, retain=True)
         client.subscribe([("skid/v1/l1/m1/cmd", 1), ("skid/v1/l1/host/lease", 0)])
@@ -283,7 +284,7 @@ def test_connect_round_trip(client_id, keepalive, clean, will, creds):
     )
     ptype, flags, body = single(pkt)
     assert (ptype, flags) == (mp.CONNECT, 0)
-    fields = mp.parse_connect(body)
+    fields = bp.parse_connect(body)
     assert fields == {
         "client_id": client_id,
         "keepalive_s": keepalive,
@@ -302,18 +303,18 @@ def test_connect_round_trip(client_id, keepalive, clean, will, creds):
 def test_subscribe_and_suback_round_trip(pid, topics):
     ptype, flags, body = single(mp.subscribe(pid, topics))
     assert (ptype, flags) == (mp.SUBSCRIBE, 2)
-    assert mp.parse_subscribe(body) == (pid, topics)
+    assert bp.parse_subscribe(body) == (pid, topics)
     codes = [q if i % 2 else 0x80 for i, (_, q) in enumerate(topics)]
-    ptype, _, body = single(mp.suback(pid, codes))
+    ptype, _, body = single(bp.suback(pid, codes))
     assert ptype == mp.SUBACK
     assert mp.parse_suback(body) == (pid, codes)
 
 
 def test_small_packets_round_trip():
-    assert mp.parse_connack(single(mp.connack(0, True))[2]) == (True, 0)
-    assert mp.parse_connack(single(mp.connack(4))[2]) == (False, 4)
+    assert mp.parse_connack(single(bp.connack(0, True))[2]) == (True, 0)
+    assert mp.parse_connack(single(bp.connack(4))[2]) == (False, 4)
     assert mp.parse_puback(single(mp.puback(65535))[2]) == 65535
-    for pkt, ptype in ((mp.pingreq(), mp.PINGREQ), (mp.pingresp(), mp.PINGRESP)):
+    for pkt, ptype in ((bp.pingreq(), mp.PINGREQ), (bp.pingresp(), mp.PINGRESP)):
         got = single(pkt)
         assert got == (ptype, 0, b"")
         mp.parse_empty(ptype, got[2])
@@ -329,13 +330,13 @@ def packet_streams(draw):
         elif kind == "puback":
             packets.append(mp.puback(draw(_pids)))
         elif kind == "ping":
-            packets.append(mp.pingresp())
+            packets.append(bp.pingresp())
         elif kind == "suback":
             packets.append(
-                mp.suback(draw(_pids), draw(st.lists(st.sampled_from((0, 1, 0x80)), min_size=1)))
+                bp.suback(draw(_pids), draw(st.lists(st.sampled_from((0, 1, 0x80)), min_size=1)))
             )
         else:
-            packets.append(mp.connack(draw(st.integers(0, 5))))
+            packets.append(bp.connack(draw(st.integers(0, 5))))
     return packets
 
 
@@ -357,7 +358,7 @@ def test_reader_reassembles_any_chunking(packets, data):
 
 
 def test_reader_byte_by_byte():
-    packets = [mp.publish("a/b", b"x" * 200, 1, packet_id=7), mp.pingresp(), mp.puback(7)]
+    packets = [mp.publish("a/b", b"x" * 200, 1, packet_id=7), bp.pingresp(), mp.puback(7)]
     reader = PacketReader()
     out = []
     for byte in b"".join(packets):
@@ -418,14 +419,14 @@ def test_reader_rejects_oversize_before_buffering_the_body():
         (lambda: mp.parse_suback(b"\x00\x01"), "no return codes"),
         (lambda: mp.parse_suback(b"\x00\x01\x03"), "return code 0x03"),
         (lambda: mp.parse_empty(mp.PINGRESP, b"\x00"), "PINGRESP body must be 0 bytes"),
-        (lambda: mp.parse_connect(b"\x00\x04MQTX\x04\x02\x00\x00\x00\x00"), "protocol name"),
-        (lambda: mp.parse_connect(b"\x00\x04MQTT\x03\x02\x00\x00\x00\x00"), "protocol level 3"),
+        (lambda: bp.parse_connect(b"\x00\x04MQTX\x04\x02\x00\x00\x00\x00"), "protocol name"),
+        (lambda: bp.parse_connect(b"\x00\x04MQTT\x03\x02\x00\x00\x00\x00"), "protocol level 3"),
         (
-            lambda: mp.parse_connect(b"\x00\x04MQTT\x04\x40\x00\x00\x00\x00\x00\x00"),
+            lambda: bp.parse_connect(b"\x00\x04MQTT\x04\x40\x00\x00\x00\x00\x00\x00"),
             "password without",
         ),
-        (lambda: mp.parse_connect(b"\x00\x04MQTT\x04\x02\x00\x00\x00\x00\x99"), "trailing"),
-        (lambda: mp.parse_subscribe(b"\x00\x01\x00\x01a\x03"), "qos byte 0x03"),
+        (lambda: bp.parse_connect(b"\x00\x04MQTT\x04\x02\x00\x00\x00\x00\x99"), "trailing"),
+        (lambda: bp.parse_subscribe(b"\x00\x01\x00\x01a\x03"), "qos byte 0x03"),
     ],
 )
 def test_parsers_reject_malformed_bodies(call, match):
@@ -434,11 +435,11 @@ def test_parsers_reject_malformed_bodies(call, match):
 
 
 _PARSERS = {
-    mp.CONNECT: lambda flags, body: mp.parse_connect(body),
+    mp.CONNECT: lambda flags, body: bp.parse_connect(body),
     mp.CONNACK: lambda flags, body: mp.parse_connack(body),
     mp.PUBLISH: mp.parse_publish,
     mp.PUBACK: lambda flags, body: mp.parse_puback(body),
-    mp.SUBSCRIBE: lambda flags, body: mp.parse_subscribe(body),
+    mp.SUBSCRIBE: lambda flags, body: bp.parse_subscribe(body),
     mp.SUBACK: lambda flags, body: mp.parse_suback(body),
     mp.PINGREQ: lambda flags, body: mp.parse_empty(mp.PINGREQ, body),
     mp.PINGRESP: lambda flags, body: mp.parse_empty(mp.PINGRESP, body),
@@ -484,7 +485,7 @@ def test_garbage_bodies_raise_only_protocol_errors(ptype, flags, body):
         (lambda: mp.connect("c", will_topic="t", will_qos=3), "will_qos 3"),
         (lambda: mp.connect("x" * 70000), "client_id is 70000 bytes"),
         (lambda: mp.subscribe(1, []), "at least one"),
-        (lambda: mp.suback(1, [3]), "suback return code 3"),
+        (lambda: bp.suback(1, [3]), "suback return code 3"),
         (lambda: mp.puback(0), "packet_id 0"),
     ],
 )
@@ -496,6 +497,7 @@ def test_builders_name_the_bad_argument(call, match):
 # ---------------------------------------------------------------------------- MicroPython
 
 MICROPYTHON_PROGRAM = r"""
+from edge.link import broker_packets as bp
 from edge.link import mqtt_packets as mp
 import json
 
@@ -507,13 +509,13 @@ for i in range(len(pkt)):
     got = r.pop()
     if got is not None:
         break
-c = mp.parse_connect(got[2])
+c = bp.parse_connect(got[2])
 out["connect_hex"] = pkt.hex()
 out["connect"] = [c["client_id"], c["keepalive_s"], c["will_topic"], c["will_qos"], c["username"]]
 
 stream = (mp.publish("skid/v1/l1/m1/event", b"\x00" * 300, 1, False, True, 513)
-          + mp.publish("t/\u00e9", b"x", 0, True) + mp.puback(9) + mp.pingresp()
-          + mp.suback(3, [1, 0x80]) + mp.connack(0, True))
+          + mp.publish("t/\u00e9", b"x", 0, True) + mp.puback(9) + bp.pingresp()
+          + bp.suback(3, [1, 0x80]) + bp.connack(0, True))
 r = mp.PacketReader()
 packets = []
 for start in range(0, len(stream), 7):
@@ -581,9 +583,9 @@ def test_packets_and_link_queue_under_micropython():
             mp.publish("skid/v1/l1/m1/event", b"\x00" * 300, 1, False, True, 513)
             + mp.publish("t/\u00e9", b"x", 0, True)
             + mp.puback(9)
-            + mp.pingresp()
-            + mp.suback(3, [1, 0x80])
-            + mp.connack(0, True)
+            + bp.pingresp()
+            + bp.suback(3, [1, 0x80])
+            + bp.connack(0, True)
         ).hex()
     )
     assert got["count"] == 6

@@ -2,7 +2,9 @@
 
 Only what an edge module needs: CONNECT/CONNACK, PUBLISH (QoS 0 and 1), PUBACK,
 SUBSCRIBE/SUBACK, PINGREQ/PINGRESP and DISCONNECT (QoS 2 is deliberately absent: the
-link never asks for it, so a QoS 2 PUBLISH from the broker is a protocol error).
+link never asks for it, so a QoS 2 PUBLISH from the broker is a protocol error).  The
+broker's side (building CONNACK/SUBACK, parsing CONNECT/SUBSCRIBE) is in
+edge.link.broker_packets, which boards do not carry.
 
 Builders return ``bytes`` and raise ``ValueError`` naming the bad argument.  Parsers take
 the body of a packet (what follows the fixed header) and raise :class:`MqttProtocolError`
@@ -192,15 +194,6 @@ def connect(
     return _packet(0x10, b"".join(parts))
 
 
-def connack(return_code=0, session_present=False):
-    """CONNACK (3.2): what a broker answers to CONNECT."""
-    if return_code not in CONNACK_MESSAGES:
-        raise ValueError("return_code {!r} out of range 0..5".format(return_code))
-    if session_present and return_code:
-        raise ValueError("session_present must be False when the connection is refused")
-    return bytes((0x20, 2, 1 if session_present else 0, return_code))
-
-
 def publish(topic, payload, qos=0, retain=False, dup=False, packet_id=0):
     """PUBLISH (3.3) with QoS 0 or 1; ``packet_id`` (1..65535) only with QoS 1."""
     _check_qos(qos, "qos", (0, 1))
@@ -247,27 +240,6 @@ def subscribe(packet_id, topics):
         parts.append(name)
         parts.append(bytes((qos,)))
     return _packet(0x82, b"".join(parts))
-
-
-def suback(packet_id, return_codes):
-    """SUBACK (3.9): granted QoS per filter, or 0x80 for failure."""
-    _check_packet_id(packet_id)
-    for code in return_codes:
-        if code not in (0, 1, 2, SUBACK_FAILURE):
-            raise ValueError("suback return code {!r} not in (0, 1, 2, 0x80)".format(code))
-    return _packet(0x90, packet_id.to_bytes(2, "big") + bytes(return_codes))
-
-
-def pingreq():
-    return PINGREQ_PACKET
-
-
-def pingresp():
-    return PINGRESP_PACKET
-
-
-def disconnect():
-    return DISCONNECT_PACKET
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -367,64 +339,6 @@ def parse_suback(body):
         if code not in (0, 1, 2, SUBACK_FAILURE):
             raise MqttProtocolError("SUBACK return code 0x{:02x} is not allowed".format(code))
     return packet_id, codes
-
-
-def parse_subscribe(body):
-    """SUBSCRIBE body -> ``(packet_id, [(filter, qos)])`` (for tests and fake brokers)."""
-    packet_id = _packet_id(body, 0, "SUBSCRIBE")
-    offset = 2
-    topics = []
-    while offset < len(body):
-        topic, offset = _read_utf8(body, offset, "SUBSCRIBE filter")
-        _need(body, offset, 1, "SUBSCRIBE qos")
-        qos = body[offset]
-        if qos > 2:
-            raise MqttProtocolError("SUBSCRIBE qos byte 0x{:02x} is malformed".format(qos))
-        topics.append((topic, qos))
-        offset += 1
-    if not topics:
-        raise MqttProtocolError("SUBSCRIBE has no topic filters")
-    return packet_id, topics
-
-
-def parse_connect(body):
-    """CONNECT body -> dict of its fields (for tests and fake brokers)."""
-    _need(body, 0, 10, "CONNECT header")
-    if bytes(body[0:6]) != _PROTOCOL_NAME:
-        raise MqttProtocolError("CONNECT protocol name is not MQTT: {!r}".format(body[0:6]))
-    if body[6] != _PROTOCOL_LEVEL:
-        raise MqttProtocolError("CONNECT protocol level {} is not 4".format(body[6]))
-    flags = body[7]
-    if flags & 1:
-        raise MqttProtocolError("CONNECT reserved flag is set")
-    will = bool(flags & 0x04)
-    will_qos = (flags >> 3) & 3
-    will_retain = bool(flags & 0x20)
-    if will_qos == 3 or (not will and (will_qos or will_retain)):
-        raise MqttProtocolError("CONNECT will flags 0x{:02x} are malformed".format(flags))
-    if flags & 0x40 and not flags & 0x80:
-        raise MqttProtocolError("CONNECT has a password without a user name")
-    out = {
-        "clean_session": bool(flags & 0x02),
-        "keepalive_s": (body[8] << 8) | body[9],
-        "will_topic": None,
-        "will_payload": None,
-        "will_qos": will_qos,
-        "will_retain": will_retain,
-        "username": None,
-        "password": None,
-    }
-    out["client_id"], offset = _read_utf8(body, 10, "CONNECT client id")
-    if will:
-        out["will_topic"], offset = _read_utf8(body, offset, "CONNECT will topic")
-        out["will_payload"], offset = _read_binary(body, offset, "CONNECT will payload")
-    if flags & 0x80:
-        out["username"], offset = _read_utf8(body, offset, "CONNECT user name")
-    if flags & 0x40:
-        out["password"], offset = _read_binary(body, offset, "CONNECT password")
-    if offset != len(body):
-        raise MqttProtocolError("CONNECT has {} trailing bytes".format(len(body) - offset))
-    return out
 
 
 def parse_empty(ptype, body):
