@@ -109,7 +109,3 @@ class LeaseWatchdog:
             if ticks_diff(now_ms, self._lost_ms) >= self.grace_ms:
                 self.value = True
         return LEASE_OK
-
-    def age_ms(self, now_ms):
-        """Time since the last lease, or None before the first."""
-        return ticks_diff(now_ms, self._last_ms) if self.armed else None
