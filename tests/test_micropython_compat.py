@@ -134,3 +134,64 @@ def test_cbor_imports_no_other_project_module():
     if not path.exists():
         pytest.fail("protocol/cbor.py is missing")
     assert list(_project_imports(path)) == []
+
+
+# --- The board file list (edge/boardconfig/board_files.py) -------------------------------
+
+
+def _module_files(module: str) -> list[str]:
+    """Source files that importing ``module`` ("edge.link.client") loads, relative to ROOT:
+    the package __init__ files on the way and the module itself."""
+    parts = module.split(".")
+    out = []
+    for i in range(1, len(parts) + 1):
+        base = "/".join(parts[:i])
+        if (ROOT / base / "__init__.py").exists():
+            out.append(base + "/__init__.py")
+        elif (ROOT / (base + ".py")).exists():
+            out.append(base + ".py")
+    return out
+
+
+def _board_imports(rel: str):
+    """(line, file) for every edge/protocol file the board file ``rel`` imports, at module
+    level or lazily inside a function, including ``from package import submodule``.
+    An import marked ``# host only`` (in code only the host calls) is not counted."""
+    source = (ROOT / rel).read_text()
+    lines = source.splitlines()
+    tree = ast.parse(source, filename=rel)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module] + [node.module + "." + a.name for a in node.names]
+        else:
+            continue
+        if "# host only" in lines[node.lineno - 1]:
+            continue
+        for module in modules:
+            if module.split(".")[0] in ("edge", "protocol"):
+                for f in _module_files(module):
+                    yield node.lineno, f
+
+
+def test_board_list_excludes_only_existing_paths():
+    from edge.boardconfig.board_files import NOT_ON_BOARD
+
+    for excluded in NOT_ON_BOARD:
+        assert (ROOT / excluded).exists(), f"NOT_ON_BOARD names a missing path: {excluded}"
+
+
+def test_board_files_import_only_board_files():
+    from edge.boardconfig.board_files import board_files as on_board_files
+    from edge.boardconfig.board_files import on_board
+
+    files = on_board_files()
+    assert "edge/boardmain.py" in files and "protocol/messages.py" in files
+    assert "protocol/host_messages.py" not in files and "edge/linux/hardware.py" not in files
+    problems = []
+    for rel in files:
+        for line, target in _board_imports(rel):
+            if not on_board(target):
+                problems.append(f"{rel}:{line} imports {target}, which boards do not carry")
+    assert not problems, "\n".join(problems)
