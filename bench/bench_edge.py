@@ -9,14 +9,21 @@ hysteresis, so the fixed reading does not trip it).
 * CPython: time per tick, and one PID update, each against one ``simple_pid.PID`` update
   measured in the same run (best of repeats).
 * MicroPython, Node build: time per tick (its clock counts whole ms: long runs); heap via
-  ``gc.mem_alloc()`` after imports, after boot (runtime objects = boot - imports) and the
-  growth per 1,000 ticks after a 6,000-tick (10 simulated minutes) warm-up, measured over
-  20,000 ticks net of a control measurement with no work (each ``await`` that lets this
-  build collect retains 16-64 B of its own), reported in whole 16-byte GC blocks.  Heap
-  is read at top level after yielding to the event loop (see bench/mpy/edge_probe.py).
+  ``gc.mem_alloc()`` after imports and after boot (runtime objects = boot - imports), read
+  at top level after yielding to the event loop (see bench/mpy/edge_probe.py).
 * MicroPython, WASI build: fuel per tick (deterministic), from two runs of different length
-  with the collector disabled.
-* Size of the edge and protocol packages compiled with mpy-cross (bytecode, no arch).
+  with the collector disabled; and the heap growth per 1,000 ticks after a 6,000-tick (10
+  simulated minutes) warm-up: ``gc.collect()`` then ``gc.mem_alloc()`` at module top level
+  (where every object of ours is reachable from module globals) after every 1,000 ticks,
+  over 40,000 ticks.  Deterministic, and free of the Node build's own retention: that
+  build never collects while Python runs (``gc.collect()`` only marks a collection as
+  pending and the heap grows instead; it happens when control returns to JavaScript),
+  each ``await`` that lets it collect keeps 16-64 B, and long runs between collections
+  leave a few hundred bytes to kilobytes behind even for a loop that only allocates
+  lists (docs/edge.md, "Heap").
+* Size of the ``.mpy`` files a board bundle holds (edge/boardconfig/board_files.py),
+  compiled with the bundle's mpy-cross options; ``python -m bench.bench_edge --sizes``
+  prints the per-file breakdown.
 * Reaction: ticks from the sample that crosses the over-temperature limit to the tick that
   writes the heater's safe value (on-delay 0).
 """
@@ -31,14 +38,14 @@ from pathlib import Path
 
 from bench.common import record
 from edge.boardconfig import compile_config, emulate, load_board_config
+from edge.boardconfig.board_files import MPY_CROSS_ARGS, board_files
 from edge.boardconfig.compile import board_file
 from tools.micropython import run_node, run_wasi
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "bench" / "mpy" / "edge_probe.py"
-# Not bundled onto microcontrollers (CPython-only parts of edge/).
-NOT_BUNDLED = ("edge/linux", "edge/boardconfig")
-GROWTH_TICKS = 20_000  # long, so the measurement's own retention is small per 1,000 ticks
+WARMUP_TICKS = 6_000
+GROWTH_CYCLES = 40  # of 1,000 ticks, each followed by a collection
 
 
 def reference_blob() -> bytes:
@@ -100,9 +107,7 @@ NODE_CODE = """
 import gc, asyncio
 # Every global exists before the first measurement: a new global can grow the module's
 # dict, which would be counted as the runtime's heap.
-m_start = m_imports = m_boot = m_warm = m_after = us = p = blob = edge_probe = None
-ctrl = [0] * 6
-i = 0
+m_start = m_imports = m_boot = us = p = blob = edge_probe = None
 async def settle():
     await asyncio.sleep_ms(0)
     gc.collect()
@@ -114,17 +119,9 @@ m_imports = await settle()
 p = edge_probe.Probe()
 p.boot(blob)
 m_boot = await settle()
-p.run(6000)
-m_warm = await settle()
-p.run({growth_ticks})
-m_after = await settle()
-# Control: the same measurement with no work in between.  Each await retains a little
-# in this build (16-64 B), whatever ran before it.
-for i in range(6):
-    ctrl[i] = await settle()
+p.run(3000)
 us = p.run(3000, True) / 3000
-print(m_start, m_imports, m_boot, m_warm, m_after, us)
-print(sorted(ctrl[i] - ctrl[i - 1] for i in range(1, 6))[2])
+print(m_start, m_imports, m_boot, us)
 print(p.summary())
 """
 
@@ -142,25 +139,61 @@ print(p.summary())
 """
 
 
+WASI_HEAP_CODE = """
+import gc
+import sys
+sys.path.insert(0, '/input/bench/mpy')
+import edge_probe
+# Everything exists before the first reading (a new global could grow the module dict).
+blob = bytes.fromhex({blob!r})
+heap = [0] * ({cycles} + 1)
+k = 0
+p = edge_probe.Probe()
+p.boot(blob)
+for k in range({warm} // 1000):
+    p.run(1000)
+    gc.collect()
+heap[0] = gc.mem_alloc()
+for k in range({cycles}):
+    p.run(1000)
+    gc.collect()  # module top level: nothing of ours lives only in a function's locals
+    heap[k + 1] = gc.mem_alloc()
+print(' '.join(str(x) for x in heap))
+print(p.summary())
+"""
+
+
+def _check_summary(summary: str) -> None:
+    if "state=execute" not in summary or "tripped=False" not in summary:
+        raise AssertionError("reference node not running cleanly: " + summary)
+
+
+def heap_growth(blob: bytes, cycles: int = GROWTH_CYCLES) -> list[int]:
+    """``gc.mem_alloc()`` after the warm-up and after each further 1,000 ticks (WASI)."""
+    out = run_wasi(WASI_HEAP_CODE.format(blob=blob.hex(), cycles=cycles, warm=WARMUP_TICKS)).stdout
+    heap, summary = out.strip().splitlines()[-2:]
+    _check_summary(summary)
+    return [int(x) for x in heap.split()]
+
+
 def micropython_records(blob: bytes) -> list[dict]:
     out = run_node(
-        NODE_CODE.format(blob=blob.hex(), growth_ticks=GROWTH_TICKS),
+        NODE_CODE.format(blob=blob.hex()),
         packages=("protocol", "edge"),
         async_=True,
         extra_files={"/lib/edge_probe.py": PROBE.read_bytes()},
     )
-    numbers, control, summary = out.strip().splitlines()[-3:]
-    if "state=execute" not in summary or "tripped=False" not in summary:
-        raise AssertionError("reference node not running cleanly: " + summary)
-    m_start, m_imports, m_boot, m_warm, m_after, us = (float(x) for x in numbers.split())
-    # Growth per 1,000 ticks, net of what one measurement itself retains, in whole
-    # 16-byte GC blocks (the allocator's unit: per-tick garbage that survived would show
-    # up as whole blocks).
-    per_1000 = (m_after - m_warm - float(control)) * 1000 / GROWTH_TICKS
-    growth_blocks = round(per_1000 / 16)
+    numbers, summary = out.strip().splitlines()[-2:]
+    _check_summary(summary)
+    m_start, m_imports, m_boot, us = (float(x) for x in numbers.split())
     short = run_wasi(WASI_CODE.format(blob=blob.hex(), n=100))
     long = run_wasi(WASI_CODE.format(blob=blob.hex(), n=1100))
     fuel_per_tick = (long.fuel_used - short.fuel_used) / 1000
+    heap = heap_growth(blob)
+    window = heap[-1] - heap[0]
+    # Per 1,000 ticks in whole 16-byte GC blocks (the allocator's unit): garbage that
+    # survived every tick would show as whole blocks; the raw window is recorded too.
+    growth_blocks = round(window / 16 / (len(heap) - 1))
     return [
         record("edge.tick_us_micropython_node", us, "us"),
         record("edge.tick_fuel_micropython_wasi", fuel_per_tick, "fuel/tick"),
@@ -168,23 +201,101 @@ def micropython_records(blob: bytes) -> list[dict]:
         record(
             "edge.heap_growth_1000_ticks", growth_blocks * 16, "B (whole GC blocks)", target="<=0"
         ),
+        record(
+            "edge.heap_growth_window_bytes",
+            window,
+            f"B over {1000 * (len(heap) - 1)} ticks",
+        ),
         record("edge.heap_after_imports_bytes", int(m_imports - m_start), "B"),
     ]
 
 
-def mpy_size_record() -> dict:
+def _mpy_cross(src: Path, out: Path, args=MPY_CROSS_ARGS) -> bytes:
     mpy_cross = Path(sys.executable).parent / "mpy-cross"
+    subprocess.run([str(mpy_cross), *args, "-o", str(out), str(src)], check=True)
+    return out.read_bytes()
+
+
+def mpy_size_record() -> dict:
     total = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for pkg in ("edge", "protocol"):
-            for src in sorted((ROOT / pkg).rglob("*.py")):
-                rel = src.relative_to(ROOT).as_posix()
-                if any(rel.startswith(p + "/") for p in NOT_BUNDLED):
-                    continue
-                out = Path(tmp) / (rel.replace("/", "_") + ".mpy")
-                subprocess.run([str(mpy_cross), "-o", str(out), str(src)], check=True)
-                total += out.stat().st_size
+        for rel in board_files(ROOT):
+            total += len(_mpy_cross(ROOT / rel, Path(tmp) / "out.mpy"))
     return record("edge.mpy_size_bytes", total, "B", target="<65536")
+
+
+def _read_uint(data: bytes, i: int) -> tuple[int, int]:
+    value = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value, i
+
+
+def _mpy_parts(data: bytes) -> tuple[int, int]:
+    """(qstr table bytes, constant table bytes) of an .mpy v6 file (header: 4 bytes, then
+    the counts, the qstr table, the constant table, then the code)."""
+    n_qstr, i = _read_uint(data, 4)
+    n_obj, i = _read_uint(data, i)
+    q_start = i
+    for _ in range(n_qstr):
+        n, i = _read_uint(data, i)
+        if not n & 1:  # odd: an index into the firmware's static qstrs, no text
+            i += (n >> 1) + 1
+
+    def skip_obj(i: int) -> int:
+        kind = data[i]
+        i += 1
+        if kind <= 4:  # fun table, None, False, True, Ellipsis
+            return i
+        n, i = _read_uint(data, i)
+        if kind == 10:  # tuple
+            for _ in range(n):
+                i = skip_obj(i)
+            return i
+        return i + n + (1 if kind in (5, 6) else 0)  # str and bytes end with a NUL
+
+    c_start = i
+    for _ in range(n_obj):
+        i = skip_obj(i)
+    return c_start - q_start, i - c_start
+
+
+def mpy_breakdown(files=None) -> list[dict]:
+    """Per file: .mpy bytes as bundled, its qstr (names) and constant (strings, floats,
+    big ints) tables, the line-number tables (the difference to ``-X no-source-lines``),
+    the code (bytecode, function preludes and headers), and the size with ``-O3``."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.mpy"
+        for rel in files if files is not None else board_files(ROOT):
+            data = _mpy_cross(ROOT / rel, out)
+            no_lines = _mpy_cross(ROOT / rel, out, (*MPY_CROSS_ARGS, "-X", "no-source-lines"))
+            o3 = _mpy_cross(ROOT / rel, out, ("-O3",))
+            qstrs, consts = _mpy_parts(data)
+            lines = len(data) - len(no_lines)
+            rows.append(
+                {
+                    "file": rel,
+                    "total": len(data),
+                    "qstr": qstrs,
+                    "const": consts,
+                    "lines": lines,
+                    "code": len(data) - qstrs - consts - lines,
+                    "O3": len(o3),
+                }
+            )
+    return rows
+
+
+def print_breakdown(rows: list[dict]) -> None:
+    cols = ("total", "qstr", "const", "lines", "code", "O3")
+    print("| file | " + " | ".join(cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for row in rows + [{"file": "**total**", **{c: sum(r[c] for r in rows) for c in cols}}]:
+        print("| {} | ".format(row["file"]) + " | ".join(str(row[c]) for c in cols) + " |")
 
 
 def reaction_record(blob: bytes) -> dict:
@@ -225,3 +336,9 @@ def run() -> list[dict]:
     records.append(mpy_size_record())
     records.append(reaction_record(blob))
     return records
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--sizes"]:
+        raise SystemExit("usage: python -m bench.bench_edge --sizes")
+    print_breakdown(mpy_breakdown())

@@ -155,8 +155,12 @@ def run_wasi(
     say) and may free them, which traps later; the default 1 MiB heap makes collections
     frequent enough to hit this in ordinary programs, so the default here is 16 MiB.
     Programs that measure cost should also ``gc.disable()`` around the measured part.
-    Heap *measurements* belong to the Node build (collect there after yielding to the
-    event loop, when the stack is unwound).
+    ``gc.collect()`` at the program's module top level is safe (what it must keep is
+    reachable from module globals) and gives exact, repeatable heap readings: the heap
+    growth benchmark uses it.  The Node build, by contrast, never collects while Python
+    code runs (``gc.collect()`` only marks a collection pending; it happens when control
+    returns to JavaScript, e.g. at a top-level ``await``), and each such ``await`` keeps
+    16-64 B of its own.
     """
     import tempfile
 

@@ -2,12 +2,13 @@
 
 Used by bench/bench_edge.py under CPython and both MicroPython WebAssembly builds.
 MicroPython-compatible.  The probe only builds and runs; the caller measures, because
-where ``gc.collect()`` may be called differs per build: MicroPython keeps a function's
-locals on the C stack, which neither WebAssembly build's collector can scan, so a
+where ``gc.collect()`` may be called differs per build: MicroPython keeps some of a
+function's locals in WebAssembly locals, which neither build's collector can scan, so a
 collection *inside* a function may free live objects (the WASI build then traps).  The
-caller therefore collects only at top level: in the Node build after ``await
-asyncio.sleep_ms(0)`` (stack unwound), and in the WASI build not at all (``gc.disable()``
-with a large heap; fuel is what is measured there).
+caller therefore collects only at module top level, where everything of ours is
+reachable from module globals: in the WASI build directly (heap growth; fuel runs use
+``gc.disable()``), in the Node build after ``await asyncio.sleep_ms(0)``, because that
+build only collects once control is back in JavaScript.
 """
 
 import time
