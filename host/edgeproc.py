@@ -187,11 +187,24 @@ class EdgeProcess:
         )
         self._stop_deadman = threading.Event()
         self._stopping = False
+        self._parent_pid: int | None = None
 
     def _deadman_loop(self) -> None:
         period = min(s.deadman_ms for s in self.node.actuators) / 4 / 1000 / self.clock.speed
         while not self._stop_deadman.wait(max(period, 0.005)):
             self.node.deadman_check(self.clock())
+
+    def stop_with_parent(self, pid: int) -> None:
+        """Stop the run once process ``pid`` (the launcher) is gone."""
+        self._parent_pid = pid
+
+    def _watch_parent(self, loop) -> None:
+        while not self._stopping:
+            if os.getppid() != self._parent_pid:
+                print("skid edge: launcher gone: stopping", file=sys.stderr, flush=True)
+                loop.call_soon_threadsafe(self.stop)
+                return
+            time.sleep(0.5)
 
     def stop(self) -> None:
         """End the run (the node goes safe); safe to call from a signal handler."""
@@ -222,6 +235,8 @@ class EdgeProcess:
                 loop.add_signal_handler(sig, self.stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
+        if self._parent_pid is not None:
+            threading.Thread(target=self._watch_parent, args=(loop,), daemon=True).start()
         if self.plant_link is not None:
             await self._await_plant()
         deadman = None

@@ -23,6 +23,7 @@ host-crash) are refused: run them in-process.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import signal
@@ -133,6 +134,7 @@ class EmulatedLineProcesses:
     def _command(self, name: str) -> list[str]:
         base = [sys.executable, "-m", "host.cli"]
         common = ["--speed", repr(self.speed), "--epoch", repr(self.epoch)]
+        common += ["--parent-pid", str(os.getpid())]  # no process outlives the launcher
         if name == EMULATOR:
             cmd = base + ["emulate", str(self.line_file), "--broker", self.broker_url]
             cmd += ["--line-id", self.line_id, "--seed", str(self.seed)] + common
@@ -181,6 +183,7 @@ class EmulatedLineProcesses:
         if self._started:
             raise RuntimeError("already started")
         self._started = True
+        _running.add(self)
         self._monitor = _BirthMonitor(self.host, self.port, self.line_id, self._on_birth)
         try:
             self._monitor.connect(timeout_s=min(10.0, timeout_s))
@@ -291,6 +294,7 @@ class EmulatedLineProcesses:
     def stop(self, timeout_s: float = 5.0) -> int:
         """End every process (SIGTERM; SIGKILL after ``timeout_s``), then clear the
         retained messages of this line id; returns how many were cleared."""
+        _running.discard(self)
         self._stop_faults.set()
         if self._fault_thread is not None:
             self._fault_thread.join(timeout=5)
@@ -331,6 +335,17 @@ class EmulatedLineProcesses:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# Launchers started and not stopped: stopped at interpreter exit (a forgotten stop()
+# must not leave module processes running; they also watch their parent's pid).
+_running: set[EmulatedLineProcesses] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for launcher in list(_running):
+        launcher.stop()
 
 
 class _BirthMonitor:

@@ -347,3 +347,39 @@ def test_skid_emulate_and_edge_refuse_bad_broker_mode_options_with_exit_2():
         "edge", str(ROOT / "board_configs" / "pump.toml"), "--emulate", "--plant", "remote"
     )
     assert r.returncode == 2 and "--plant remote needs --emulate and --broker" in r.stderr
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a reaper."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_no_process_outlives_a_launcher_that_was_killed(broker, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys, time\n"
+        "from host.launcher import EmulatedLineProcesses\n"
+        f"line = EmulatedLineProcesses({str(DEMO)!r}, 'mqtt://127.0.0.1:{broker.port}', "
+        f"log_dir={str(tmp_path)!r}).start()\n"
+        "print(json.dumps(line.pids()), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        pids = json.loads(parent.stdout.readline())
+        assert len(pids) == 7
+    finally:
+        parent.send_signal(signal.SIGKILL)  # no stop(), no atexit: only the children's watch
+        parent.wait(10)
+    wait_until(lambda: not any(_running(p) for p in pids.values()), 10, "children to exit")
+    assert "launcher gone: stopping" in (tmp_path / "pump_a.log").read_text()

@@ -53,6 +53,13 @@ def register(sub) -> None:
         help="module id (the line's id for it, e.g. pump_a) instead of the config's",
     )
     p.add_argument(
+        "--parent-pid",
+        type=int,
+        metavar="PID",
+        help="stop (outputs safe) when process PID is gone: set by the launcher of an "
+        "emulated line so no module outlives it",
+    )
+    p.add_argument(
         "--insecure",
         action="store_true",
         help="ignore the configured command key file (commands unauthenticated)",
@@ -99,6 +106,8 @@ def run(args) -> int:
         f"{', broker ' + args.broker if args.broker else ', no broker'}",
         file=sys.stderr,
     )
+    if args.parent_pid:
+        proc.stop_with_parent(args.parent_pid)
     asyncio.run(proc.run(args.duration))
     if proc.plant_link is not None:
         port = proc.plant

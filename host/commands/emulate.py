@@ -11,6 +11,7 @@ Usually started by ``host.launcher.EmulatedLineProcesses`` (``skid demo --broker
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import sys
@@ -55,6 +56,12 @@ def register(sub) -> None:
         metavar="S",
         help="status line to stderr every S simulated seconds (default 10; 0: none)",
     )
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        metavar="PID",
+        help="stop when process PID is gone (set by the launcher of an emulated line)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=run)
 
@@ -84,6 +91,15 @@ def run(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if args.parent_pid:
+
+        def watch_parent() -> None:
+            while not stop.wait(0.5):
+                if os.getppid() != args.parent_pid:
+                    log("skid emulate: launcher gone: stopping")
+                    stop.set()
+
+        threading.Thread(target=watch_parent, daemon=True).start()
 
     def status(srv: PlantServer) -> None:
         plant = srv.plant
