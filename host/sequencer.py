@@ -1,0 +1,841 @@
+"""The recipe sequencer: runs a recipe's phases on a line, deterministically.
+
+``Sequencer(recipe, line, access, now_ms)`` is driven by ``tick(now_ms)`` and never
+blocks or sleeps.  ``access`` is the coordinator's LineAccess (``value``, ``send``,
+``module_state``, ``online``, ``note``): commands are asynchronous, each ``send``
+returns a Pending with ``done``/``ok``/``reason``.
+
+A step runs in two stages: its commands (service commands, the outlet valve, setpoints,
+all sent at once) must every one be acknowledged OK before its wait begins; a rejected
+command, or one unanswered after ``command_timeout_s``, takes the step's abort path.
+A wait ends when all its conditions hold, or at its timeout: then ``on_timeout`` says
+abort (run the abort path), continue (next step) or hold (the operator decides).
+
+States: idle -> running -> completed, with held and manual (the recipe paused; in
+manual the operator sets setpoints, while every module's own interlocks stay active) and
+aborting -> aborted when a shutdown sequence runs.  A trip or a lost module runs the
+shutdown sequence the recipe declares for that cause; the first cause wins, later ones
+are noted.  While paused (held or manual) the recipe's timers stand still and the outlet
+goes to waste; resume puts back what the recipe had set (outlet, and every setpoint the
+operator changed in manual) and restarts the current wait's condition tracking.
+
+Every phase and step change, operator action and reaction goes to ``access.note`` so the
+run record holds it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from host.recipe import (
+    COMMAND_TIMEOUT_S,
+    Recipe,
+    RecipeError,
+    RecipePlan,
+    Step,
+    Wait,
+    plan_recipe,
+    valve_target,
+)
+from host.steady import SteadyState
+
+STATES = ("idle", "running", "held", "manual", "aborting", "completed", "aborted")
+
+# Module states in which a service command has nothing left to do.
+_ALREADY = {
+    "start": ("starting", "execute", "unholding"),
+    "stop": ("stopping", "stopped", "aborting", "aborted"),
+    "abort": ("aborting", "aborted"),
+    "hold": ("holding", "held"),
+    "unhold": ("unholding", "execute"),
+    "complete": ("completing", "completed"),
+    "reset": ("resetting", "idle"),
+}
+# Module states whose outputs are already safe: shutdown steps leave them alone.
+_SAFE_STATES = ("stopping", "stopped", "aborting", "aborted")
+_FINAL = ("stopped", "aborted", "completed")
+
+
+@dataclass
+class _Command:
+    module: str
+    op: str
+    args: dict | None
+    label: str
+    key: tuple[str, str] | None = None  # (module, channel) for setpoints
+    value: float | None = None
+    pending: object = None
+    sent_ms: int = 0
+    skipped: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Run:
+    """One step in execution."""
+
+    phase: str
+    step: Step
+    shutdown: bool
+    started_ms: int
+    commands: list[_Command] = field(default_factory=list)
+    stage: str = "send"  # send -> acks -> wait -> done
+    wait_start_active: int = 0
+    pumped0: float = 0.0
+    collected0: float = 0.0
+    band_since: int | None = None
+    steady: list[SteadyState] = field(default_factory=list)
+    timed_out_hold: bool = False
+
+
+class Sequencer:
+    def __init__(
+        self,
+        recipe: Recipe,
+        plan,
+        access,
+        now_ms: int = 0,
+        command_timeout_s: float = COMMAND_TIMEOUT_S,
+    ):
+        self.recipe = recipe
+        self.line = plan
+        self.plan: RecipePlan = plan_recipe(recipe, plan)
+        if self.plan.errors:
+            raise RecipeError(self.plan.errors, str(recipe.file or recipe.name))
+        self.access = access
+        self.command_timeout_ms = int(command_timeout_s * 1000)
+        self.state = "idle"
+        self.phase: str | None = None
+        self.reason = ""
+        self.first_cause: str | None = None
+        self.first_module: str | None = None
+        self.later_causes: list[tuple[str | None, str, int]] = []  # module, cause, t_ms
+        self.shutdown_name: str | None = None
+        self.collected_ml = 0.0
+        self.pumped_ml = 0.0  # every pump's flow, integrated
+        self.now_ms = now_ms
+        self.started_ms: int | None = None
+        self.history: list[dict] = []  # one entry per step: phase, step, start_s, end_s, result
+        self._phases: list[dict] = []  # phase, start_s, end_s
+        self._last_ms = now_ms
+        self._active_ms = 0  # advances only while running or aborting
+        self._pumped_active = 0.0  # pumped while active: residence-time waits
+        self._queue: list[tuple[str, Step]] = [(phase.name, step) for phase, step in recipe.steps()]
+        self._run: _Run | None = None
+        self._restore: list[_Command] = []  # resume: put back what the recipe set
+        self._side: list[_Command] = []  # manual setpoints, pause outlet moves
+        self._commanded: dict[tuple[str, str], float] = {}
+        self._manual_changed: set[tuple[str, str]] = set()
+        self._outlet_moved = False
+        self._lost: set[str] = set()
+
+    # -- what the outside sees --------------------------------------------------------------
+
+    @property
+    def step(self) -> str | None:
+        return None if self._run is None else self._run.step.name
+
+    @property
+    def step_name(self) -> str | None:
+        return self.step
+
+    @property
+    def outcome(self) -> str | None:
+        return self.state if self.state in ("completed", "aborted") else None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("completed", "aborted")
+
+    def elapsed_s(self) -> float:
+        return 0.0 if self.started_ms is None else (self.now_ms - self.started_ms) / 1000.0
+
+    def residence_times(self) -> float:
+        """Reactor volumes pumped since the start."""
+        return self.pumped_ml / self.plan.reactor_volume_ml
+
+    def progress(self, now_ms: int | None = None) -> dict:
+        """Where the run is (``now_ms``, if given, only moves the elapsed times on)."""
+        phase_start = self._phases[-1]["start_s"] if self._phases else 0.0
+        elapsed = self.elapsed_s()
+        if now_ms is not None and self.started_ms is not None and now_ms > self.now_ms:
+            elapsed = (now_ms - self.started_ms) / 1000.0
+        return {
+            "state": self.state,
+            "phase": self.phase,
+            "step": self.step,
+            "elapsed_s": round(elapsed, 3),
+            "phase_elapsed_s": round(elapsed - phase_start, 3),
+            "residence_times": round(self.residence_times(), 3),
+            "residence_time_s": self.plan.residence_time_s,
+            "collected_ml": round(self.collected_ml, 3),
+            "next_phase_in_s": self._next_phase_in_s(),
+            "reason": self.reason,
+        }
+
+    def phase_log(self) -> list[dict]:
+        """Each phase entered: {phase, start_s, end_s} (end_s None while it runs)."""
+        return [dict(p) for p in self._phases]
+
+    # -- run control -----------------------------------------------------------------------
+
+    def start(self, now_ms: int | None = None, who: str = "coordinator", reason: str = ""):
+        if now_ms is not None:
+            self._advance_clock(now_ms)
+        if self.state != "idle":
+            return False, f"cannot start: the recipe is {self.state}"
+        self.started_ms = self.now_ms
+        self.state = "running"
+        self._note(
+            "recipe",
+            f"recipe {self.recipe.name} starts on line {self.recipe.line}: "
+            f"{self.plan.total_flow_ml_min:.4g} mL/min for "
+            f"{self.recipe.conditions.residence_time_min:g} min in "
+            f"{self.plan.reactor_volume_ml:g} mL",
+            who=who,
+            reason=reason,
+            flows={p: round(f, 4) for p, f in self.plan.pump_flows.items()},
+        )
+        self._step_machine()
+        return True, "started"
+
+    def hold(self, who: str, reason: str):
+        """Pause the recipe: timers stop, the outlet goes to waste, modules keep running."""
+        if self.state != "running":
+            return self._operator("hold", who, reason, False, f"the recipe is {self.state}")
+        self._pause("held")
+        return self._operator("hold", who, reason, True, "recipe timers stopped, outlet to waste")
+
+    def manual(self, who: str, reason: str):
+        """Pause the recipe and let the operator set setpoints (``manual_set``); every
+        module's interlocks stay active."""
+        if self.state not in ("running", "held"):
+            return self._operator("manual", who, reason, False, f"the recipe is {self.state}")
+        self._pause("manual")
+        return self._operator(
+            "manual", who, reason, True, "setpoints by hand (manual_set); interlocks stay active"
+        )
+
+    def manual_set(self, module: str, channel: str, value: float, who: str, reason: str):
+        """In manual: send one setpoint, checked against the module's board config."""
+        action = f"set {module}.{channel} = {value}"
+        why = self._manual_refusal(module, channel, value)
+        if why is not None:
+            return self._operator(action, who, reason, False, why)
+        cmd = _Command(
+            module,
+            "set_setpoint",
+            {"channel": channel, "value": float(value)},
+            f"set {module}.{channel}={value:g}",
+        )
+        self._send(cmd)
+        self._side.append(cmd)
+        self._manual_changed.add((module, channel))
+        return self._operator(action, who, reason, True, "sent")
+
+    def _manual_refusal(self, module, channel, value) -> str | None:
+        if self.state != "manual":
+            return f"setpoints are set by hand only in manual (the recipe is {self.state})"
+        chans = self.plan.channels.get(module)
+        if chans is None:
+            return f"no module {module!r}: allowed " + ", ".join(self.plan.channels)
+        info = chans.get(channel)
+        settable = [
+            c.name
+            for c in chans.values()
+            if c.role == "setpoint" or (c.role == "actuator" and c.driven_by is None)
+        ]
+        if info is None or channel not in settable:
+            return f"{module}.{channel} is not a setpoint: allowed " + ", ".join(settable)
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
+            return f"{module}.{channel} = {value!r} is not a number"
+        if not info.lo <= value <= info.hi:
+            return f"{module}.{channel} = {value:g} outside {info.lo:g}..{info.hi:g}"
+        return None
+
+    def resume(self, who: str, reason: str):
+        """Back to running: the recipe's outlet and every setpoint changed in manual are
+        put back (acknowledged before the recipe goes on); the current wait's conditions
+        are tracked afresh."""
+        if self.state not in ("held", "manual"):
+            return self._operator("resume", who, reason, False, f"the recipe is {self.state}")
+        keys = set(self._manual_changed)
+        if self._outlet_moved and self.plan.collector is not None:
+            keys.add((self.plan.collector.module, self.plan.collector.channel))
+        restore = []
+        for module, channel in sorted(keys):
+            value = self._commanded.get((module, channel))
+            if value is None:
+                self._note(
+                    "recipe",
+                    f"{module}.{channel} was never set by the recipe: left as the operator set it",
+                )
+                continue
+            restore.append(
+                _Command(
+                    module,
+                    "set_setpoint",
+                    {"channel": channel, "value": value},
+                    f"restore {module}.{channel}={value:g}",
+                    key=(module, channel),
+                    value=value,
+                )
+            )
+        self._manual_changed.clear()
+        self._outlet_moved = False
+        for cmd in restore:
+            self._send(cmd)
+        self._restore = restore
+        self.state = "running"
+        run = self._run
+        if run is not None and run.stage == "wait":
+            run.band_since = None
+            for det in run.steady:
+                det.reset()
+            if run.timed_out_hold:
+                run.timed_out_hold = False
+                run.wait_start_active = self._active_ms
+        result = self._operator(
+            "resume",
+            who,
+            reason,
+            True,
+            f"{len(restore)} setpoint(s) restored" if restore else "recipe running",
+        )
+        self._step_machine()
+        return result
+
+    def abort(self, who: str, reason: str):
+        """Run the shutdown sequence for ``operator_abort``."""
+        if self.state == "aborting":
+            why = f"already shutting down ({self.shutdown_name})"
+            return self._operator("abort", who, reason, False, why)
+        if self.finished:
+            return self._operator("abort", who, reason, False, f"the run is already {self.state}")
+        self._begin_shutdown("operator_abort", f"operator abort by {who}: {reason}")
+        result = self._operator(
+            "abort", who, reason, True, f"shutdown sequence {self.shutdown_name} running"
+        )
+        self._step_machine()
+        return result
+
+    def _operator(self, action: str, who: str, reason: str, ok: bool, why: str):
+        """Record an operator action with who, why and what came of it; (ok, why)."""
+        self._note(
+            "operator",
+            f"{action}: {'accepted' if ok else 'refused'}: {why}",
+            who=who,
+            reason=reason,
+            action=action,
+            accepted=ok,
+        )
+        return ok, why
+
+    def on_trip(self, module: str, cause: str, t_ms: int | None = None) -> None:
+        """A module tripped: run the shutdown sequence for ``cause`` (first one wins)."""
+        self._begin_shutdown(cause, f"{module} tripped: {cause}", module, t_ms=t_ms)
+        self._step_machine()
+
+    def on_module_lost(self, module: str, t_ms: int | None = None) -> None:
+        """A module died or went silent: its commands are skipped from now on."""
+        self._lost.add(module)
+        self._begin_shutdown("module_lost", f"{module} lost", module, t_ms=t_ms)
+        self._step_machine()
+
+    # -- the clock ---------------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> None:
+        self._advance_clock(now_ms)
+        self._poll_side()
+        if self.state in ("running", "aborting"):
+            self._step_machine()
+
+    def _advance_clock(self, now_ms: int) -> None:
+        dt = now_ms - self._last_ms
+        if dt <= 0:
+            self.now_ms = max(self.now_ms, now_ms)
+            return
+        self._last_ms = now_ms
+        self.now_ms = now_ms
+        active = self.state in ("running", "aborting")
+        if active:
+            self._active_ms += dt
+        if self.state == "idle":
+            return
+        flow = self._total_flow()
+        ml = flow * dt / 60000.0
+        self.pumped_ml += ml
+        if active:
+            self._pumped_active += ml
+        if self._at_collect():
+            self.collected_ml += ml
+
+    def _total_flow(self) -> float:
+        total = 0.0
+        for pump in self.plan.pumps:
+            v = self.access.value(pump, "flow")
+            if v is not None and v > 0:
+                total += v
+        return total
+
+    def _at_collect(self) -> bool:
+        coll = self.plan.collector
+        if coll is None or coll.collect_position is None:
+            return False
+        v = self.access.value(coll.module, coll.channel)
+        return v is not None and round(v) == coll.collect_position
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _step_machine(self) -> None:
+        for _ in range(256):  # zero-time steps run within one tick; bounded all the same
+            if self.state not in ("running", "aborting"):
+                return
+            if self._restore:
+                if not self._restore_done():
+                    return
+                continue
+            run = self._run
+            if run is None:
+                if not self._next_step():
+                    return
+                continue
+            before = run.stage
+            self._work(run)
+            if self._run is not run:
+                continue  # a shutdown replaced it
+            if run.stage == "done":
+                self._end_step(run, "done")
+                continue
+            if run.stage == before:
+                return
+
+    def _next_step(self) -> bool:
+        if not self._queue:
+            self._finish()
+            return False
+        phase, step = self._queue.pop(0)
+        if phase != self.phase:
+            self._enter_phase(phase)
+        self._run = _Run(phase, step, self.state == "aborting", self.now_ms)
+        text = step.name + (f" ({step.note})" if step.note else "")
+        self._note("step", text, phase=phase, step=step.name)
+        return True
+
+    def _enter_phase(self, phase: str) -> None:
+        t = self.elapsed_s()
+        if self._phases and self._phases[-1]["end_s"] is None:
+            self._phases[-1]["end_s"] = t
+        self._phases.append({"phase": phase, "start_s": t, "end_s": None})
+        self.phase = phase
+        self._note("phase", f"phase {phase}", phase=phase)
+
+    def _end_step(self, run: _Run, result: str) -> None:
+        self.history.append(
+            {
+                "phase": run.phase,
+                "step": run.step.name,
+                "start_s": (run.started_ms - (self.started_ms or 0)) / 1000.0,
+                "end_s": self.elapsed_s(),
+                "result": result,
+            }
+        )
+        if self._run is run:
+            self._run = None
+
+    def _finish(self) -> None:
+        t = self.elapsed_s()
+        if self._phases and self._phases[-1]["end_s"] is None:
+            self._phases[-1]["end_s"] = t
+        if self.state == "aborting":
+            self.state = "aborted"
+            self._note(
+                "phase",
+                f"aborted after shutdown sequence {self.shutdown_name}: {self.reason}",
+                phase=self.phase or "",
+                cause=self.first_cause,
+            )
+        else:
+            self.state = "completed"
+            self.reason = self.reason or "every phase done"
+            self._note(
+                "phase",
+                f"recipe {self.recipe.name} completed: {self.collected_ml:.1f} mL collected",
+                phase=self.phase or "",
+                collected_ml=round(self.collected_ml, 3),
+            )
+
+    def _work(self, run: _Run) -> None:
+        if run.stage == "send":
+            run.commands = self._commands_of(run.step, run.shutdown)
+            for cmd in run.commands:
+                if cmd.skipped is None:
+                    self._send(cmd)
+            run.stage = "acks"
+            return
+        if run.stage == "acks":
+            waiting = False
+            failed = []
+            for cmd in run.commands:
+                if cmd.skipped is not None:
+                    continue
+                state = self._command_state(cmd)
+                if state == "waiting":
+                    waiting = True
+                elif state == "failed":
+                    failed.append(cmd)
+            if failed:
+                if run.shutdown:
+                    for cmd in failed:
+                        self._note(
+                            "reaction",
+                            f"{cmd.label} failed: {cmd.error} (shutdown goes on)",
+                            module=cmd.module,
+                        )
+                        cmd.skipped = "failed"
+                else:
+                    cmd = failed[0]
+                    self._end_step(run, "failed")
+                    self._begin_shutdown(
+                        "command_failed",
+                        f"{cmd.label} failed: {cmd.error}",
+                        cmd.module,
+                        sequence=run.step.abort_sequence,
+                    )
+                    return
+            if waiting:
+                return
+            for cmd in run.commands:
+                if cmd.skipped is None and cmd.key is not None and not run.shutdown:
+                    self._commanded[cmd.key] = cmd.value
+            if run.step.wait is None:
+                run.stage = "done"
+            else:
+                self._start_wait(run)
+                self._evaluate_wait(run)
+            return
+        if run.stage == "wait":
+            self._evaluate_wait(run)
+
+    def _commands_of(self, step: Step, shutdown: bool) -> list[_Command]:
+        out: list[_Command] = []
+        if step.service is not None:
+            mods = step.modules if step.modules is not None else tuple(self.line.modules)
+            for mid in mods:
+                cmd = _Command(mid, "state", {"command": step.service}, f"{step.service} {mid}")
+                state = self.access.module_state(mid)
+                if state in _ALREADY.get(step.service, ()):
+                    cmd.skipped = f"already {state}"
+                out.append(cmd)
+        if step.valve is not None:
+            target = valve_target(self.plan, self.line, step)
+            if isinstance(target, str):  # check_recipe rules this out
+                raise RecipeError([target])
+            module, channel, pos = target
+            out.append(
+                _Command(
+                    module,
+                    "set_setpoint",
+                    {"channel": channel, "value": float(pos)},
+                    f"outlet {module} to {step.valve}",
+                    key=(module, channel),
+                    value=float(pos),
+                )
+            )
+        for sp in step.sets:
+            value = self.plan.resolve(sp.value, self.recipe)
+            out.append(
+                _Command(
+                    sp.module,
+                    "set_setpoint",
+                    {"channel": sp.channel, "value": value},
+                    f"set {sp.module}.{sp.channel}={value:.4g}",
+                    key=(sp.module, sp.channel),
+                    value=value,
+                )
+            )
+        if shutdown:
+            for cmd in out:
+                if cmd.skipped is not None:
+                    continue
+                if cmd.module in self._lost or not self.access.online(cmd.module):
+                    cmd.skipped = "offline"
+                elif cmd.op == "set_setpoint" and (
+                    self.access.module_state(cmd.module) in _SAFE_STATES
+                ):
+                    cmd.skipped = f"already {self.access.module_state(cmd.module)}: outputs safe"
+        for cmd in out:
+            if cmd.skipped is not None:
+                self._note("step", f"{cmd.label}: skipped ({cmd.skipped})", step=step.name)
+        return out
+
+    def _send(self, cmd: _Command) -> None:
+        cmd.sent_ms = self.now_ms
+        try:
+            cmd.pending = self.access.send(cmd.module, cmd.op, cmd.args)
+        except (KeyError, ValueError) as exc:
+            cmd.pending = None
+            cmd.error = str(exc)
+
+    def _command_state(self, cmd: _Command) -> str:
+        """'ok', 'waiting' or 'failed' (then ``cmd.error`` says why)."""
+        p = cmd.pending
+        if p is None:
+            cmd.error = cmd.error or "could not be sent"
+            return "failed"
+        if getattr(p, "done", False):
+            if getattr(p, "ok", False):
+                return "ok"
+            why = getattr(p, "reason", None) or getattr(p, "result", None) or "rejected"
+            if (
+                cmd.op == "state"
+                and cmd.args.get("command") == "start"
+                and self.access.module_state(cmd.module) in _FINAL
+            ):
+                why = f"{why} (reset the module first)"
+            cmd.error = str(why)
+            return "failed"
+        if self.now_ms - cmd.sent_ms > self.command_timeout_ms:
+            cmd.error = f"no acknowledgement within {self.command_timeout_ms / 1000:g} s"
+            return "failed"
+        return "waiting"
+
+    def _restore_done(self) -> bool:
+        """False while a restore command is unanswered; a failed one starts the abort path."""
+        waiting = False
+        for cmd in self._restore:
+            state = self._command_state(cmd)
+            if state == "failed":
+                self._restore = []
+                self._begin_shutdown(
+                    "command_failed", f"{cmd.label} failed on resume: {cmd.error}", cmd.module
+                )
+                return True
+            waiting = waiting or state == "waiting"
+        if waiting:
+            return False
+        self._restore = []
+        return True
+
+    def _poll_side(self) -> None:
+        keep = []
+        for cmd in self._side:
+            state = self._command_state(cmd)
+            if state == "waiting":
+                keep.append(cmd)
+            elif state == "failed":
+                self._note("operator", f"{cmd.label} failed: {cmd.error}", module=cmd.module)
+        self._side = keep
+
+    # -- waits ---------------------------------------------------------------------------------
+
+    def _start_wait(self, run: _Run) -> None:
+        w = run.step.wait
+        run.stage = "wait"
+        run.wait_start_active = self._active_ms
+        run.pumped0 = self._pumped_active
+        run.collected0 = self.collected_ml
+        run.band_since = None
+        run.steady = [SteadyState(s.window_s, s.tolerance_abs, s.tolerance_rel) for s in w.steady]
+
+    def _evaluate_wait(self, run: _Run) -> None:
+        w: Wait = run.step.wait
+        step = run.step
+        elapsed = self._active_ms - run.wait_start_active
+        ok = True
+        if w.seconds is not None:
+            ok = ok and elapsed >= w.seconds * 1000.0
+        if w.residence_times is not None:
+            passed = (self._pumped_active - run.pumped0) / self.plan.reactor_volume_ml
+            ok = ok and passed >= w.residence_times - 1e-9
+        if w.collected_ml is not None:
+            ok = ok and self.collected_ml - run.collected0 >= w.collected_ml - 1e-9
+        if w.signal is not None:
+            value = self.access.value(*w.signal)
+            if self._signal_holds(w, value):
+                if run.band_since is None:
+                    run.band_since = self._active_ms
+                ok = ok and self._active_ms - run.band_since >= w.for_s * 1000.0
+            else:
+                run.band_since = None
+                ok = False
+        for spec, det in zip(w.steady, run.steady, strict=True):
+            steady = det.update(self._active_ms, self.access.value(spec.module, spec.channel))
+            ok = ok and steady
+        if ok:
+            self._note(
+                "step",
+                f"{w.describe()}: met after {elapsed / 1000:.1f} s",
+                phase=run.phase,
+                step=step.name,
+            )
+            run.stage = "done"
+            return
+        if elapsed < step.timeout_s * 1000.0:
+            return
+        text = f"{step.name}: not met within {step.timeout_s:g} s"
+        if step.on_timeout == "continue":
+            self._note("step", text + ": continuing", phase=run.phase, step=step.name)
+            self._end_step(run, "timeout")
+        elif step.on_timeout == "hold":
+            self._note("reaction", text + ": holding for the operator", step=step.name)
+            run.timed_out_hold = True
+            self.reason = text
+            self._pause("held")
+        else:
+            self._end_step(run, "timeout")
+            self._begin_shutdown("wait_timeout", text, sequence=step.abort_sequence)
+
+    def _signal_holds(self, w: Wait, value: float | None) -> bool:
+        if value is None:
+            return False
+        resolve = self.plan.resolve
+        if w.target is not None and abs(value - resolve(w.target, self.recipe)) > w.band:
+            return False
+        if w.above is not None and value < resolve(w.above, self.recipe):
+            return False
+        if w.below is not None and value > resolve(w.below, self.recipe):
+            return False
+        return True
+
+    # -- pause and shutdown ----------------------------------------------------------------------
+
+    def _pause(self, state: str) -> None:
+        """Recipe paused (held or manual): timers stop, product goes to waste."""
+        was = self.state
+        self.state = state
+        coll = self.plan.collector
+        if was == "running" and coll is not None and self._at_collect_commanded():
+            waste = coll.positions.get("waste")
+            if waste is not None:
+                cmd = _Command(
+                    coll.module,
+                    "set_setpoint",
+                    {"channel": coll.channel, "value": float(waste)},
+                    f"outlet {coll.module} to waste while paused",
+                )
+                self._send(cmd)
+                self._side.append(cmd)
+                self._outlet_moved = True
+        self._note("phase", f"recipe {state}", phase=self.phase or "", state=state)
+
+    def _at_collect_commanded(self) -> bool:
+        coll = self.plan.collector
+        if coll is None or coll.collect_position is None:
+            return False
+        value = self._commanded.get((coll.module, coll.channel))
+        return value is not None and round(value) == coll.collect_position
+
+    def _begin_shutdown(
+        self,
+        cause: str,
+        text: str,
+        module: str | None = None,
+        sequence: str | None = None,
+        t_ms: int | None = None,
+    ) -> None:
+        when = self.now_ms if t_ms is None else t_ms
+        if self.state in ("aborting", "completed", "aborted"):
+            self.later_causes.append((module, cause, when))
+            if self.state == "aborting":
+                why = f"shutdown sequence {self.shutdown_name} already running"
+            else:
+                why = f"the run is already {self.state}"
+            self._note("reaction", f"{text}: noted ({why})", cause=cause, module=module)
+            return
+        seq = self.recipe.sequence(sequence) if sequence else self.recipe.shutdown_for(cause)
+        self.first_cause = cause
+        self.first_module = module
+        self.reason = text
+        self.shutdown_name = seq.name
+        if self.started_ms is None:
+            self.started_ms = self.now_ms
+        if self._run is not None:
+            self._end_step(self._run, "interrupted")
+        self._restore = []
+        self._manual_changed.clear()
+        self.state = "aborting"
+        self._note(
+            "reaction",
+            f"{text}: running shutdown sequence {seq.name}",
+            cause=cause,
+            module=module,
+            sequence=seq.name,
+        )
+        self._queue = [(f"shutdown:{seq.name}", step) for step in seq.steps]
+
+    # -- estimates --------------------------------------------------------------------------------
+
+    def _next_phase_in_s(self) -> float | None:
+        """Seconds until the next phase where that can be known (fixed waits, flows)."""
+        run = self._run
+        if self.state not in ("running", "aborting") or run is None:
+            return None
+        flow = self._total_flow()
+        total = 0.0
+        if run.stage == "wait":
+            rest = self._wait_remaining_s(run, flow)
+            if rest is None:
+                return None
+            total += rest
+        elif run.step.wait is not None:
+            rest = self._wait_length_s(run.step.wait, flow)
+            if rest is None:
+                return None
+            total += rest
+        for phase, step in self._queue:
+            if phase != run.phase:
+                break
+            if step.wait is not None:
+                rest = self._wait_length_s(step.wait, flow)
+                if rest is None:
+                    return None
+                total += rest
+        return round(total, 1)
+
+    def _wait_length_s(self, w: Wait, flow: float) -> float | None:
+        if w.signal is not None or w.steady:
+            return None
+        parts = [w.seconds or 0.0]
+        if w.residence_times is not None:
+            if flow <= 0:
+                return None
+            parts.append(w.residence_times * self.plan.reactor_volume_ml / flow * 60.0)
+        if w.collected_ml is not None:
+            if flow <= 0:
+                return None
+            parts.append(w.collected_ml / flow * 60.0)
+        return max(parts)
+
+    def _wait_remaining_s(self, run: _Run, flow: float) -> float | None:
+        w = run.step.wait
+        if w.signal is not None or w.steady:
+            return None
+        elapsed = (self._active_ms - run.wait_start_active) / 1000.0
+        parts = [max(0.0, (w.seconds or 0.0) - elapsed)]
+        if w.residence_times is not None:
+            if flow <= 0:
+                return None
+            left = w.residence_times - (self._pumped_active - run.pumped0) / (
+                self.plan.reactor_volume_ml
+            )
+            parts.append(max(0.0, left) * self.plan.reactor_volume_ml / flow * 60.0)
+        if w.collected_ml is not None:
+            if flow <= 0:
+                return None
+            left = w.collected_ml - (self.collected_ml - run.collected0)
+            parts.append(max(0.0, left) / flow * 60.0)
+        return max(parts)
+
+    # -- notes ------------------------------------------------------------------------------------
+
+    def _note(self, kind: str, text: str, **data) -> None:
+        data.setdefault("t_s", round(self.elapsed_s(), 3))
+        if kind in ("phase", "step"):
+            data.setdefault("phase", self.phase or "")
+        self.access.note(kind, text, **data)
