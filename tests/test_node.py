@@ -407,6 +407,20 @@ def test_rebirth_command_publishes_a_new_birth_and_restarts_seq():
     assert rig.node.seq == 0 and not rig.node.rebirth_pending
 
 
+def test_a_keyed_module_takes_an_unsigned_rebirth_and_nothing_else_unsigned():
+    # A host that missed the birth has no boot nonce to sign with: rebirth is how it asks.
+    rig = Rig("reactor", key=b"k" * 32)
+    rig.lease()
+    rig.tick(5)
+    assert rig.command("rebirth", sign=False).result == RESULT_OK
+    assert rig.node.rebirth_pending
+    refused = rig.command("state", {"command": "start"}, sign=False)
+    assert refused.result != RESULT_OK and rig.node.sm.state_name == "idle"
+    # A signed rebirth with a wrong key is still refused: only the unsigned form is exempt.
+    rig.key = b"x" * 32
+    assert rig.command("rebirth").result != RESULT_OK
+
+
 def test_state_machine_is_not_bypassed_by_a_trip_during_execute():
     rig = Rig("pump")
     rig.start()
