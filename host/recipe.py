@@ -37,7 +37,7 @@ from edge.boardconfig.lines import index_lines, line_of
 SERVICE_COMMANDS = ("start", "stop", "hold", "unhold", "abort", "reset", "complete")
 ON_TIMEOUT = ("abort", "continue", "hold")
 # Causes the host itself raises (module trips bring their own cause codes).
-HOST_CAUSES = ("module_lost", "operator_abort", "command_failed", "wait_timeout")
+HOST_CAUSES = ("module_lost", "operator_abort", "command_failed", "wait_timeout", "host_restart")
 DEFAULT_TIMEOUT_S = 600.0
 COMMAND_TIMEOUT_S = 15.0
 

@@ -336,6 +336,15 @@ class Sequencer:
         )
         return ok, why
 
+    def shut_down(self, cause: str, text: str, now_ms: int | None = None) -> None:
+        """Run the shutdown sequence for ``cause`` now, from any state but finished: e.g.
+        ``host_restart``, when a restarted coordinator re-attaches to a run it lost track
+        of and will not continue (what was collected during the gap is not trustworthy)."""
+        if now_ms is not None:
+            self._advance_clock(now_ms)
+        self._begin_shutdown(cause, text)
+        self._step_machine()
+
     def on_trip(self, module: str, cause: str, t_ms: int | None = None) -> None:
         """A module tripped: run the shutdown sequence for ``cause`` (first one wins)."""
         self._begin_shutdown(cause, f"{module} tripped: {cause}", module, t_ms=t_ms)

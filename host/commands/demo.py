@@ -1,123 +1,45 @@
-"""``skid demo``: run what exists of flowskid end to end on the emulated reference line,
-and say plainly what that is.
+"""``skid demo``: the reference line and recipe, emulated, end to end.
 
-Until the host coordinator, recipes and the run record exist, a scripted stand-in host
-(``emulator.runs``) leases every module of ``examples/lines/demo.toml`` each second and
-brings the line to its operating point through the real wire format: both pumps at
-0.5 mL/min, the back-pressure regulator at 5 bar, the reactor at 80 degC, the UV lamp on.
-Each module runs its real edge runtime on emulated drivers; the plant emulator supplies
-the physics. Faults can be injected (``--fault``); any trip stops the whole line.
+Runs ``examples/recipes/demo.toml`` on ``examples/lines/demo.toml``: two reagent pumps,
+a heated 10 mL coil, a back-pressure regulator, an in-line UV cell and a product valve.
+Every module runs its real edge runtime on emulated drivers against the plant emulator;
+the coordinator primes, pressurises, heats, waits for steady state, collects, flushes,
+cools and depressurises, records everything and writes a report with plots.
 
-Exit codes: 0 completed, 3 a trip stopped the line (every module safe), 2 usage error,
-1 anything else.
+By default all of it runs in this process on a simulated clock (no broker needed, a few
+seconds).  ``--broker URL`` runs each module as its own ``skid edge`` process and the plant
+as a ``skid emulate`` process on that MQTT broker, ``--speed`` times real time.  Faults
+from the emulator can be injected with ``--fault`` (see docs/emulator.md).
+
+Exit codes: 0 completed, 3 aborted and brought to a safe state, 2 usage error, 1 anything
+else.  ``--json`` prints one JSON summary object as the last line of stdout.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
+
+from host.commands.run import add_run_options, execute
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_LINE = ROOT / "examples" / "lines" / "demo.toml"
+DEMO_RECIPE = ROOT / "examples" / "recipes" / "demo.toml"
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the emulated reference line end to end (what exists so far)",
+        help="run the emulated reference line and recipe end to end",
         description=__doc__.split("\n\n")[1],
     )
     p.add_argument("--line", default=str(DEMO_LINE), help="line file (default: the demo line)")
     p.add_argument(
-        "--duration",
-        type=float,
-        default=600.0,
-        metavar="S",
-        help="simulated seconds to run (default 600)",
+        "--recipe", default=str(DEMO_RECIPE), help="recipe file (default: the demo recipe)"
     )
-    p.add_argument("--seed", type=int, default=0, help="emulator random seed")
-    p.add_argument(
-        "--fault",
-        action="append",
-        default=[],
-        metavar="KIND:TARGET@SECONDS",
-        help="inject a fault (repeatable); e.g. clog:reactor1@120,rate=0.05 "
-        "(see emulator/faults.py for kinds and parameters)",
-    )
-    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    p.set_defaults(func=run)
+    add_run_options(p)
+    p.set_defaults(func=run, emulate=True)
 
 
 def run(args) -> int:
-    from emulator.faults import FaultSpecError, line_targets, parse_fault_option
-    from emulator.line import LineError, load_line
-    from emulator.runs import run_line
-
-    try:
-        line = load_line(args.line)
-        modules, channels = line_targets(line)
-        faults = [parse_fault_option(text, modules, channels) for text in args.fault]
-    except (LineError, FaultSpecError) as exc:
-        print(f"skid demo: {exc}", file=sys.stderr)
-        return 2
-    if args.duration <= 0:
-        print("skid demo: --duration must be > 0", file=sys.stderr)
-        return 2
-
-    def log(text: str) -> None:
-        print(text, file=sys.stderr)
-
-    def status(emu) -> None:
-        parts = []
-        for mid, node in emu.nodes.items():
-            key = {
-                "pump": "pressure",
-                "reactor": "temperature",
-                "bpr": "pressure",
-                "analyzer": "uv",
-            }.get(node.kind)
-            value = None
-            for (kind, obj), ch in zip(node.sources, node.channels, strict=True):
-                if ch.name == key and kind == 0:
-                    value = obj.value
-            shown = "" if value is None else f"={value:.2f}"
-            parts.append(f"{mid}:{node.sm.state_name}{shown}")
-        log(f"t={emu.now_ms / 1000:7.1f} s  " + "  ".join(parts))
-
-    log(
-        f"skid demo: line {line.id} ({len(line.modules)} modules), "
-        f"{args.duration:g} simulated s, seed {args.seed}"
-    )
-    record = run_line(line.file, args.duration, faults, seed=args.seed, log=log, status=status)
-    outcome = "aborted" if record.trips else "completed"
-    log(
-        f"skid demo: {outcome}; trips: "
-        + (", ".join(f"{t.module} {t.cause} at {t.t_s:.1f} s" for t in record.trips) or "none")
-        + f"; every module safe at the end: {'yes' if record.all_safe_at_end else 'NO'}"
-    )
-    log(
-        "skid demo: this ran the real edge runtime of every module (board configs, "
-        "signal conditioning, PID, interlocks, watchdogs, wire format) on emulated drivers "
-        "against the plant emulator, driven by a scripted stand-in host. Not built yet: "
-        "the host coordinator, recipes, the run record and reports."
-    )
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "outcome": outcome,
-                    "modules": [{"id": mid, "kind": c.kind} for mid, c in line.modules.items()],
-                    "trips": [
-                        {"module": t.module, "cause": t.cause, "t_s": round(t.t_s, 3)}
-                        for t in record.trips
-                    ],
-                    "peaks": {k: round(v, 4) for k, v in sorted(record.peaks.items())},
-                    "all_safe_at_end": record.all_safe_at_end,
-                    "simulated_s": args.duration,
-                }
-            )
-        )
-    if record.trips:
-        return 3 if record.all_safe_at_end else 1
-    return 0
+    args.emulate = True
+    return execute(args, args.line, args.recipe, command="demo")

@@ -1,0 +1,196 @@
+"""``skid run LINE RECIPE``: run a recipe on a line, record it, and say how it ended.
+
+Where the modules are:
+
+* ``--emulate`` (no broker): emulated modules and plant in this process, on a simulated
+  clock, through the in-process bus — as fast as the CPU allows;
+* ``--emulate --broker URL``: the emulated line as separate processes (one ``skid edge``
+  per module, one ``skid emulate`` for the plant) on a real MQTT broker, on a shared clock
+  ``--speed`` times real time;
+* ``--broker URL`` alone: the real modules of the line, on that broker.
+
+The line and the recipe are validated before anything moves.  Ctrl-C or SIGTERM runs the
+recipe's shutdown sequence (a second one leaves at once: every module still protects
+itself on lease loss).  Progress goes to stderr; ``--json`` prints one JSON object as the
+last line of stdout: run_id, outcome, reason, modules, trips (first-out first), peaks of
+every sensor channel, record (the run record's path).
+
+Exit codes: 0 completed, 3 aborted and brought to a safe state, 2 usage or configuration
+error (nothing was started), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+from host.cli import EXIT_ABORTED, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SPEED = 10.0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a recipe on a line (emulated or real), recorded",
+        description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+    )
+    p.add_argument("line", help="line file (examples/lines/*.toml)")
+    p.add_argument("recipe", help="recipe file (examples/recipes/*.toml)")
+    add_run_options(p)
+    p.set_defaults(func=run)
+
+
+def add_run_options(p) -> None:
+    p.add_argument("--emulate", action="store_true", help="emulated modules and plant")
+    p.add_argument("--broker", metavar="URL", help="MQTT broker, e.g. mqtt://localhost:1883")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=DEFAULT_SPEED,
+        help=f"broker mode with --emulate: simulated seconds per second (default {DEFAULT_SPEED:g})",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:TARGET@SECONDS",
+        help="with --emulate: inject a fault (repeatable), e.g. clog:reactor1@420",
+    )
+    p.add_argument("--seed", type=int, default=0, help="emulator random seed")
+    p.add_argument("--runs-dir", default="runs", help="where run records go (default ./runs)")
+    p.add_argument("--batch", help="batch id recorded with the run")
+    p.add_argument("--lot", help="reagent lot(s) recorded with the run")
+    p.add_argument("--operator", default="operator", help="who runs it (recorded)")
+    p.add_argument("--max-s", type=float, default=3600.0, help="give up after this run time")
+    p.add_argument("--no-report", dest="report", action="store_false", help="skip the report")
+    p.add_argument("--line-id", help="broker mode: the line id on the broker (default: the line's)")
+    p.add_argument(
+        "--epoch",
+        type=float,
+        help="broker mode, modules emulated elsewhere: their shared clock's origin "
+        "(Unix seconds, as given to their `skid edge --epoch`); with --speed",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="broker mode: re-attach a restarted coordinator to RUN (its record continues, "
+        "the gap is recorded, and the line is shut down in order)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+
+def run(args) -> int:
+    return execute(args, args.line, args.recipe, command="run")
+
+
+def execute(args, line_path, recipe_path, command: str) -> int:
+    from emulator.faults import FaultSpecError, line_targets, parse_fault_option
+    from emulator.line import LineError, load_line
+    from host.session import RunRefused
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    if (args.resume or args.epoch is not None or args.line_id) and not args.broker:
+        log(f"skid {command}: --resume, --epoch and --line-id need --broker")
+        return EXIT_USAGE
+    if args.fault and not args.emulate:
+        log(f"skid {command}: --fault needs --emulate (faults are injected into the emulator)")
+        return EXIT_USAGE
+    if not args.emulate and not args.broker:
+        log(
+            f"skid {command}: say where the modules are: --emulate (in this process), "
+            "--emulate --broker URL (emulated, over MQTT) or --broker URL (real modules)"
+        )
+        return EXIT_USAGE
+    try:
+        line = load_line(line_path)
+        modules, channels = line_targets(line)
+        faults = [parse_fault_option(text, modules, channels) for text in args.fault]
+    except (LineError, FaultSpecError) as exc:
+        log(f"skid {command}: {exc}")
+        return EXIT_USAGE
+    metadata = {"operator": args.operator, "command": command}
+    if args.batch:
+        metadata["batch"] = args.batch
+    if args.lot:
+        metadata["lot"] = args.lot
+
+    interrupts: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        if interrupts:
+            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        interrupts.append(f"{name} received: shutting the line down")
+        log(f"skid {command}: {name}: running the shutdown sequence (again to leave at once)")
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if args.broker:
+            from host.session import run_over_broker
+
+            summary = run_over_broker(
+                line_path,
+                recipe_path,
+                args.broker,
+                emulate=args.emulate,
+                speed=args.speed,
+                faults=faults,
+                seed=args.seed,
+                runs_dir=args.runs_dir,
+                metadata=metadata,
+                log=log,
+                max_s=args.max_s,
+                should_abort=lambda: interrupts[0] if interrupts else None,
+                line_id=args.line_id,
+                epoch=args.epoch,
+                resume=args.resume,
+            )
+        else:
+            from host.session import run_in_process
+
+            summary = run_in_process(
+                line_path,
+                recipe_path,
+                faults=faults,
+                seed=args.seed,
+                runs_dir=args.runs_dir,
+                metadata=metadata,
+                log=log,
+                max_s=args.max_s,
+                should_abort=lambda: interrupts[0] if interrupts else None,
+            )
+    except RunRefused as exc:
+        log(f"skid {command}: refused before anything moved:")
+        for problem in exc.problems:
+            log(f"  - {problem}")
+        return EXIT_USAGE
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    trips = ", ".join(f"{t['module']} {t['cause']} at {t['t_s']:.1f} s" for t in summary.trips)
+    log(
+        f"skid {command}: {summary.outcome}"
+        + (f" ({summary.reason})" if summary.reason else "")
+        + f"; trips: {trips or 'none'}; record: {summary.record}"
+    )
+    if getattr(args, "report", True):
+        try:
+            from host.report import write_report
+
+            path = write_report(summary.record, Path(summary.record).parent)
+            log(f"skid {command}: report: {path}")
+        except Exception as exc:  # noqa: BLE001 - the run itself is recorded; say why not
+            log(f"skid {command}: could not write the report: {exc}")
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+    if summary.outcome == "completed":
+        return EXIT_OK
+    if summary.outcome == "aborted" and summary.all_safe_at_end is not False:
+        return EXIT_ABORTED
+    return EXIT_FAILURE

@@ -1,0 +1,542 @@
+"""The coordinator: one line, one recipe, one run record, stepped by ``tick(now_ms)``.
+
+It owns no I/O of its own: a ``Transport`` (in-process bus or MQTT) brings module
+messages in when the caller polls it, and takes leases, host state and commands out.
+``tick(now_ms)`` (simulated or scaled milliseconds, the same clock the modules run on)
+does, in order:
+
+1. leases: a LEASE every ``lease_every_ms`` while the coordinator lives;
+2. the registry's timers (silent modules go stale) and command timeouts;
+3. rebirth requests for modules whose session the registry lost track of;
+4. attaching: until every module of the line has sent its birth, of the right kind and
+   with the config hash the line expects, nothing moves (bounded by ``attach_timeout_ms``);
+5. the recipe's sequencer;
+6. the run record's sample buffer, flushed every ``flush_every_ms``.
+
+Messages are routed as they arrive (``transport.poll()`` calls the handlers): births,
+deaths, telemetry, events and acks go to the registry and the run record; trips and
+module deaths go to the sequencer, which runs the recipe's shutdown sequence for that
+hazard (every module has already protected itself: that is the edge's job).
+
+Operator requests (``host/control.py``) arrive on the line's control topic or through
+``request(...)`` in-process; each is recorded with who, what, when and why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from host import control
+from protocol import messages
+from protocol.topics import host_topic, line_filter, parse_topic
+
+LEASE_EVERY_MS = 1000
+LEASE_DURATION_MS = 3000
+FLUSH_EVERY_MS = 500
+ATTACH_TIMEOUT_MS = 30_000
+
+
+@dataclass
+class TripSeen:
+    module: str
+    cause: str
+    t_s: float  # since the coordinator started, on the run's clock
+
+
+@dataclass
+class Summary:
+    """What a script wants to know about a run (the ``--json`` contract)."""
+
+    run_id: str
+    outcome: str  # completed | aborted
+    modules: list[dict]
+    trips: list[dict]
+    peaks: dict[str, float]
+    record: str
+    reason: str = ""
+    phases: list[dict] = field(default_factory=list)
+    collected_ml: float | None = None
+    duration_s: float = 0.0
+    all_safe_at_end: bool | None = None  # known where the host can see the modules' outputs
+
+    def as_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "modules": self.modules,
+            "trips": self.trips,
+            "peaks": self.peaks,
+            "record": self.record,
+            "phases": self.phases,
+            "collected_ml": self.collected_ml,
+            "duration_s": round(self.duration_s, 3),
+            **({} if self.all_safe_at_end is None else {"all_safe_at_end": self.all_safe_at_end}),
+        }
+
+
+class LineAccess:
+    """What the sequencer may see and do: the registry's view and the commander."""
+
+    def __init__(self, coordinator: Coordinator):
+        self.c = coordinator
+
+    def value(self, module: str, channel: str) -> float | None:
+        view = self.c.registry.modules.get(module)
+        if view is None or not view.online or view.stale:
+            return None
+        if view.quality.get(channel) == "bad":
+            return None
+        return view.values.get(channel)
+
+    def send(self, module: str, op: str, args: dict | None = None):
+        return self.c.send(module, op, args)
+
+    def module_state(self, module: str) -> str | None:
+        view = self.c.registry.modules.get(module)
+        return None if view is None else view.state
+
+    def online(self, module: str) -> bool:
+        view = self.c.registry.modules.get(module)
+        return bool(view is not None and view.online and not view.stale)
+
+    def note(self, kind: str, text: str, **data) -> None:
+        self.c.note(kind, text, **data)
+
+
+class Coordinator:
+    def __init__(
+        self,
+        line,
+        recipe,
+        transport,
+        record,
+        *,
+        line_id: str,
+        now_ms: int,
+        host_ms: Callable[[], int],
+        keys: dict[str, bytes] | None = None,
+        expected_hashes: dict[str, bytes | None] | None = None,
+        host_id: str = "host",
+        lease_every_ms: int = LEASE_EVERY_MS,
+        lease_duration_ms: int = LEASE_DURATION_MS,
+        attach_timeout_ms: int = ATTACH_TIMEOUT_MS,
+        log: Callable[[str], None] | None = None,
+        sequencer_factory=None,
+        resume_cause: str | None = None,
+    ):
+        from host.commander import Commander
+        from host.registry import Registry
+
+        self.line = line
+        self.recipe = recipe
+        self.transport = transport
+        self.record = record
+        self.line_id = line_id
+        self.host_id = host_id
+        self.host_ms = host_ms
+        self.log = log or (lambda text: None)
+        self.lease_every_ms = lease_every_ms
+        self.lease_duration_ms = lease_duration_ms
+        self.attach_timeout_ms = attach_timeout_ms
+        # Each module's acceptable config hashes (its board config with the line's module
+        # id, compiled; with real or emulated drivers): checked at attach, not by the
+        # registry, which takes one hash per module.
+        self.accepted_hashes: dict[str, set[bytes]] = {}
+        for mid, h in (expected_hashes or {}).items():
+            if h:
+                self.accepted_hashes[mid] = {h} if isinstance(h, bytes | bytearray) else set(h)
+        self.expected = {mid: (c.kind, None) for mid, c in line.modules.items()}
+        self.registry = Registry(line_id, self.expected)
+        self.resume_cause = resume_cause
+        self.commander = Commander(transport, line_id, self.registry, keys or {}, host_ms=host_ms)
+        self.access = LineAccess(self)
+        self.started_ms = now_ms
+        self.now_ms = now_ms
+        self.phase = "attaching"  # attaching | running | finished
+        self.outcome: str | None = None
+        self.reason = ""
+        self.trips: list[TripSeen] = []
+        self.peaks: dict[str, float] = {}
+        self._sensor_channels: dict[str, set[str]] = {}
+        self._lease_seq = 0
+        self._next_lease = now_ms
+        self._next_flush = now_ms + FLUSH_EVERY_MS
+        self._attach_deadline = now_ms + attach_timeout_ms
+        self._last_phase = None
+        self._pending_notes: list = []
+        self.sequencer = None
+        self._sequencer_factory = sequencer_factory
+        self._topic_state = host_topic(line_id, "state")
+        self._topic_lease = host_topic(line_id, "lease")
+        self._topic_control = control.control_topic(line_id)
+        self._topic_reply = control.reply_topic(line_id)
+        transport.subscribe(line_filter(line_id), self._on_message)
+        transport.subscribe(self._topic_control, self._on_control)
+        transport.publish(
+            self._topic_state, messages.build_state(True, host_ms()), qos=1, retain=True
+        )
+        record.host_session(host_ms(), host_id)
+        self.note("session", f"coordinator attached to line {line_id}")
+
+    # -- the clock ----------------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+        if now_ms >= self._next_lease:
+            self._lease()
+            self._next_lease = now_ms + self.lease_every_ms
+        for ev in self.registry.tick(now_ms):
+            self._registry_event(ev)
+        for pending in self.commander.tick(now_ms):
+            self.note(
+                "command_timeout",
+                f"{pending.module} {pending.op}: no ack",
+                module=pending.module,
+                command_id=pending.command_id,
+            )
+        for module in self.registry.rebirth_needed():
+            self.send(module, "rebirth", None)
+        if self.phase == "attaching":
+            self._attach(now_ms)
+        if self.phase == "running" and self.sequencer is not None:
+            self.sequencer.tick(now_ms)
+            self._track_sequencer()
+        if now_ms >= self._next_flush:
+            self.record.flush()
+            self._next_flush = now_ms + FLUSH_EVERY_MS
+
+    def _lease(self) -> None:
+        self._lease_seq += 1
+        data = messages.build_lease(
+            self.host_id, self.host_ms(), self._lease_seq, self.lease_duration_ms
+        )
+        self.transport.publish(self._topic_lease, data, qos=0)
+
+    # -- attaching ------------------------------------------------------------------------------
+
+    def missing_modules(self) -> list[str]:
+        out = []
+        for mid in self.line.modules:
+            view = self.registry.modules.get(mid)
+            if view is None or not view.online:
+                out.append(mid)
+        return out
+
+    def _attach(self, now_ms: int) -> None:
+        missing = self.missing_modules()
+        problems = []
+        for mid, (kind, _h) in self.expected.items():
+            view = self.registry.modules.get(mid)
+            if view is None or not view.online:
+                continue
+            if view.kind != kind:
+                problems.append(f"{mid} is a {view.kind}, the line expects a {kind}")
+            accepted = self.accepted_hashes.get(mid)
+            if accepted and view.config_hash is not None and view.config_hash not in accepted:
+                problems.append(
+                    f"{mid} runs config {view.config_hash.hex()[:12]}, "
+                    "not the one the line expects (re-flash or fix the line file)"
+                )
+        if problems:
+            self._finish_without_running("aborted", "; ".join(problems))
+            return
+        if missing:
+            if now_ms >= self._attach_deadline:
+                self._finish_without_running(
+                    "aborted",
+                    f"modules did not appear within {self.attach_timeout_ms / 1000:g} s: "
+                    + ", ".join(missing),
+                )
+            return
+        self.note("attached", "every module of the line is present: " + ", ".join(self.expected))
+        self.phase = "running"
+        if self.recipe is not None:
+            factory = self._sequencer_factory
+            if factory is None:
+                from host.sequencer import Sequencer
+
+                factory = Sequencer
+            self.sequencer = factory(self.recipe, self.line, self.access, now_ms)
+            if self.resume_cause is None:
+                self.sequencer.start(now_ms)
+            else:
+                self.sequencer.shut_down("host_restart", self.resume_cause, now_ms)
+
+    def _finish_without_running(self, outcome: str, reason: str) -> None:
+        self.note("refused", reason)
+        self.log(f"coordinator: {reason}")
+        self.outcome = outcome
+        self.reason = reason
+        self.phase = "finished"
+
+    def _track_sequencer(self) -> None:
+        seq = self.sequencer
+        label = (seq.phase, getattr(seq, "step_name", None))
+        if label != self._last_phase:
+            self._last_phase = label
+        if seq.state in ("completed", "aborted"):
+            self.outcome = seq.state
+            self.reason = getattr(seq, "reason", "") or ""
+            self.phase = "finished"
+
+    @property
+    def finished(self) -> bool:
+        return self.phase == "finished"
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            _line, module, kind = parse_topic(topic)
+        except ValueError:
+            return
+        if module == "host":
+            return
+        events = self.registry.on_message(topic, payload, self.now_ms)
+        for ev in events:
+            self._registry_event(ev)
+        if kind == "ack":
+            try:
+                ack = messages.parse_ack(payload)
+            except ValueError:
+                return
+            pending = self.commander.on_ack(module, ack, self.now_ms)
+            from protocol.constants import RESULT_NAMES
+
+            self.record.add_ack(
+                self.host_ms(),
+                module,
+                ack.command_id,
+                RESULT_NAMES[ack.result] if isinstance(ack.result, int) else str(ack.result),
+                ack.reason,
+            )
+            del pending
+
+    def _registry_event(self, ev) -> None:
+        kind = ev.kind
+        module = ev.module
+        data = ev.data or {}
+        host_ms = self.host_ms()
+        if kind == "sample":
+            self.record.add_sample(
+                host_ms,
+                module,
+                data.get("t_ms", 0),
+                data.get("seq", 0),
+                data["values"],
+                data.get("quality", {}),
+            )
+            sensors = self._sensors_of(module)
+            for name, value in data["values"].items():
+                if value is None or name not in sensors:
+                    continue
+                if isinstance(value, float) and not math.isfinite(value):
+                    continue
+                key = f"{module}.{name}"
+                if key not in self.peaks or value > self.peaks[key]:
+                    self.peaks[key] = value
+            return
+        if kind in _EVENT_KINDS:
+            self.record.add_event(host_ms, module, _event_fields(kind, data))
+        if kind == "trip":
+            cause = data.get("cause") or "unknown"
+            t_s = (self.now_ms - self.started_ms) / 1000.0
+            self.trips.append(TripSeen(module, cause, t_s))
+            self.log(f"coordinator: TRIP {module}: {cause} at {t_s:.1f} s")
+            if self.sequencer is not None:
+                self.sequencer.on_trip(module, cause, self.now_ms)
+            return
+        if kind == "birth":
+            self._sensor_channels.pop(module, None)
+            view = self.registry.modules.get(module)
+            if view is not None and view.channels:
+                self.record.add_channels(host_ms, module, view.kind, view.channels)
+            fields = {f"birth_{k}" if k == "kind" else k: v for k, v in data.items()}
+            self.note("birth", f"{module} born", module=module, **_jsonable(fields))
+            return
+        if kind == "death":
+            self.note("death", f"{module} died", module=module)
+            if self.sequencer is not None and self.phase == "running":
+                self.sequencer.on_module_lost(module, self.now_ms)
+            return
+        if kind == "stale":
+            self.note("stale", f"{module} went silent", module=module)
+            if self.sequencer is not None and self.phase == "running":
+                self.sequencer.on_module_lost(module, self.now_ms)
+            return
+        if kind in ("hash_mismatch", "seq_gap", "malformed"):
+            self.note(kind, f"{module}: {data.get('reason', kind)}", module=module)
+
+    def _sensors_of(self, module: str) -> set[str]:
+        names = self._sensor_channels.get(module)
+        if names is None:
+            view = self.registry.modules.get(module)
+            names = set()
+            if view is not None and view.channels:
+                names = {ch.name for ch in view.channels if ch.role == "sensor"}
+                self._sensor_channels[module] = names
+        return names
+
+    # -- commands and notes ------------------------------------------------------------------------
+
+    def send(self, module: str, op: str, args: dict | None = None):
+        pending = self.commander.send(module, op, args, now_ms=self.now_ms)
+        self.record.add_command(self.host_ms(), module, pending.command_id, op, args or {})
+        return pending
+
+    def note(self, kind: str, text: str, **data) -> None:
+        if kind in ("phase", "step"):
+            self.record.add_phase(self.host_ms(), data.get("phase", ""), data.get("step"), text)
+        elif kind == "operator":
+            self.record.add_operator_action(
+                self.host_ms(), data.get("who", "?"), text, data.get("reason", "")
+            )
+        else:
+            self.record.add_note(self.host_ms(), kind, text, _jsonable(data) or None)
+        if kind in ("phase", "reaction", "refused", "operator"):
+            self.log(f"t={(self.now_ms - self.started_ms) / 1000:7.1f} s  {text}")
+
+    # -- operator requests --------------------------------------------------------------------------
+
+    def request(self, action: str, who: str, reason: str, **args) -> tuple[bool, str]:
+        """Apply one operator request; returns (accepted, reason)."""
+        seq = self.sequencer
+        if action in ("stop", "reset", "ack") or seq is None:
+            # The sequencer records the actions it handles (with its verdict); these not.
+            self.note("operator", f"{action} {_args_text(args)}".strip(), who=who, reason=reason)
+        if action == "stop":
+            # Line-wide emergency stop: every module aborts now (outputs safe, latched),
+            # whatever the recipe was doing; the sequencer is told so it stops issuing.
+            for mid in self.line.modules:
+                self.send(mid, "state", {"command": "abort"})
+            if seq is not None:
+                seq.abort(who, reason)
+            if self.phase != "finished":
+                self.outcome = "aborted"
+                self.reason = f"emergency stop by {who}: {reason}"
+            return True, "every module commanded to abort"
+        if seq is None:
+            return False, "no recipe is running"
+        if action == "hold":
+            return _as_result(seq.hold(who, reason))
+        if action == "resume":
+            return _as_result(seq.resume(who, reason))
+        if action == "abort":
+            return _as_result(seq.abort(who, reason))
+        if action == "manual":
+            return _as_result(seq.manual(who, reason))
+        if action == "auto":
+            return _as_result(seq.resume(who, reason))
+        if action == "set":
+            return _as_result(
+                seq.manual_set(args["module"], args["channel"], args["value"], who, reason)
+            )
+        if action == "reset":
+            self.send(args["module"], "reset_trip", {})
+            return True, "reset sent (the module refuses it while the cause persists)"
+        if action == "ack":
+            self.send(args["module"], "ack_alarm", {"target": args["alarm"]})
+            return True, "acknowledgement sent"
+        return False, f"action {action!r} unknown"
+
+    def _on_control(self, topic: str, payload: bytes) -> None:
+        try:
+            body = control.parse_request(payload)
+        except control.ControlError as exc:
+            self.note("malformed", f"control request rejected: {exc}")
+            return
+        args = {k: v for k, v in body.items() if k not in ("id", "action", "who", "reason")}
+        try:
+            ok, why = self.request(body["action"], body["who"], body["reason"], **args)
+        except (KeyError, ValueError) as exc:
+            ok, why = False, str(exc)
+        self.transport.publish(self._topic_reply, control.build_reply(body["id"], ok, why), qos=1)
+
+    # -- the end ------------------------------------------------------------------------------------
+
+    def close(self, outcome: str | None = None) -> Summary:
+        """Record the outcome, mark the host offline and return the summary."""
+        if outcome is not None:
+            self.outcome = outcome
+        if self.outcome is None:
+            self.outcome = "aborted"
+            self.reason = self.reason or "the run did not finish"
+        summary = self.summary()
+        self.record.flush()
+        self.record.finish(self.host_ms(), self.outcome, summary.as_dict())
+        self.transport.publish(
+            self._topic_state, messages.build_state(False, self.host_ms()), qos=1, retain=True
+        )
+        return summary
+
+    def summary(self) -> Summary:
+        trips = [{"module": t.module, "cause": t.cause, "t_s": round(t.t_s, 3)} for t in self.trips]
+        phases = []
+        seq = self.sequencer
+        if seq is not None and hasattr(seq, "phase_log"):
+            phases = list(seq.phase_log())
+        return Summary(
+            run_id=self.record.run_id,
+            outcome=self.outcome or "aborted",
+            reason=self.reason,
+            modules=[{"id": mid, "kind": c.kind} for mid, c in self.line.modules.items()],
+            trips=trips,
+            peaks={k: round(v, 4) for k, v in sorted(self.peaks.items())},
+            record=str(self.record.path),
+            phases=phases,
+            collected_ml=None if seq is None else getattr(seq, "collected_ml", None),
+            duration_s=(self.now_ms - self.started_ms) / 1000.0,
+        )
+
+
+def _as_result(value) -> tuple[bool, str]:
+    if isinstance(value, tuple):
+        return bool(value[0]), str(value[1])
+    if value is None or value is True:
+        return True, "ok"
+    return bool(value), "" if value else "refused"
+
+
+def _args_text(args: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in args.items())
+
+
+_EVENT_KINDS = (
+    "trip",
+    "trip_reset",
+    "alarm",
+    "alarm_cleared",
+    "state",
+    "dropped",
+    "operator_action",
+)
+
+
+def _event_fields(kind: str, data: dict) -> dict:
+    """A registry event back into the module EVENT's fields, for the run record."""
+    out = {
+        "type": "state_change" if kind == "state" else kind,
+        "number": data.get("number"),
+        "t_ms": data.get("module_t_ms"),
+    }
+    for name in ("severity", "source", "cause", "detail", "count", "state"):
+        if data.get(name) is not None:
+            out[name] = data[name]
+    return out
+
+
+def _jsonable(data: dict) -> dict:
+    out = {}
+    for k, v in data.items():
+        if isinstance(v, bytes | bytearray):
+            out[k] = bytes(v).hex()
+        elif isinstance(v, str | int | float | bool) or v is None:
+            out[k] = v
+        elif isinstance(v, list | tuple):
+            out[k] = [x if isinstance(x, str | int | float | bool) else str(x) for x in v]
+        else:
+            out[k] = str(v)
+    return out

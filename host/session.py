@@ -1,0 +1,437 @@
+"""Running a recipe on a line: the loops around the coordinator.
+
+``run_in_process`` is the embedded default (``skid demo``, ``skid run --emulate``): the
+coordinator, the emulated modules (real edge runtimes) and the plant emulator share one
+process and one simulated clock, talking through the in-process bus exactly the CBOR
+messages they would send over MQTT.  It runs as fast as the CPU allows.
+
+``run_over_broker`` puts the same coordinator on a real MQTT broker: with ``emulate`` it
+first launches the line as separate processes (one ``skid edge`` per module, one
+``skid emulate`` owning the plant; ``host/launcher.py``) on a shared scaled clock;
+without it, it coordinates whatever modules of the line are out there (real boards).
+
+Both validate the line and the recipe before anything moves (``prepare``): a line or
+recipe that fails its checks raises ``RunRefused`` and nothing is commanded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from host.coordinator import Coordinator, Summary
+
+PROGRESS_EVERY_S = 30.0
+SETTLE_AFTER_MS = 3000  # keep the loops turning briefly after the end, so final events land
+
+
+class RunRefused(Exception):
+    """The line or recipe failed validation: nothing was started (exit code 2)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass
+class Prepared:
+    line: object
+    recipe: object
+    line_hash: str
+    recipe_hash: str
+    warnings: list[str]
+
+
+def _file_hash(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def prepare(line_path, recipe_path) -> Prepared:
+    """Load and validate the line and the recipe together; raise RunRefused on any error."""
+    from emulator.line import LineError, load_line
+    from host.linecheck import check_line
+    from host.recipe import RecipeError, check_recipe, load_recipe
+
+    problems: list[str] = []
+    try:
+        line = load_line(line_path)
+    except LineError as exc:
+        raise RunRefused([str(exc)]) from None
+    try:
+        recipe = load_recipe(recipe_path)
+    except RecipeError as exc:
+        raise RunRefused([str(exc)]) from None
+    problems.extend(str(p) for p in check_recipe(recipe, line))
+    cond = recipe.conditions
+    report = check_line(
+        line,
+        temperature_c=getattr(cond, "temperature_c", None),
+        pressure_bar=getattr(cond, "pressure_bar", None),
+    )
+    problems.extend(f"{i.component}: {i.message}" for i in report.errors)
+    if problems:
+        raise RunRefused(problems)
+    return Prepared(
+        line=line,
+        recipe=recipe,
+        line_hash=_file_hash(line_path),
+        recipe_hash=_file_hash(recipe_path),
+        warnings=[f"{i.component}: {i.message}" for i in report.warnings],
+    )
+
+
+class Progress:
+    """A line of progress to stderr every ``every_s`` of run time: phase, elapsed,
+    residence times, time to the next phase."""
+
+    def __init__(self, log: Callable[[str], None], every_s: float = PROGRESS_EVERY_S):
+        self.log = log
+        self.every_ms = int(every_s * 1000)
+        self._next = 0
+
+    def __call__(self, coord: Coordinator, now_ms: int) -> None:
+        if now_ms - coord.started_ms < self._next:
+            return
+        self._next += self.every_ms
+        self.log(status_line(coord, now_ms))
+
+
+def status_line(coord: Coordinator, now_ms: int) -> str:
+    t = (now_ms - coord.started_ms) / 1000.0
+    parts = [f"t={t:7.1f} s"]
+    seq = coord.sequencer
+    if seq is None:
+        parts.append(coord.phase)
+    else:
+        info = seq.progress(now_ms) if hasattr(seq, "progress") else {}
+        parts.append(f"{seq.state}: {info.get('phase', seq.phase)}")
+        if info.get("step"):
+            parts.append(f"[{info['step']}]")
+        if info.get("residence_times") is not None:
+            parts.append(f"{info['residence_times']:.1f} residence times")
+        if info.get("next_phase_in_s") is not None:
+            parts.append(f"next phase in ~{info['next_phase_in_s']:.0f} s")
+        if info.get("collected_ml"):
+            parts.append(f"collected {info['collected_ml']:.1f} mL")
+    values = []
+    for key in ("reactor1.temperature", "pump_a.pressure", "bpr1.pressure", "uv1.uv"):
+        mid, ch = key.split(".")
+        v = coord.access.value(mid, ch)
+        if v is not None:
+            values.append(f"{key}={v:.2f}")
+    if values:
+        parts.append(" ".join(values))
+    if coord.trips:
+        parts.append(f"trips: {len(coord.trips)}")
+    return "  ".join(parts)
+
+
+def run_in_process(
+    line_path,
+    recipe_path,
+    *,
+    faults=(),
+    seed: int = 0,
+    runs_dir="runs",
+    metadata: dict[str, str] | None = None,
+    log: Callable[[str], None] | None = None,
+    progress_every_s: float = PROGRESS_EVERY_S,
+    max_s: float = 3600.0,
+    should_abort: Callable[[], str | None] | None = None,
+    on_tick: Callable[[Coordinator, object], None] | None = None,
+) -> Summary:
+    """Run ``recipe_path`` on the emulated ``line_path`` in this process; return the summary.
+
+    ``should_abort()`` (polled every step) returns a reason to abort (e.g. Ctrl-C was
+    pressed), after which the recipe's shutdown sequence runs to its end.  ``on_tick(coord,
+    emu)`` is for tests and fault scripts.
+    """
+    from emulator.emulation import LineEmulation
+    from emulator.faults import FaultSchedule
+    from host.inproc import attach_emulation
+    from host.record import RunRecord
+    from host.transport import InProcessBus
+    from protocol import messages
+    from protocol.topics import host_topic
+
+    say = log or (lambda text: None)
+    prep = prepare(line_path, recipe_path)
+    for w in prep.warnings:
+        say(f"warning: {w}")
+    line = prep.line
+    bus = InProcessBus()
+    emu = LineEmulation(line, seed=seed)
+    attach_emulation(emu, bus, line.id)
+    state_topic = host_topic(line.id, "state")
+    host = bus.client(
+        f"{line.id}-host", will=(state_topic, messages.build_state(False, 0), 1, True)
+    )
+    record = RunRecord.create(
+        runs_dir,
+        line.id,
+        line_hash=prep.line_hash,
+        recipe_name=prep.recipe.name,
+        recipe_hash=prep.recipe_hash,
+        config_hashes={mid: h.hex() for mid, h in emu.hashes.items()},
+        metadata=dict(metadata or {}),
+        now_ms=emu.host_ms(),
+    )
+    coord = Coordinator(
+        line,
+        prep.recipe,
+        host,
+        record,
+        line_id=line.id,
+        now_ms=emu.now_ms,
+        host_ms=emu.host_ms,
+        expected_hashes=dict(emu.hashes),
+        log=say,
+    )
+    say(f"skid: run {record.run_id}: line {line.id}, recipe {prep.recipe.name}")
+    schedule = FaultSchedule(list(faults))
+    progress = Progress(say, progress_every_s)
+    value_of = coord.access.value
+    end_ms = emu.now_ms + int(max_s * 1000)
+    abort_sent = False
+    try:
+        while emu.now_ms < end_ms:
+            now_s = emu.now_ms / 1000.0
+            for action, fault in schedule.due(now_s, value_of):
+                if action == "apply":
+                    emu.apply_fault(fault)
+                else:
+                    emu.clear_fault(fault)
+                coord.note("fault", f"emulator: fault {action}: {fault}")
+                say(f"t={now_s:7.1f} s  emulator: fault {action}: {fault}")
+            emu.step()
+            host.poll()
+            coord.tick(emu.now_ms)
+            if on_tick is not None:
+                on_tick(coord, emu)
+            progress(coord, emu.now_ms)
+            if should_abort is not None and not abort_sent:
+                why = should_abort()
+                if why:
+                    abort_sent = True
+                    coord.request("abort", "operator", why)
+            if coord.finished:
+                break
+        else:
+            coord.reason = f"the run did not finish within {max_s:g} s"
+        settle_end = emu.now_ms + SETTLE_AFTER_MS
+        while emu.now_ms < settle_end:
+            emu.step()
+            host.poll()
+            coord.tick(emu.now_ms)
+        summary = coord.close()
+    finally:
+        record.close()
+    summary.all_safe_at_end = all(
+        mid in emu.powered_off or node.all_safe() for mid, node in emu.nodes.items()
+    )
+    return summary
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def expected_hashes(line, emulated: bool) -> dict[str, bytes]:
+    """The config hash each module of ``line`` must announce: its board config with the
+    line's module id, compiled (with emulated drivers when the line is emulated)."""
+    if emulated:
+        from emulator.line import module_config
+
+        return {mid: module_config(line, mid)[1] for mid in line.modules}
+    from edge.boardconfig import compile_config, config_hash, load_board_config
+
+    out = {}
+    for mid, comp in line.modules.items():
+        cfg = load_board_config(comp.board)
+        cfg.data["module"]["id"] = mid
+        out[mid] = config_hash(compile_config(cfg))
+    return out
+
+
+def run_over_broker(
+    line_path,
+    recipe_path,
+    broker_url: str,
+    *,
+    emulate: bool = True,
+    speed: float = 10.0,
+    faults=(),
+    seed: int = 0,
+    runs_dir="runs",
+    metadata: dict[str, str] | None = None,
+    log: Callable[[str], None] | None = None,
+    progress_every_s: float = PROGRESS_EVERY_S,
+    max_s: float = 3600.0,
+    should_abort: Callable[[], str | None] | None = None,
+    line_id: str | None = None,
+    keys: dict[str, bytes] | None = None,
+    launched=None,
+    poll_s: float = 0.005,
+    epoch: float | None = None,
+    resume: str | None = None,
+) -> Summary:
+    """Run ``recipe_path`` over a real MQTT broker.
+
+    With ``emulate`` the line is launched as separate processes (``host.launcher``) on a
+    fresh line id and a shared clock ``speed`` x real time, and stopped (retained messages
+    cleared) at the end.  Without it, the real modules of the line are coordinated on
+    ``line_id`` (default: the line's id) in real time, or, with ``epoch``, on the shared
+    clock of an emulated line someone else launched (``speed`` x real time since ``epoch``).
+    ``launched`` (tests) is an already-started ``EmulatedLineProcesses`` to use.
+
+    ``resume`` (a run id or record path) re-attaches a restarted coordinator to that run:
+    the record is reopened, the time nobody recorded is entered as a gap, the modules are
+    asked to rebirth, and the recipe's ``host_restart`` shutdown sequence brings the line
+    to its safe end (a run is not continued across a gap in coordination).
+    """
+    from emulator.remote import shared_sim_ms
+    from host.record import RunRecord
+    from host.transport import MqttTransport
+    from protocol import messages
+    from protocol.topics import host_topic
+
+    say = log or (lambda text: None)
+    prep = prepare(line_path, recipe_path)
+    for w in prep.warnings:
+        say(f"warning: {w}")
+    line = prep.line
+    procs = launched
+    own_procs = False
+    if emulate and procs is None:
+        from host.launcher import EmulatedLineProcesses
+
+        procs = EmulatedLineProcesses(
+            line_path, broker_url, speed=speed, faults=list(faults), seed=seed, log=say
+        )
+        own_procs = True
+    if procs is not None:
+        line_id = procs.line_id
+        epoch = procs.epoch
+        speed = procs.speed
+    else:
+        if epoch is None:
+            epoch = time.time()
+            speed = 1.0
+        if resume is not None and line_id is None:
+            line_id = RunRecord.open(resume, runs_dir, readonly=True).meta()["line_id"]
+        line_id = line_id or line.id
+
+    def sim_ms() -> int:
+        return shared_sim_ms(epoch, speed)
+
+    epoch_ms = int(epoch * 1000)
+
+    def host_ms() -> int:
+        # Host time on the run's clock, so modules' expiry checks agree at any speed.
+        return epoch_ms + sim_ms()
+
+    state_topic = host_topic(line_id, "state")
+    transport = MqttTransport(
+        broker_url,
+        f"{line_id}-host",
+        will=(state_topic, messages.build_state(False, 0), 1, True),
+    )
+    try:
+        transport.connect()
+    except Exception:
+        if own_procs:
+            procs.stop()
+        raise
+    emulated_hashes = expected_hashes(line, True)
+    accepted = {mid: {h} for mid, h in emulated_hashes.items()}
+    if procs is None:  # real modules: their own board configs (or emulated stand-ins)
+        for mid, h in expected_hashes(line, False).items():
+            accepted[mid].add(h)
+    if resume is not None:
+        record = RunRecord.open(resume, runs_dir)
+        last_ms = record.meta().get("last_ms") or host_ms()
+        record.add_gap(last_ms, host_ms(), "coordinator restarted: nothing recorded")
+    else:
+        record = RunRecord.create(
+            runs_dir,
+            line_id,
+            line_hash=prep.line_hash,
+            recipe_name=prep.recipe.name,
+            recipe_hash=prep.recipe_hash,
+            config_hashes={mid: h.hex() for mid, h in emulated_hashes.items()},
+            metadata={**(metadata or {}), "broker": broker_url, "speed": f"{speed:g}"},
+            now_ms=host_ms(),
+        )
+    coord = Coordinator(
+        line,
+        prep.recipe,
+        transport,
+        record,
+        line_id=line_id,
+        now_ms=sim_ms(),
+        host_ms=host_ms,
+        keys=keys,
+        expected_hashes=accepted,
+        log=say,
+        resume_cause=None
+        if resume is None
+        else "coordinator restarted mid-run: re-attached, shutting the line down",
+    )
+    say(
+        f"skid: run {record.run_id}: line {line.id} as {line_id} on {broker_url}"
+        + (f", emulated at {speed:g}x" if procs is not None else "")
+    )
+    progress = Progress(say, progress_every_s)
+    abort_sent = False
+    try:
+        if own_procs:
+            transport.poll()
+            procs.start()
+        end_ms = sim_ms() + int(max_s * 1000)
+        while True:
+            now = sim_ms()
+            if now >= end_ms:
+                coord.reason = f"the run did not finish within {max_s:g} s"
+                break
+            transport.poll()
+            coord.tick(now)
+            progress(coord, now)
+            if should_abort is not None and not abort_sent:
+                why = should_abort()
+                if why:
+                    abort_sent = True
+                    coord.request("abort", "operator", why)
+            if coord.finished:
+                break
+            time.sleep(poll_s)
+        settle_end = sim_ms() + SETTLE_AFTER_MS
+        while sim_ms() < settle_end:
+            transport.poll()
+            coord.tick(sim_ms())
+            time.sleep(poll_s)
+        summary = coord.close()
+        summary.all_safe_at_end = _all_stopped(coord)
+        transport.poll()
+    finally:
+        record.close()
+        transport.close()
+        if own_procs:
+            procs.stop()
+    return summary
+
+
+SAFE_STATES = ("idle", "stopped", "aborted", "completed")
+
+
+def _all_stopped(coord: Coordinator) -> bool | None:
+    """Whether every module last reported a state whose outputs are safe (None: unknown)."""
+    states = []
+    for mid in coord.line.modules:
+        view = coord.registry.modules.get(mid)
+        if view is None or view.state is None:
+            return None
+        states.append(view.state)
+    return all(s in SAFE_STATES for s in states)
