@@ -30,12 +30,19 @@ from dataclasses import dataclass, field
 
 from host import control
 from protocol import messages
+from protocol.constants import RESULT_NAMES
 from protocol.topics import host_topic, line_filter, parse_topic
 
 LEASE_EVERY_MS = 1000
 LEASE_DURATION_MS = 3000
 FLUSH_EVERY_MS = 500
 ATTACH_TIMEOUT_MS = 30_000
+# After our own broker link comes back: how long modules have to be heard from again
+# before a silent one counts as lost (their messages queued meanwhile arrive first).
+RECONNECT_GRACE_MS = 5000
+# A module's death or silence counts as its loss if it is still not heard from this long
+# after (with our own link up): long enough for a broker restart's wills to be undone.
+LOSS_CONFIRM_MS = 2000
 
 
 @dataclass
@@ -162,6 +169,11 @@ class Coordinator:
         self.peaks: dict[str, float] = {}
         self._sensor_channels: dict[str, set[str]] = {}
         self._lease_seq = 0
+        self._acks_seen: set[tuple[str, int]] = set()
+        self._reconnects = getattr(transport, "reconnects", 0)
+        self._link_down_ms: int | None = None
+        self._grace_until = now_ms
+        self._suspects: dict[str, int] = {}  # module -> when to decide it is lost
         self._next_lease = now_ms
         self._next_flush = now_ms + FLUSH_EVERY_MS
         self._attach_deadline = now_ms + attach_timeout_ms
@@ -185,6 +197,16 @@ class Coordinator:
 
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms
+        self._watch_link(now_ms)
+        reconnects = getattr(self.transport, "reconnects", 0)
+        if reconnects != self._reconnects:
+            # Back on the broker after an outage: say so in the record, and announce the
+            # host again in case the broker lost its retained state.
+            self._reconnects = reconnects
+            self.note("reconnected", "coordinator reconnected to the broker")
+            self.transport.publish(
+                self._topic_state, messages.build_state(True, self.host_ms()), qos=1, retain=True
+            )
         if now_ms >= self._next_lease:
             self._lease()
             self._next_lease = now_ms + self.lease_every_ms
@@ -303,9 +325,11 @@ class Coordinator:
                 ack = messages.parse_ack(payload)
             except ValueError:
                 return
-            pending = self.commander.on_ack(module, ack, self.now_ms)
-            from protocol.constants import RESULT_NAMES
-
+            key = (module, ack.command_id)
+            if key in self._acks_seen:  # a QoS 1 redelivery: recorded once
+                return
+            self._acks_seen.add(key)
+            self.commander.on_ack(module, ack, self.now_ms)
             self.record.add_ack(
                 self.host_ms(),
                 module,
@@ -313,7 +337,6 @@ class Coordinator:
                 RESULT_NAMES[ack.result] if isinstance(ack.result, int) else str(ack.result),
                 ack.reason,
             )
-            del pending
 
     def _registry_event(self, ev) -> None:
         kind = ev.kind
@@ -357,18 +380,45 @@ class Coordinator:
             fields = {f"birth_{k}" if k == "kind" else k: v for k, v in data.items()}
             self.note("birth", f"{module} born", module=module, **_jsonable(fields))
             return
-        if kind == "death":
-            self.note("death", f"{module} died", module=module)
-            if self.sequencer is not None and self.phase == "running":
-                self.sequencer.on_module_lost(module, self.now_ms)
-            return
-        if kind == "stale":
-            self.note("stale", f"{module} went silent", module=module)
-            if self.sequencer is not None and self.phase == "running":
-                self.sequencer.on_module_lost(module, self.now_ms)
+        if kind in ("death", "stale"):
+            self.note(
+                kind, f"{module} {'died' if kind == 'death' else 'went silent'}", module=module
+            )
+            # Not at once: a broker going down publishes every module's will before our
+            # own connection drops.  Decide once the link has been up for a while and the
+            # module is still not heard from.
+            self._suspects.setdefault(module, self.now_ms + LOSS_CONFIRM_MS)
             return
         if kind in ("hash_mismatch", "seq_gap", "malformed"):
             self.note(kind, f"{module}: {data.get('reason', kind)}", module=module)
+
+    def _module_lost(self, module: str) -> None:
+        if self.sequencer is not None and self.phase == "running":
+            self.sequencer.on_module_lost(module, self.now_ms)
+
+    def _watch_link(self, now_ms: int) -> None:
+        """Track our own broker link; after an outage, give modules ``RECONNECT_GRACE_MS``
+        to be heard again before any that stay silent count as lost."""
+        up = getattr(self.transport, "connected", True)
+        if not up:
+            if self._link_down_ms is None:
+                self._link_down_ms = now_ms
+                self.note("link_down", "coordinator lost its broker connection")
+            return
+        if self._link_down_ms is not None:
+            self._link_down_ms = None
+            self._grace_until = now_ms + RECONNECT_GRACE_MS
+            self.note("link_up", "coordinator back on the broker")
+            return
+        if not self._suspects or now_ms < self._grace_until:
+            return
+        for module, decide_at in sorted(self._suspects.items()):
+            if now_ms < decide_at:
+                continue
+            del self._suspects[module]
+            view = self.registry.modules.get(module)
+            if view is None or not view.online or view.stale:
+                self._module_lost(module)
 
     def _sensors_of(self, module: str) -> set[str]:
         names = self._sensor_channels.get(module)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from pathlib import Path
 from host.coordinator import Coordinator, Summary
 
 PROGRESS_EVERY_S = 30.0
-SETTLE_AFTER_MS = 3000  # keep the loops turning briefly after the end, so final events land
+SETTLE_AFTER_MS = 3000
+SESSION_EXPIRY_S = 3600  # how long the broker keeps a vanished host's queued messages  # keep the loops turning briefly after the end, so final events land
 
 
 class RunRefused(Exception):
@@ -164,7 +166,6 @@ def run_in_process(
     line = prep.line
     bus = InProcessBus()
     emu = LineEmulation(line, seed=seed)
-    attach_emulation(emu, bus, line.id)
     state_topic = host_topic(line.id, "state")
     host = bus.client(
         f"{line.id}-host", will=(state_topic, messages.build_state(False, 0), 1, True)
@@ -190,6 +191,7 @@ def run_in_process(
         expected_hashes=dict(emu.hashes),
         log=say,
     )
+    attach_emulation(emu, bus, line.id)  # after the host subscribed: it hears the births
     say(f"skid: run {record.run_id}: line {line.id}, recipe {prep.recipe.name}")
     schedule = FaultSchedule(list(faults))
     progress = Progress(say, progress_every_s)
@@ -308,13 +310,21 @@ def run_over_broker(
     if emulate and procs is None:
         from host.launcher import EmulatedLineProcesses
 
+        # The clock starts now, so the coordinator (subscribed before the modules start,
+        # to hear their births) and the processes share it from the first message.
         procs = EmulatedLineProcesses(
-            line_path, broker_url, speed=speed, faults=list(faults), seed=seed, log=say
+            line_path,
+            broker_url,
+            speed=speed,
+            faults=list(faults),
+            seed=seed,
+            log=say,
+            epoch=time.time(),
         )
         own_procs = True
     if procs is not None:
         line_id = procs.line_id
-        epoch = procs.epoch
+        epoch = procs.epoch if procs.epoch is not None else procs._epoch
         speed = procs.speed
     else:
         if epoch is None:
@@ -334,10 +344,20 @@ def run_over_broker(
         return epoch_ms + sim_ms()
 
     state_topic = host_topic(line_id, "state")
+    # One broker session per run (a restarted coordinator takes the same one over): what
+    # modules publish while the coordinator is away waits for it at the broker.
+    client_id = f"{line_id}-host-{uuid.uuid4().hex[:6]}"
+    if resume is not None:
+        meta = RunRecord.open(resume, runs_dir, readonly=True).meta()
+        client_id = (meta.get("metadata") or {}).get("host_client_id") or client_id
     transport = MqttTransport(
         broker_url,
-        f"{line_id}-host",
+        client_id,
         will=(state_topic, messages.build_state(False, 0), 1, True),
+        # A durable session: events modules publish while the host reconnects (or is
+        # being restarted) wait for it at the broker instead of being lost.
+        session_expiry_s=SESSION_EXPIRY_S,
+        resume_session=resume is not None,
     )
     try:
         transport.connect()
@@ -362,7 +382,12 @@ def run_over_broker(
             recipe_name=prep.recipe.name,
             recipe_hash=prep.recipe_hash,
             config_hashes={mid: h.hex() for mid, h in emulated_hashes.items()},
-            metadata={**(metadata or {}), "broker": broker_url, "speed": f"{speed:g}"},
+            metadata={
+                **(metadata or {}),
+                "broker": broker_url,
+                "speed": f"{speed:g}",
+                "host_client_id": client_id,
+            },
             now_ms=host_ms(),
         )
     coord = Coordinator(
@@ -376,6 +401,8 @@ def run_over_broker(
         keys=keys,
         expected_hashes=accepted,
         log=say,
+        # Processes take a few wall seconds to start: allow a minute of wall time.
+        attach_timeout_ms=int(60_000 * speed),
         resume_cause=None
         if resume is None
         else "coordinator restarted mid-run: re-attached, shutting the line down",
@@ -387,7 +414,7 @@ def run_over_broker(
     progress = Progress(say, progress_every_s)
     abort_sent = False
     try:
-        if own_procs:
+        if procs is not None and not procs.procs:  # not started yet: the host listens first
             transport.poll()
             procs.start()
         end_ms = sim_ms() + int(max_s * 1000)

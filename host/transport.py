@@ -413,10 +413,21 @@ class MqttTransport(Transport):
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 5.0,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        session_expiry_s: int = 0,
+        resume_session: bool = False,
     ):
         import paho.mqtt.client as paho
 
         self.url = url
+        # > 0: connections resume the client id's session (pick a fresh id for a fresh
+        # one), and the broker keeps it (subscriptions, queued QoS 1 messages) this long while we are
+        # away — so what modules publish while the host reconnects is not lost.  Across a
+        # broker restart that needs the broker's persistence (docs/host-messaging.md).
+        self.session_expiry_s = int(session_expiry_s)
+        # A restarted host takes over its predecessor's session by connecting with the
+        # same client id, and with it whatever the broker queued meanwhile.  (Kept for
+        # callers; sessions are always resumed when they exist: see connect().)
+        self.resume_session = bool(resume_session)
         self.host, self.port, url_user, url_password = parse_url(url)
         self.client_id = client_id
         self.will = _check_will(will)
@@ -494,7 +505,24 @@ class MqttTransport(Transport):
         client = self._client
         client.connect_timeout = timeout_s
         try:
-            client.connect(self.host, self.port, self.keepalive_s, clean_start=True)
+            if self.session_expiry_s > 0:
+                from paho.mqtt.packettypes import PacketTypes
+                from paho.mqtt.properties import Properties
+
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = self.session_expiry_s
+                client.connect(
+                    self.host,
+                    self.port,
+                    self.keepalive_s,
+                    # Never a clean start: Mosquitto 2.0 keeps a session across its own
+                    # restart only if it was created without one (measured; expiry alone
+                    # is not enough).  Use a fresh client id for a fresh session.
+                    clean_start=False,
+                    properties=props,
+                )
+            else:
+                client.connect(self.host, self.port, self.keepalive_s, clean_start=True)
         except ConnectionRefusedError:
             raise TransportError(
                 f"{where} refused the connection (is a broker listening there?)", "refused"
@@ -582,13 +610,20 @@ class MqttTransport(Transport):
         """Disconnect and stop the network thread.  A clean disconnect discards the will;
         ``send_will=True`` asks the broker to publish it (MQTT 5 reason code 0x04)."""
         reason = None
+        properties = None
         if send_will:
             from paho.mqtt.packettypes import PacketTypes
             from paho.mqtt.reasoncodes import ReasonCode
 
             reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+        if self.session_expiry_s > 0:  # a clean goodbye: the broker may forget the session
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            properties = Properties(PacketTypes.DISCONNECT)
+            properties.SessionExpiryInterval = 0
         try:
-            self._client.disconnect(reason)
+            self._client.disconnect(reason, properties)
         except Exception:  # noqa: BLE001 - closing anyway
             pass
         if self._started:

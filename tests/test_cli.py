@@ -1,4 +1,5 @@
-"""The `skid` command line: help, the demo's honest end-to-end run, and `skid edge` errors."""
+"""The `skid` command line: help, the demo end to end (scripting contract), and `skid edge`
+errors."""
 
 from __future__ import annotations
 
@@ -30,11 +31,13 @@ def test_every_command_module_registers_a_handler():
         assert p.get_default("func") is not None, name
 
 
-def test_demo_runs_the_emulated_line_end_to_end_and_reports_json(capsys):
-    assert main(["demo", "--json", "--duration", "300"]) == 0
+def test_demo_runs_the_recipe_end_to_end_and_keeps_the_json_contract(capsys, tmp_path):
+    assert main(["demo", "--json", "--runs-dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["outcome"] == "completed" and summary["trips"] == []
+    assert summary["run_id"] and Path(summary["record"]).is_file()
+    assert Path(summary["record"]).parent == tmp_path
     assert {m["kind"] for m in summary["modules"]} == {
         "pump",
         "reactor",
@@ -44,19 +47,34 @@ def test_demo_runs_the_emulated_line_end_to_end_and_reports_json(capsys):
     }
     assert len(summary["modules"]) == 6
     # Every sensor channel has a peak; the reactor heated and the BPR held pressure.
-    assert summary["peaks"]["reactor1.temperature"] > 60.0
-    assert 4.0 < summary["peaks"]["bpr1.pressure"] < 6.0
-    assert "Not built yet" in captured.err  # says honestly what it did not run
+    for key in ("reactor1.temperature", "pump_a.pressure", "bpr1.pressure", "uv1.uv"):
+        assert key in summary["peaks"]
+    assert 78.0 < summary["peaks"]["reactor1.temperature"] < 95.0
+    assert 4.5 < summary["peaks"]["bpr1.pressure"] < 6.0
+    # Progress went to stderr, and the report with plots was written beside the record.
+    assert "phase collect" in captured.err
+    html = Path(summary["record"]).with_suffix(".html")
+    assert html.is_file() and "<svg" in html.read_text()
 
 
-def test_demo_with_a_clog_stops_the_line_safely_with_exit_3(capsys):
-    code = main(["demo", "--json", "--duration", "300", "--fault", "clog:reactor1@150,rate=0.05"])
+def test_demo_with_a_clog_shuts_the_line_down_with_exit_3(capsys, tmp_path):
+    code = main(
+        [
+            "demo",
+            "--json",
+            "--no-report",
+            "--runs-dir",
+            str(tmp_path),
+            "--fault",
+            "clog:reactor1@420,rate=0.05",
+        ]
+    )
     assert code == 3
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["outcome"] == "aborted" and summary["all_safe_at_end"]
     first = summary["trips"][0]
     assert first["module"] in ("pump_a", "pump_b") and first["cause"] == "over_pressure"
-    assert 150.0 < first["t_s"] < 200.0
+    assert 420.0 < first["t_s"] < 480.0
     assert summary["peaks"]["pump_a.pressure"] < 25.0  # under the weakest rating
 
 

@@ -170,31 +170,22 @@ def check_line_file(path: Path) -> FileResult:
 
 
 def check_recipe_file(path: Path, lines: list) -> FileResult:
+    from host import recipe as recipe_mod
+
     res = FileResult(str(path), "recipe")
-    try:
-        from host import recipe as recipe_mod
-    except ImportError:
-        res.errors = [_issue("recipe_check_unavailable", f"{path}: recipe checking not available")]
-        return res
     try:
         recipe = recipe_mod.load_recipe(path)
     except (ValueError, KeyError, OSError) as exc:
         res.errors = _from_recipe_error(exc)
-        return res
-    checker = getattr(recipe_mod, "check_recipe", None)
-    if checker is None:
         return res
     line, err = _line_for_recipe(path, recipe, lines)
     if err is not None:
         res.errors.append(err)
         return res
     try:
-        errors, warnings = _split_outcome(checker(recipe, line))
-        more = getattr(recipe_mod, "recipe_warnings", None)
-        if more is not None:
-            warnings += _split_outcome(more(recipe, line))[0]
-        plan = getattr(recipe_mod, "plan_recipe", None)
-        flows = getattr(plan(recipe, line), "pump_flows", None) if plan else None
+        errors, warnings = _split_outcome(recipe_mod.check_recipe(recipe, line))
+        warnings += _split_outcome(recipe_mod.recipe_warnings(recipe, line))[0]
+        flows = recipe_mod.plan_recipe(recipe, line).pump_flows
     except (ValueError, KeyError, LookupError) as exc:
         res.errors = _from_recipe_error(exc)
         return res

@@ -1,0 +1,282 @@
+"""The coordinator on the in-process bus: the demo recipe end to end, a clog mid-run, the
+operator's hold/resume/manual/stop, Ctrl-C, and the gates before anything moves.
+
+Everything runs on the simulated clock (emulated modules run their real edge runtimes);
+nothing sleeps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emulator.emulation import LineEmulation
+from emulator.faults import line_targets, parse_fault_option
+from emulator.line import load_line
+from host import control
+from host.coordinator import Coordinator
+from host.inproc import attach_emulation
+from host.recipe import load_recipe
+from host.record import RunRecord, verify
+from host.session import RunRefused, run_in_process
+from host.transport import InProcessBus
+
+ROOT = Path(__file__).resolve().parent.parent
+LINE = ROOT / "examples" / "lines" / "demo.toml"
+RECIPE = ROOT / "examples" / "recipes" / "demo.toml"
+
+
+def fault(text: str):
+    modules, channels = line_targets(load_line(LINE))
+    return parse_fault_option(text, modules, channels)
+
+
+def phases(summary) -> dict[str, dict]:
+    return {p["phase"]: p for p in summary.phases}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    log: list[str] = []
+    summary = run_in_process(LINE, RECIPE, runs_dir=runs, log=log.append)
+    return summary, log
+
+
+def test_the_demo_recipe_completes_with_the_reference_timeline(demo_run):
+    summary, _log = demo_run
+    assert summary.outcome == "completed" and summary.trips == []
+    assert summary.all_safe_at_end
+    p = phases(summary)
+    # Reaches temperature within about 3 simulated minutes ...
+    assert p["heat"]["end_s"] <= 240.0
+    # ... collects from about 6 to at least 15 simulated minutes ...
+    assert 300.0 <= p["collect"]["start_s"] <= 450.0
+    assert p["collect"]["end_s"] >= 15 * 60.0
+    assert summary.collected_ml > 50.0
+    # ... then flushes, cools and depressurises, in that order.
+    order = [ph["phase"] for ph in summary.phases]
+    assert order.index("flush") < order.index("cool") < order.index("depressurise")
+    assert order[-1] == "stop"
+
+
+def test_the_run_record_holds_every_sample_event_command_and_ack(demo_run):
+    summary, _ = demo_run
+    result = verify(summary.record)
+    assert result.ok, result.reason
+    rec = RunRecord.open(summary.record, readonly=True)
+    try:
+        modules = {row["module"] for row in rec.samples(channel="pressure")}
+        assert {"pump_a", "pump_b", "bpr1"} <= modules
+        temps = [r["value"] for r in rec.samples(module="reactor1", channel="temperature")]
+        assert max(temps) == pytest.approx(summary.peaks["reactor1.temperature"], abs=1e-3)
+        commands = rec.commands()
+        acks = {(a["module"], a["command_id"]) for a in rec.acks()}
+        assert commands and all((c["module"], c["command_id"]) in acks for c in commands)
+        assert any(e.get("type") == "state_change" for e in rec.events())
+        recorded = [p["phase"] for p in rec.phases()]
+        for name in ("prime", "heat", "collect", "flush", "cool", "depressurise"):
+            assert name in recorded
+        meta = rec.meta()
+        assert meta["outcome"] == "completed" and meta["recipe_name"]
+    finally:
+        rec.close()
+
+
+def test_a_clog_mid_run_trips_a_pump_and_the_line_shuts_down_in_order(tmp_path):
+    summary = run_in_process(
+        LINE, RECIPE, runs_dir=tmp_path, faults=[fault("clog:reactor1@420,rate=0.05")]
+    )
+    assert summary.outcome == "aborted" and summary.all_safe_at_end
+    first = summary.trips[0]
+    assert first["module"] in ("pump_a", "pump_b") and first["cause"] == "over_pressure"
+    assert summary.peaks["pump_a.pressure"] < 25.0  # the weakest rating on the line
+    rec = RunRecord.open(summary.record, readonly=True)
+    try:
+        assert verify(summary.record).ok
+        trip_t = min(
+            e["host_ms"]
+            for e in rec.events()
+            if e.get("type") == "trip" and e["module"] == first["module"]
+        )
+        after = [c for c in rec.commands() if c["host_ms"] >= trip_t]
+        order = []
+        for c in after:
+            if c["op"] == "state" and c["args"].get("command") == "stop":
+                order.append(c["module"])
+            if c["op"] == "set_setpoint" and c["module"] == "valve1":
+                order.append("valve1")
+        # The pressure shutdown: feeds stop, outlet to waste, reactor cools, then the BPR.
+        assert order.index("pump_a") < order.index("valve1") < order.index("reactor1")
+        assert order.index("reactor1") < order.index("bpr1")
+        reactions = [n for n in rec.notes() if n["kind"] == "reaction"]
+        assert reactions and "over_pressure" in reactions[0]["text"]
+    finally:
+        rec.close()
+
+
+def test_hold_and_resume_through_the_control_topic_are_recorded(tmp_path):
+    replies: list[dict] = []
+    sent: list[str] = []
+
+    def script(coord, emu):
+        t = emu.now_ms
+        if not sent:
+            operator = coord.transport.bus.client("operator")
+            operator.subscribe(
+                control.reply_topic("demo"), lambda _t, p: replies.append(control.parse_reply(p))
+            )
+            coord._operator = operator  # keep it alive for the test
+            sent.append("connected")
+        operator = coord._operator
+        if t == 420_000:
+            operator.publish(
+                control.control_topic("demo"),
+                control.build_request("r1", "hold", "alice", "sample the outlet"),
+            )
+        if t == 480_000:
+            assert coord.sequencer.state == "held"
+            operator.publish(
+                control.control_topic("demo"),
+                control.build_request("r2", "resume", "alice", "sample taken"),
+            )
+        operator.poll()
+
+    summary = run_in_process(LINE, RECIPE, runs_dir=tmp_path, on_tick=script)
+    assert summary.outcome == "completed"
+    assert [r["id"] for r in replies] == ["r1", "r2"] and all(r["ok"] for r in replies)
+    rec = RunRecord.open(summary.record, readonly=True)
+    try:
+        actions = rec.operator_actions()
+        whos = [(a["who"], a["reason"]) for a in actions]
+        assert ("alice", "sample the outlet") in whos and ("alice", "sample taken") in whos
+    finally:
+        rec.close()
+
+
+def test_manual_mode_sets_a_setpoint_with_the_interlocks_still_active(tmp_path):
+    seen: dict[str, object] = {}
+
+    def script(coord, emu):
+        t = emu.now_ms
+        if t == 420_000:
+            seen["manual"] = coord.request("manual", "bob", "tune the coil")
+            seen["set"] = coord.request(
+                "set", "bob", "try 75", module="reactor1", channel="coil_temp", value=75.0
+            )
+        if t == 600_000:
+            node = emu.nodes["reactor1"]
+            seen["setpoint"] = next(lp.pid.setpoint for lp in node.loops)
+            seen["bad"] = coord.request(
+                "set", "bob", "too hot", module="reactor1", channel="coil_temp", value=500.0
+            )
+            seen["auto"] = coord.request("auto", "bob", "done")
+
+    summary = run_in_process(LINE, RECIPE, runs_dir=tmp_path, on_tick=script)
+    assert seen["manual"][0] and seen["set"][0] and seen["auto"][0]
+    assert seen["setpoint"] == pytest.approx(75.0)
+    assert not seen["bad"][0]  # outside the board config's range: refused, nothing changed
+    assert summary.outcome == "completed"
+
+
+def test_ctrl_c_runs_the_shutdown_sequence_and_ends_safe(tmp_path):
+    clock = {"t": 0}
+
+    def script(coord, emu):
+        clock["t"] = emu.now_ms
+
+    summary = run_in_process(
+        LINE,
+        RECIPE,
+        runs_dir=tmp_path,
+        on_tick=script,
+        should_abort=lambda: "SIGINT received" if clock["t"] >= 300_000 else None,
+    )
+    assert summary.outcome == "aborted" and summary.all_safe_at_end
+    assert "SIGINT" in summary.reason
+    assert summary.trips == []
+
+
+def test_line_wide_stop_aborts_every_module_at_once(tmp_path):
+    states: dict[str, str] = {}
+
+    def script(coord, emu):
+        if emu.now_ms == 300_000:
+            ok, _why = coord.request("stop", "carol", "smoke from the reactor")
+            assert ok
+        if emu.now_ms == 302_000:
+            states.update({mid: n.sm.state_name for mid, n in emu.nodes.items()})
+
+    summary = run_in_process(LINE, RECIPE, runs_dir=tmp_path, on_tick=script)
+    assert set(states.values()) == {"aborted"}
+    assert summary.outcome == "aborted" and "carol" in summary.reason
+
+
+def test_a_recipe_whose_solvent_would_boil_is_refused_before_anything_moves(tmp_path):
+    text = RECIPE.read_text().replace("temperature_c = 80.0", "temperature_c = 120.0")
+    text = text.replace("pressure_bar = 5.0", "pressure_bar = 0.0")
+    bad = tmp_path / "hot.toml"
+    bad.write_text(text.replace('line_file = "../lines/demo.toml"', f'line_file = "{LINE}"'))
+    runs = tmp_path / "runs"
+    with pytest.raises(RunRefused) as exc:
+        run_in_process(LINE, bad, runs_dir=runs)
+    assert any("boil" in p for p in exc.value.problems)
+    assert not runs.exists() or not list(runs.iterdir())
+
+
+def _manual_line(tmp_path, expected_hashes):
+    line = load_line(LINE)
+    bus = InProcessBus()
+    emu = LineEmulation(line, seed=0)
+    host = bus.client("host")
+    record = RunRecord.create(
+        tmp_path,
+        "demo",
+        line_hash="x",
+        recipe_name="demo",
+        recipe_hash="y",
+        config_hashes={},
+        metadata={},
+        now_ms=emu.host_ms(),
+    )
+    coord = Coordinator(
+        line,
+        load_recipe(RECIPE),
+        host,
+        record,
+        line_id="demo",
+        now_ms=0,
+        host_ms=emu.host_ms,
+        expected_hashes=expected_hashes(emu),
+        attach_timeout_ms=10_000,
+    )
+    attach_emulation(emu, bus, "demo")
+    for _ in range(150):
+        emu.step()
+        host.poll()
+        coord.tick(emu.now_ms)
+        if coord.finished:
+            break
+    return coord, emu
+
+
+def test_a_module_running_another_config_is_refused_at_attach(tmp_path):
+    def wrong(emu):
+        hashes = dict(emu.hashes)
+        hashes["reactor1"] = b"\x00" * 8
+        return hashes
+
+    coord, emu = _manual_line(tmp_path, wrong)
+    assert coord.finished and coord.outcome == "aborted"
+    assert "reactor1 runs config" in coord.reason
+    assert coord.sequencer is None  # nothing was started
+    assert all(n.sm.state_name == "idle" for n in emu.nodes.values())
+    coord.close()
+
+
+def test_attach_waits_for_every_module_then_starts(tmp_path):
+    coord, _emu = _manual_line(tmp_path, lambda emu: dict(emu.hashes))
+    assert coord.phase == "running" and coord.sequencer.state == "running"
+    assert coord.missing_modules() == []
+    coord.close("aborted")
