@@ -224,3 +224,55 @@ def _no_stray_processes():
     # The launcher's processes stop themselves when their parent is gone; give them a
     # moment, so one test's leftovers never load the next.
     time.sleep(0.2)
+
+
+def test_operator_hold_resume_and_line_wide_stop_from_other_terminals(broker, tmp_path):
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    skid = Skid(
+        "run", str(LINE), str(QUICK), "--emulate", "--broker", url, "--speed", str(SPEED),
+        "--runs-dir", str(tmp_path), "--json", "--no-report",
+    )  # fmt: skip
+    line_id = skid.wait_for(" as demo-", 60.0).split(" as ", 1)[1].split()[0]
+    skid.wait_for("phase heat", 60.0)
+
+    def operator(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "host.cli", *args, "--broker", url, "--line", line_id],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    held = operator("hold", "--who", "dana", "--reason", "check a fitting")
+    assert held.returncode == 0 and "accepted" in held.stdout, held.stderr
+    skid.wait_for("hold: accepted", 10.0)
+    resumed = operator("resume", "--who", "dana", "--reason", "fitting tight")
+    assert resumed.returncode == 0 and "accepted" in resumed.stdout, resumed.stderr
+    stop = operator("stop", str(LINE), "--insecure", "--who", "dana", "--reason", "drill")
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert stop.stdout.count(": ok") == 6  # every module acknowledged its abort
+    code, summary = skid.finish(timeout_s=120)
+    assert code == 3 and summary["outcome"] == "aborted" and "dana" in summary["reason"]
+    assert summary["all_safe_at_end"]
+    rec = RunRecord.open(summary["record"], readonly=True)
+    try:
+        whos = {(a["who"], a["reason"]) for a in rec.operator_actions()}
+        assert {("dana", "check a fitting"), ("dana", "fitting tight"), ("dana", "drill")} <= whos
+    finally:
+        rec.close()
+
+
+def test_line_wide_stop_works_with_no_coordinator_running(broker, tmp_path):
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    with EmulatedLineProcesses(LINE, url, speed=SPEED, log_dir=tmp_path / "logs") as line:
+        stop = subprocess.run(
+            [
+                sys.executable, "-m", "host.cli", "stop", str(LINE), "--insecure",
+                "--broker", url, "--line", line.line_id, "--reason", "drill, no host",
+            ],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert stop.stdout.count(": ok") == 6
+        assert "coordinator" not in stop.stdout  # nobody answered for the recipe

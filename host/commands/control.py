@@ -20,6 +20,8 @@ import uuid
 from host.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 REPLY_TIMEOUT_S = 5.0
+LEASE_WAIT_S = 1.5  # how long `skid stop` listens for a coordinator's lease first
+ESTOP_LEASE_MS = 3000
 
 _SIMPLE = {
     "hold": "hold the running recipe (timers pause, product to waste while held)",
@@ -167,22 +169,38 @@ def run_stop(args) -> int:
         return EXIT_USAGE
     registry = Registry(line_id, {mid: (c.kind, None) for mid, c in line.modules.items()})
     try:
-        from protocol.topics import line_filter
+        from protocol import messages
+        from protocol.topics import host_topic, line_filter
 
         transport.subscribe(line_filter(line_id), lambda t, p: registry.on_message(t, p, 0))
-        commander = Commander(
-            transport, line_id, registry, keys, host_ms=lambda: int(time.time() * 1000)
-        )
+        clock = HostClock()
+        transport.subscribe(host_topic(line_id, "lease"), clock.on_lease)
+        commander = Commander(transport, line_id, registry, keys, host_ms=clock)
         reply = ask(transport, line_id, "stop", args.who, args.reason, min(args.timeout, 2.0))
         # Abort needs a birth (channel aliases; the boot nonce a keyed module verifies
         # against): a module heard from without one is asked to rebirth first.
         pending: dict = {}
         asked: set[str] = set()
         end = time.monotonic() + args.timeout
+        lease_wait_end = time.monotonic() + LEASE_WAIT_S
         while time.monotonic() < end and not (
             len(pending) == len(line.modules) and all(p.done for p in pending.values())
         ):
             transport.poll()
+            if clock.lease_ms is None:
+                if time.monotonic() < lease_wait_end:
+                    time.sleep(0.02)  # a running coordinator's lease tells us the line's time
+                    continue
+                # Nobody leases the line: modules know no host time and would refuse every
+                # command as expired, so lease once ourselves (they fall back to their
+                # lease-loss action when it lapses, on top of the abort).
+                transport.publish(
+                    host_topic(line_id, "lease"),
+                    messages.build_lease("estop", clock(), 1, ESTOP_LEASE_MS),
+                    qos=0,
+                )
+                clock.lease_ms = clock()
+                clock._at = time.monotonic()
             for mid in line.modules:
                 view = registry.modules.get(mid)
                 if mid in pending or view is None:
@@ -205,12 +223,39 @@ def run_stop(args) -> int:
         if p is None or not p.done:
             ok = False
             print(f"skid stop: {mid}: no answer (it protects itself on lease loss)")
+        elif not p.ok and p.result == "not_allowed_in_state" and "in aborted" in (p.reason or ""):
+            print(f"skid stop: {mid}: ok (already aborted)")  # e.g. by the coordinator first
         else:
             print(f"skid stop: {mid}: {p.result}" + (f" ({p.reason})" if p.reason else ""))
             ok = ok and p.ok
     if reply is not None:
         print(f"skid stop: coordinator: {reply.get('reason', '')}")
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+class HostClock:
+    """Host time as the modules know it: from the running coordinator's leases when there
+    are any (an emulated line may run on a scaled clock), else the wall clock.  Modules
+    refuse a command whose expiry has passed on their estimate of host time."""
+
+    def __init__(self):
+        self.lease_ms: int | None = None
+        self._at = 0.0
+
+    def on_lease(self, _topic: str, payload: bytes) -> None:
+        from protocol import messages
+
+        try:
+            lease = messages.parse_lease(payload)
+        except ValueError:
+            return
+        self.lease_ms = lease.host_time_ms
+        self._at = time.monotonic()
+
+    def __call__(self) -> int:
+        if self.lease_ms is None:
+            return int(time.time() * 1000)
+        return self.lease_ms + int((time.monotonic() - self._at) * 1000)
 
 
 def _ms() -> int:
