@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         "records": records,
     }
     # results.json is the list of records the issue asks for; machine info goes beside it.
+    # A partial run (some names given) replaces only the records of the modules it ran.
+    ran = set(discover(argv))
+    if argv and RESULTS.exists():
+        kept = [r for r in json.loads(RESULTS.read_text()) if r.get("module") not in ran]
+        records = kept + records
     RESULTS.write_text(json.dumps(records, indent=2) + "\n")
     (HERE / "results-machine.json").write_text(json.dumps(doc["machine"], indent=2) + "\n")
     _print_table(records)

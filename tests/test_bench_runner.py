@@ -24,3 +24,30 @@ def test_unjudgeable_targets_are_none():
     assert judge(rec(value=1, target=None)) is None
     assert judge(rec(value=1, target="fast enough")) is None
     assert judge(rec(ratio=None, target="<=2.0x")) is None
+
+
+def test_a_partial_run_replaces_only_its_own_records(tmp_path, monkeypatch):
+    import json
+    import sys
+    import types
+
+    from bench import run as bench_run
+
+    results = tmp_path / "results.json"
+    old = [
+        {"name": "a.x", "module": "bench_alpha", "value": 1},
+        {"name": "b.y", "module": "bench_beta", "value": 2},
+    ]
+    results.write_text(json.dumps(old))
+    fake = types.ModuleType("bench.bench_beta")
+    fake.run = lambda: [
+        {"name": "b.y", "value": 3, "unit": "", "peer": None, "peer_value": None,
+         "ratio": None, "target": None}
+    ]  # fmt: skip
+    monkeypatch.setitem(sys.modules, "bench.bench_beta", fake)
+    monkeypatch.setattr(bench_run, "discover", lambda names: ["bench_beta"] if names else [])
+    monkeypatch.setattr(bench_run, "RESULTS", results)
+    monkeypatch.setattr(bench_run, "HERE", tmp_path)
+    assert bench_run.main(["beta"]) == 0
+    after = {r["module"]: r["value"] for r in json.loads(results.read_text())}
+    assert after == {"bench_alpha": 1, "bench_beta": 3}
