@@ -34,9 +34,10 @@ def test_a_partial_run_replaces_only_its_own_records(tmp_path, monkeypatch):
     from bench import run as bench_run
 
     results = tmp_path / "results.json"
+    common = {"unit": "", "peer": None, "peer_value": None, "ratio": None, "target": None}
     old = [
-        {"name": "a.x", "module": "bench_alpha", "value": 1},
-        {"name": "b.y", "module": "bench_beta", "value": 2},
+        {"name": "a.x", "module": "bench_alpha", "value": 1, "met": None, **common},
+        {"name": "b.y", "module": "bench_beta", "value": 2, "met": None, **common},
     ]
     results.write_text(json.dumps(old))
     fake = types.ModuleType("bench.bench_beta")
