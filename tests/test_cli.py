@@ -4,6 +4,7 @@ errors."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,26 @@ def test_skid_edge_names_a_missing_key_file(tmp_path):
     )
     assert proc.returncode == 2
     assert "key_file" in proc.stderr and "--insecure" in proc.stderr
+
+
+def test_ctrl_c_during_a_run_runs_the_shutdown_sequence_and_exits_3(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host.cli", "demo", "--json", "--no-report"]
+        + ["--runs-dir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    for line in proc.stderr:  # the run is under way: interrupt it as an operator would
+        if "phase heat" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    out = proc.stdout.read()
+    assert proc.wait(timeout=120) == 3, rest
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["outcome"] == "aborted" and "SIGINT" in summary["reason"]
+    assert summary["all_safe_at_end"] and summary["trips"] == []
+    assert "shutdown" in rest  # the recipe's shutdown sequence ran
