@@ -147,6 +147,10 @@ class EdgeProcess:
                 standard_subscriptions(line, self.module_id),
                 on_message=lambda topic, payload: self.runner.on_message(topic, payload),
                 on_connect=lambda: self.runner.on_connect(),
+                # Broker credentials (`skid broker-config`): from the environment, which a
+                # systemd unit fills from a 0600 EnvironmentFile; never on the command line.
+                username=os.environ.get("SKID_MQTT_USERNAME") or None,
+                password=os.environ.get("SKID_MQTT_PASSWORD") or None,
             )
             sink = LinkSink(self.link, line, self.module_id)
         self.node = build_node(
@@ -176,13 +180,18 @@ class EdgeProcess:
             self.watchdog = LinuxWatchdog(
                 timeout_s=max(1, self.cfg["watchdog"]["timeout_ms"] // 1000)
             )
+        # Under systemd (NOTIFY_SOCKET): READY=1 after the first completed tick, WATCHDOG=1
+        # after completed ticks, fed exactly where the hardware watchdog is (host.service).
+        from host.service import WatchdogChain, systemd_watchdog
+
+        self.systemd = systemd_watchdog(f"module {self.module_id} on line {line}")
         self.runner = EdgeRunner(
             self.node,
             line,
             self.clock,
             sleep_ms=self.clock.sleep_ms,
             link=self.link,
-            watchdog=self.watchdog,
+            watchdog=WatchdogChain(self.watchdog, self.systemd),
             before_tick=self.plant.step if self.plant else None,
         )
         self._stop_deadman = threading.Event()
@@ -250,6 +259,8 @@ class EdgeProcess:
         try:
             await self.runner.run(max_ticks=max_ticks)
         finally:
+            if self.systemd is not None:
+                self.systemd.stopping()
             self._stop_deadman.set()
             self.node.shutdown()
             if self.link is not None:
@@ -262,6 +273,8 @@ class EdgeProcess:
                     pass
             if self.watchdog is not None:
                 self.watchdog.close()
+            if self.systemd is not None:
+                self.systemd.close()
             if self.plant_link is not None:
                 # Safe outputs were just written; then tell the plant this module is off.
                 self.plant.send_outputs(self.clock(), force=True)
