@@ -5,9 +5,9 @@ A running ``skid run`` subscribes to ``skid/v1/<line>/host/control``; an operato
 ``skid`` process publishes one request there and waits for the reply on
 ``skid/v1/<line>/host/control_reply``, matched by request id.  Payloads are CBOR maps
 with text keys (host-to-host traffic; modules never see it).  Who may publish here is the
-broker's business (``skid broker-config`` gives only the host and operator accounts write
-access to ``.../host/#``); every request names who asks and why, and the run record keeps
-both.
+broker's business (``skid broker-config``: the host account may write
+``host/{lease,state,control_reply}``, operator accounts only ``host/control``); every
+request names who asks and why, and the run record keeps both.
 
 Modules do not depend on any of this: ``skid stop`` also commands every module directly,
 so a line-wide emergency stop works with the coordinator dead.

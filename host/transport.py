@@ -18,6 +18,7 @@ clean start.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -381,15 +382,28 @@ def _check_will(will: Will | None) -> Will | None:
 
 
 def parse_url(url: str) -> tuple[str, int, str | None, str | None]:
-    """``mqtt://[user[:password]@]host[:port]`` -> (host, port, user, password)."""
+    """``mqtt[s]://[user[:password]@]host[:port]`` -> (host, port, user, password).
+
+    Without credentials in the URL they come from ``SKID_MQTT_USERNAME`` and
+    ``SKID_MQTT_PASSWORD`` (a password in a URL shows in ``ps`` to every local user).
+    ``mqtts`` (TLS, default port 8883) is handled by ``MqttTransport``."""
     from host.edgeproc import parse_broker_url
 
+    parsed = urlparse(url)
     try:
-        host, port = parse_broker_url(url)
-        parsed = urlparse(url)
-        return host, port, parsed.username, parsed.password
+        if parsed.scheme == "mqtts":
+            if not parsed.hostname:
+                raise ValueError(f"broker URL {url!r}: expected mqtts://HOST[:PORT]")
+            host, port = parsed.hostname, parsed.port or 8883
+        else:
+            host, port = parse_broker_url(url)
     except ValueError as exc:
         raise TransportError(str(exc), "usage") from None
+    user = parsed.username or os.environ.get("SKID_MQTT_USERNAME") or None
+    password = parsed.password
+    if password is None and user is not None:
+        password = os.environ.get("SKID_MQTT_PASSWORD") or None
+    return host, port, user, password
 
 
 class MqttTransport(Transport):
@@ -457,6 +471,9 @@ class MqttTransport(Transport):
         if self.will is not None:
             topic, payload, qos, retain = self.will
             client.will_set(topic, payload, qos, retain)
+        if urlparse(url).scheme == "mqtts":
+            # TLS against the system's CAs, or the line's own CA (skid broker-config).
+            client.tls_set(ca_certs=os.environ.get("SKID_MQTT_CA") or None)
         client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
         client.on_connect = self._on_connect
         client.on_message = self._on_message

@@ -316,6 +316,31 @@ def test_tls_listener(secured):
     host.close()
 
 
+def test_host_transport_speaks_tls_with_credentials_from_the_environment(secured, monkeypatch):
+    from host.transport import MqttTransport, TransportError
+
+    creds = secured["creds"]["host"]
+    monkeypatch.setenv("SKID_MQTT_USERNAME", creds["username"])
+    monkeypatch.setenv("SKID_MQTT_PASSWORD", creds["password"])
+    monkeypatch.setenv("SKID_MQTT_CA", str(secured["cert"]))
+    got = []
+    t = MqttTransport(f"mqtts://127.0.0.1:{secured['tls_port']}", "tls-host")
+    t.subscribe(f"skid/v1/{LINE}/host/state", lambda _t, p: got.append(p))
+    t.connect(timeout_s=10)
+    try:
+        t.publish(f"skid/v1/{LINE}/host/state", b"host over tls")
+        end = time.monotonic() + 5
+        while not got and time.monotonic() < end:
+            t.poll(timeout_s=0.1)
+        assert got == [b"host over tls"]
+    finally:
+        t.close()
+    monkeypatch.setenv("SKID_MQTT_PASSWORD", "wrong")
+    with pytest.raises(TransportError) as exc:
+        MqttTransport(f"mqtts://127.0.0.1:{secured['tls_port']}", "tls-bad").connect(timeout_s=10)
+    assert exc.value.reason == "refused"
+
+
 def test_edge_process_logs_in_with_its_credentials(secured):
     """`skid edge` (the Raspberry Pi runtime) takes its account from the environment (as
     the systemd unit's EnvironmentFile provides it) and its birth reaches the host."""
