@@ -13,7 +13,8 @@ does, in order:
 5. the recipe's sequencer;
 6. the run record's sample buffer, flushed every ``flush_every_ms``.
 
-Messages are routed as they arrive (``transport.poll()`` calls the handlers): births,
+``step(now_ms)`` is the loop's turn: ``transport.poll()`` (messages stamped ``now_ms``) then
+``tick(now_ms)``.  Messages are routed as they arrive (the poll calls the handlers): births,
 deaths, telemetry, events and acks go to the registry and the run record; trips and
 module deaths go to the sequencer, which runs the recipe's shutdown sequence for that
 hazard (every module has already protected itself: that is the edge's job).
@@ -194,6 +195,12 @@ class Coordinator:
         self.note("session", f"coordinator attached to line {line_id}")
 
     # -- the clock ----------------------------------------------------------------------------
+
+    def step(self, now_ms: int) -> None:
+        """One turn of the loop: deliver what arrived (stamped ``now_ms``), then tick."""
+        self.now_ms = now_ms
+        self.transport.poll()
+        self.tick(now_ms)
 
     def tick(self, now_ms: int) -> None:
         self.now_ms = now_ms

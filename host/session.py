@@ -209,8 +209,7 @@ def run_in_process(
                 coord.note("fault", f"emulator: fault {action}: {fault}")
                 say(f"t={now_s:7.1f} s  emulator: fault {action}: {fault}")
             emu.step()
-            host.poll()
-            coord.tick(emu.now_ms)
+            coord.step(emu.now_ms)
             if on_tick is not None:
                 on_tick(coord, emu)
             progress(coord, emu.now_ms)
@@ -226,8 +225,7 @@ def run_in_process(
         settle_end = emu.now_ms + SETTLE_AFTER_MS
         while emu.now_ms < settle_end:
             emu.step()
-            host.poll()
-            coord.tick(emu.now_ms)
+            coord.step(emu.now_ms)
         summary = coord.close()
     finally:
         record.close()
@@ -415,7 +413,6 @@ def run_over_broker(
     abort_sent = False
     try:
         if procs is not None and not procs.procs:  # not started yet: the host listens first
-            transport.poll()
             procs.start()
         end_ms = sim_ms() + int(max_s * 1000)
         while True:
@@ -423,8 +420,7 @@ def run_over_broker(
             if now >= end_ms:
                 coord.reason = f"the run did not finish within {max_s:g} s"
                 break
-            transport.poll()
-            coord.tick(now)
+            coord.step(now)
             progress(coord, now)
             if should_abort is not None and not abort_sent:
                 why = should_abort()
@@ -436,8 +432,7 @@ def run_over_broker(
             time.sleep(poll_s)
         settle_end = sim_ms() + SETTLE_AFTER_MS
         while sim_ms() < settle_end:
-            transport.poll()
-            coord.tick(sim_ms())
+            coord.step(sim_ms())
             time.sleep(poll_s)
         summary = coord.close()
         summary.all_safe_at_end = _all_stopped(coord)
