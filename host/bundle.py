@@ -494,10 +494,11 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if private:
         # Created owner-only before any byte is written.
+        # An existing file keeps its mode on O_CREAT: narrow it before the first byte.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(path, 0o600)
     else:
         path.write_bytes(data)
 

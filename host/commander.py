@@ -14,6 +14,7 @@ naming what is wrong and what is allowed.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 from protocol import auth, messages
@@ -89,7 +90,9 @@ class Commander:
         self.pending: dict[tuple[str, int], Pending] = {}
         self.sent = 0
         self.late_acks = 0
-        self._next_id = 1
+        # Ids start at a random point: a restarted host (same broker session) must not
+        # reuse ids whose acks from its predecessor may still be queued for it.
+        self._next_id = secrets.randbelow(U32_MAX - 1) + 1
         self._counters: dict[str, int] = {}
         self._now = 0
         if subscribe:
@@ -159,7 +162,10 @@ class Commander:
         cid = self._command_id()
         data = messages.build_command(cid, op, wire_args, host_now + int(expiry_s * 1000))
         key = self.keys.get(module)
-        if key is not None:
+        # A rebirth always goes unsigned: keyed modules accept it (it changes nothing,
+        # protocol/SPEC.md 7), and it is how a host that never saw the birth gets the
+        # boot nonce it needs to sign anything else.
+        if key is not None and op != "rebirth":
             if view.boot_nonce is None:
                 raise ValueError(
                     f"module {module} needs signed commands, but its birth (boot nonce) has "

@@ -15,11 +15,21 @@ so a line-wide emergency stop works with the coordinator dead.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
+
 import cbor2
 
 from protocol.topics import PREFIX, validate_id
 
 ACTIONS = ("hold", "resume", "abort", "stop", "manual", "auto", "set", "reset", "ack")
+# Requests that can move an actuator away from safe (or let the recipe do so again) must
+# carry an HMAC made with the operator key the coordinator was started with: a leaked
+# broker account alone can then only hold, abort, stop or acknowledge.
+SIGNED_ACTIONS = ("resume", "manual", "auto", "set", "reset")
+MAX_REQUEST_AGE_MS = 60_000
+TAG_BYTES = 16
 # What each action needs besides who/reason.
 ACTION_ARGS = {
     "set": ("module", "channel", "value"),
@@ -42,7 +52,21 @@ def reply_topic(line: str) -> str:
     return PREFIX + line + "/host/control_reply"
 
 
-def build_request(request_id: str, action: str, who: str, reason: str, **args) -> bytes:
+def _tag(key: bytes, body: dict) -> bytes:
+    unsigned = {k: v for k, v in body.items() if k != "tag"}
+    return hmac.new(key, cbor2.dumps(unsigned, canonical=True), hashlib.sha256).digest()[:TAG_BYTES]
+
+
+def build_request(
+    request_id: str,
+    action: str,
+    who: str,
+    reason: str,
+    key: bytes | None = None,
+    now_ms: int | None = None,
+    **args,
+) -> bytes:
+    """A control request; with ``key`` it carries the wall-clock time and its HMAC tag."""
     if action not in ACTIONS:
         raise ControlError(f"action {action!r} unknown: allowed {', '.join(ACTIONS)}")
     missing = [a for a in ACTION_ARGS.get(action, ()) if args.get(a) is None]
@@ -52,7 +76,45 @@ def build_request(request_id: str, action: str, who: str, reason: str, **args) -
         raise ControlError("every operator action names who asks (--who) and why (--reason)")
     body = {"id": request_id, "action": action, "who": who, "reason": reason}
     body.update({k: v for k, v in args.items() if v is not None})
+    if key is not None:
+        body["t"] = int(time.time() * 1000) if now_ms is None else int(now_ms)
+        body["tag"] = _tag(key, body)
     return cbor2.dumps(body)
+
+
+def check_signature(body: dict, key: bytes | None, now_ms: int, seen: set[str]) -> str | None:
+    """Why a request that needs a signature is not acceptable, or None when it is.
+    ``seen`` holds the ids of signed requests already accepted (no replays)."""
+    if key is None:
+        return (
+            f"{body['action']} over the broker needs a signed request: start skid run with "
+            "--operator-key-file and give the operator's skid the same key"
+        )
+    tag, t = body.get("tag"), body.get("t")
+    if not isinstance(tag, bytes) or not isinstance(t, int):
+        return f"{body['action']} needs a signed request (--operator-key-file)"
+    if not hmac.compare_digest(tag, _tag(key, body)):
+        return "request signature does not match the operator key"
+    if abs(now_ms - t) > MAX_REQUEST_AGE_MS:
+        return "request too old or from the future (check the clocks)"
+    if body["id"] in seen:
+        return "request replayed"
+    seen.add(body["id"])
+    return None
+
+
+def read_operator_key(path) -> bytes:
+    """The operator key file: raw bytes, or hex text (as ``head -c 32 /dev/urandom``)."""
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
+    try:
+        key = bytes.fromhex(data.strip().decode())
+    except (UnicodeDecodeError, ValueError):
+        key = data
+    if len(key) < 16:
+        raise ControlError(f"{path}: an operator key needs at least 16 bytes")
+    return key
 
 
 def parse_request(payload: bytes) -> dict:
@@ -72,6 +134,17 @@ def parse_request(payload: bytes) -> dict:
     for key in ACTION_ARGS.get(body["action"], ()):
         if key not in body:
             raise ControlError(f"control request: action {body['action']} needs {key}")
+    for key in ("module", "channel", "alarm"):
+        if key in body and not isinstance(body[key], str):
+            raise ControlError(f"control request: {key} must be text")
+    if "value" in body and (
+        isinstance(body["value"], bool) or not isinstance(body["value"], int | float)
+    ):
+        raise ControlError("control request: value must be a number")
+    allowed = {"id", "action", "who", "reason", "module", "channel", "value", "alarm", "t", "tag"}
+    extra = sorted(set(body) - allowed)
+    if extra:
+        raise ControlError(f"control request: unknown keys {', '.join(map(str, extra))}")
     return body
 
 

@@ -25,6 +25,7 @@ Operator requests (``host/control.py``) arrive on the line's control topic or th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -68,6 +69,7 @@ class Summary:
     collected_ml: float | None = None
     duration_s: float = 0.0
     all_safe_at_end: bool | None = None  # known where the host can see the modules' outputs
+    refused: bool = False  # ended before the recipe started: nothing was run
 
     def as_dict(self) -> dict:
         return {
@@ -82,6 +84,7 @@ class Summary:
             "collected_ml": self.collected_ml,
             "duration_s": round(self.duration_s, 3),
             **({} if self.all_safe_at_end is None else {"all_safe_at_end": self.all_safe_at_end}),
+            **({"refused": True} if self.refused else {}),
         }
 
 
@@ -134,6 +137,7 @@ class Coordinator:
         log: Callable[[str], None] | None = None,
         sequencer_factory=None,
         resume_cause: str | None = None,
+        operator_key: bytes | None = None,
     ):
         from host.commander import Commander
         from host.registry import Registry
@@ -159,18 +163,26 @@ class Coordinator:
         self.expected = {mid: (c.kind, None) for mid, c in line.modules.items()}
         self.registry = Registry(line_id, self.expected)
         self.resume_cause = resume_cause
-        self.commander = Commander(transport, line_id, self.registry, keys or {}, host_ms=host_ms)
+        self.operator_key = operator_key  # signs control requests that can move actuators
+        self._control_ids: set[str] = set()
+        # Acks are routed here (so the record gets them), not subscribed by the commander.
+        self.commander = Commander(
+            transport, line_id, self.registry, keys or {}, host_ms=host_ms, subscribe=False
+        )
         self.access = LineAccess(self)
         self.started_ms = now_ms
         self.now_ms = now_ms
         self.phase = "attaching"  # attaching | running | finished
+        self.refused = False  # finished before the recipe started (nothing was run)
         self.outcome: str | None = None
         self.reason = ""
         self.trips: list[TripSeen] = []
+        self.all_safe_at_end: bool | None = None  # set by the loop before close()
         self.ingest = Ingest(self.registry, record, host_ms, flush_every_ms=FLUSH_EVERY_MS)
         self.peaks = self.ingest.peaks  # module.channel -> max of every sensor channel
         self._lease_seq = 0
         self._acks_seen: set[tuple[str, int]] = set()
+        self._boot_nonces: dict[str, bytes] = {}  # module -> boot nonce of its session
         self._reconnects = getattr(transport, "reconnects", 0)
         self._link_down_ms: int | None = None
         self._grace_until = now_ms
@@ -227,7 +239,10 @@ class Coordinator:
                 command_id=pending.command_id,
             )
         for module in self.registry.rebirth_needed():
-            self.send(module, "rebirth", None)
+            try:
+                self.send(module, "rebirth", None)
+            except ValueError as exc:  # e.g. a module of another line: noted, not fatal
+                self.note("rebirth", f"{module}: {exc}", module=module)
         if self.phase == "attaching":
             self._attach(now_ms)
         if self.phase == "running" and self.sequencer is not None:
@@ -295,6 +310,7 @@ class Coordinator:
                 self.sequencer.shut_down("host_restart", self.resume_cause, now_ms)
 
     def _finish_without_running(self, outcome: str, reason: str) -> None:
+        self.refused = True
         self.note("refused", reason)
         self.log(f"coordinator: {reason}")
         self.outcome = outcome
@@ -363,6 +379,15 @@ class Coordinator:
             return
         if kind == "birth":
             view = self.registry.modules.get(module)
+            nonce = None if view is None else view.boot_nonce
+            known = self._boot_nonces.get(module)
+            if known is not None and nonce is not None and nonce != known:
+                # A new boot mid-run: the module came back idle, whatever the recipe had
+                # it doing.  A rebirth we asked for keeps the nonce and is not this.
+                self.note("reboot", f"{module} rebooted mid-run", module=module)
+                self._module_lost(module)
+            if nonce is not None:
+                self._boot_nonces[module] = nonce
             if view is not None and view.channels:
                 self.record.add_channels(host_ms, module, view.kind, view.channels)
             fields = {f"birth_{k}" if k == "kind" else k: v for k, v in data.items()}
@@ -432,14 +457,21 @@ class Coordinator:
     def request(self, action: str, who: str, reason: str, **args) -> tuple[bool, str]:
         """Apply one operator request; returns (accepted, reason)."""
         seq = self.sequencer
+        if self.phase == "attaching" and action in ("abort", "stop"):
+            # Nothing has started: make sure nothing will (the recipe must not begin
+            # later, when the last module turns up, with nobody watching).
+            self.note("operator", f"{action} while attaching", who=who, reason=reason)
+            if action == "stop":
+                self._abort_every_module()
+            self._finish_without_running("aborted", f"{action} by {who}: {reason}")
+            return True, "the run will not start"
         if action in ("stop", "reset", "ack") or seq is None:
             # The sequencer records the actions it handles (with its verdict); these not.
             self.note("operator", f"{action} {_args_text(args)}".strip(), who=who, reason=reason)
         if action == "stop":
             # Line-wide emergency stop: every module aborts now (outputs safe, latched),
             # whatever the recipe was doing; the sequencer is told so it stops issuing.
-            for mid in self.line.modules:
-                self.send(mid, "state", {"command": "abort"})
+            self._abort_every_module()
             if seq is not None:
                 seq.abort(who, reason)
             if self.phase != "finished":
@@ -470,17 +502,42 @@ class Coordinator:
             return True, "acknowledgement sent"
         return False, f"action {action!r} unknown"
 
+    def _abort_every_module(self) -> None:
+        for mid in self.line.modules:
+            try:
+                self.send(mid, "state", {"command": "abort"})
+            except ValueError as exc:  # not announced yet: it protects itself on lease loss
+                self.note("estop", f"{mid}: abort not sent: {exc}", module=mid)
+
     def _on_control(self, topic: str, payload: bytes) -> None:
         try:
             body = control.parse_request(payload)
         except control.ControlError as exc:
             self.note("malformed", f"control request rejected: {exc}")
             return
-        args = {k: v for k, v in body.items() if k not in ("id", "action", "who", "reason")}
+        args = {
+            k: v for k, v in body.items() if k not in ("id", "action", "who", "reason", "t", "tag")
+        }
+        if body["action"] in control.SIGNED_ACTIONS:
+            why = control.check_signature(
+                body, self.operator_key, int(time.time() * 1000), self._control_ids
+            )
+            if why is not None:
+                self.note(
+                    "operator",
+                    f"{body['action']}: refused: {why}",
+                    who=body["who"],
+                    reason=body["reason"],
+                )
+                self.transport.publish(
+                    self._topic_reply, control.build_reply(body["id"], False, why), qos=1
+                )
+                return
         try:
             ok, why = self.request(body["action"], body["who"], body["reason"], **args)
-        except (KeyError, ValueError) as exc:
-            ok, why = False, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bad request must never stop the run
+            ok, why = False, f"request rejected: {exc}"
+            self.note("malformed", f"control request rejected: {exc}")
         self.transport.publish(self._topic_reply, control.build_reply(body["id"], ok, why), qos=1)
 
     # -- the end ------------------------------------------------------------------------------------
@@ -504,8 +561,16 @@ class Coordinator:
         trips = [{"module": t.module, "cause": t.cause, "t_s": round(t.t_s, 3)} for t in self.trips]
         phases = []
         seq = self.sequencer
-        if seq is not None and hasattr(seq, "phase_log"):
-            phases = list(seq.phase_log())
+        if seq is not None:
+            # The sequencer counts from the recipe's start; the summary (like trips) from
+            # the run's, which includes attaching.
+            offset = ((seq.started_ms or self.started_ms) - self.started_ms) / 1000.0
+            for p in seq.phase_log():
+                p = dict(p)
+                for key in ("start_s", "end_s"):
+                    if p.get(key) is not None:
+                        p[key] = round(p[key] + offset, 3)
+                phases.append(p)
         return Summary(
             run_id=self.record.run_id,
             outcome=self.outcome or "aborted",
@@ -517,6 +582,8 @@ class Coordinator:
             phases=phases,
             collected_ml=None if seq is None else getattr(seq, "collected_ml", None),
             duration_s=(self.now_ms - self.started_ms) / 1000.0,
+            all_safe_at_end=self.all_safe_at_end,
+            refused=self.refused,
         )
 
 

@@ -49,11 +49,27 @@ class ScaledClock:
         await asyncio.sleep(max(0, ms) / 1000 / self.speed)
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    try:
+        parsed = urlparse(url)
+        if parsed.password is None:
+            return url
+        netloc = parsed.netloc.replace(":" + parsed.password + "@", ":***@", 1)
+        return parsed._replace(netloc=netloc).geturl()
+    except ValueError:
+        return "<unparsable URL>"
+
+
 def parse_broker_url(url: str) -> tuple[str, int]:
-    parsed = urlparse(url)
-    if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-        raise ValueError(f"broker URL {url!r}: expected mqtt://HOST[:PORT]")
-    return parsed.hostname, parsed.port or 1883
+    try:
+        parsed = urlparse(url)
+        port = parsed.port
+    except ValueError:  # e.g. a port that is not a number
+        parsed, port = None, None
+    if parsed is None or parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
+        raise ValueError(f"broker URL {redact_url(url)!r}: expected mqtt://HOST[:PORT]")
+    return parsed.hostname, port or 1883
 
 
 def read_key(config_path: Path, key_file: str | None) -> bytes | None:

@@ -203,6 +203,9 @@ class RunRecord:
         self._writable = writable
         self._samples: list[tuple] = []
         self._pending: list[tuple] = []  # audit rows chained but not yet written
+        # A failed flush's sample batches and chained rows, retried by the next flush.
+        self._unwritten_groups: list[tuple[int, list[tuple]]] = []
+        self._unwritten_pending: list[tuple] = []
         self._closed = False
         row = conn.execute("SELECT value FROM meta WHERE key = 'run_id'").fetchone()
         if row is None:
@@ -390,8 +393,11 @@ class RunRecord:
         transaction."""
         if self._closed or not self._writable:
             return
+        # What a failed flush could not write is retried first, unchanged: its entries
+        # are already in the chain (in memory), so dropping them would break it.
+        groups = list(self._unwritten_groups)
+        pending = list(self._unwritten_pending)
         samples, self._samples = self._samples, []
-        batch_row = None
         if samples:
             self._batch += 1
             digest = hashlib.sha256()
@@ -410,18 +416,19 @@ class RunRecord:
                     "last_ms": last_ms,
                 },
             )
-            batch_row = self._batch
-        pending, self._pending = self._pending, []
+            groups.append((self._batch, samples))
+        new_pending, self._pending = self._pending, []
+        pending.extend(new_pending)
         if not pending:
             return
         conn = self._conn
         conn.execute("BEGIN")
         try:
-            if samples:
+            for batch_row, rows in groups:
                 conn.executemany(
                     "INSERT INTO samples (batch, host_ms, module, module_ms, seq, channel, "
-                    f"value, quality) VALUES ({batch_row}, ?, ?, ?, ?, ?, ?, ?)",
-                    samples,
+                    f"value, quality) VALUES ({int(batch_row)}, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
                 )
             conn.executemany(
                 "INSERT INTO audit (seq, host_ms, kind, module, body, prev_hash, hash) "
@@ -431,7 +438,11 @@ class RunRecord:
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
+            self._unwritten_groups = groups
+            self._unwritten_pending = pending
             raise
+        self._unwritten_groups = []
+        self._unwritten_pending = []
 
     def finish(self, host_ms: int, outcome: str, summary: dict) -> None:
         self._append(host_ms, KIND_FINISH, None, {"outcome": outcome, "summary": summary})

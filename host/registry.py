@@ -67,6 +67,9 @@ EVENT_KINDS = (
 )
 
 
+MAX_PERIOD_MS = 10_000  # telemetry gaps above this do not count as the module's period
+
+
 @dataclass
 class RegistryEvent:
     kind: str  # one of EVENT_KINDS
@@ -342,8 +345,10 @@ class Registry:
         view.last_seq = t.seq
         if view.last_data_ms is not None:
             gap = now_ms - view.last_data_ms
-            if 0 < gap <= 60_000:
-                view.period_ms = gap
+            # One late sample (after an outage) must not stretch the stale limit: the
+            # period is the shortest recent gap, at most 10 s.
+            if 0 < gap <= MAX_PERIOD_MS:
+                view.period_ms = gap if view.period_ms is None else min(gap, view.period_ms * 2)
         view.last_data_ms = now_ms
         view.module_t_ms = t.t_ms
         values = {}

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from host.recipe import (
     COMMAND_TIMEOUT_S,
+    HOST_CAUSES,
     Recipe,
     RecipeError,
     RecipePlan,
@@ -749,6 +750,25 @@ class Sequencer:
         t_ms: int | None = None,
     ) -> None:
         when = self.now_ms if t_ms is None else t_ms
+        hazard = cause not in HOST_CAUSES
+        if (
+            self.state == "aborting"
+            and hazard
+            and self.first_cause in HOST_CAUSES
+            and sequence is None
+            and self.recipe.shutdown_for(cause).name != self.shutdown_name
+        ):
+            # A real hazard (a trip) while a non-hazard shutdown runs (operator abort, a
+            # timeout, a failed command, a lost module): the hazard's own sequence takes
+            # over, since it is the one written for what is now happening.
+            self.later_causes.append((self.first_module, self.first_cause, when))
+            self._note(
+                "reaction",
+                f"{text}: takes over from shutdown sequence {self.shutdown_name}",
+                cause=cause,
+                module=module,
+            )
+            self.state = "running"  # let the common path below start the new sequence
         if self.state in ("aborting", "completed", "aborted"):
             self.later_causes.append((module, cause, when))
             if self.state == "aborting":

@@ -501,8 +501,8 @@ def apply_plan(plan: InstallPlan, root: str | Path = "/", run_commands: bool = T
         target.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
         try:
+            os.fchmod(fd, f.mode)  # before any byte: an existing file keeps its old mode
             os.write(fd, f.content)
-            os.fchmod(fd, f.mode)
             if is_root and run_commands:
                 entry = pwd.getpwnam(f.owner)
                 os.fchown(fd, entry.pw_uid, entry.pw_gid)

@@ -27,6 +27,7 @@ from host.coordinator import Coordinator, Summary
 
 PROGRESS_EVERY_S = 30.0
 SETTLE_AFTER_MS = 3000
+SHUTDOWN_BOUND_MS = 1_800_000  # after the run time limit: how long the shutdown may take
 SESSION_EXPIRY_S = 3600  # how long the broker keeps a vanished host's queued messages  # keep the loops turning briefly after the end, so final events land
 
 
@@ -144,6 +145,7 @@ def run_in_process(
     max_s: float = 3600.0,
     should_abort: Callable[[], str | None] | None = None,
     on_tick: Callable[[Coordinator, object], None] | None = None,
+    operator_key: bytes | None = None,
 ) -> Summary:
     """Run ``recipe_path`` on the emulated ``line_path`` in this process; return the summary.
 
@@ -190,6 +192,7 @@ def run_in_process(
         host_ms=emu.host_ms,
         expected_hashes=dict(emu.hashes),
         log=say,
+        operator_key=operator_key,
     )
     attach_emulation(emu, bus, line.id)  # after the host subscribed: it hears the births
     say(f"skid: run {record.run_id}: line {line.id}, recipe {prep.recipe.name}")
@@ -199,7 +202,7 @@ def run_in_process(
     end_ms = emu.now_ms + int(max_s * 1000)
     abort_sent = False
     try:
-        while emu.now_ms < end_ms:
+        while emu.now_ms < end_ms or not abort_sent:
             now_s = emu.now_ms / 1000.0
             for action, fault in schedule.due(now_s, value_of):
                 if action == "apply":
@@ -218,6 +221,11 @@ def run_in_process(
                 if why:
                     abort_sent = True
                     coord.request("abort", "operator", why)
+            if emu.now_ms >= end_ms and not abort_sent:
+                # Out of time: shut the line down in order rather than leave it running.
+                abort_sent = True
+                end_ms = emu.now_ms + SHUTDOWN_BOUND_MS
+                coord.request("abort", "coordinator", f"run time limit {max_s:g} s reached")
             if coord.finished:
                 break
         else:
@@ -226,12 +234,12 @@ def run_in_process(
         while emu.now_ms < settle_end:
             emu.step()
             coord.step(emu.now_ms)
+        coord.all_safe_at_end = all(
+            mid in emu.powered_off or node.all_safe() for mid, node in emu.nodes.items()
+        )
         summary = coord.close()
     finally:
         record.close()
-    summary.all_safe_at_end = all(
-        mid in emu.powered_off or node.all_safe() for mid, node in emu.nodes.items()
-    )
     return summary
 
 
@@ -277,6 +285,7 @@ def run_over_broker(
     poll_s: float = 0.005,
     epoch: float | None = None,
     resume: str | None = None,
+    operator_key: bytes | None = None,
 ) -> Summary:
     """Run ``recipe_path`` over a real MQTT broker.
 
@@ -305,6 +314,7 @@ def run_over_broker(
     line = prep.line
     procs = launched
     own_procs = False
+    epoch_given = False
     if emulate and procs is None:
         from host.launcher import EmulatedLineProcesses
 
@@ -325,9 +335,17 @@ def run_over_broker(
         epoch = procs.epoch if procs.epoch is not None else procs._epoch
         speed = procs.speed
     else:
+        if resume is not None and epoch is None:
+            # Re-attaching to an emulated line: its clock is the one the run started on.
+            previous = RunRecord.open(resume, runs_dir, readonly=True).meta().get("metadata") or {}
+            if previous.get("epoch") and previous.get("speed", "1") != "1":
+                epoch = float(previous["epoch"])
+                speed = float(previous["speed"])
         if epoch is None:
             epoch = time.time()
             speed = 1.0
+        else:
+            epoch_given = True
         if resume is not None and line_id is None:
             line_id = RunRecord.open(resume, runs_dir, readonly=True).meta()["line_id"]
         line_id = line_id or line.id
@@ -363,11 +381,11 @@ def run_over_broker(
         if own_procs:
             procs.stop()
         raise
-    emulated_hashes = expected_hashes(line, True)
-    accepted = {mid: {h} for mid, h in emulated_hashes.items()}
-    if procs is None:  # real modules: their own board configs (or emulated stand-ins)
-        for mid, h in expected_hashes(line, False).items():
-            accepted[mid].add(h)
+    # Emulated modules run the emulated form of their board config; real ones the real
+    # form.  A run on a real line never accepts an emulated stand-in.
+    emulated = procs is not None or epoch_given
+    hashes = expected_hashes(line, emulated)
+    accepted = {mid: {h} for mid, h in hashes.items()}
     if resume is not None:
         record = RunRecord.open(resume, runs_dir)
         last_ms = record.meta().get("last_ms") or host_ms()
@@ -379,12 +397,13 @@ def run_over_broker(
             line_hash=prep.line_hash,
             recipe_name=prep.recipe.name,
             recipe_hash=prep.recipe_hash,
-            config_hashes={mid: h.hex() for mid, h in emulated_hashes.items()},
+            config_hashes={mid: h.hex() for mid, h in hashes.items()},
             metadata={
                 **(metadata or {}),
                 "broker": broker_url,
                 "speed": f"{speed:g}",
                 "host_client_id": client_id,
+                "epoch": repr(epoch),
             },
             now_ms=host_ms(),
         )
@@ -404,6 +423,7 @@ def run_over_broker(
         resume_cause=None
         if resume is None
         else "coordinator restarted mid-run: re-attached, shutting the line down",
+        operator_key=operator_key,
     )
     say(
         f"skid: run {record.run_id}: line {line.id} as {line_id} on {broker_url}"
@@ -411,15 +431,22 @@ def run_over_broker(
     )
     progress = Progress(say, progress_every_s)
     abort_sent = False
+    closed = False
     try:
         if procs is not None and not procs.procs:  # not started yet: the host listens first
             procs.start()
         end_ms = sim_ms() + int(max_s * 1000)
+        limit_hit = False
         while True:
             now = sim_ms()
             if now >= end_ms:
-                coord.reason = f"the run did not finish within {max_s:g} s"
-                break
+                if limit_hit:
+                    coord.reason = f"the run did not finish within {max_s:g} s"
+                    break
+                # Out of time: shut the line down in order rather than leave it running.
+                limit_hit = abort_sent = True
+                end_ms = now + SHUTDOWN_BOUND_MS
+                coord.request("abort", "coordinator", f"run time limit {max_s:g} s reached")
             coord.step(now)
             progress(coord, now)
             if should_abort is not None and not abort_sent:
@@ -434,12 +461,14 @@ def run_over_broker(
         while sim_ms() < settle_end:
             coord.step(sim_ms())
             time.sleep(poll_s)
+        coord.all_safe_at_end = _all_stopped(coord)
         summary = coord.close()
-        summary.all_safe_at_end = _all_stopped(coord)
-        transport.poll()
+        closed = True
     finally:
         record.close()
-        transport.close()
+        # A clean goodbye discards our will: after a crash, send it, so the retained host
+        # state says offline.
+        transport.close(send_will=not closed)
         if own_procs:
             procs.stop()
     return summary
@@ -449,11 +478,12 @@ SAFE_STATES = ("idle", "stopped", "aborted", "completed")
 
 
 def _all_stopped(coord: Coordinator) -> bool | None:
-    """Whether every module last reported a state whose outputs are safe (None: unknown)."""
+    """Whether every module last reported a state whose outputs are safe; None when a
+    module's state is unknown (never heard, or offline: its last word may be stale)."""
     states = []
     for mid in coord.line.modules:
         view = coord.registry.modules.get(mid)
-        if view is None or view.state is None:
+        if view is None or view.state is None or not view.online:
             return None
         states.append(view.state)
     return all(s in SAFE_STATES for s in states)

@@ -387,13 +387,13 @@ def parse_url(url: str) -> tuple[str, int, str | None, str | None]:
     Without credentials in the URL they come from ``SKID_MQTT_USERNAME`` and
     ``SKID_MQTT_PASSWORD`` (a password in a URL shows in ``ps`` to every local user).
     ``mqtts`` (TLS, default port 8883) is handled by ``MqttTransport``."""
-    from host.edgeproc import parse_broker_url
+    from host.edgeproc import parse_broker_url, redact_url
 
     parsed = urlparse(url)
     try:
         if parsed.scheme == "mqtts":
             if not parsed.hostname:
-                raise ValueError(f"broker URL {url!r}: expected mqtts://HOST[:PORT]")
+                raise ValueError(f"broker URL {redact_url(url)!r}: expected mqtts://HOST[:PORT]")
             host, port = parsed.hostname, parsed.port or 8883
         else:
             host, port = parse_broker_url(url)
@@ -481,7 +481,9 @@ class MqttTransport(Transport):
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "disconnected"
-        return f"MqttTransport({self.url!r}, {self.client_id!r}, {state})"
+        from host.edgeproc import redact_url
+
+        return f"MqttTransport({redact_url(self.url)!r}, {self.client_id!r}, {state})"
 
     @property
     def connected(self) -> bool:  # type: ignore[override]

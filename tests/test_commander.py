@@ -127,7 +127,7 @@ def test_unsigned_or_wrongly_signed_commands_are_refused_by_a_keyed_module():
     p = unsigned.send("rebirth")
     assert p.done and p.ok
     wrong = Setup(key=KEY, host_key=bytes(32))
-    p = wrong.send("rebirth")
+    p = wrong.send("state", {"command": "start"})
     assert p.result == "unauthenticated"
 
 
@@ -138,11 +138,11 @@ def test_signing_uses_the_nonce_of_the_current_birth():
     new_nonce = b"\x09" * 8
     s.rig.node.verifier.new_boot(new_nonce)
     s.rig.node.boot_nonce = new_nonce
-    assert s.send("rebirth").result == "unauthenticated"
+    assert s.send("state", {"command": "start"}).result == "unauthenticated"
     s.rig.node.birth()
     s.bus.poll()
     assert s.registry.modules["reactor1"].boot_nonce == new_nonce
-    assert s.send("rebirth").ok
+    assert s.send("state", {"command": "start"}).ok
 
 
 def test_expired_and_timed_out_commands():
@@ -182,8 +182,18 @@ def test_rebirth_may_go_to_a_module_heard_from_without_a_birth():
     s.bus.poll()
     assert s.registry.modules["reactor1"].born
 
+    # A keyed module heard from without a birth: the rebirth goes unsigned, is accepted,
+    # and the birth it brings carries the nonce every later (signed) command needs.
     keyed = Setup(key=KEY, host_key=KEY)
     keyed.registry.modules["reactor1"].born = False
     keyed.registry.modules["reactor1"].boot_nonce = None
-    with pytest.raises(ValueError, match="needs signed commands, but its birth"):
-        keyed.commander.send("reactor1", "rebirth", now_ms=0)
+    with pytest.raises(ValueError, match="has announced itself"):
+        keyed.commander.send("reactor1", "state", {"command": "start"}, now_ms=0)
+    p = keyed.send("rebirth")
+    assert p.done and p.ok, p.reason
+    if keyed.rig.node.rebirth_pending:
+        keyed.rig.node.birth()
+    keyed.bus.poll()
+    view = keyed.registry.modules["reactor1"]
+    assert view.born and view.boot_nonce is not None
+    assert keyed.send("state", {"command": "start"}).ok

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cbor2
 import pytest
 
 from emulator.emulation import LineEmulation
@@ -137,15 +138,31 @@ def test_hold_and_resume_through_the_control_topic_are_recorded(tmp_path):
             )
         if t == 480_000:
             assert coord.sequencer.state == "held"
+            # Resuming restarts the feeds: unsigned, it is refused (a leaked broker
+            # account alone must not move actuators); signed with the operator key, taken.
             operator.publish(
                 control.control_topic("demo"),
-                control.build_request("r2", "resume", "alice", "sample taken"),
+                control.build_request("r2", "resume", "mallory", "unsigned"),
+            )
+            operator.publish(
+                control.control_topic("demo"),
+                control.build_request("r3", "resume", "alice", "sample taken", key=b"k" * 32),
+            )
+        if t == 490_000:  # a malformed request is refused, the run goes on
+            operator.publish(
+                control.control_topic("demo"),
+                cbor2.dumps(
+                    {"id": "r4", "action": "reset", "who": "x", "reason": "y", "module": [1]}
+                ),
             )
         operator.poll()
 
-    summary = run_in_process(LINE, RECIPE, runs_dir=tmp_path, on_tick=script)
+    summary = run_in_process(
+        LINE, RECIPE, runs_dir=tmp_path, on_tick=script, operator_key=b"k" * 32
+    )
     assert summary.outcome == "completed"
-    assert [r["id"] for r in replies] == ["r1", "r2"] and all(r["ok"] for r in replies)
+    assert [(r["id"], r["ok"]) for r in replies] == [("r1", True), ("r2", False), ("r3", True)]
+    assert "signed" in replies[1]["reason"]
     rec = RunRecord.open(summary.record, readonly=True)
     try:
         actions = rec.operator_actions()
@@ -280,3 +297,53 @@ def test_attach_waits_for_every_module_then_starts(tmp_path):
     assert coord.phase == "running" and coord.sequencer.state == "running"
     assert coord.missing_modules() == []
     coord.close("aborted")
+
+
+def test_an_abort_while_modules_are_still_attaching_means_the_recipe_never_starts(tmp_path):
+    def hold_back_and_abort(emu):
+        return dict(emu.hashes)
+
+    line = load_line(LINE)
+    bus = InProcessBus()
+    emu = LineEmulation(line, seed=0)
+    host = bus.client("host")
+    record = RunRecord.create(
+        tmp_path, "demo", line_hash="x", recipe_name="demo", recipe_hash="y",
+        config_hashes={}, metadata={}, now_ms=emu.host_ms(),
+    )  # fmt: skip
+    coord = Coordinator(
+        line, load_recipe(RECIPE), host, record, line_id="demo", now_ms=0,
+        host_ms=emu.host_ms, expected_hashes=dict(emu.hashes),
+    )  # fmt: skip
+    ok, _why = coord.request("abort", "erin", "wrong bottle on pump_b")  # nobody attached yet
+    assert ok and coord.finished and coord.refused
+    attach_emulation(emu, bus, "demo")  # the modules turn up afterwards
+    for _ in range(100):
+        emu.step()
+        coord.step(emu.now_ms)
+    assert coord.sequencer is None
+    assert all(n.sm.state_name == "idle" for n in emu.nodes.values())
+    assert coord.close().outcome == "aborted"
+
+
+def test_a_module_that_reboots_mid_run_counts_as_lost_and_the_line_shuts_down(tmp_path):
+    # pump_b loses power for one second: it comes back idle, in under the 2 s a death
+    # has to be confirmed in, so only its new boot nonce gives it away.
+    summary = run_in_process(
+        LINE, RECIPE, runs_dir=tmp_path, faults=[fault("power-loss:pump_b@420+1")]
+    )
+    assert summary.outcome == "aborted" and summary.all_safe_at_end
+    assert "pump_b" in summary.reason
+    assert summary.collected_ml < 30.0  # not a whole collection with one feed stopped
+    rec = RunRecord.open(summary.record, readonly=True)
+    try:
+        assert any(n["kind"] == "reboot" for n in rec.notes())
+    finally:
+        rec.close()
+
+
+def test_the_run_time_limit_shuts_the_line_down_in_order(tmp_path):
+    summary = run_in_process(LINE, RECIPE, runs_dir=tmp_path, max_s=400.0)
+    assert summary.outcome == "aborted" and summary.all_safe_at_end
+    assert "time limit" in summary.reason
+    assert any(p["phase"].startswith("shutdown") for p in summary.phases)

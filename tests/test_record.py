@@ -374,3 +374,45 @@ def test_a_file_that_is_not_a_record_is_reported_not_crashed_on(tmp_path, capsys
     assert main(["verify", str(junk)]) == 1
     assert main(["report", str(junk)]) == 1
     assert "not a readable run record" in capsys.readouterr().err
+
+
+def test_a_failed_flush_loses_nothing_and_the_chain_stays_intact(tmp_path):
+    rec = RunRecord.create(
+        tmp_path, "line1", line_hash="l", recipe_name="r", recipe_hash="h",
+        config_hashes={}, metadata={}, now_ms=1_000,
+    )  # fmt: skip
+    rec.add_sample(1_100, "m1", 10, 0, {"t": 1.0}, {"t": "good"})
+    rec.add_note(1_100, "n", "before the failure")
+
+    class FailOnce:
+        """The connection, with one commit that fails (disk full, lock timeout)."""
+
+        def __init__(self, conn):
+            self.conn, self.failed = conn, False
+
+        def execute(self, sql, *a):
+            if sql == "COMMIT" and not self.failed:
+                self.failed = True
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *a)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    real = rec._conn
+    rec._conn = FailOnce(real)
+    with pytest.raises(sqlite3.OperationalError):
+        rec.flush()
+    rec.add_sample(1_200, "m1", 20, 1, {"t": 2.0}, {"t": "good"})
+    rec.add_note(1_200, "n", "after the failure")
+    rec.flush()  # retries what failed, then writes the new entries
+    rec._conn = real
+    rec.close()
+    result = verify(rec.path)
+    assert result.ok, result.reason
+    reopened = RunRecord.open(rec.path, readonly=True)
+    try:
+        assert [r["value"] for r in reopened.samples(module="m1")] == [1.0, 2.0]
+        assert [n["text"] for n in reopened.notes()] == ["before the failure", "after the failure"]
+    finally:
+        reopened.close()

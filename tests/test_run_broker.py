@@ -228,9 +228,11 @@ def _no_stray_processes():
 
 def test_operator_hold_resume_and_line_wide_stop_from_other_terminals(broker, tmp_path):
     url = f"mqtt://127.0.0.1:{broker.port}"
+    key = tmp_path / "operator.key"
+    key.write_text(os.urandom(32).hex())
     skid = Skid(
         "run", str(LINE), str(QUICK), "--emulate", "--broker", url, "--speed", str(SPEED),
-        "--runs-dir", str(tmp_path), "--json", "--no-report",
+        "--runs-dir", str(tmp_path), "--json", "--no-report", "--operator-key-file", str(key),
     )  # fmt: skip
     line_id = skid.wait_for(" as demo-", 60.0).split(" as ", 1)[1].split()[0]
     skid.wait_for("phase heat", 60.0)
@@ -247,7 +249,11 @@ def test_operator_hold_resume_and_line_wide_stop_from_other_terminals(broker, tm
     held = operator("hold", "--who", "dana", "--reason", "check a fitting")
     assert held.returncode == 0 and "accepted" in held.stdout, held.stderr
     skid.wait_for("hold: accepted", 10.0)
-    resumed = operator("resume", "--who", "dana", "--reason", "fitting tight")
+    unsigned = operator("resume", "--who", "mallory", "--reason", "leaked account")
+    assert unsigned.returncode == 1 and "refused" in unsigned.stdout
+    resumed = operator(
+        "resume", "--who", "dana", "--reason", "fitting tight", "--operator-key-file", str(key)
+    )
     assert resumed.returncode == 0 and "accepted" in resumed.stdout, resumed.stderr
     stop = operator("stop", str(LINE), "--insecure", "--who", "dana", "--reason", "drill")
     assert stop.returncode == 0, stop.stdout + stop.stderr

@@ -483,6 +483,20 @@ def test_abort_runs_the_operator_abort_sequence_once():
     assert all(s == "stopped" for s in access.states.values())
 
 
+def test_a_trip_during_an_operator_abort_switches_to_the_hazards_own_sequence():
+    seq, access, clock = collecting()
+    access.auto = False  # commands stay unanswered: the default sequence is still running
+    assert seq.abort("ana", "end of shift")[0]
+    assert seq.phase == "shutdown:default"
+    seq.on_trip("pump_a", "over_pressure", clock.now)
+    assert seq.state == "aborting" and seq.phase == "shutdown:pressure"
+    assert seq.first_cause == "over_pressure"
+    assert "operator_abort" in [c for _m, c, _t in seq.later_causes]
+    # ... but one hazard never displaces another: the first trip's sequence keeps running.
+    seq.on_trip("reactor1", "over_temperature", clock.now)
+    assert seq.phase == "shutdown:pressure"
+
+
 def test_abort_while_held_or_in_manual_still_shuts_down():
     seq, access, clock = collecting()
     seq.manual("ana", "look")

@@ -421,3 +421,13 @@ def test_skid_status_shows_a_live_module_and_exits_1_when_none_answers(broker):
         timeout=30,
     )
     assert unreachable.returncode == 1 and "refused" in unreachable.stderr
+
+
+def test_a_broker_password_never_appears_in_errors_or_reprs():
+    from host.transport import MqttTransport, TransportError, parse_url
+
+    with pytest.raises(TransportError) as exc:
+        parse_url("http://operator:s3cret-pw@broker:1883")
+    assert "s3cret-pw" not in str(exc.value) and "***" in str(exc.value)
+    t = MqttTransport("mqtt://operator:s3cret-pw@127.0.0.1:1", "repr-check")
+    assert "s3cret-pw" not in repr(t)

@@ -20,7 +20,8 @@ import uuid
 from host.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 REPLY_TIMEOUT_S = 5.0
-LEASE_WAIT_S = 1.5  # how long `skid stop` listens for a coordinator's lease first
+LEASE_WAIT_S = 1.0  # how long `skid stop` listens for a coordinator's lease first
+COORDINATOR_REPLY_S = 0.5  # a live coordinator answers in milliseconds
 ESTOP_LEASE_MS = 3000
 
 _SIMPLE = {
@@ -72,6 +73,13 @@ def _common(p) -> None:
     p.add_argument("--who", default=os.environ.get("USER") or "operator", help="who asks")
     p.add_argument("--reason", required=True, help="why (recorded in the run record)")
     p.add_argument("--timeout", type=float, default=REPLY_TIMEOUT_S, help="seconds to wait")
+    p.add_argument(
+        "--operator-key-file",
+        default=os.environ.get("SKID_OPERATOR_KEY_FILE"),
+        metavar="FILE",
+        help="sign the request (needed for resume, manual, auto, command, reset; default "
+        "$SKID_OPERATOR_KEY_FILE)",
+    )
 
 
 def _connect(url: str, name: str):
@@ -82,7 +90,16 @@ def _connect(url: str, name: str):
     return t
 
 
-def ask(transport, line_id: str, action: str, who: str, reason: str, timeout_s: float, **args):
+def ask(
+    transport,
+    line_id: str,
+    action: str,
+    who: str,
+    reason: str,
+    timeout_s: float,
+    key: bytes | None = None,
+    **args,
+):
     """Publish one control request and wait for the coordinator's reply (or None)."""
     from host import control
 
@@ -101,7 +118,7 @@ def ask(transport, line_id: str, action: str, who: str, reason: str, timeout_s: 
     transport.poll()
     transport.publish(
         control.control_topic(line_id),
-        control.build_request(request_id, action, who, reason, **args),
+        control.build_request(request_id, action, who, reason, key=key, **args),
         qos=1,
     )
     end = time.monotonic() + timeout_s
@@ -117,13 +134,24 @@ def run(args) -> int:
     for key in ("module", "channel", "value", "alarm"):
         if getattr(args, key, None) is not None:
             extra[key] = getattr(args, key)
+    key = None
+    if args.operator_key_file:
+        from host.control import ControlError, read_operator_key
+
+        try:
+            key = read_operator_key(args.operator_key_file)
+        except (OSError, ControlError) as exc:
+            print(f"skid {args.action}: --operator-key-file: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         transport = _connect(args.broker, f"{line_id}-operator")
     except Exception as exc:  # noqa: BLE001 - TransportError or a bad URL
         print(f"skid {args.action}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        reply = ask(transport, line_id, args.action, args.who, args.reason, args.timeout, **extra)
+        reply = ask(
+            transport, line_id, args.action, args.who, args.reason, args.timeout, key, **extra
+        )
     finally:
         transport.close()
     if reply is None:
@@ -175,14 +203,16 @@ def run_stop(args) -> int:
         transport.subscribe(line_filter(line_id), lambda t, p: registry.on_message(t, p, 0))
         clock = HostClock()
         transport.subscribe(host_topic(line_id, "lease"), clock.on_lease)
-        commander = Commander(transport, line_id, registry, keys, host_ms=clock)
-        reply = ask(transport, line_id, "stop", args.who, args.reason, min(args.timeout, 2.0))
+        # Its own sender name: a keyed module keeps one replay counter per sender, and the
+        # running coordinator's must not be able to make an e-stop look like a replay.
+        commander = Commander(transport, line_id, registry, keys, sender="estop", host_ms=clock)
+        lease_wait_end = time.monotonic() + LEASE_WAIT_S  # overlaps the coordinator's reply
+        reply = ask(transport, line_id, "stop", args.who, args.reason, COORDINATOR_REPLY_S)
         # Abort needs a birth (channel aliases; the boot nonce a keyed module verifies
         # against): a module heard from without one is asked to rebirth first.
         pending: dict = {}
         asked: set[str] = set()
         end = time.monotonic() + args.timeout
-        lease_wait_end = time.monotonic() + LEASE_WAIT_S
         while time.monotonic() < end and not (
             len(pending) == len(line.modules) and all(p.done for p in pending.values())
         ):

@@ -22,6 +22,7 @@ error (nothing was started), 1 anything else.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -80,6 +81,14 @@ def add_run_options(p) -> None:
         help="broker mode: re-attach a restarted coordinator to RUN (its record continues, "
         "the gap is recorded, and the line is shut down in order)",
     )
+    p.add_argument(
+        "--operator-key-file",
+        default=os.environ.get("SKID_OPERATOR_KEY_FILE"),
+        metavar="FILE",
+        help="key that operators' resume/manual/command/reset requests must be signed with "
+        "(default $SKID_OPERATOR_KEY_FILE; without one those requests are refused over the "
+        "broker)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
 
@@ -91,10 +100,17 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     from emulator.faults import FaultSpecError, line_targets, parse_fault_option
     from emulator.line import LineError, load_line
     from host.session import RunRefused
+    from host.transport import TransportError
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    if args.resume and args.emulate:
+        log(
+            f"skid {command}: --resume re-attaches to modules that are still out there; "
+            "it cannot be combined with --emulate (which launches a new line)"
+        )
+        return EXIT_USAGE
     if (args.resume or args.epoch is not None or args.line_id) and not args.broker:
         log(f"skid {command}: --resume, --epoch and --line-id need --broker")
         return EXIT_USAGE
@@ -114,6 +130,15 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     except (LineError, FaultSpecError) as exc:
         log(f"skid {command}: {exc}")
         return EXIT_USAGE
+    operator_key = None
+    if args.operator_key_file:
+        from host.control import ControlError, read_operator_key
+
+        try:
+            operator_key = read_operator_key(args.operator_key_file)
+        except (OSError, ControlError) as exc:
+            log(f"skid {command}: --operator-key-file: {exc}")
+            return EXIT_USAGE
     metadata = {"operator": args.operator, "command": command}
     if args.batch:
         metadata["batch"] = args.batch
@@ -150,6 +175,7 @@ def execute(args, line_path, recipe_path, command: str) -> int:
                 line_id=args.line_id,
                 epoch=args.epoch,
                 resume=args.resume,
+                operator_key=operator_key,
             )
         else:
             from host.session import run_in_process
@@ -164,12 +190,16 @@ def execute(args, line_path, recipe_path, command: str) -> int:
                 log=log,
                 max_s=args.max_s,
                 should_abort=lambda: interrupts[0] if interrupts else None,
+                operator_key=operator_key,
             )
     except RunRefused as exc:
         log(f"skid {command}: refused before anything moved:")
         for problem in exc.problems:
             log(f"  - {problem}")
         return EXIT_USAGE
+    except TransportError as exc:
+        log(f"skid {command}: {exc}")
+        return EXIT_USAGE if exc.reason == "usage" else EXIT_FAILURE
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
@@ -189,6 +219,8 @@ def execute(args, line_path, recipe_path, command: str) -> int:
             log(f"skid {command}: could not write the report: {exc}")
     if args.json:
         print(json.dumps(summary.as_dict()))
+    if summary.refused:  # the line did not match (modules, kinds, configs): nothing ran
+        return EXIT_USAGE
     if summary.outcome == "completed":
         return EXIT_OK
     if summary.outcome == "aborted" and summary.all_safe_at_end is not False:
