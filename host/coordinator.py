@@ -190,8 +190,6 @@ class Coordinator:
         self._next_lease = now_ms
         self._next_flush = now_ms + FLUSH_EVERY_MS
         self._attach_deadline = now_ms + attach_timeout_ms
-        self._last_phase = None
-        self._pending_notes: list = []
         self.sequencer = None
         self._sequencer_factory = sequencer_factory
         self._topic_state = host_topic(line_id, "state")
@@ -319,9 +317,6 @@ class Coordinator:
 
     def _track_sequencer(self) -> None:
         seq = self.sequencer
-        label = (seq.phase, getattr(seq, "step_name", None))
-        if label != self._last_phase:
-            self._last_phase = label
         if seq.state in ("completed", "aborted"):
             self.outcome = seq.state
             self.reason = getattr(seq, "reason", "") or ""
