@@ -129,17 +129,23 @@ class LineError(ValueError):
         self.value = value
         self.problem = problem
         self.allowed = allowed
-        where = self.file if line is None else f"{self.file}:{line}"
-        if key is None:
-            subject = ""
-        elif missing:
-            subject = key + " "
-        else:
-            subject = f"{key} = {_show(value)} "
-        text = f"{where}: {subject}{problem}"
-        if allowed:
-            text += ": allowed " + allowed
-        super().__init__(text)
+        super().__init__(located_text(file, key, line, value, problem, allowed, missing))
+
+
+def located_text(file, key, line, value, problem, allowed=None, missing=False) -> str:
+    """``FILE[:LINE]: KEY = VALUE PROBLEM: allowed ALLOWED``: how line files and recipes
+    report a problem (``missing``: the key is absent, so no value is shown)."""
+    where = str(file) if line is None else f"{file}:{line}"
+    if key is None:
+        subject = ""
+    elif missing:
+        subject = key + " "
+    else:
+        subject = f"{key} = {_show(value)} "
+    text = f"{where}: {subject}{problem}"
+    if allowed:
+        text += ": allowed " + allowed
+    return text
 
 
 class LineErrors(LineError):

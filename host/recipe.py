@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.boardconfig.lines import index_lines, line_of
+from emulator.line import located_text
 
 SERVICE_COMMANDS = ("start", "stop", "hold", "unhold", "abort", "reset", "complete")
 ON_TIMEOUT = ("abort", "continue", "hold")
@@ -63,17 +64,7 @@ class RecipeIssue:
         self.value = value
         self.problem = problem
         self.allowed = allowed
-        where = self.file if line is None else f"{self.file}:{line}"
-        if key is None:
-            subject = ""
-        elif missing:
-            subject = key + " "
-        else:
-            subject = f"{key} = {_show(value)} "
-        text = f"{where}: {subject}{problem}"
-        if allowed:
-            text += ": allowed " + allowed
-        self.text = text
+        self.text = located_text(file, key, line, value, problem, allowed, missing)
 
     def __str__(self):
         return self.text
@@ -97,15 +88,6 @@ class RecipeError(ValueError):
                 "  " + str(i) for i in self.issues
             )
         super().__init__(text)
-
-
-def _show(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v + '"'
-    text = repr(v)
-    return text if len(text) <= 60 else text[:56] + " ..."
 
 
 # --- the model ---------------------------------------------------------------------------
