@@ -107,11 +107,9 @@ def read_operator_key(path) -> bytes:
     """The operator key file: raw bytes, or hex text (as ``head -c 32 /dev/urandom``)."""
     from pathlib import Path
 
-    data = Path(path).read_bytes()
-    try:
-        key = bytes.fromhex(data.strip().decode())
-    except (UnicodeDecodeError, ValueError):
-        key = data
+    from host.edgeproc import decode_key
+
+    key = decode_key(Path(path).read_bytes())
     if len(key) < 16:
         raise ControlError(f"{path}: an operator key needs at least 16 bytes")
     return key

@@ -95,6 +95,8 @@ class LineAccess:
         self.c = coordinator
 
     def value(self, module: str, channel: str) -> float | None:
+        # Unlike Registry.value, an UNCERTAIN reading counts (a 1oo2 pair running on one
+        # probe still tells the recipe the coil's temperature); BAD, stale, offline do not.
         view = self.c.registry.modules.get(module)
         if view is None or not view.online or view.stale:
             return None
@@ -106,12 +108,10 @@ class LineAccess:
         return self.c.send(module, op, args)
 
     def module_state(self, module: str) -> str | None:
-        view = self.c.registry.modules.get(module)
-        return None if view is None else view.state
+        return self.c.registry.module_state(module)
 
     def online(self, module: str) -> bool:
-        view = self.c.registry.modules.get(module)
-        return bool(view is not None and view.online and not view.stale)
+        return self.c.registry.online(module)
 
     def note(self, kind: str, text: str, **data) -> None:
         self.c.note(kind, text, **data)

@@ -87,9 +87,14 @@ def read_key(config_path: Path, key_file: str | None) -> bytes | None:
             "(create it with 32 random bytes, e.g. `head -c 32 /dev/urandom > FILE`, "
             "or run with --insecure)"
         ) from None
-    text = data.strip()
+    return decode_key(data)
+
+
+def decode_key(data: bytes) -> bytes:
+    """A key file's content: hex text (e.g. ``head -c 32 /dev/urandom | xxd -p``) or the
+    raw bytes themselves."""
     try:
-        return bytes.fromhex(text.decode())
+        return bytes.fromhex(data.strip().decode())
     except (UnicodeDecodeError, ValueError):
         return data
 

@@ -86,6 +86,39 @@ def prepare(line_path, recipe_path) -> Prepared:
     )
 
 
+class RunLimits:
+    """Ctrl-C/SIGTERM (``should_abort()`` returns a reason) and the run-time limit: each
+    asks the coordinator, once, for the recipe's shutdown sequence rather than leaving the
+    line as it is; ``SHUTDOWN_BOUND_MS`` after the limit the loop gives up."""
+
+    def __init__(self, coord, max_s: float, now_ms: int, should_abort=None):
+        self.coord = coord
+        self.max_s = max_s
+        self.should_abort = should_abort
+        self.end_ms = now_ms + int(max_s * 1000)
+        self.abort_sent = False
+        self.limit_hit = False
+
+    def give_up(self, now_ms: int) -> bool:
+        """Call once per loop turn; True when the loop must end without the coordinator."""
+        if self.should_abort is not None and not self.abort_sent:
+            why = self.should_abort()
+            if why:
+                self.abort_sent = True
+                self.coord.request("abort", "operator", why)
+        if now_ms < self.end_ms:
+            return False
+        if self.limit_hit:
+            self.coord.reason = f"the run did not finish within {self.max_s:g} s"
+            return True
+        self.limit_hit = True
+        self.end_ms = now_ms + SHUTDOWN_BOUND_MS
+        if not self.abort_sent:
+            self.abort_sent = True
+            self.coord.request("abort", "coordinator", f"run time limit {self.max_s:g} s reached")
+        return False
+
+
 class Progress:
     """A line of progress to stderr every ``every_s`` of run time: phase, elapsed,
     residence times, time to the next phase."""
@@ -199,10 +232,9 @@ def run_in_process(
     schedule = FaultSchedule(list(faults))
     progress = Progress(say, progress_every_s)
     value_of = coord.access.value
-    end_ms = emu.now_ms + int(max_s * 1000)
-    abort_sent = False
+    limits = RunLimits(coord, max_s, emu.now_ms, should_abort)
     try:
-        while emu.now_ms < end_ms or not abort_sent:
+        while True:
             now_s = emu.now_ms / 1000.0
             for action, fault in schedule.due(now_s, value_of):
                 if action == "apply":
@@ -216,20 +248,8 @@ def run_in_process(
             if on_tick is not None:
                 on_tick(coord, emu)
             progress(coord, emu.now_ms)
-            if should_abort is not None and not abort_sent:
-                why = should_abort()
-                if why:
-                    abort_sent = True
-                    coord.request("abort", "operator", why)
-            if emu.now_ms >= end_ms and not abort_sent:
-                # Out of time: shut the line down in order rather than leave it running.
-                abort_sent = True
-                end_ms = emu.now_ms + SHUTDOWN_BOUND_MS
-                coord.request("abort", "coordinator", f"run time limit {max_s:g} s reached")
-            if coord.finished:
+            if coord.finished or limits.give_up(emu.now_ms):
                 break
-        else:
-            coord.reason = f"the run did not finish within {max_s:g} s"
         settle_end = emu.now_ms + SETTLE_AFTER_MS
         while emu.now_ms < settle_end:
             emu.step()
@@ -312,6 +332,14 @@ def run_over_broker(
     for w in prep.warnings:
         say(f"warning: {w}")
     line = prep.line
+    resumed: dict = {}  # the description of the run being resumed: read once
+    if resume is not None:
+        earlier = RunRecord.open(resume, runs_dir, readonly=True)
+        try:
+            resumed = earlier.meta()
+        finally:
+            earlier.close()
+    resumed_with = resumed.get("metadata") or {}
     procs = launched
     own_procs = False
     epoch_given = False
@@ -337,18 +365,15 @@ def run_over_broker(
     else:
         if resume is not None and epoch is None:
             # Re-attaching to an emulated line: its clock is the one the run started on.
-            previous = RunRecord.open(resume, runs_dir, readonly=True).meta().get("metadata") or {}
-            if previous.get("epoch") and previous.get("speed", "1") != "1":
-                epoch = float(previous["epoch"])
-                speed = float(previous["speed"])
+            if resumed_with.get("epoch") and resumed_with.get("speed", "1") != "1":
+                epoch = float(resumed_with["epoch"])
+                speed = float(resumed_with["speed"])
         if epoch is None:
             epoch = time.time()
             speed = 1.0
         else:
             epoch_given = True
-        if resume is not None and line_id is None:
-            line_id = RunRecord.open(resume, runs_dir, readonly=True).meta()["line_id"]
-        line_id = line_id or line.id
+        line_id = line_id or resumed.get("line_id") or line.id
 
     def sim_ms() -> int:
         return shared_sim_ms(epoch, speed)
@@ -362,10 +387,7 @@ def run_over_broker(
     state_topic = host_topic(line_id, "state")
     # One broker session per run (a restarted coordinator takes the same one over): what
     # modules publish while the coordinator is away waits for it at the broker.
-    client_id = f"{line_id}-host-{uuid.uuid4().hex[:6]}"
-    if resume is not None:
-        meta = RunRecord.open(resume, runs_dir, readonly=True).meta()
-        client_id = (meta.get("metadata") or {}).get("host_client_id") or client_id
+    client_id = resumed_with.get("host_client_id") or f"{line_id}-host-{uuid.uuid4().hex[:6]}"
     transport = MqttTransport(
         broker_url,
         client_id,
@@ -430,31 +452,16 @@ def run_over_broker(
         + (f", emulated at {speed:g}x" if procs is not None else "")
     )
     progress = Progress(say, progress_every_s)
-    abort_sent = False
     closed = False
     try:
         if procs is not None and not procs.procs:  # not started yet: the host listens first
             procs.start()
-        end_ms = sim_ms() + int(max_s * 1000)
-        limit_hit = False
+        limits = RunLimits(coord, max_s, sim_ms(), should_abort)
         while True:
             now = sim_ms()
-            if now >= end_ms:
-                if limit_hit:
-                    coord.reason = f"the run did not finish within {max_s:g} s"
-                    break
-                # Out of time: shut the line down in order rather than leave it running.
-                limit_hit = abort_sent = True
-                end_ms = now + SHUTDOWN_BOUND_MS
-                coord.request("abort", "coordinator", f"run time limit {max_s:g} s reached")
             coord.step(now)
             progress(coord, now)
-            if should_abort is not None and not abort_sent:
-                why = should_abort()
-                if why:
-                    abort_sent = True
-                    coord.request("abort", "operator", why)
-            if coord.finished:
+            if coord.finished or limits.give_up(now):
                 break
             time.sleep(poll_s)
         settle_end = sim_ms() + SETTLE_AFTER_MS
