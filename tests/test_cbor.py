@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 import time
 from pathlib import Path
@@ -36,19 +35,12 @@ from protocol.cbor import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def shared_dir() -> Path:
-    """The shared folder: $FLOWSKID_SHARED, else the sibling of the repository."""
-    env = os.environ.get("FLOWSKID_SHARED")
-    return Path(env) if env else ROOT.parent / "shared"
+VECTOR_FILE = ROOT / "tests" / "data" / "vectors" / "cbor-rfc8949-appendix-a.json"
 
 
 def load_vectors() -> list[dict]:
-    path = shared_dir() / "vectors" / "cbor-rfc8949-appendix-a.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"RFC 8949 test vectors not found at {path}: set FLOWSKID_SHARED to the shared folder"
-        )
-    return json.loads(path.read_text())
+    """RFC 8949 Appendix A, shipped with the tests (provenance: tests/data/vectors/README.md)."""
+    return json.loads(VECTOR_FILE.read_text())
 
 
 VECTORS = load_vectors()
