@@ -180,6 +180,9 @@ class FakeTransport:
     def poll(self, timeout_s=0.0):
         pass
 
+    def close(self):
+        pass
+
 
 CHANNELS = [Channel("flow", "mL/min", "actuator", 0.0, 10.0, 0.001)]
 STATES = {"idle": ["start", "abort", "rebirth"], "aborted": ["reset"]}
@@ -303,3 +306,16 @@ def test_a_keyed_line_is_stopped_with_each_modules_key_and_a_missing_key_is_name
         assert "cannot sign" not in second.stderr
         for mid in MODULES:
             assert f"skid stop: {mid}: ok" in second.stdout, second.stdout
+
+
+def test_stop_that_fails_midway_still_reports_every_module_and_exits_1(monkeypatch, capsys):
+    def broken_run(self, who, reason, timeout_s):
+        raise RuntimeError("link lost")
+
+    monkeypatch.setattr(control, "_connect", lambda url, name: FakeTransport())
+    monkeypatch.setattr(control.LineStop, "run", broken_run)
+    code = main(["stop", str(LINE), "--broker", URL, "--line-id", "l1", "--reason", "drill"])
+    out = capsys.readouterr().out
+    assert code == EXIT_FAILURE
+    for mid in MODULES:
+        assert f"{mid}: NOT CONFIRMED: stopped early: RuntimeError: link lost" in out

@@ -204,9 +204,10 @@ def run_stop(args) -> int:
     except Exception as exc:  # noqa: BLE001 - a malformed URL paho rejects
         print(f"skid stop: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    stop = LineStop(transport, line, line_id, keys)
+    stop = None
     trouble = None
     try:
+        stop = LineStop(transport, line, line_id, keys)
         stop.run(args.who, args.reason, args.timeout)
     except Exception as exc:  # noqa: BLE001 - an e-stop reports what it achieved, always
         trouble = f"stopped early: {type(exc).__name__}: {exc}"
@@ -215,6 +216,8 @@ def run_stop(args) -> int:
             transport.close()
         except Exception:  # noqa: BLE001, S110 - nothing more to do with a broken link
             pass
+    if stop is None:
+        return _report_stop(line, {}, unsigned, None, trouble)
     return _report_stop(line, stop.pending, unsigned, stop.reply, trouble, stop.errors)
 
 
