@@ -70,10 +70,12 @@ class Summary:
     duration_s: float = 0.0
     all_safe_at_end: bool | None = None  # known where the host can see the modules' outputs
     refused: bool = False  # ended before the recipe started: nothing was run
+    line_id: str = ""  # the line id in the topics (broker runs: --line-id, or generated)
 
     def as_dict(self) -> dict:
         return {
             "run_id": self.run_id,
+            "line_id": self.line_id,
             "outcome": self.outcome,
             "reason": self.reason,
             "modules": self.modules,
@@ -575,6 +577,7 @@ class Coordinator:
             duration_s=(self.now_ms - self.started_ms) / 1000.0,
             all_safe_at_end=self.all_safe_at_end,
             refused=self.refused,
+            line_id=self.line_id,
         )
 
 

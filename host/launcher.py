@@ -143,7 +143,7 @@ class EmulatedLineProcesses:
             return cmd
         cmd = base + ["edge", "--line-file", str(self.line_file), "--module-id", name]
         cmd += ["--emulate", "--plant", "remote", "--broker", self.broker_url]
-        cmd += ["--line", self.line_id] + common
+        cmd += ["--line-id", self.line_id] + common
         if self.insecure:
             cmd.append("--insecure")
         return cmd

@@ -351,6 +351,7 @@ def run_over_broker(
         procs = EmulatedLineProcesses(
             line_path,
             broker_url,
+            line_id=line_id,  # None: a fresh one, so runs on one broker never mix
             speed=speed,
             faults=list(faults),
             seed=seed,
@@ -374,6 +375,9 @@ def run_over_broker(
         else:
             epoch_given = True
         line_id = line_id or resumed.get("line_id") or line.id
+
+    # Said before anything starts: `skid status` / `skid stop` need it from another terminal.
+    say(f"skid: line id {line_id} on {broker_url} (skid status/stop --line-id {line_id})")
 
     def sim_ms() -> int:
         return shared_sim_ms(epoch, speed)

@@ -7,7 +7,8 @@ why, and replies.  ``stop`` is the line-wide emergency stop: it commands every m
 the line to abort directly (outputs to their safe values, latched until reset) and tells
 the coordinator, so it works with the coordinator dead.
 
-Exit codes: 0 accepted, 1 refused or nobody answered, 2 usage error.
+Exit codes: 0 accepted, 1 refused or nobody answered, 2 usage error.  ``stop``: 0 every
+module of the line confirmed its abort, 1 some did not (each is named), 2 usage error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from host.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
@@ -62,14 +64,19 @@ def register(sub) -> None:
         "directly, and tells the coordinator.",
     )
     p.add_argument("line_file", help="the line file (names the modules and their keys)")
-    _common(p)
-    p.add_argument("--insecure", action="store_true", help="send unsigned commands")
+    _common(p, "line id on the broker (default: the line file's id)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="send unsigned commands (keyless bench setups; default: signed with each "
+        "module's key from its board config)",
+    )
     p.set_defaults(func=run_stop, action="stop")
 
 
-def _common(p) -> None:
+def _common(p, line_help: str = "line id on the broker (default 'demo')") -> None:
     p.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST[:PORT]")
-    p.add_argument("--line", dest="line_id", help="line id (default: the line file's / 'demo')")
+    p.add_argument("--line-id", "--line", dest="line_id", metavar="ID", help=line_help)
     p.add_argument("--who", default=os.environ.get("USER") or "operator", help="who asks")
     p.add_argument("--reason", required=True, help="why (recorded in the run record)")
     p.add_argument("--timeout", type=float, default=REPLY_TIMEOUT_S, help="seconds to wait")
@@ -167,99 +174,206 @@ def run(args) -> int:
 
 
 def run_stop(args) -> int:
+    """The line-wide emergency stop.  Exit 0 when every module of the line confirmed its
+    abort, 1 when some did not (each is named, with why), 2 for a usage error (bad line
+    file, line id or broker URL: nothing was sent)."""
     from emulator.line import LineError, load_line
-    from host.commander import Commander
-    from host.edgeproc import read_key
-    from host.registry import Registry
+    from host.transport import TransportError
+    from protocol.topics import TopicError, validate_id
 
     try:
         line = load_line(args.line_file)
-    except LineError as exc:
+        line_id = args.line_id or line.id
+        validate_id("line", line_id)
+    except (LineError, TopicError) as exc:
         print(f"skid stop: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    line_id = args.line_id or line.id
-    keys = {}
-    if not args.insecure:
-        from edge.boardconfig import load_board_config
-
-        for mid, comp in line.modules.items():
-            board = getattr(comp, "board", None)
-            if board is None:
-                continue
-            cfg = load_board_config(board)
-            key = read_key(board, cfg["module"].get("key_file"))
-            if key is not None:
-                keys[mid] = key
+    keys, unsigned = ({}, {}) if args.insecure else module_keys(line)
+    for mid, why in unsigned.items():
+        # Sent unsigned all the same: a module without a key obeys it, a keyed one
+        # refuses it (and is then named as not stopped).
+        print(f"skid stop: {mid}: cannot sign ({why}): sending it unsigned", file=sys.stderr)
+    print(f"skid stop: line {line_id} at {args.broker}", file=sys.stderr)
     try:
         transport = _connect(args.broker, f"{line_id}-estop")
-    except Exception as exc:  # noqa: BLE001
+    except TransportError as exc:
+        print(f"skid stop: {exc}", file=sys.stderr)
+        if exc.reason == "usage":
+            return EXIT_USAGE
+        return _report_stop(line, {}, unsigned, None, "broker unreachable: nothing sent")
+    except Exception as exc:  # noqa: BLE001 - a malformed URL paho rejects
         print(f"skid stop: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    registry = Registry(line_id, {mid: (c.kind, None) for mid, c in line.modules.items()})
+    stop = None
+    trouble = None
     try:
-        from protocol import messages
+        stop = LineStop(transport, line, line_id, keys)
+        stop.run(args.who, args.reason, args.timeout)
+    except Exception as exc:  # noqa: BLE001 - an e-stop reports what it achieved, always
+        trouble = f"stopped early: {type(exc).__name__}: {exc}"
+    finally:
+        try:
+            transport.close()
+        except Exception:  # noqa: BLE001, S110 - nothing more to do with a broken link
+            pass
+    if stop is None:
+        return _report_stop(line, {}, unsigned, None, trouble)
+    return _report_stop(line, stop.pending, unsigned, stop.reply, trouble, stop.errors)
+
+
+def module_keys(line) -> tuple[dict[str, bytes], dict[str, str]]:
+    """The command key of every module of ``line`` whose board config names one, from its
+    key file: ``(keys, unsigned)``, ``unsigned`` mapping each module whose key could not
+    be had to why (config or key file unreadable, wrong length).  Never raises: one bad
+    key file must not keep the other modules from being stopped."""
+    from edge.boardconfig import load_board_config
+    from host.edgeproc import read_key
+    from protocol.auth import KEY_MAX_LEN, KEY_MIN_LEN
+
+    keys: dict[str, bytes] = {}
+    unsigned: dict[str, str] = {}
+    for mid, comp in line.modules.items():
+        board = getattr(comp, "board", None)
+        if board is None:
+            continue
+        try:
+            cfg = load_board_config(board)
+            key = read_key(Path(board), cfg.data["module"].get("key_file"))
+        except Exception as exc:  # noqa: BLE001 - named below, the others still stopped
+            unsigned[mid] = str(exc)
+            continue
+        if key is None:
+            continue  # no key configured: the module takes unsigned commands
+        if not KEY_MIN_LEN <= len(key) <= KEY_MAX_LEN:
+            unsigned[mid] = (
+                f"{board}: key file holds {len(key)} bytes, allowed {KEY_MIN_LEN}..{KEY_MAX_LEN}"
+            )
+            continue
+        keys[mid] = key
+    return keys, unsigned
+
+
+def estop_lease(host_ms: int, keys: dict[str, bytes]) -> bytes:
+    """The one LEASE ``skid stop`` publishes when no coordinator leases the line, so the
+    modules can judge its commands' expiry.  ``keys`` (module id -> command key) are for
+    authenticating it once LEASE messages carry tags; unused until then."""
+    from protocol import messages
+
+    del keys
+    return messages.build_lease("estop", host_ms, 1, ESTOP_LEASE_MS)
+
+
+class LineStop:
+    """One e-stop of a line over ``transport``: asks the coordinator (if any) to stop,
+    and commands every module to abort directly.  ``pending`` maps module id -> the
+    Pending abort, ``errors`` module id -> why no abort could be sent, ``reply`` is the
+    coordinator's answer or None."""
+
+    def __init__(self, transport, line, line_id: str, keys: dict[str, bytes]):
+        from host.commander import Commander
+        from host.registry import Registry
         from protocol.topics import host_topic, line_filter
 
-        transport.subscribe(line_filter(line_id), lambda t, p: registry.on_message(t, p, 0))
-        clock = HostClock()
-        transport.subscribe(host_topic(line_id, "lease"), clock.on_lease)
+        self.transport = transport
+        self.line = line
+        self.line_id = line_id
+        self.keys = keys
+        self.registry = Registry(line_id, {mid: (c.kind, None) for mid, c in line.modules.items()})
+        self.clock = HostClock()
+        self.pending: dict = {}
+        self.errors: dict[str, str] = {}
+        self.reply: dict | None = None
+        self._rebirth_asked: set[str] = set()
+        transport.subscribe(line_filter(line_id), self._on_line_message)
+        transport.subscribe(host_topic(line_id, "lease"), self.clock.on_lease)
         # Its own sender name: a keyed module keeps one replay counter per sender, and the
         # running coordinator's must not be able to make an e-stop look like a replay.
-        commander = Commander(transport, line_id, registry, keys, sender="estop", host_ms=clock)
+        self.commander = Commander(
+            transport, line_id, self.registry, keys, sender="estop", host_ms=self.clock
+        )
+
+    def _on_line_message(self, topic: str, payload: bytes) -> None:
+        self.registry.on_message(topic, payload, 0)
+
+    def done(self) -> bool:
+        return all(
+            mid in self.errors or (mid in self.pending and self.pending[mid].done)
+            for mid in self.line.modules
+        )
+
+    def run(self, who: str, reason: str, timeout_s: float) -> None:
+        from protocol.topics import host_topic
+
         lease_wait_end = time.monotonic() + LEASE_WAIT_S  # overlaps the coordinator's reply
-        reply = ask(transport, line_id, "stop", args.who, args.reason, COORDINATOR_REPLY_S)
-        # Abort needs a birth (channel aliases; the boot nonce a keyed module verifies
-        # against): a module heard from without one is asked to rebirth first.
-        pending: dict = {}
-        asked: set[str] = set()
-        end = time.monotonic() + args.timeout
-        while time.monotonic() < end and not (
-            len(pending) == len(line.modules) and all(p.done for p in pending.values())
-        ):
-            transport.poll()
-            if clock.lease_ms is None:
+        self.reply = ask(self.transport, self.line_id, "stop", who, reason, COORDINATOR_REPLY_S)
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not self.done():
+            self.transport.poll()
+            if self.clock.lease_ms is None:
                 if time.monotonic() < lease_wait_end:
                     time.sleep(0.02)  # a running coordinator's lease tells us the line's time
                     continue
                 # Nobody leases the line: modules know no host time and would refuse every
                 # command as expired, so lease once ourselves (they fall back to their
                 # lease-loss action when it lapses, on top of the abort).
-                transport.publish(
-                    host_topic(line_id, "lease"),
-                    messages.build_lease("estop", clock(), 1, ESTOP_LEASE_MS),
-                    qos=0,
+                now = self.clock()
+                self.transport.publish(
+                    host_topic(self.line_id, "lease"), estop_lease(now, self.keys), qos=0
                 )
-                clock.lease_ms = clock()
-                clock._at = time.monotonic()
-            for mid in line.modules:
-                view = registry.modules.get(mid)
-                if mid in pending or view is None:
-                    continue
-                if view.born:
-                    pending[mid] = commander.send(mid, "state", {"command": "abort"}, now_ms=_ms())
-                elif mid not in asked:
-                    asked.add(mid)
-                    try:
-                        commander.send(mid, "rebirth", None, now_ms=_ms())
-                    except ValueError:
-                        pass
-            commander.tick(_ms())
+                self.clock.leased(now)
+            for mid in self.line.modules:
+                self._command(mid)
+            self.commander.tick(_ms())
             time.sleep(0.02)
-    finally:
-        transport.close()
+
+    def _command(self, mid: str) -> None:
+        """Abort ``mid`` once its birth is known (channel aliases; the boot nonce a keyed
+        module verifies against); a module heard from without one is asked to rebirth."""
+        view = self.registry.modules.get(mid)
+        if mid in self.pending or mid in self.errors or view is None:
+            return
+        try:
+            if view.born:
+                self.pending[mid] = self.commander.send(
+                    mid, "state", {"command": "abort"}, now_ms=_ms()
+                )
+            elif mid not in self._rebirth_asked:
+                self._rebirth_asked.add(mid)
+                self.commander.send(mid, "rebirth", None, now_ms=_ms())
+        except ValueError as exc:
+            self.errors[mid] = str(exc)
+
+
+def _report_stop(line, pending, unsigned, reply, trouble=None, errors=None) -> int:
+    """One line per module on stdout, confirmed or why not; the exit code."""
+    errors = errors or {}
     ok = True
     for mid in line.modules:
         p = pending.get(mid)
-        if p is None or not p.done:
+        note = f"; could not sign: {unsigned[mid]}" if mid in unsigned else ""
+        if mid in errors:
             ok = False
-            print(f"skid stop: {mid}: no answer (it protects itself on lease loss)")
-        elif not p.ok and p.result == "not_allowed_in_state" and "in aborted" in (p.reason or ""):
+            print(f"skid stop: {mid}: NOT STOPPED: {errors[mid]}{note}")
+        elif p is None or not p.done:
+            ok = False
+            why = trouble or (
+                "no answer" if p is not None else "not heard from on the broker (no abort sent)"
+            )
+            print(
+                f"skid stop: {mid}: NOT CONFIRMED: {why} (it protects itself on lease loss){note}"
+            )
+        elif p.ok:
+            print(f"skid stop: {mid}: ok")
+        elif p.result == "not_allowed_in_state" and "in aborted" in (p.reason or ""):
             print(f"skid stop: {mid}: ok (already aborted)")  # e.g. by the coordinator first
         else:
-            print(f"skid stop: {mid}: {p.result}" + (f" ({p.reason})" if p.reason else ""))
-            ok = ok and p.ok
+            ok = False
+            reason = f" ({p.reason})" if p.reason else ""
+            print(f"skid stop: {mid}: NOT STOPPED: refused: {p.result}{reason}{note}")
     if reply is not None:
         print(f"skid stop: coordinator: {reply.get('reason', '')}")
+    if trouble and ok:
+        print(f"skid stop: {trouble}", file=sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
 
 
@@ -279,7 +393,11 @@ class HostClock:
             lease = messages.parse_lease(payload)
         except ValueError:
             return
-        self.lease_ms = lease.host_time_ms
+        self.leased(lease.host_time_ms)
+
+    def leased(self, host_ms: int) -> None:
+        """Host time was ``host_ms`` just now (a lease heard, or one of our own sent)."""
+        self.lease_ms = host_ms
         self._at = time.monotonic()
 
     def __call__(self) -> int:

@@ -22,7 +22,14 @@ def register(sub) -> None:
     )
     p.add_argument("--emulate", action="store_true", help="emulated drivers and plant")
     p.add_argument("--broker", metavar="URL", help="MQTT broker, mqtt://HOST[:PORT]")
-    p.add_argument("--line", default="line1", help="line id used in topics (default line1)")
+    p.add_argument(
+        "--line-id",
+        "--line",
+        dest="line_id",
+        default="line1",
+        metavar="ID",
+        help="line id used in topics (default line1)",
+    )
     p.add_argument(
         "--speed", type=float, default=1.0, help="simulated time per real time (emulation)"
     )
@@ -85,7 +92,7 @@ def run(args) -> int:
             args.config,
             emulated=args.emulate,
             broker=args.broker,
-            line=args.line,
+            line=args.line_id,
             speed=args.speed,
             insecure=args.insecure,
             plant=args.plant,

@@ -32,7 +32,14 @@ def register(sub) -> None:
         "--prefix", default=DEFAULT_PREFIX, help=f"config directory (default {DEFAULT_PREFIX})"
     )
     p.add_argument("--broker", metavar="URL", help="MQTT broker, mqtt://HOST[:PORT]")
-    p.add_argument("--line", default="line1", metavar="ID", help="line id (default line1)")
+    p.add_argument(
+        "--line-id",
+        "--line",
+        dest="line",
+        default="line1",
+        metavar="ID",
+        help="line id (default line1)",
+    )
     p.add_argument(
         "--module-id",
         metavar="ID",

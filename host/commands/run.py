@@ -12,8 +12,8 @@ Where the modules are:
 The line and the recipe are validated before anything moves.  Ctrl-C or SIGTERM runs the
 recipe's shutdown sequence (a second one leaves at once: every module still protects
 itself on lease loss).  Progress goes to stderr; ``--json`` prints one JSON object as the
-last line of stdout: run_id, outcome, reason, modules, trips (first-out first), peaks of
-every sensor channel, record (the run record's path).
+last line of stdout: run_id, line_id, outcome, reason, modules, trips (first-out first),
+peaks of every sensor channel, record (the run record's path).
 
 Exit codes: 0 completed, 3 aborted and brought to a safe state, 2 usage or configuration
 error (nothing was started), 1 anything else.
@@ -68,7 +68,12 @@ def add_run_options(p) -> None:
     p.add_argument("--operator", default="operator", help="who runs it (recorded)")
     p.add_argument("--max-s", type=float, default=3600.0, help="give up after this run time")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip the report")
-    p.add_argument("--line-id", help="broker mode: the line id on the broker (default: the line's)")
+    p.add_argument(
+        "--line-id",
+        metavar="ID",
+        help="broker mode: the line id in the topics, for `skid status`/`skid stop` "
+        "(default: the line's; with --emulate a fresh one, printed at start)",
+    )
     p.add_argument(
         "--epoch",
         type=float,
@@ -114,6 +119,14 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     if (args.resume or args.epoch is not None or args.line_id) and not args.broker:
         log(f"skid {command}: --resume, --epoch and --line-id need --broker")
         return EXIT_USAGE
+    if args.line_id:
+        from protocol.topics import TopicError, validate_id
+
+        try:
+            validate_id("line", args.line_id)
+        except TopicError as exc:
+            log(f"skid {command}: --line-id: {exc}")
+            return EXIT_USAGE
     if args.fault and not args.emulate:
         log(f"skid {command}: --fault needs --emulate (faults are injected into the emulator)")
         return EXIT_USAGE

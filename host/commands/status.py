@@ -1,4 +1,4 @@
-"""``skid status --broker URL --line ID``: what the modules of a line say about themselves.
+"""``skid status --broker URL --line-id ID``: what the modules of a line say about themselves.
 
 Read-only: it connects, subscribes to the line's topics and listens; it never commands,
 leases or asks for a rebirth.  Births are not retained, so a module whose birth came
@@ -25,7 +25,14 @@ def register(sub) -> None:
         description=__doc__.split("\n\n")[1],
     )
     p.add_argument("--broker", required=True, metavar="URL", help="MQTT broker, mqtt://HOST[:PORT]")
-    p.add_argument("--line", required=True, metavar="ID", help="line id used in the topics")
+    p.add_argument(
+        "--line-id",
+        "--line",
+        dest="line_id",
+        required=True,
+        metavar="ID",
+        help="line id used in the topics (as printed by `skid run`)",
+    )
     p.add_argument(
         "--wait",
         type=float,
@@ -127,14 +134,14 @@ def run(args) -> int:
     from protocol.topics import TopicError, line_filter, validate_id
 
     try:
-        validate_id("line", args.line)
+        validate_id("line", args.line_id)
     except TopicError as exc:
-        print(f"skid status: --line: {exc}", file=sys.stderr)
+        print(f"skid status: --line-id: {exc}", file=sys.stderr)
         return 2
     if args.wait <= 0:
         print("skid status: --wait must be > 0", file=sys.stderr)
         return 2
-    registry = Registry(args.line)
+    registry = Registry(args.line_id)
     seen = {"last_new_ms": _now_ms()}
 
     def on_message(topic: str, payload: bytes) -> None:
@@ -145,12 +152,12 @@ def run(args) -> int:
 
     try:
         transport = MqttTransport(args.broker, f"skid-status-{os.getpid()}")
-        transport.subscribe(line_filter(args.line), on_message)
+        transport.subscribe(line_filter(args.line_id), on_message)
         transport.connect(timeout_s=min(10.0, max(args.wait, 2.0)))
     except TransportError as exc:
         print(f"skid status: {exc}", file=sys.stderr)
         return 2 if exc.reason == "usage" else 1
-    print(f"skid status: listening on line {args.line} at {args.broker}", file=sys.stderr)
+    print(f"skid status: listening on line {args.line_id} at {args.broker}", file=sys.stderr)
     try:
         if args.watch:
             _watch(transport, registry, Console())
@@ -168,12 +175,12 @@ def run(args) -> int:
         transport.close()
     now = _now_ms()
     if not registry.modules:
-        print(f"skid status: no module of line {args.line} answered", file=sys.stderr)
+        print(f"skid status: no module of line {args.line_id} answered", file=sys.stderr)
     elif not args.json and not args.watch:
         Console().print(render_table(registry, now))
     if args.json:
         summary = {
-            "line": args.line,
+            "line": args.line_id,
             "broker": args.broker,
             "modules": [module_summary(registry.modules[m], now) for m in sorted(registry.modules)],
         }
