@@ -201,13 +201,15 @@ def test_over_temperature_forces_heater_safe_in_the_same_tick_and_latches():
         if rig.now % 1000 == 0:
             rig.lease()
         rig.tick()
-        if measure.value > 150.0:
+        if measure.unfiltered > 150.0:
             break
         # Below the limit the heater is driven (the setpoint is far above)...
         assert rig.node.outputs()["heater"] > 0.0
         assert not rig.sink.trips()
-    # ...and the tick whose (filtered) sample crosses 150 degC writes the safe value:
-    # reaction = one tick (on_delay 0).
+    # ...and the tick whose sample crosses 150 degC writes the safe value, without
+    # waiting for the 300 ms control filter (unfiltered = true): reaction = one tick
+    # (on_delay 0).
+    assert measure.value <= 150.0, "the filtered value lags: this test must not pass on it"
     assert rig.node.outputs()["heater"] == 0.0
     trips = rig.sink.trips()
     assert len(trips) == 1 and trips[0].cause == "over_temperature"

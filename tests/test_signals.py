@@ -75,13 +75,15 @@ def test_current_4_to_20_conversion():
     [
         (0.0, QUALITY_BAD, "namur_fail"),  # broken wire
         (3.59, QUALITY_BAD, "namur_fail"),
-        (3.6, QUALITY_UNCERTAIN, None),
+        (3.6, QUALITY_BAD, "namur_fail"),  # NE43: <= 3.6 mA is a failure signal
+        (3.61, QUALITY_UNCERTAIN, None),
         (3.79, QUALITY_UNCERTAIN, None),
         (3.8, QUALITY_GOOD, None),
         (4.0, QUALITY_GOOD, None),
         (20.5, QUALITY_GOOD, None),
         (20.51, QUALITY_UNCERTAIN, None),
-        (21.0, QUALITY_UNCERTAIN, None),
+        (20.99, QUALITY_UNCERTAIN, None),
+        (21.0, QUALITY_BAD, "namur_fail"),  # NE43: >= 21 mA is a failure signal
         (21.01, QUALITY_BAD, "namur_fail"),
         (24.0, QUALITY_BAD, "namur_fail"),  # shorted loop
     ],
@@ -356,7 +358,7 @@ def test_staleness_boundary_and_reason_priority():
 
 
 def test_uncertain_samples_refresh_staleness():
-    ch = SensorChannel("PT1", Current4to20(0, 10), stale_ms=1000)
+    ch = SensorChannel("PT1", Current4to20(0, 10), stale_ms=1000, uncertain_ms=5000)
     ch.update(3.7, 0)
     assert ch.quality == QUALITY_UNCERTAIN
     ch.update(3.7, 900)
