@@ -619,6 +619,9 @@ def test_signal_time_limits_compile_with_their_defaults():
     text = mutate("cs = 17\n", "cs = 17\nuncertain_ms = 300\n")
     chans = {c["name"]: c for c in load_board_config_text(text, REACTOR_FILE).data["channels"]}
     assert chans["temp_a"]["uncertain_ms"] == 300 and chans["temp_b"]["uncertain_ms"] == 1000
+    for kind, trip in (("pump", "high_pressure"), ("bpr", "over_pressure")):
+        data = load_board_config(CONFIG_DIR / (kind + ".toml")).data
+        assert [i["unfiltered"] for i in data["interlocks"] if i["id"] == trip] == [True]
     pump = load_board_config(CONFIG_DIR / "pump.toml").data
     pressure = [c for c in pump["channels"] if c["name"] == "pressure"][0]
     assert (pressure["stuck_ms"], pressure["stuck_band"], pressure["on_stuck"]) == (
