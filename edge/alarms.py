@@ -5,6 +5,10 @@ interlock condition logic (above / below / bad_quality / rate_of_rise / input_tr
 on-delay and hysteresis) but does not latch: it is active while the condition holds
 (after its on-delay) and clears when the condition is gone with hysteresis.  An operator
 acknowledges alarms (``ack_alarm``); acknowledgement is recorded, not required to clear.
+
+Built-in alarms (``Alarm.flag``) watch a boolean attribute a signal object maintains
+itself, e.g. ``SensorChannel.stuck`` or ``Redundant1oo2.degraded``: raised in the first
+tick the flag is set (after ``on_delay_ms``), cleared when it is not.
 """
 
 from edge.clock import ticks_diff
@@ -26,27 +30,59 @@ class Alarm:
         cause="alarm",
         window_ms=1000,
         trip_on_bad=None,
+        detector=None,
     ):
         self.id = id
-        self.detector = Interlock(
-            id,
-            channel,
-            condition,
-            limit=limit,
-            on_delay_ms=on_delay_ms,
-            hysteresis=hysteresis,
-            cause=cause,
-            # By default only a bad_quality alarm fires on a BAD channel (the others
-            # would double-report what the sensor_bad interlock/alarm already says).
-            trip_on_bad=(condition == "bad_quality") if trip_on_bad is None else trip_on_bad,
-            window_ms=window_ms,
-        )
+        if detector is not None:
+            self.detector = detector
+        else:
+            self.detector = Interlock(
+                id,
+                channel,
+                condition,
+                limit=limit,
+                on_delay_ms=on_delay_ms,
+                hysteresis=hysteresis,
+                cause=cause,
+                # By default only a bad_quality alarm fires on a BAD channel (the others
+                # would double-report what the sensor_bad interlock/alarm already says).
+                trip_on_bad=(condition == "bad_quality") if trip_on_bad is None else trip_on_bad,
+                window_ms=window_ms,
+            )
         self.severity = severity
         self.active = False
         self.acked = False
         self._since = None
         self.value = None
         self.cause = None  # why it was raised: its own cause, or "sensor_bad"
+
+    @classmethod
+    def flag(cls, id, channel, attr, cause, severity="warning"):
+        """A built-in alarm raised while ``getattr(channel, attr)`` is true; its value is
+        the channel's value."""
+        return cls(
+            id, channel, None, severity=severity, detector=FlagDetector(channel, attr, cause)
+        )
+
+
+class FlagDetector:
+    """The detector interface ``AlarmSet`` uses (as ``edge.interlocks.Interlock``
+    offers it) for a flag the channel computes itself."""
+
+    def __init__(self, channel, attr, cause):
+        self.channel = channel
+        self.attr = attr
+        self.cause = cause
+        self.on_delay_ms = 0
+
+    def sample_rate(self, now_ms):
+        pass
+
+    def cause_now(self, persist=False):
+        return self.cause if getattr(self.channel, self.attr) else None
+
+    def trip_value(self):
+        return self.channel.value
 
 
 class AlarmSet:

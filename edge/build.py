@@ -14,13 +14,26 @@ from edge.lease import LeaseWatchdog
 from edge.node import ActuatorSlot, Loop, Node
 from edge.pid import PID
 from edge.runaway import HeaterVerifier
-from edge.signals import Current4to20, Linear, Pt100, Redundant1oo2, SensorChannel, Table
+from edge.signals import (
+    Current4to20,
+    Linear,
+    Pt100,
+    Redundant1oo2,
+    SensorChannel,
+    Table,
+    Unfiltered,
+)
 from protocol.messages import Channel
 
 # Telemetry source kinds (Node.sources): what a channel's value is read from.
 SRC_SENSOR = 0  # a SensorChannel / Redundant1oo2: .value and .quality
 SRC_ACTUATOR = 1  # an ActuatorSlot: the value last written
 SRC_SETPOINT = 2  # a Loop: its working setpoint
+
+# Causes of the built-in alarms (docs/board-config.md): a frozen reading, a 1oo2 pair
+# running on one probe.
+CAUSE_STUCK = "sensor_stuck"
+CAUSE_REDUNDANCY_LOST = "redundancy_lost"
 
 
 def build_calibration(cal):
@@ -36,6 +49,13 @@ def build_calibration(cal):
     if t == "table":
         return Table(cal["points"], cal["low_reason"], cal["high_reason"])
     raise ValueError("calibration type {!r} unknown".format(t))
+
+
+def _watched(by_name, entry):
+    """The object an interlock or alarm watches: its channel, or the channel's value
+    before the low-pass filter with ``unfiltered = true``."""
+    ch = by_name[entry["channel"]]
+    return Unfiltered(ch) if entry.get("unfiltered") else ch
 
 
 def build_node(
@@ -61,6 +81,7 @@ def build_node(
     by_name = {}  # channel name -> SensorChannel / Redundant1oo2 / ActuatorSlot
     birth = []
     sources = []
+    builtin_alarms = []  # sensor_stuck and redundancy_lost, ids = channel names
     wd = cfg["watchdog"]
 
     # Actuators first: building a hardware actuator writes its safe value.
@@ -83,14 +104,23 @@ def build_node(
             sources.append((SRC_ACTUATOR, obj))
         elif "redundant" in ch and ch.get("driver") is None:
             a, b = ch["redundant"]
-            obj = Redundant1oo2(by_name[a], by_name[b], ch["max_disagreement"], name, ch["select"])
+            obj = Redundant1oo2(
+                by_name[a],
+                by_name[b],
+                ch["max_disagreement"],
+                name,
+                ch["select"],
+                ch.get("degraded_max_ms"),
+            )
             derived.append(obj)
+            builtin_alarms.append(Alarm.flag(name, obj, "degraded", CAUSE_REDUNDANCY_LOST))
             by_name[name] = obj
             sources.append((SRC_SENSOR, obj))
         else:
             drv = drivers.get(name) if drivers else None
             if drv is None:
                 drv = build_sensor(ch, hw)
+            stuck_ms = ch.get("stuck_ms")
             obj = SensorChannel(
                 name,
                 build_calibration(ch.get("calibration")),
@@ -98,8 +128,14 @@ def build_node(
                 ch.get("stale_ms"),
                 lo,
                 hi,
+                uncertain_ms=ch.get("uncertain_ms"),
+                stuck_ms=stuck_ms,
+                stuck_band=ch.get("stuck_band") or 0.0,
+                stuck_bad=ch.get("on_stuck") == "bad",
             )
             sensors.append((obj, drv))
+            if stuck_ms is not None:
+                builtin_alarms.append(Alarm.flag(name, obj, "stuck", CAUSE_STUCK))
             by_name[name] = obj
             sources.append((SRC_SENSOR, obj))
         birth.append(Channel(name, ch["unit"], role, lo, hi, ch["resolution"]))
@@ -155,7 +191,7 @@ def build_node(
         interlocks.append(
             Interlock(
                 il["id"],
-                by_name[il["channel"]],
+                _watched(by_name, il),
                 il["condition"],
                 limit=il["limit"],
                 on_delay_ms=il["on_delay_ms"],
@@ -180,12 +216,12 @@ def build_node(
         )
 
     alarms = None
-    if cfg["alarms"]:
+    if cfg["alarms"] or builtin_alarms:
         alarms = AlarmSet(
             [
                 Alarm(
                     a["id"],
-                    by_name[a["channel"]],
+                    _watched(by_name, a),
                     a["condition"],
                     limit=a["limit"],
                     on_delay_ms=a["on_delay_ms"],
@@ -197,6 +233,7 @@ def build_node(
                 )
                 for a in cfg["alarms"]
             ]
+            + builtin_alarms
         )
 
     lease_cfg = cfg["lease"]

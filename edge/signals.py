@@ -14,10 +14,17 @@ Quality rules (shared by every channel here):
 
 * GOOD: the latest sample was usable and inside the trustworthy band.
 * UNCERTAIN: usable, but the calibration flags it (NE43 over/under-range band) or a
-  1oo2 pair lost one of its sensors.
+  1oo2 pair lost one of its sensors.  UNCERTAIN is a short-lived state: a hardware
+  channel UNCERTAIN for longer than ``uncertain_ms`` is BAD "uncertain", and a 1oo2 pair
+  running on one probe for longer than ``degraded_max_ms`` is BAD "degraded".
 * BAD: no usable sample (None/NaN/inf, driver fault flag, implausible raw, engineering
   value outside ``[range_min, range_max]``), or no usable sample for more than
-  ``stale_ms``, or a 1oo2 disagreement.  ``bad_reason`` says which (first-out cause).
+  ``stale_ms``, or a 1oo2 disagreement, or one of the time limits above, or a reading
+  stuck for ``stuck_ms`` on a channel configured to treat that as BAD.  ``bad_reason``
+  says which (first-out cause).
+
+``value`` is filtered (for control and display); ``unfiltered`` is the same sample before
+the low-pass filter, for protection that must not wait for the filter.
 
 On BAD, ``value`` keeps the last usable (filtered) value so a display still shows
 something, but it must not be trusted: interlocks treat BAD as trip-worthy.  ``value`` is
@@ -42,6 +49,9 @@ REASON_OUT_OF_RANGE = "out_of_range"
 REASON_NAMUR_FAIL = "namur_fail"
 REASON_STALE = "stale"
 REASON_DISAGREEMENT = "disagreement"
+REASON_UNCERTAIN = "uncertain"  # UNCERTAIN for longer than uncertain_ms
+REASON_STUCK = "stuck"  # reading frozen for stuck_ms (only with stuck_bad)
+REASON_DEGRADED = "degraded"  # 1oo2 pair on one probe for longer than degraded_max_ms
 
 BAD_REASONS = (
     REASON_NAN,
@@ -51,6 +61,9 @@ BAD_REASONS = (
     REASON_NAMUR_FAIL,
     REASON_STALE,
     REASON_DISAGREEMENT,
+    REASON_UNCERTAIN,
+    REASON_STUCK,
+    REASON_DEGRADED,
 )
 
 SELECT_MAX = "max"
@@ -134,12 +147,17 @@ class Linear(Calibration):
 
 
 # NAMUR NE43 bands for a 4-20 mA loop (raw in mA):
-#   raw <  3.6            failure (broken wire / transmitter fault)   -> BAD "namur_fail"
-#   3.6 <= raw <  3.8     under measuring range                       -> UNCERTAIN
+#   raw <= 3.6            failure signal (broken wire, or the transmitter signalling its
+#                         own fault downscale: NE43 says <= 3.6)      -> BAD "namur_fail"
+#   3.6 <  raw <  3.8     under measuring range                       -> UNCERTAIN
 #   3.8 <= raw <= 20.5    measurement information (incl. 3.8-4 and 20-20.5 over/under-
 #                         range that NE43 treats as valid, linearly extrapolated) -> GOOD
-#   20.5 <  raw <= 21.0   over measuring range                        -> UNCERTAIN
-#   raw >  21.0           failure (short circuit / transmitter fault) -> BAD "namur_fail"
+#   20.5 <  raw <  21.0   over measuring range                        -> UNCERTAIN
+#   raw >= 21.0           failure signal (short circuit, or upscale fault signalling:
+#                         NE43 says >= 21)                            -> BAD "namur_fail"
+# The UNCERTAIN bands are where a failing transmitter passes on its way to its failure
+# signal (or parks, if it drives e.g. 3.7 mA): a channel leaves them within uncertain_ms
+# or goes BAD.
 NE43_FAIL_LOW_MA = 3.6
 NE43_GOOD_LOW_MA = 3.8
 NE43_GOOD_HIGH_MA = 20.5
@@ -168,7 +186,8 @@ class Current4to20(Calibration):
         return self.lo_value + (raw - 4.0) * self._per_ma
 
     def raw_ok(self, raw):
-        return NE43_FAIL_LOW_MA <= raw <= NE43_FAIL_HIGH_MA
+        # Strict: exactly 3.6 mA and 21.0 mA are NE43 failure signals, not readings.
+        return NE43_FAIL_LOW_MA < raw < NE43_FAIL_HIGH_MA
 
     def bad_reason(self, raw):
         return REASON_NAMUR_FAIL
@@ -310,13 +329,26 @@ class SensorChannel:
 
     ``update(raw, now_ms, fault=None)`` takes a driver reading (None or NaN when the driver
     failed; ``fault`` lets a driver name the failure, e.g. a MAX31855 open-thermocouple bit
-    -> ``fault="open"``).  ``check(now_ms)`` applies staleness and should run every tick.
+    -> ``fault="open"``).  ``check(now_ms)`` applies the time limits and should run every
+    tick.
 
     * ``filter_tau_ms``: first-order low-pass time constant (0 = no filter).  Discrete
       form y += a (x - y) with a = dt / (tau + dt), dt from ticks, so the output is always
-      between the previous output and the new input.
+      between the previous output and the new input.  ``value`` is the filtered value,
+      ``unfiltered`` the latest usable sample before the filter.
     * ``stale_ms``: BAD "stale" once the last usable sample is older than this (strictly
       more than ``stale_ms`` ms ago); None disables.
+    * ``uncertain_ms``: BAD "uncertain" once every usable sample for strictly more than
+      this was UNCERTAIN (a transmitter parked in an NE43 margin band); it stays BAD until
+      a GOOD sample.  None (the default) = ``stale_ms``: a reading that cannot be trusted
+      is treated like one that does not arrive.
+    * ``stuck_ms``/``stuck_band``: the reading is *stuck* (``stuck`` True) once every
+      usable sample for strictly more than ``stuck_ms`` stayed within +-``stuck_band``
+      (engineering units, unfiltered) of the first sample of that run: a live transmitter
+      always moves a little (process and converter noise), a frozen one does not.
+      None disables.  ``stuck_bad`` False: ``stuck`` is only a flag (edge.build raises an
+      alarm from it); True: the channel is also BAD "stuck" until a sample leaves the
+      band, so every interlock watching it trips.
     * Start-up: a new channel is UNCERTAIN with ``value`` None (``starting`` is True) while
       its driver reports ``fault="starting"`` (a bus device's first conversion is not ready;
       see edge.hal), for at most ``stale_ms`` after the first reading: then it is BAD
@@ -327,7 +359,8 @@ class SensorChannel:
     * ``range_min``/``range_max``: inclusive engineering-unit limits, not widened by any
       margin; outside -> BAD "out_of_range".  None = unbounded.
 
-    A GOOD or UNCERTAIN sample is "usable": it updates ``value`` and ``last_good_ms``.
+    A GOOD or UNCERTAIN sample is "usable": it updates ``value`` and ``last_good_ms``
+    (unless a time limit above already made the channel BAD).
     """
 
     def __init__(
@@ -338,6 +371,10 @@ class SensorChannel:
         stale_ms=2000,
         range_min=None,
         range_max=None,
+        uncertain_ms=None,
+        stuck_ms=None,
+        stuck_band=0.0,
+        stuck_bad=False,
     ):
         if filter_tau_ms is None or filter_tau_ms < 0:
             raise ValueError(
@@ -345,6 +382,17 @@ class SensorChannel:
             )
         if stale_ms is not None and stale_ms <= 0:
             raise ValueError("{}: stale_ms must be > 0 ms or None, got {!r}".format(name, stale_ms))
+        if uncertain_ms is None:
+            uncertain_ms = stale_ms
+        elif uncertain_ms <= 0:
+            raise ValueError(
+                "{}: uncertain_ms must be > 0 ms or None, got {!r}".format(name, uncertain_ms)
+            )
+        if stuck_ms is not None and stuck_ms <= 0:
+            raise ValueError("{}: stuck_ms must be > 0 ms or None, got {!r}".format(name, stuck_ms))
+        _require_number(name + ".stuck_band", stuck_band)
+        if stuck_band < 0:
+            raise ValueError("{}: stuck_band must be >= 0, got {!r}".format(name, stuck_band))
         if range_min is not None:
             _require_number(name + ".range_min", range_min)
         if range_max is not None:
@@ -357,15 +405,24 @@ class SensorChannel:
         self.calibration = calibration if calibration is not None else Calibration()
         self.filter_tau_ms = filter_tau_ms
         self.stale_ms = stale_ms
+        self.uncertain_ms = uncertain_ms
+        self.stuck_ms = stuck_ms
+        self.stuck_band = stuck_band
+        self.stuck_bad = stuck_bad
         self.range_min = range_min
         self.range_max = range_max
         self.value = None
+        self.unfiltered = None
         self.quality = QUALITY_UNCERTAIN
         self.bad_reason = None
         self.raw = None
         self.last_good_ms = None
+        self.stuck = False
         self._start_ms = None  # first reading, while no usable sample has arrived yet
         self._primed = False  # filter has a valid previous output
+        self._uncertain_ms0 = None  # first UNCERTAIN sample of the current UNCERTAIN run
+        self._stuck_ref = None  # first sample of the current run within the band
+        self._stuck_ms0 = 0  # ... and when it came
 
     @property
     def starting(self):
@@ -376,6 +433,32 @@ class SensorChannel:
         self.quality = QUALITY_BAD
         self.bad_reason = reason
         self._primed = False
+        if reason != REASON_STUCK:
+            # Something else happened to the signal: a stuck run starts afresh.
+            self._stuck_ref = None
+            self.stuck = False
+        if reason != REASON_UNCERTAIN:
+            self._uncertain_ms0 = None
+
+    def _uncertain_expired(self, now_ms):
+        t0 = self._uncertain_ms0
+        return (
+            t0 is not None
+            and self.uncertain_ms is not None
+            and ticks_diff(now_ms, t0) > self.uncertain_ms
+        )
+
+    def _track_stuck(self, x, now_ms):
+        """Update the stuck run with usable sample ``x``; returns ``self.stuck``."""
+        ref = self._stuck_ref
+        band = self.stuck_band
+        if ref is None or x - ref > band or ref - x > band:
+            self._stuck_ref = x
+            self._stuck_ms0 = now_ms
+            self.stuck = False
+        elif ticks_diff(now_ms, self._stuck_ms0) > self.stuck_ms:
+            self.stuck = True
+        return self.stuck
 
     def update(self, raw, now_ms, fault=None):
         """Take one driver reading at ``now_ms``; returns the new quality."""
@@ -402,6 +485,20 @@ class SensorChannel:
         ):
             self._set_bad(REASON_OUT_OF_RANGE)
             return QUALITY_BAD
+        if cal.raw_uncertain(raw):
+            if self._uncertain_ms0 is None:
+                self._uncertain_ms0 = now_ms
+            elif self._uncertain_expired(now_ms):
+                # Parked in a margin band: no longer a reading (value stays frozen).
+                self._set_bad(REASON_UNCERTAIN)
+                return QUALITY_BAD
+            quality = QUALITY_UNCERTAIN
+        else:
+            self._uncertain_ms0 = None
+            quality = QUALITY_GOOD
+        if self.stuck_ms is not None and self._track_stuck(x, now_ms) and self.stuck_bad:
+            self._set_bad(REASON_STUCK)
+            return QUALITY_BAD
 
         if self._primed and self.filter_tau_ms > 0:
             dt = ticks_diff(now_ms, self.last_good_ms)
@@ -415,16 +512,23 @@ class SensorChannel:
             self.value = y
         else:
             self.value = x
+        self.unfiltered = x
         self._primed = True
         self.last_good_ms = now_ms
-        self.quality = QUALITY_UNCERTAIN if cal.raw_uncertain(raw) else QUALITY_GOOD
+        self.quality = quality
         self.bad_reason = None
-        return self.quality
+        return quality
 
     def check(self, now_ms):
-        """Staleness: BAD "stale" when no usable sample for more than ``stale_ms``
-        (counted from the first reading while the channel is still starting)."""
-        if self.quality == QUALITY_BAD or self.stale_ms is None:
+        """Time limits: BAD "stale" when no usable sample for more than ``stale_ms``
+        (counted from the first reading while the channel is still starting), BAD
+        "uncertain" when UNCERTAIN for more than ``uncertain_ms``."""
+        if self.quality == QUALITY_BAD:
+            return self.quality
+        if self.quality == QUALITY_UNCERTAIN and self._uncertain_expired(now_ms):
+            self._set_bad(REASON_UNCERTAIN)
+            return QUALITY_BAD
+        if self.stale_ms is None:
             return self.quality
         since = self.last_good_ms
         if since is None:
@@ -447,29 +551,56 @@ class Redundant1oo2:
       "min" for low-trip variables; "avg"), quality GOOD (UNCERTAIN if either is);
     * both usable but further apart: BAD "disagreement" (one of them is lying and we
       cannot tell which);
-    * one BAD: the other's value, quality UNCERTAIN (redundancy lost; still usable);
+    * one BAD, the other usable: *degraded* (``degraded`` True, the moment it happens):
+      the other's value, quality UNCERTAIN (redundancy lost; still usable), but only
+      for ``degraded_max_ms``: running 1oo1 for strictly longer is BAD "degraded" until
+      both inputs are usable again (None = no limit);
     * both BAD: BAD with ``a``'s reason (``b``'s if ``a`` has none).
 
+    An input that is merely starting (no sample yet, not BAD) does not make the pair
+    degraded: the inputs' own ``stale_ms`` bounds that.  ``unfiltered`` is selected from
+    the inputs' ``unfiltered`` values the same way as ``value``.
+
     Derived: call ``check(now_ms)`` each tick after the inputs were updated; it also runs
-    the inputs' own staleness checks.  As for ``SensorChannel``, ``value`` keeps the last
+    the inputs' own time limits.  As for ``SensorChannel``, ``value`` keeps the last
     usable value while BAD.
     """
 
-    def __init__(self, a, b, max_disagreement, name=None, select=SELECT_AVG):
+    def __init__(self, a, b, max_disagreement, name=None, select=SELECT_AVG, degraded_max_ms=None):
         _require_number("max_disagreement", max_disagreement)
         if max_disagreement < 0:
             raise ValueError("max_disagreement must be >= 0, got {}".format(max_disagreement))
         if select not in _SELECTS:
             raise ValueError("select must be one of {}, got {!r}".format(_SELECTS, select))
+        if degraded_max_ms is not None and degraded_max_ms <= 0:
+            raise ValueError(
+                "degraded_max_ms must be > 0 ms or None, got {!r}".format(degraded_max_ms)
+            )
         self.a = a
         self.b = b
         self.max_disagreement = max_disagreement
         self.name = name if name is not None else "{}|{}".format(a.name, b.name)
         self.select = select
+        self.degraded_max_ms = degraded_max_ms
         self.value = None
+        self.unfiltered = None
         self.quality = QUALITY_UNCERTAIN
         self.bad_reason = None
         self.last_good_ms = None
+        self.degraded = False
+        self._degraded_ms0 = 0
+
+    def _pick(self, va, vb):
+        if self.select == SELECT_MAX:
+            return va if va >= vb else vb
+        if self.select == SELECT_MIN:
+            return va if va <= vb else vb
+        return (va + vb) * 0.5
+
+    def _bad(self, reason):
+        self.quality = QUALITY_BAD
+        self.bad_reason = reason
+        return QUALITY_BAD
 
     def check(self, now_ms):
         a = self.a
@@ -478,43 +609,73 @@ class Redundant1oo2:
         b.check(now_ms)
         va = a.value
         vb = b.value
-        a_ok = a.quality != QUALITY_BAD and va is not None
-        b_ok = b.quality != QUALITY_BAD and vb is not None
-        if not a_ok and not b_ok and (a.quality != QUALITY_BAD or b.quality != QUALITY_BAD):
+        a_bad = a.quality == QUALITY_BAD
+        b_bad = b.quality == QUALITY_BAD
+        a_ok = not a_bad and va is not None
+        b_ok = not b_bad and vb is not None
+        # Degraded: exactly one input BAD and the other delivering.
+        degraded = (a_bad and b_ok) or (b_bad and a_ok)
+        if degraded and not self.degraded:
+            self._degraded_ms0 = now_ms
+        self.degraded = degraded
+        if not a_ok and not b_ok and not (a_bad and b_bad):
             # At least one input is still starting and none has a value yet.
-            if a.quality == QUALITY_BAD or b.quality == QUALITY_BAD:
-                bad = a if a.quality == QUALITY_BAD else b
-                self.quality = QUALITY_BAD
-                self.bad_reason = bad.bad_reason
-                return QUALITY_BAD
+            if a_bad or b_bad:
+                return self._bad(a.bad_reason if a_bad else b.bad_reason)
             self.quality = QUALITY_UNCERTAIN
             self.bad_reason = None
             return self.quality
-        if va is not None and vb is not None and a_ok and b_ok:
+        if a_ok and b_ok:
             if abs(va - vb) > self.max_disagreement:
-                self.quality = QUALITY_BAD
-                self.bad_reason = REASON_DISAGREEMENT
-                return QUALITY_BAD
-            if self.select == SELECT_MAX:
-                self.value = va if va >= vb else vb
-            elif self.select == SELECT_MIN:
-                self.value = va if va <= vb else vb
-            else:
-                self.value = (va + vb) * 0.5
+                return self._bad(REASON_DISAGREEMENT)
+            self.value = self._pick(va, vb)
+            self.unfiltered = self._pick(a.unfiltered, b.unfiltered)
             if a.quality == QUALITY_GOOD and b.quality == QUALITY_GOOD:
                 self.quality = QUALITY_GOOD
             else:
                 self.quality = QUALITY_UNCERTAIN
         elif a_ok or b_ok:
-            self.value = a.value if a_ok else b.value
+            if (
+                degraded
+                and self.degraded_max_ms is not None
+                and ticks_diff(now_ms, self._degraded_ms0) > self.degraded_max_ms
+            ):
+                return self._bad(REASON_DEGRADED)
+            one = a if a_ok else b
+            self.value = one.value
+            self.unfiltered = one.unfiltered
             self.quality = QUALITY_UNCERTAIN
         else:
-            self.quality = QUALITY_BAD
-            self.bad_reason = a.bad_reason or b.bad_reason
-            return QUALITY_BAD
+            return self._bad(a.bad_reason or b.bad_reason)
         self.bad_reason = None
         self.last_good_ms = now_ms
         return self.quality
 
     def __repr__(self):
         return _repr(self)
+
+
+class Unfiltered:
+    """A read-only view of a channel whose ``value`` is the channel's ``unfiltered``
+    sample, for an interlock that must act on the raw step rather than wait for the
+    low-pass filter (``unfiltered = true`` in the board config).  Quality, bad reason
+    and name are the channel's."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.name = channel.name
+
+    @property
+    def value(self):
+        return self.channel.unfiltered
+
+    @property
+    def quality(self):
+        return self.channel.quality
+
+    @property
+    def bad_reason(self):
+        return self.channel.bad_reason
+
+    def __repr__(self):
+        return "<Unfiltered {}>".format(_repr(self.channel))

@@ -201,7 +201,7 @@ def _construct(data):
         if "redundant" in ch:
             a, b = (built[n] for n in ch["redundant"])
             built[ch["name"]] = Redundant1oo2(
-                a, b, ch["max_disagreement"], ch["name"], ch["select"]
+                a, b, ch["max_disagreement"], ch["name"], ch["select"], ch["degraded_max_ms"]
             )
             continue
         assert build_sensor(ch, hw) is not None
@@ -216,6 +216,10 @@ def _construct(data):
             ch.get("stale_ms"),
             ch["range"][0],
             ch["range"][1],
+            uncertain_ms=ch.get("uncertain_ms"),
+            stuck_ms=ch.get("stuck_ms"),
+            stuck_band=ch.get("stuck_band", 0.0),
+            stuck_bad=ch.get("on_stuck") == "bad",
         )
     for p in data["pid"]:
         PID(**{k: p[k] for k in _PID_ARGS})
@@ -597,6 +601,76 @@ def test_redundant_channel_checks():
     assert e.key == "channels.temperature.redundant[1]" and "declared before" in str(e)
     e = only_error(mutate('select = "max"', 'select = "max"\npin = 3'))
     assert e.key == "channels.temperature.pin" and "no driver" in str(e)
+
+
+def test_signal_time_limits_compile_with_their_defaults():
+    data = load_board_config_text(REACTOR, REACTOR_FILE).data
+    chans = {c["name"]: c for c in data["channels"]}
+    # uncertain_ms defaults to the channel's stale_ms; stuck detection is off unless asked.
+    assert chans["temp_a"]["uncertain_ms"] == chans["temp_a"]["stale_ms"] == 1000
+    assert chans["temp_a"]["stuck_ms"] is None and chans["temp_a"]["on_stuck"] == "alarm"
+    assert chans["temperature"]["degraded_max_ms"] == 600000
+    over = [i for i in data["interlocks"] if i["id"] == "over_temperature"][0]
+    assert over["unfiltered"] is True
+    assert all(a["unfiltered"] is False for a in data["alarms"])
+    text = mutate("degraded_max_ms = 600000 ", "#")
+    chans = {c["name"]: c for c in load_board_config_text(text, REACTOR_FILE).data["channels"]}
+    assert chans["temperature"]["degraded_max_ms"] == 3600000
+    text = mutate("cs = 17\n", "cs = 17\nuncertain_ms = 300\n")
+    chans = {c["name"]: c for c in load_board_config_text(text, REACTOR_FILE).data["channels"]}
+    assert chans["temp_a"]["uncertain_ms"] == 300 and chans["temp_b"]["uncertain_ms"] == 1000
+    for kind, trip in (("pump", "high_pressure"), ("bpr", "over_pressure")):
+        data = load_board_config(CONFIG_DIR / (kind + ".toml")).data
+        assert [i["unfiltered"] for i in data["interlocks"] if i["id"] == trip] == [True]
+    pump = load_board_config(CONFIG_DIR / "pump.toml").data
+    pressure = [c for c in pump["channels"] if c["name"] == "pressure"][0]
+    assert (pressure["stuck_ms"], pressure["stuck_band"], pressure["on_stuck"]) == (
+        60000,
+        0.02,
+        "alarm",
+    )
+
+
+def test_signal_time_limit_errors_are_located():
+    in_temp_a = "cs = 17\n"  # a line of temp_a
+    e = only_error(mutate(in_temp_a, in_temp_a + "uncertain_ms = 100\n"))
+    assert e.key == "channels.temp_a.uncertain_ms" and e.value == 100
+    assert e.line == line_no(mutate(in_temp_a, in_temp_a + "uncertain_ms = 100\n"), "uncertain_ms")
+    assert "allowed >= 200 ms (2 x tick_ms)" in str(e)
+    e = only_error(mutate(in_temp_a, in_temp_a + "uncertain_ms = 0\n"))
+    assert e.key == "channels.temp_a.uncertain_ms" and "1..600000 ms" in str(e)
+    text = mutate(in_temp_a, in_temp_a + "stuck_band = 0.1\n")
+    e = only_error(text)
+    assert e.key == "channels.temp_a.stuck_band" and "without stuck_ms" in str(e)
+    assert e.line == line_no(text, "stuck_band")
+    e = only_error(mutate(in_temp_a, in_temp_a + 'stuck_ms = 5000\non_stuck = "trip"\n'))
+    assert e.key == "channels.temp_a.on_stuck" and 'one of "alarm", "bad"' in str(e)
+    e = only_error(mutate(in_temp_a, in_temp_a + "stuck_ms = 100\n"))
+    assert e.key == "channels.temp_a.stuck_ms" and "2 x tick_ms" in str(e)
+    e = only_error(mutate(in_temp_a, in_temp_a + "stuck_ms = 5000\nstuck_band = -0.1\n"))
+    assert e.key == "channels.temp_a.stuck_band" and ">= 0.0" in str(e)
+    # The pair's keys and the probes' keys do not mix.
+    e = only_error(mutate(in_temp_a, in_temp_a + "degraded_max_ms = 5000\n"))
+    assert e.key == "channels.temp_a.degraded_max_ms" and "only applies to redundant" in str(e)
+    e = only_error(mutate('select = "max"', 'select = "max"\nstuck_ms = 5000'))
+    assert e.key == "channels.temperature.stuck_ms" and "redundant" in str(e)
+    e = only_error(mutate("degraded_max_ms = 600000", "degraded_max_ms = 100000000"))
+    assert e.key == "channels.temperature.degraded_max_ms" and "1..86400000 ms" in str(e)
+    e = only_error(mutate("degraded_max_ms = 600000", "degraded_max_ms = 100"))
+    assert "2 x tick_ms" in str(e)
+    # unfiltered is for value conditions only.
+    e = only_error(
+        mutate(
+            'condition = "bad_quality"\non_delay_ms = 500',
+            'condition = "bad_quality"\non_delay_ms = 500\nunfiltered = true',
+        )
+    )
+    assert (
+        e.key == "interlocks[2].unfiltered"
+        and 'does not apply to condition "bad_quality"' in str(e)
+    )
+    e = only_error(mutate("unfiltered = true ", "unfiltered = 1 "))
+    assert e.key == "interlocks[0].unfiltered" and "true or false" in str(e)
 
 
 def test_docs_tables_match_the_schema():

@@ -11,6 +11,8 @@ import pytest
 from edge import states as st
 from protocol import messages
 from protocol.constants import (
+    QUALITY_BAD,
+    QUALITY_UNCERTAIN,
     RESULT_EXPIRED,
     RESULT_MALFORMED,
     RESULT_NOT_ALLOWED_IN_STATE,
@@ -201,13 +203,15 @@ def test_over_temperature_forces_heater_safe_in_the_same_tick_and_latches():
         if rig.now % 1000 == 0:
             rig.lease()
         rig.tick()
-        if measure.value > 150.0:
+        if measure.unfiltered > 150.0:
             break
         # Below the limit the heater is driven (the setpoint is far above)...
         assert rig.node.outputs()["heater"] > 0.0
         assert not rig.sink.trips()
-    # ...and the tick whose (filtered) sample crosses 150 degC writes the safe value:
-    # reaction = one tick (on_delay 0).
+    # ...and the tick whose sample crosses 150 degC writes the safe value, without
+    # waiting for the 300 ms control filter (unfiltered = true): reaction = one tick
+    # (on_delay 0).
+    assert measure.value <= 150.0, "the filtered value lags: this test must not pass on it"
     assert rig.node.outputs()["heater"] == 0.0
     trips = rig.sink.trips()
     assert len(trips) == 1 and trips[0].cause == "over_temperature"
@@ -248,17 +252,161 @@ def test_sensor_open_circuit_trips_as_sensor_bad_after_its_on_delay():
     assert "open" in trips[0].detail
 
 
+def sensor(rig, name):
+    for ch, drv in rig.node.sensors:
+        if ch.name == name:
+            return ch, drv
+    raise KeyError(name)
+
+
+def events_since(rig, n0, type_=None):
+    return [e for e in rig.sink.events[n0:] if type_ is None or e.type == type_]
+
+
 def test_one_probe_open_keeps_running_on_the_other():
     rig = Rig("reactor")
     rig.start()
     rig.set("coil_temp", 60.0)
     rig.run_s(5, lease_every_ms=1000)
-    for ch, drv in rig.node.sensors:
-        if ch.name == "temp_a":
-            drv.set_fault("open")
+    assert not events_since(rig, 0, "alarm")
+    n0 = len(rig.sink.events)
+    sensor(rig, "temp_a")[1].set_fault("open")
+    rig.tick()
+    # Redundancy lost is reported in the tick it happens (the pair runs 1oo1 now).
+    alarms = events_since(rig, n0, "alarm")
+    assert [(e.source, e.cause) for e in alarms] == [("temperature", "redundancy_lost")]
     rig.run_s(5, lease_every_ms=1000)
     assert not rig.sink.trips()
     assert rig.node.outputs()["heater"] > 0.0
+
+
+def test_one_probe_lost_trips_after_degraded_max_ms():
+    rig = Rig("reactor")
+    rig.start()
+    rig.set("coil_temp", 60.0)
+    rig.run_s(5, lease_every_ms=1000)
+    pair = [d for d in rig.node.derived if d.name == "temperature"][0]
+    limit_ms = pair.degraded_max_ms
+    assert limit_ms == 600_000  # board_configs/reactor.toml
+    sensor(rig, "temp_a")[1].set_fault("open")
+    rig.tick()
+    t_lost = rig.now
+    while rig.now - t_lost <= limit_ms - rig.tick_ms:
+        if rig.now % 1000 == 0:
+            rig.lease()
+        rig.tick()
+        assert not rig.sink.trips(), rig.now - t_lost
+    rig.run_s(0.2)  # the first tick strictly after degraded_max_ms
+    trips = rig.sink.trips()
+    assert trips and trips[0].cause == "sensor_bad" and "degraded" in trips[0].detail
+    assert rig.node.outputs()["heater"] == 0.0
+    assert pair.bad_reason == "degraded"
+    # Reset is refused while the pair still runs on one probe ...
+    ack = rig.state("reset")
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE and "degraded" in ack.reason
+    # ... and accepted once both probes are back.
+    sensor(rig, "temp_a")[1].set_fault(None)
+    rig.tick()
+    assert rig.state("reset").result == RESULT_OK
+
+
+def test_transmitter_at_the_ne43_failure_signal_trips_the_pump():
+    # Ported from the safety review (repro 09): 3.6 mA is a transmitter signalling its own
+    # failure; it used to read -1 bar, UNCERTAIN, and blinded the high-pressure interlock.
+    rig = Rig("pump")
+    rig.start()
+    rig.set("flow", 5.0)
+    rig.run_s(2, lease_every_ms=1000)
+    ch, drv = sensor(rig, "pressure")
+    drv.read = lambda now: 3.6
+    rig.tick()
+    assert ch.quality == QUALITY_BAD and ch.bad_reason == "namur_fail"
+    assert rig.node.outputs()["flow"] == 0.0  # high_pressure trips on BAD: same tick
+    assert rig.sink.trips()[0].cause == "sensor_bad" and "namur_fail" in rig.sink.trips()[0].detail
+
+
+def test_transmitter_parked_in_the_ne43_margin_band_trips_within_uncertain_ms():
+    rig = Rig("pump")
+    rig.start()
+    rig.set("flow", 5.0)
+    rig.run_s(2, lease_every_ms=1000)
+    ch, drv = sensor(rig, "pressure")
+    assert ch.uncertain_ms == ch.stale_ms == 500  # the default: its stale_ms
+    drv.read = lambda now: 3.62  # below the measuring range, not quite a failure signal
+    t0 = rig.now
+    while not rig.sink.trips():
+        rig.tick()
+        assert rig.now - t0 <= 500 + 2 * rig.tick_ms, "no trip within uncertain_ms"
+        if rig.now - t0 <= 500:
+            assert ch.quality == QUALITY_UNCERTAIN and rig.node.outputs()["flow"] == 5.0
+    assert ch.bad_reason == "uncertain"
+    assert rig.node.outputs()["flow"] == 0.0
+    rig.run_s(60, lease_every_ms=1000)  # and it stays safe
+    assert rig.node.outputs()["flow"] == 0.0 and ch.quality == QUALITY_BAD
+
+
+def test_over_pressure_trips_the_pump_in_the_tick_of_the_step():
+    rig = Rig("pump")
+    rig.start()
+    rig.set("flow", 3.0)
+    rig.tick()
+    assert rig.node.outputs()["flow"] == 3.0
+    rig.plant.overrides["pressure"] = 30.0  # above the 20 bar trip
+    rig.tick()
+    ch = sensor(rig, "pressure")[0]
+    # The filtered value has not reached 20 bar yet; the trip does not wait for it.
+    assert ch.value < 20.0 and ch.unfiltered == pytest.approx(30.0)
+    assert rig.node.outputs()["flow"] == 0.0
+    trips = rig.sink.trips()
+    assert len(trips) == 1 and trips[0].cause == "over_pressure"
+
+
+def test_frozen_pressure_transmitter_raises_a_sensor_stuck_alarm():
+    # Ported from the safety review (repro 07 c): a transmitter frozen at 11 bar.
+    rig = Rig("pump")
+    rig.start()
+    rig.set("flow", 5.0)
+    rig.run_s(5, lease_every_ms=1000)
+    ch = sensor(rig, "pressure")[0]
+    assert (ch.stuck_ms, ch.stuck_band) == (60_000, 0.02)  # board_configs/pump.toml
+    rig.plant.overrides["pressure"] = 11.0
+    n0 = len(rig.sink.events)
+    rig.tick()
+    t0 = rig.now
+    while rig.now - t0 <= ch.stuck_ms:
+        if rig.now % 1000 == 0:
+            rig.lease()
+        rig.tick()
+        if rig.now - t0 < ch.stuck_ms:
+            assert not events_since(rig, n0, "alarm")
+    alarms = events_since(rig, n0, "alarm")
+    assert [(e.source, e.cause) for e in alarms] == [("pressure", "sensor_stuck")]
+    assert rig.now - t0 <= ch.stuck_ms + rig.tick_ms
+    # An alarm only (the shipped default): the pump keeps running, nothing trips.
+    assert not rig.sink.trips() and rig.node.outputs()["flow"] == 5.0
+    # The reading moves again: the alarm clears.
+    rig.plant.overrides["pressure"] = 11.5
+    rig.tick()
+    cleared = events_since(rig, n0, "alarm_cleared")
+    assert [(e.source, e.cause) for e in cleared] == [("pressure", "sensor_stuck")]
+
+
+def test_frozen_transmitter_trips_where_the_config_says_so():
+    def on_stuck_bad(cfg):
+        for ch in cfg["channels"]:
+            if ch["name"] == "pressure":
+                ch["on_stuck"] = "bad"
+
+    rig = Rig("pump", mutate=on_stuck_bad)
+    rig.start()
+    rig.set("flow", 5.0)
+    rig.run_s(5, lease_every_ms=1000)
+    rig.plant.overrides["pressure"] = 11.0
+    rig.run_s(61, lease_every_ms=1000)
+    trips = rig.sink.trips()
+    assert trips and trips[0].cause == "sensor_bad" and "stuck" in trips[0].detail
+    assert rig.node.outputs()["flow"] == 0.0
+    assert "stuck" in rig.state("reset").reason  # refused while still frozen
 
 
 def test_estop_trips_every_actuator_in_the_same_tick():

@@ -18,7 +18,8 @@ against a small model written from the board configs and docs/safety.md:
 2. (a) The same for the pumps of the emulated line against their *measured* head
    pressure.  (b) Stand-in plant, pump and reactor: a value ramping up at r units/s from
    a settled sensor has the actuator safe at every tick later than ``crossing + on_delay
-   + filter_tau`` (a first-order filter lags a ramp by at most r * tau).  (c) Emulated
+   + filter_tau`` (a first-order filter lags a ramp by at most r * tau; tau 0 for an
+   interlock on the ``unfiltered`` value).  (c) Emulated
    line: no component's peak pressure exceeds its own rating (pumps, the pressure
    sources, excepted), for every clog (any component, sudden or progressive, any rate).
 3. Once the lease expired, every actuator is safe at every tick from
@@ -367,13 +368,15 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         names = self.WATCH[1]
         x0 = max(self.true_value(n) for n in names)
         ch = self.ch[self.WATCH[0]]
-        tau = max(self.tau[n] for n in names)
+        # An unfiltered interlock does not wait for the filter (tau 0 for the bound).
+        tau = 0 if self.watch.get("unfiltered") else max(self.tau[n] for n in names)
+        v = self.watched_value(self.watch)
         limit = self.watch["limit"]
         # Invariant 2 needs a settled start: the filter lags at most rate * tau behind.
         settled = (
             ch.quality != QUALITY_BAD
-            and ch.value is not None
-            and x0 - ch.value <= rate * tau / 1000.0
+            and v is not None
+            and x0 - v <= rate * tau / 1000.0 + 1e-9  # + conversion rounding
             and x0 < limit
         )
         t0 = self.rig.now
@@ -443,12 +446,18 @@ class NodeSafetyMachine(RuleBasedStateMachine):
                 out.append(il.id)
         return out
 
+    def watched_value(self, spec):
+        """The value an interlock judges: the channel's, or before its filter with
+        ``unfiltered = true`` (docs/board-config.md)."""
+        ch = self.ch[spec["channel"]]
+        return ch.unfiltered if spec.get("unfiltered") else ch.value
+
     def cause_persists(self, spec):
         ch = self.ch[spec["channel"]]
         if ch.quality == QUALITY_BAD:
             return True
         cond = spec["condition"]
-        v = ch.value
+        v = self.watched_value(spec)
         if cond == "bad_quality":
             return False
         if cond == "input_true":
@@ -685,9 +694,10 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         assert not node.interlocks.active
         if self.hot:
             ch = self.ch[self.watch["channel"]]
-            assert ch.quality != QUALITY_BAD and ch.value <= (
+            v = self.watched_value(self.watch)
+            assert ch.quality != QUALITY_BAD and v <= (
                 self.watch["limit"] - self.watch["hysteresis"]
-            ), f"inv 1: reset accepted while {ch.name} = {ch.value} (quality {ch.quality})"
+            ), f"inv 1: reset accepted while {ch.name} = {v} (quality {ch.quality})"
         self.hot = False
         for sid in self.latched:
             self.since[sid] = None
@@ -749,10 +759,10 @@ class NodeSafetyMachine(RuleBasedStateMachine):
                 cause = "sensor_bad"
         elif cond == "input_true":
             cause = spec["cause"] if ch.value else None
-        elif cond == "above" and ch.value is not None:
-            cause = spec["cause"] if ch.value > spec["limit"] else None
-        elif cond == "below" and ch.value is not None:
-            cause = spec["cause"] if ch.value < spec["limit"] else None
+        elif cond == "above" and self.watched_value(spec) is not None:
+            cause = spec["cause"] if self.watched_value(spec) > spec["limit"] else None
+        elif cond == "below" and self.watched_value(spec) is not None:
+            cause = spec["cause"] if self.watched_value(spec) < spec["limit"] else None
         elif cond == "rate_of_rise":
             return UNKNOWN_STATUS, None
         sid = spec["id"]
@@ -867,12 +877,13 @@ class NodeSafetyMachine(RuleBasedStateMachine):
     def check_watch(self):
         """Invariants 1 and 2 after a tick."""
         ch = self.ch[self.watch["channel"]]
-        if ch.quality == QUALITY_BAD or (ch.value is not None and ch.value > self.watch["limit"]):
+        v = self.watched_value(self.watch)
+        if ch.quality == QUALITY_BAD or (v is not None and v > self.watch["limit"]):
             self.hot = True
         slot = self.watch_slot
         if self.hot:
             assert slot.driver.value == slot.safe, (
-                f"inv 1: {ch.name} = {ch.value} (quality {ch.quality}) exceeded/bad "
+                f"inv 1: {ch.name} = {v} (quality {ch.quality}) exceeded/bad "
                 f"since an earlier tick, "
                 f"but {slot.name} = {slot.driver.value}"
             )
@@ -1329,9 +1340,9 @@ def test_lease_hold_grace_counts_from_the_expiry_even_after_a_short_stall():
 def test_clog_between_a_pump_and_the_relief_valve_stays_within_each_rating():
     """Invariant 2c on the demo line, the case LineClogs keeps finding.  A clog in
     ``tube_a`` dead-heads pump_a upstream of the line's only relief valve (at the mixer).
-    The head pressure rises ~90 bar/s; the transmitter (50 ms) and the board's filter
-    (``filter_tau_ms = 100``) lag it, so the 20 bar interlock stops the pump a few ticks
-    after the line pressure crossed 20 bar, and the pump runs down (0.5 s response) into
+    The head pressure rises ~90 bar/s; the transmitter (50 ms) lags it (the interlock
+    watches the reading before the board's filter), so the 20 bar interlock stops the pump
+    a tick or two after the line pressure crossed 20 bar, and the pump runs down (0.5 s response) into
     the closed segment up to its stall pressure (110 % of its 40 bar rating), far above the
     line's weakest rating (25 bar)."""
     emu = fresh_line(1)

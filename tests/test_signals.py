@@ -17,6 +17,7 @@ from edge.signals import (
     Redundant1oo2,
     SensorChannel,
     Table,
+    Unfiltered,
     cvd_resistance,
     is_finite_number,
 )
@@ -75,13 +76,15 @@ def test_current_4_to_20_conversion():
     [
         (0.0, QUALITY_BAD, "namur_fail"),  # broken wire
         (3.59, QUALITY_BAD, "namur_fail"),
-        (3.6, QUALITY_UNCERTAIN, None),
+        (3.6, QUALITY_BAD, "namur_fail"),  # NE43: <= 3.6 mA is a failure signal
+        (3.61, QUALITY_UNCERTAIN, None),
         (3.79, QUALITY_UNCERTAIN, None),
         (3.8, QUALITY_GOOD, None),
         (4.0, QUALITY_GOOD, None),
         (20.5, QUALITY_GOOD, None),
         (20.51, QUALITY_UNCERTAIN, None),
-        (21.0, QUALITY_UNCERTAIN, None),
+        (20.99, QUALITY_UNCERTAIN, None),
+        (21.0, QUALITY_BAD, "namur_fail"),  # NE43: >= 21 mA is a failure signal
         (21.01, QUALITY_BAD, "namur_fail"),
         (24.0, QUALITY_BAD, "namur_fail"),  # shorted loop
     ],
@@ -356,11 +359,104 @@ def test_staleness_boundary_and_reason_priority():
 
 
 def test_uncertain_samples_refresh_staleness():
-    ch = SensorChannel("PT1", Current4to20(0, 10), stale_ms=1000)
+    ch = SensorChannel("PT1", Current4to20(0, 10), stale_ms=1000, uncertain_ms=5000)
     ch.update(3.7, 0)
     assert ch.quality == QUALITY_UNCERTAIN
     ch.update(3.7, 900)
     assert ch.check(1800) == QUALITY_UNCERTAIN
+
+
+def test_channel_parked_in_an_ne43_margin_band_goes_bad_after_uncertain_ms():
+    # 3.62 mA: a transmitter that failed downscale but does not quite reach 3.6 mA.
+    ch = SensorChannel("PT1", Current4to20(0.0, 40.0), stale_ms=500)  # uncertain_ms: 500
+    assert ch.uncertain_ms == 500
+    ch.update(12.0, 0)
+    t = 50
+    while t <= 500:
+        assert ch.update(3.62, t) == QUALITY_UNCERTAIN and ch.check(t) == QUALITY_UNCERTAIN
+        t += 50
+    # More than 500 ms of nothing but UNCERTAIN samples (the first at t = 50): BAD.
+    assert ch.update(3.62, 600) == QUALITY_BAD
+    assert ch.bad_reason == "uncertain"
+    frozen = ch.value
+    assert ch.update(3.62, 650) == QUALITY_BAD and ch.value == frozen  # stays BAD
+    assert ch.check(5000) == QUALITY_BAD and ch.bad_reason == "uncertain"
+    # Only a GOOD sample ends it, and a new UNCERTAIN run gets the full time again.
+    assert ch.update(12.0, 5050) == QUALITY_GOOD
+    assert ch.update(3.7, 5100) == QUALITY_UNCERTAIN
+    assert ch.check(5600) == QUALITY_UNCERTAIN
+    assert ch.check(5601) == QUALITY_BAD and ch.bad_reason == "uncertain"
+
+
+def test_uncertain_ms_is_its_own_limit():
+    ch = SensorChannel("PT1", Current4to20(0.0, 40.0), stale_ms=5000, uncertain_ms=200)
+    ch.update(20.7, 0)  # NE43 over-range margin
+    assert ch.check(200) == QUALITY_UNCERTAIN
+    assert ch.check(201) == QUALITY_BAD and ch.bad_reason == "uncertain"
+    with pytest.raises(ValueError, match="TT1: uncertain_ms must be > 0"):
+        SensorChannel("TT1", Linear(1), uncertain_ms=0)
+
+
+def test_frozen_reading_is_flagged_stuck_after_stuck_ms():
+    ch = SensorChannel("PT1", Linear(1.0), stuck_ms=1000, stuck_band=0.02)
+    t = 0
+    ch.update(11.0, t)
+    while t <= 1000:  # within +-0.02 of the first sample for exactly stuck_ms: not yet
+        ch.update(11.0 + (0.02 if t % 100 else -0.02), t)
+        assert not ch.stuck
+        t += 50
+    ch.update(11.0, 1050)
+    assert ch.stuck and ch.quality == QUALITY_GOOD  # a flag (alarm), not BAD by default
+    ch.update(11.03, 1100)  # leaves the band: alive again, a new run starts
+    assert not ch.stuck
+    ch.update(11.03, 2100)
+    assert not ch.stuck
+    ch.update(11.03, 2101)
+    assert ch.stuck
+    ch.update(NAN, 2150)  # another failure ends the run
+    assert not ch.stuck and ch.quality == QUALITY_BAD
+
+
+def test_noisy_reading_is_never_stuck():
+    import random
+
+    rng = random.Random(1)
+    ch = SensorChannel("PT1", Linear(1.0), stuck_ms=10_000, stuck_band=0.02)
+    for i in range(20 * 3600):  # an hour at 20 Hz, 0.01 sd noise (the emulator's)
+        ch.update(11.0 + rng.gauss(0.0, 0.01), i * 50)
+        assert not ch.stuck
+
+
+def test_stuck_bad_holds_the_channel_bad_until_the_reading_moves():
+    ch = SensorChannel("PT1", Linear(1.0), stale_ms=500, stuck_ms=1000, stuck_bad=True)
+    t = 0
+    while t <= 1000:
+        assert ch.update(5.0, t) == QUALITY_GOOD
+        ch.check(t)
+        t += 50
+    assert ch.update(5.0, 1050) == QUALITY_BAD and ch.bad_reason == "stuck"
+    for t in range(1100, 3000, 50):  # still frozen: stays BAD, not stale, not GOOD
+        assert ch.update(5.0, t) == QUALITY_BAD and ch.check(t) == QUALITY_BAD
+        assert ch.bad_reason == "stuck"
+    assert ch.update(5.1, 3000) == QUALITY_GOOD and not ch.stuck and ch.value == 5.1
+
+
+def test_stuck_parameter_validation():
+    with pytest.raises(ValueError, match="TT1: stuck_ms must be > 0"):
+        SensorChannel("TT1", Linear(1), stuck_ms=0)
+    with pytest.raises(ValueError, match="TT1: stuck_band must be >= 0"):
+        SensorChannel("TT1", Linear(1), stuck_ms=10, stuck_band=-1.0)
+
+
+def test_unfiltered_value_is_the_sample_before_the_filter():
+    ch = SensorChannel("PT1", Linear(1.0), filter_tau_ms=100)
+    ch.update(0.0, 0)
+    ch.update(30.0, 50)  # a step: the filter moves a third of the way
+    assert ch.value == pytest.approx(10.0) and ch.unfiltered == 30.0
+    view = Unfiltered(ch)
+    assert view.value == 30.0 and view.name == "PT1" and view.quality == QUALITY_GOOD
+    ch.update(NAN, 100)
+    assert view.quality == QUALITY_BAD and view.bad_reason == "nan" and view.value == 30.0
 
 
 def test_channel_parameter_validation():
@@ -460,6 +556,59 @@ def test_1oo2_uncertain_input_and_staleness():
     assert r.bad_reason == "stale"
 
 
+def test_1oo2_on_one_probe_is_degraded_at_once_and_bad_after_degraded_max_ms():
+    a = SensorChannel("TT1A", Linear(1.0), stale_ms=1000)
+    b = SensorChannel("TT1B", Linear(1.0), stale_ms=1000)
+    r = Redundant1oo2(a, b, 5.0, "TT1", select="max", degraded_max_ms=10_000)
+    a.update(100.0, 0)
+    b.update(100.0, 0)
+    assert r.check(0) == QUALITY_GOOD and not r.degraded
+    a.update(None, 100, fault="open")
+    b.update(100.0, 100)
+    assert r.check(100) == QUALITY_UNCERTAIN and r.degraded  # the tick it happens
+    for t in range(200, 10_101, 100):  # usable on the survivor for degraded_max_ms
+        b.update(101.0, t)
+        assert r.check(t) == QUALITY_UNCERTAIN and r.value == 101.0
+    b.update(101.0, 10_101)
+    assert r.check(10_101) == QUALITY_BAD and r.bad_reason == "degraded"
+    b.update(102.0, 10_200)
+    assert r.check(10_200) == QUALITY_BAD and r.value == 101.0  # stays BAD, value frozen
+    # Both probes back: redundancy restored, GOOD, and a later loss gets the full time.
+    a.update(102.0, 10_300)
+    b.update(102.0, 10_300)
+    assert r.check(10_300) == QUALITY_GOOD and not r.degraded
+    b.update(None, 10_400, fault="open")
+    a.update(102.0, 10_400)
+    assert r.check(10_400) == QUALITY_UNCERTAIN and r.degraded
+
+
+def test_1oo2_starting_probe_is_not_degraded():
+    a = SensorChannel("TT1A", Linear(1.0), stale_ms=1000)
+    b = SensorChannel("TT1B", Linear(1.0), stale_ms=1000)
+    r = Redundant1oo2(a, b, 5.0, "TT1", degraded_max_ms=500)
+    a.update(100.0, 0)
+    b.update(None, 0, fault="starting")  # first conversion not ready yet
+    assert r.check(0) == QUALITY_UNCERTAIN and not r.degraded
+    a.update(100.0, 900)
+    assert r.check(900) == QUALITY_UNCERTAIN and not r.degraded
+    a.update(100.0, 1001)
+    assert r.check(1001) == QUALITY_UNCERTAIN and r.degraded  # b never came: stale
+
+
+def test_1oo2_unfiltered_follows_select():
+    a = SensorChannel("TT1A", Linear(1.0), filter_tau_ms=1000)
+    b = SensorChannel("TT1B", Linear(1.0), filter_tau_ms=1000)
+    r = Redundant1oo2(a, b, 5.0, "TT1", select="max")
+    a.update(100.0, 0)
+    b.update(100.0, 0)
+    a.update(103.0, 100)
+    b.update(101.0, 100)
+    r.check(100)
+    assert r.unfiltered == 103.0 and r.value < 101.0
+    view = Unfiltered(r)
+    assert view.value == 103.0 and view.quality == r.quality
+
+
 def test_1oo2_validation_and_default_name():
     a, b, _ = _pair()
     assert Redundant1oo2(a, b, 1.0).name == "TT1A|TT1B"
@@ -467,3 +616,5 @@ def test_1oo2_validation_and_default_name():
         Redundant1oo2(a, b, 1.0, select="median")
     with pytest.raises(ValueError, match="max_disagreement must be >= 0"):
         Redundant1oo2(a, b, -1.0)
+    with pytest.raises(ValueError, match="degraded_max_ms must be > 0"):
+        Redundant1oo2(a, b, 1.0, degraded_max_ms=0)

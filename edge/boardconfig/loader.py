@@ -874,6 +874,7 @@ class _Loader:
             ch["filter_tau_ms"] = vals["filter_tau_ms"]
             ch["stale_ms"] = vals["stale_ms"]
             self.at_least_ticks(path + ".stale_ms", vals["stale_ms"], 2)
+            self.time_limits(path, ch, vals, table)
         elif role == "actuator":
             safe = vals["safe"]
             if "safe" not in table:
@@ -902,6 +903,29 @@ class _Loader:
             self.actuator_checks(path, ch, table)
         return ch
 
+    def time_limits(self, path, ch, vals, table):
+        """A hardware sensor's uncertain_ms and frozen-reading (stuck_*) keys."""
+        unc = vals["uncertain_ms"]
+        if isinstance(unc, S.Derived):
+            unc = ch["stale_ms"]
+        else:
+            self.at_least_ticks(path + ".uncertain_ms", unc, 2)
+        ch["uncertain_ms"] = unc
+        ch["stuck_ms"] = vals["stuck_ms"]
+        ch["stuck_band"] = vals["stuck_band"]
+        ch["on_stuck"] = vals["on_stuck"]
+        if vals["stuck_ms"] is None:
+            for k in S.STUCK_OPTIONS:
+                if k in table:
+                    self.err(
+                        path + "." + k,
+                        table[k],
+                        "has no effect without stuck_ms (frozen-reading detection is off)",
+                        "with stuck_ms = N",
+                    )
+        else:
+            self.at_least_ticks(path + ".stuck_ms", vals["stuck_ms"], 2)
+
     def redundant(self, path, ch, vals, earlier):
         pair = vals.get("redundant")
         if ch["role"] != "sensor":
@@ -909,6 +933,8 @@ class _Loader:
         ch["redundant"] = pair
         ch["max_disagreement"] = vals.get("max_disagreement")
         ch["select"] = vals.get("select")
+        ch["degraded_max_ms"] = vals.get("degraded_max_ms")
+        self.at_least_ticks(path + ".degraded_max_ms", ch["degraded_max_ms"], 2)
         if isinstance(vals.get("max_disagreement"), S.Derived):
             self.err(
                 path + ".max_disagreement",
@@ -1460,6 +1486,7 @@ class _Loader:
             "on_delay_ms": v["on_delay_ms"],
             "hysteresis": v.get("hysteresis", 0.0),
             "window_ms": v.get("window_ms", S.INTERLOCK["window_ms"].default),
+            "unfiltered": v.get("unfiltered", False),
             "trip_on_bad": v.get("trip_on_bad", True),
             "cause": cause,
         }

@@ -136,6 +136,8 @@ CONDITIONS = ("above", "below", "bad_quality", "rate_of_rise", "input_true")
 TRIP_STATES = ("aborted", "stopped", "held")
 SEVERITIES = ("info", "warning", "error", "critical")
 SELECTS = ("max", "min", "avg")
+# Calibration-table bad reasons (edge.signals also has "uncertain", "stuck" and "degraded",
+# which only the channel's time limits produce).
 BAD_REASONS = ("nan", "open", "short", "out_of_range", "namur_fail", "stale", "disagreement")
 RAW_UNITS = ("V", "mA", "ohm", "count", "0/1")  # edge.hal UNIT_*
 
@@ -434,6 +436,45 @@ CHANNEL = keys(
         applies=("sensor",),
     ),
     Key(
+        "uncertain_ms",
+        INT,
+        "reading BAD (uncertain) when every sample for longer than this was UNCERTAIN (a "
+        "4-20 mA transmitter parked in an NE43 margin band); at least 2 x tick_ms",
+        default=Derived("stale_ms"),
+        unit="ms",
+        lo=1,
+        hi=600000,
+        applies=("sensor",),
+    ),
+    Key(
+        "stuck_ms",
+        INT,
+        "frozen-transmitter detection: the reading is stuck when it stays within "
+        "stuck_band for longer than this (absent: off; at least 2 x tick_ms)",
+        unit="ms",
+        lo=1,
+        hi=3600000,
+        applies=("sensor",),
+    ),
+    Key(
+        "stuck_band",
+        FLOAT,
+        "with stuck_ms: +- band in the channel's unit that a live reading (process and "
+        "converter noise) leaves within stuck_ms; compared before the filter",
+        default=0.0,
+        lo=0.0,
+        applies=("sensor",),
+    ),
+    Key(
+        "on_stuck",
+        CHOICE,
+        'with stuck_ms: "alarm": a sensor_stuck alarm (id and source = the channel name); '
+        '"bad": also BAD (stuck), so every interlock watching the channel trips',
+        default="alarm",
+        choices=("alarm", "bad"),
+        applies=("sensor",),
+    ),
+    Key(
         "safe",
         FLOAT,
         "value forced on trips, e-stop, lease loss and deadman; required for every "
@@ -476,10 +517,32 @@ CHANNEL = keys(
         choices=SELECTS,
         applies=("sensor",),
     ),
+    Key(
+        "degraded_max_ms",
+        INT,
+        "redundant only: running on one probe (the other BAD) raises a redundancy_lost "
+        "alarm at once (id and source = the channel name) and makes the channel BAD "
+        "(degraded) after this long; at least 2 x tick_ms",
+        default=3600000,
+        unit="ms",
+        lo=1,
+        hi=86400000,
+        applies=("sensor",),
+    ),
 )
 # Keys only a derived (redundant) channel takes, and keys it must not have.
-REDUNDANT_ONLY = ("redundant", "max_disagreement", "select")
-HARDWARE_ONLY = ("driver", "calibration", "filter_tau_ms", "stale_ms")
+REDUNDANT_ONLY = ("redundant", "max_disagreement", "select", "degraded_max_ms")
+HARDWARE_ONLY = (
+    "driver",
+    "calibration",
+    "filter_tau_ms",
+    "stale_ms",
+    "uncertain_ms",
+    "stuck_ms",
+    "stuck_band",
+    "on_stuck",
+)
+STUCK_OPTIONS = ("stuck_band", "on_stuck")  # only meaningful with stuck_ms
 
 # --- drivers -----------------------------------------------------------------------------
 
@@ -846,6 +909,15 @@ TRIP_COMMON = (
         lo=1,
         hi=600000,
         applies=("rate_of_rise",),
+    ),
+    Key(
+        "unfiltered",
+        BOOL,
+        "watch the channel's value before its filter_tau_ms low-pass (protection should "
+        "not wait for a filter meant for control); a redundant channel selects from its "
+        "probes' unfiltered values",
+        default=False,
+        applies=_VALUE_CONDITIONS,
     ),
     Key(
         "trip_on_bad",
