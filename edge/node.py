@@ -548,11 +548,15 @@ class Node:
         # An unsigned rebirth is the one command a keyed module takes without a tag: it
         # changes nothing but re-publishes the birth, and the birth's boot nonce is what a
         # host that lost track of the module (restarted, joined late) needs to sign at all.
-        if self.verifier is not None and not (cmd.op == "rebirth" and cmd.auth is None):
+        # On a keyed module it skips the expiry check too: anyone could forge a fresh one,
+        # so expiry guards nothing there, and a keyed module that never had a signed lease
+        # knows no host time (a host cannot sign a lease for it before it has that birth).
+        unsigned_rebirth = self.verifier is not None and cmd.op == "rebirth" and cmd.auth is None
+        if self.verifier is not None and not unsigned_rebirth:
             result = self.verifier.verify(cmd)
             if result != RESULT_OK:
                 return self._ack(cmd.command_id, result, _AUTH_REASONS.get(result, "rejected"))
-        if self.host_time.is_expired(cmd.expiry_ms, now_ms):
+        if not unsigned_rebirth and self.host_time.is_expired(cmd.expiry_ms, now_ms):
             if self.host_time.host_now(now_ms) is None:
                 reason = "host time unknown (no recent lease)"
             else:

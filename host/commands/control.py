@@ -197,7 +197,6 @@ def run_stop(args) -> int:
         return EXIT_USAGE
     registry = Registry(line_id, {mid: (c.kind, None) for mid, c in line.modules.items()})
     try:
-        from protocol import messages
         from protocol.topics import host_topic, line_filter
 
         transport.subscribe(line_filter(line_id), lambda t, p: registry.on_message(t, p, 0))
@@ -212,6 +211,7 @@ def run_stop(args) -> int:
         # against): a module heard from without one is asked to rebirth first.
         pending: dict = {}
         asked: set[str] = set()
+        own_lease = None  # EstopLease once we lease the line ourselves
         end = time.monotonic() + args.timeout
         while time.monotonic() < end and not (
             len(pending) == len(line.modules) and all(p.done for p in pending.values())
@@ -222,15 +222,15 @@ def run_stop(args) -> int:
                     time.sleep(0.02)  # a running coordinator's lease tells us the line's time
                     continue
                 # Nobody leases the line: modules know no host time and would refuse every
-                # command as expired, so lease once ourselves (they fall back to their
+                # command as expired, so lease it ourselves (they fall back to their
                 # lease-loss action when it lapses, on top of the abort).
-                transport.publish(
-                    host_topic(line_id, "lease"),
-                    messages.build_lease("estop", clock(), 1, ESTOP_LEASE_MS),
-                    qos=0,
-                )
+                own_lease = EstopLease(keys)
                 clock.lease_ms = clock()
                 clock._at = time.monotonic()
+            if own_lease is not None:
+                data = own_lease.due(registry, clock())
+                if data is not None:
+                    transport.publish(host_topic(line_id, "lease"), data, qos=0)
             for mid in line.modules:
                 view = registry.modules.get(mid)
                 if mid in pending or view is None:
@@ -261,6 +261,34 @@ def run_stop(args) -> int:
     if reply is not None:
         print(f"skid stop: coordinator: {reply.get('reason', '')}")
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+class EstopLease:
+    """`skid stop`'s own LEASE when no coordinator leases the line.  A keyed module only
+    takes a lease with its tag, made with the boot nonce of its birth: so the lease is
+    sent at once (for unkeyed modules and the keyed ones already born) and again, newly
+    signed, each time the birth of another keyed module arrives."""
+
+    def __init__(self, keys: dict[str, bytes]):
+        self.keys = keys
+        self.signed: set[str] | None = None  # keyed modules the last lease carried
+        self.seq = 0
+
+    def due(self, registry, host_now: int) -> bytes | None:
+        """The lease to send now, or None when the last one still covers every module."""
+        from protocol import auth
+
+        nonces = {}
+        for mid in self.keys:
+            view = registry.modules.get(mid)
+            if view is not None and view.boot_nonce is not None:
+                nonces[mid] = view.boot_nonce
+        if self.signed is not None and set(nonces) <= self.signed:
+            return None
+        self.signed = set(nonces)
+        self.seq = max(self.seq + 1, host_now)  # host time: above an earlier `skid stop`'s
+        signers = [(mid, self.keys[mid], nonce) for mid, nonce in nonces.items()]
+        return auth.sign_lease("estop", host_now, self.seq, ESTOP_LEASE_MS, signers)
 
 
 class HostClock:
