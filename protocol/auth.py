@@ -294,7 +294,6 @@ class CommandVerifier:
         self._counters.append(auth.counter)
         return RESULT_OK
 
-
     def verify_lease(self, lease):
         """None when ``lease`` (a parsed Lease) may feed the watchdog and the host-time
         estimate, else why not (a LEASE_* reason): no tag for this module, a wrong tag, a

@@ -45,12 +45,12 @@ from protocol.messages import (
     _check_keys,
     _check_states,
     _command_values,
-    _lease_values,
     _decode,
     _enum_code,
     _event_rules,
     _fail,
     _finite_number,
+    _lease_values,
     _map_values,
 )
 

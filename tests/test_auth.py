@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.auth import (
-    AuthError,
-    CommandVerifier,
-    HostTimeEstimate,
     LEASE_BACKWARDS,
     LEASE_BAD_TAG,
     LEASE_NO_TAG,
     LEASE_REPLAYED,
     LEASE_SENDERS_FULL,
+    AuthError,
+    CommandVerifier,
+    HostTimeEstimate,
     compute_tag,
     equal_ct,
     hmac_sha256,
