@@ -223,3 +223,15 @@ def test_skid_stop_signs_its_lease_for_every_keyed_module_born_so_far():
     second = lease.due(registry, HOST_EPOCH_MS + 20)
     assert second is not None and rig.node.handle_lease(second, rig.now)
     assert lease.due(registry, HOST_EPOCH_MS + 30) is None
+
+
+def test_the_coordinator_refuses_more_keyed_modules_than_one_lease_can_sign_for():
+    from host.coordinator import Coordinator
+
+    keys = {f"m{i}": KEY for i in range(messages.LEASE_MAX_TAGS + 1)}
+    try:
+        Coordinator(None, None, None, None, line_id="big", now_ms=0, host_ms=lambda: 0, keys=keys)
+    except ValueError as exc:
+        assert "33 keyed modules" in str(exc) and "at most 32" in str(exc)
+    else:
+        raise AssertionError("a lease cannot carry 33 tags: the coordinator must refuse")
