@@ -239,6 +239,8 @@ def build_node(
     lease_cfg = cfg["lease"]
     lease = LeaseWatchdog(lease_cfg["timeout_ms"], lease_cfg["on_loss"], lease_cfg["grace_ms"])
 
+    # With a key the module authenticates commands and leases with this one verifier
+    # (one boot nonce for both); without one it takes unsigned commands and leases.
     verifier = None
     if key is not None:
         from protocol.auth import CommandVerifier

@@ -1,8 +1,10 @@
 """Host lease (heartbeat) watchdog: the module's comms-loss protection.
 
-The host publishes a LEASE periodically.  Each one that arrives is fed here; if none
-arrives for ``timeout_ms`` the lease is lost and the configured loss action runs without
-any message from anyone:
+The host publishes a LEASE periodically.  Each one the node accepts (edge/node.py: on a
+keyed module only an authenticated, fresh one) is fed here with its ``duration_ms``; if
+no new one arrives within min(``timeout_ms``, that duration) the lease is lost and the
+configured loss action runs without any message from anyone.  A lease may shorten the
+board's timeout, never extend it: the board config is the bound a host cannot widen.
 
 * ``"safe"``: the lease interlock trips at once (actuators to their safe values, module
   aborted, latched until a reset);
@@ -46,6 +48,7 @@ class LeaseWatchdog:
         "lost",
         "active_at_loss",
         "_last_ms",
+        "_limit_ms",
         "_lost_ms",
         "_restored",
     )
@@ -68,12 +71,17 @@ class LeaseWatchdog:
         self.lost = False
         self.active_at_loss = False
         self._last_ms = 0
+        self._limit_ms = timeout_ms  # of the last lease: min(timeout_ms, its duration)
         self._lost_ms = 0
         self._restored = False
 
-    def feed(self, now_ms):
-        """A lease arrived."""
+    def feed(self, now_ms, duration_ms=None):
+        """A lease arrived; it is valid for min(``timeout_ms``, ``duration_ms``)."""
         self._last_ms = now_ms
+        limit = self.timeout_ms
+        if duration_ms is not None and duration_ms < limit:
+            limit = duration_ms
+        self._limit_ms = limit
         self.armed = True
         if self.lost:
             self.lost = False
@@ -89,14 +97,14 @@ class LeaseWatchdog:
         if not self.armed:
             return LEASE_OK
         if not self.lost:
-            if ticks_diff(now_ms, self._last_ms) <= self.timeout_ms:
+            if ticks_diff(now_ms, self._last_ms) <= self._limit_ms:
                 return LEASE_OK
             self.lost = True
             self.active_at_loss = active
             # The grace runs from the expiry itself, not from the tick that noticed it:
             # a tick loop that stalled across the deadline must not stretch the time the
             # outputs stay energised after the loss.
-            self._lost_ms = ticks_add(self._last_ms, self.timeout_ms)
+            self._lost_ms = ticks_add(self._last_ms, self._limit_ms)
             if active and ticks_diff(now_ms, self._lost_ms) >= self.grace_ms:
                 self.value = True
             return LEASE_LOST

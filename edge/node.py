@@ -191,7 +191,7 @@ class Node:
         self.sink = sink
         self.boot_nonce = boot_nonce
         self.reset_cause = reset_cause
-        self.verifier = verifier  # protocol.auth.CommandVerifier or None (no key)
+        self.verifier = verifier  # protocol.auth.CommandVerifier (commands and leases) or None
         if host_time is None:
             from protocol.auth import HostTimeEstimate
 
@@ -249,6 +249,8 @@ class Node:
         self.uptime_ms = 0
         self._prev_ms = now_ms
         self.rebirth_pending = False
+        self.leases_refused = 0
+        self.lease_refusal = None  # why the last refused lease was refused
         self._values = [None] * len(channels)
         self._qualities = [QUALITY_GOOD] * len(channels)
         self._codec = msg.TelemetryCodec(channels)
@@ -502,14 +504,35 @@ class Node:
     # -- messages in ------------------------------------------------------------------------
 
     def handle_lease(self, payload, now_ms):
-        """A LEASE from the host: feeds the watchdog and the host-time estimate."""
+        """A LEASE from the host: when accepted, feeds the watchdog (valid for
+        min(board timeout, the lease's ``duration_ms``)) and the host-time estimate.
+
+        A keyed module accepts only a lease with a valid tag for itself, a seq above its
+        sender's last and a host time not before that sender's last lease
+        (protocol.auth.CommandVerifier.verify_lease): anyone on the broker can publish
+        on the lease topic, and a forged lease would keep a module running after its host
+        died, or move the host time that command expiry is judged by.  An unkeyed module
+        (bench) takes every well-formed lease.  Returns True when accepted; a refused
+        lease changes nothing but ``leases_refused`` and ``lease_refusal`` (why).
+        """
         try:
             lease = msg.parse_lease(payload)
         except ValueError:
-            return False
+            return self._refuse_lease("malformed")
+        if self.verifier is not None:
+            why = self.verifier.verify_lease(lease)
+            if why is not None:
+                return self._refuse_lease(why)
         self.host_time.update(lease.host_time_ms, now_ms)
-        self.lease.feed(now_ms)
+        self.lease.feed(now_ms, lease.duration_ms)
         return True
+
+    def _refuse_lease(self, why):
+        # Counted, not reported per lease: a flood of forged leases must not crowd the
+        # event queue.  Lease loss, if it follows, raises its own alarm and trip.
+        self.leases_refused += 1
+        self.lease_refusal = why
+        return False
 
     def handle_command(self, payload, now_ms):
         """Check and apply one COMMAND; publishes and returns the ACK bytes.
@@ -525,11 +548,15 @@ class Node:
         # An unsigned rebirth is the one command a keyed module takes without a tag: it
         # changes nothing but re-publishes the birth, and the birth's boot nonce is what a
         # host that lost track of the module (restarted, joined late) needs to sign at all.
-        if self.verifier is not None and not (cmd.op == "rebirth" and cmd.auth is None):
+        # On a keyed module it skips the expiry check too: anyone could forge a fresh one,
+        # so expiry guards nothing there, and a keyed module that never had a signed lease
+        # knows no host time (a host cannot sign a lease for it before it has that birth).
+        unsigned_rebirth = self.verifier is not None and cmd.op == "rebirth" and cmd.auth is None
+        if self.verifier is not None and not unsigned_rebirth:
             result = self.verifier.verify(cmd)
             if result != RESULT_OK:
                 return self._ack(cmd.command_id, result, _AUTH_REASONS.get(result, "rejected"))
-        if self.host_time.is_expired(cmd.expiry_ms, now_ms):
+        if not unsigned_rebirth and self.host_time.is_expired(cmd.expiry_ms, now_ms):
             if self.host_time.host_now(now_ms) is None:
                 reason = "host time unknown (no recent lease)"
             else:

@@ -308,8 +308,14 @@ class LineEmulation:
         """Send a LEASE to every reachable module; returns how many got one."""
         if not (self.host_up and self.broker_up):
             return 0
-        self._lease_seq += 1
-        data = messages.build_lease(HOST_ID, self.host_ms(), self._lease_seq, duration_ms)
+        # As host/coordinator.py does: seq = host time in ms (at least the last + 1), one
+        # tag per keyed module for its current boot.
+        host_now = self.host_ms()
+        self._lease_seq = max(self._lease_seq + 1, host_now)
+        signers = [
+            (mid, key, self.nonces[mid]) for mid, key in self.keys.items() if mid in self.nonces
+        ]
+        data = auth.sign_lease(HOST_ID, host_now, self._lease_seq, duration_ms, signers)
         n = 0
         for mid, node in self.nodes.items():
             if self._reachable(mid):

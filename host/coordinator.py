@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from host import control
 from host.ingest import Ingest
-from protocol import messages
+from protocol import auth, messages
 from protocol.constants import RESULT_NAMES
 from protocol.topics import host_topic, line_filter, parse_topic
 
@@ -144,6 +144,11 @@ class Coordinator:
         from host.commander import Commander
         from host.registry import Registry
 
+        if keys and len(keys) > messages.LEASE_MAX_TAGS:
+            raise ValueError(
+                f"{len(keys)} keyed modules on line {line_id}: one lease carries the tags of "
+                f"at most {messages.LEASE_MAX_TAGS} (protocol/SPEC.md, LEASE)"
+            )
         self.line = line
         self.recipe = recipe
         self.transport = transport
@@ -253,9 +258,19 @@ class Coordinator:
             self._next_flush = now_ms + FLUSH_EVERY_MS
 
     def _lease(self) -> None:
-        self._lease_seq += 1
-        data = messages.build_lease(
-            self.host_id, self.host_ms(), self._lease_seq, self.lease_duration_ms
+        """One LEASE for the line, with a tag for every keyed module whose birth (boot
+        nonce) we have seen: keyed modules ignore leases without their tag.  The seq is
+        host time in ms (at least the last + 1), so a restarted coordinator is not taken
+        for a replay."""
+        host_now = int(self.host_ms())
+        self._lease_seq = max(self._lease_seq + 1, host_now)
+        signers = []
+        for mid, key in self.commander.keys.items():
+            view = self.registry.modules.get(mid)
+            if view is not None and view.boot_nonce is not None:
+                signers.append((mid, key, view.boot_nonce))
+        data = auth.sign_lease(
+            self.host_id, host_now, self._lease_seq, self.lease_duration_ms, signers
         )
         self.transport.publish(self._topic_lease, data, qos=0)
 

@@ -12,9 +12,21 @@ a boot each sender's counter must strictly increase (replay protection).  Hosts 
 a counter that survives their own restarts (e.g. host time in ms): the module remembers the
 last counter per sender for as long as it stays up.
 
-Expiry is judged in host time: ``HostTimeEstimate`` follows the host clock from LEASE
-messages.  Modules check, in this order: parse (MALFORMED), ``CommandVerifier.verify``
-(UNAUTHENTICATED / REPLAYED), ``HostTimeEstimate.is_expired`` (EXPIRED), then the op.
+LEASEs are authenticated the same way (``sign_lease``, ``CommandVerifier.verify_lease``):
+one lease goes to every module of a line, so it carries one tag per keyed module,
+
+    tag = HMAC-SHA256(key, cbor([module_id, boot_nonce, host_id, seq, host_time_ms,
+                                 duration_ms]))[:16]
+
+and a keyed module takes a lease only with a valid tag for itself, a ``seq`` above the
+last one of that sender and a host time not before that sender's last lease.  (A command's
+signing input is a 5-item array, a lease's a 6-item one: a tag of one never verifies as
+the other.)
+
+Expiry is judged in host time: ``HostTimeEstimate`` follows the host clock from accepted
+LEASEs and never steps back.  Modules check, in this order: parse (MALFORMED),
+``CommandVerifier.verify`` (UNAUTHENTICATED / REPLAYED), ``HostTimeEstimate.is_expired``
+(EXPIRED), then the op.
 
 MicroPython has no ``hmac`` module, so HMAC (RFC 2104) is built on ``hashlib.sha256``.
 Keys never leave this module: nothing here prints, logs or reprs them.
@@ -40,6 +52,7 @@ from protocol.messages import (
     _ident,
     _uint,
     build_command,
+    build_lease,
     parse_command,
 )
 
@@ -52,6 +65,13 @@ except ImportError:  # CPython: const() is a compile-time hint on MicroPython on
 KEY_MIN_LEN = const(16)
 KEY_MAX_LEN = const(32)
 _BLOCK = const(64)  # SHA-256 block size
+
+# Why verify_lease refused a lease (None: accepted).  Constants: a refusal allocates nothing.
+LEASE_NO_TAG = "no tag for this module"
+LEASE_BAD_TAG = "invalid tag"
+LEASE_REPLAYED = "seq not above the sender's last"
+LEASE_BACKWARDS = "host time before the sender's last lease"
+LEASE_SENDERS_FULL = "lease sender table full"
 
 # edge/clock.py's tick arithmetic (protocol imports nothing of flowskid): see host_now.
 _TICKS_MAX = const((1 << 30) - 1)
@@ -158,15 +178,56 @@ def sign_command(command, key, module_id, boot_nonce, sender, counter):
     )
 
 
-class CommandVerifier:
-    """Module side: checks tags and per-sender counters for the current boot.
+def _lease_tag_input(module_id, boot_nonce, sender, seq, host_time_ms, duration_ms):
+    return cbor.encode([module_id, boot_nonce, sender, seq, host_time_ms, duration_ms])
 
-    The sender table is bounded (``max_senders``): a sender beyond the bound is refused as
-    unauthenticated rather than evicting another sender, because an evicted sender's
-    counter would be forgotten and its old commands could then be replayed.
+
+def lease_tag(key, module_id, boot_nonce, sender, seq, host_time_ms, duration_ms):
+    """The 16-byte tag of a lease for ``module_id`` in its boot ``boot_nonce``."""
+    key = _check_key(key)
+    data = _lease_tag_input(module_id, boot_nonce, sender, seq, host_time_ms, duration_ms)
+    return hmac_sha256(key, data)[:AUTH_TAG_LEN]
+
+
+def sign_lease(host_id, host_time_ms, seq, duration_ms, signers):
+    """Host side: a LEASE carrying a tag for each ``(module_id, key, boot_nonce)`` of
+    ``signers`` (keys from the line's key files, nonces from the modules' BIRTHs).  With
+    no signers it is an unsigned lease, which only unkeyed modules take.
+
+    ``seq`` must exceed every seq ``host_id`` used since each module booted: hosts use host
+    time in ms (never below their last seq + 1), so a restarted host is not refused.
+    """
+    build_lease(host_id, host_time_ms, seq, duration_ms)  # checks every field first
+    tags = {}
+    for module_id, key, boot_nonce in signers:
+        _ident("lease.tags key", module_id)
+        boot_nonce = _check_nonce(boot_nonce)
+        tags[module_id] = lease_tag(
+            key, module_id, boot_nonce, host_id, seq, host_time_ms, duration_ms
+        )
+    return build_lease(host_id, host_time_ms, seq, duration_ms, tags or None)
+
+
+class CommandVerifier:
+    """Module side: checks command and lease tags, per-sender command counters and
+    per-sender lease seqs and host times, for the current boot.
+
+    The sender tables are bounded (``max_senders`` each): a sender beyond the bound is
+    refused rather than evicting another sender, because an evicted sender's counter
+    would be forgotten and its old commands (or leases) could then be replayed.
     """
 
-    __slots__ = ("module_id", "boot_nonce", "max_senders", "_pads", "_senders", "_counters")
+    __slots__ = (
+        "module_id",
+        "boot_nonce",
+        "max_senders",
+        "_pads",
+        "_senders",
+        "_counters",
+        "_lease_senders",
+        "_lease_seqs",
+        "_lease_times",
+    )
 
     def __init__(self, key, module_id, boot_nonce, max_senders=8):
         self._pads = _pads(_check_key(key))
@@ -178,6 +239,9 @@ class CommandVerifier:
         self.max_senders = max_senders
         self._senders = []
         self._counters = []
+        self._lease_senders = []
+        self._lease_seqs = []
+        self._lease_times = []
 
     def __repr__(self):
         return "CommandVerifier(module_id={!r}, senders={}/{}, key=<hidden>)".format(
@@ -189,6 +253,9 @@ class CommandVerifier:
         self.boot_nonce = _check_nonce(boot_nonce)
         self._senders = []
         self._counters = []
+        self._lease_senders = []
+        self._lease_seqs = []
+        self._lease_times = []
 
     def last_counter(self, sender):
         """Last accepted counter of ``sender`` in this boot, or None."""
@@ -227,21 +294,66 @@ class CommandVerifier:
         self._counters.append(auth.counter)
         return RESULT_OK
 
+    def verify_lease(self, lease):
+        """None when ``lease`` (a parsed Lease) may feed the watchdog and the host-time
+        estimate, else why not (a LEASE_* reason): no tag for this module, a wrong tag, a
+        seq not above this sender's last (replay), a host time before this sender's last
+        lease (its clock went back) or a full sender table.  Only an accepted lease
+        advances the sender's seq and host time."""
+        tags = lease.tags
+        tag = None if tags is None else tags.get(self.module_id)
+        if tag is None:
+            return LEASE_NO_TAG
+        data = _lease_tag_input(
+            self.module_id,
+            self.boot_nonce,
+            lease.host_id,
+            lease.seq,
+            lease.host_time_ms,
+            lease.duration_ms,
+        )
+        if not equal_ct(_hmac_with_pads(self._pads, data)[:AUTH_TAG_LEN], tag):
+            return LEASE_BAD_TAG
+        senders = self._lease_senders
+        for i in range(len(senders)):
+            if senders[i] == lease.host_id:
+                if lease.seq <= self._lease_seqs[i]:
+                    return LEASE_REPLAYED
+                if lease.host_time_ms < self._lease_times[i]:
+                    return LEASE_BACKWARDS
+                self._lease_seqs[i] = lease.seq
+                self._lease_times[i] = lease.host_time_ms
+                return None
+        if len(senders) >= self.max_senders:
+            return LEASE_SENDERS_FULL
+        senders.append(lease.host_id)
+        self._lease_seqs.append(lease.seq)
+        self._lease_times.append(lease.host_time_ms)
+        return None
+
 
 class HostTimeEstimate:
     """Host wall-clock time (ms since the Unix epoch) as seen by a module, from LEASEs.
 
-    ``update`` with each lease's host time and the local tick time of its arrival;
-    ``host_now`` extrapolates with the local ticks (wrap-safe).  The estimate lags the host
-    by the lease's transit time, so a command looks at most that much younger.
+    ``update`` with each accepted lease's host time and the local tick time of its
+    arrival; ``host_now`` extrapolates with the local ticks (wrap-safe).  The estimate lags
+    the host by the lease's transit time, so a command looks at most that much younger.
+
+    The estimate never steps back: a lease whose host time is below the current estimate
+    (a local clock running fast, transit jitter, a host clock stepped back) holds the
+    estimate at its current value until the lease's host time, extrapolated, passes it;
+    from then on the estimate follows that lease again.  So a command once judged expired
+    stays expired, and a fast local clock gains at most one lease interval's drift
+    instead of accumulating it.
 
     Until a lease arrives, or once the last one is older than ``max_age_ms`` (the local
     clock drifts, and past half the tick period a difference becomes ambiguous), host time
     is unknown and every command counts as expired: a module that cannot tell the time
-    cannot tell a fresh command from a stale or replayed-late one, so it refuses.
+    cannot tell a fresh command from a stale or replayed-late one, so it refuses.  The
+    next lease then sets the estimate afresh.
     """
 
-    __slots__ = ("max_age_ms", "_host_ms", "_local_ms")
+    __slots__ = ("max_age_ms", "_host_ms", "_local_ms", "_floor_ms")
 
     def __init__(self, max_age_ms=600000):
         if type(max_age_ms) is not int or not 0 < max_age_ms < _TICKS_HALF:
@@ -251,11 +363,19 @@ class HostTimeEstimate:
         self.max_age_ms = max_age_ms
         self._host_ms = None
         self._local_ms = 0
+        self._floor_ms = 0
 
     def update(self, host_time_ms, now_ms):
-        """Record a lease: the host's clock read ``host_time_ms`` at local tick ``now_ms``."""
+        """Record a lease: the host's clock read ``host_time_ms`` at local tick ``now_ms``.
+        Returns False when that is behind the current estimate (which then holds)."""
+        current = self.host_now(now_ms)
         self._host_ms = host_time_ms
         self._local_ms = now_ms
+        if current is not None and current > host_time_ms:
+            self._floor_ms = current
+            return False
+        self._floor_ms = host_time_ms
+        return True
 
     def host_now(self, now_ms):
         """Estimated host time at local tick ``now_ms``, or None if unknown."""
@@ -265,7 +385,8 @@ class HostTimeEstimate:
         age = ((now_ms - self._local_ms + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
         if age < 0 or age > self.max_age_ms:
             return None
-        return self._host_ms + age
+        host = self._host_ms + age
+        return host if host > self._floor_ms else self._floor_ms
 
     def is_expired(self, expiry_ms, now_ms):
         """True when host time is past ``expiry_ms`` or unknown (see class doc)."""

@@ -16,6 +16,7 @@ from protocol.constants import (
     KIND_COMMAND,
     KIND_DEATH,
     KIND_EVENT,
+    KIND_LEASE,
     KIND_STATE,
     KIND_TELEMETRY,
     QUALITY_BAD,
@@ -49,6 +50,7 @@ from protocol.messages import (
     _event_rules,
     _fail,
     _finite_number,
+    _lease_values,
     _map_values,
 )
 
@@ -207,6 +209,8 @@ def _from_map(m, channels=None):
         _event_rules(m[K_EVENT_TYPE], v[4], v[5], v[7], v[8])
     elif kind == KIND_COMMAND:
         _command_values(m, v)
+    elif kind == KIND_LEASE:
+        _lease_values(m, v)
     elif kind == KIND_ACK:
         v[1] = m[K_RESULT]  # ACK results stay RESULT_* codes
     return cls(*v)

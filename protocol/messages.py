@@ -117,6 +117,7 @@ K_HOST_ID = const(2)
 K_HOST_TIME = const(3)
 K_LEASE_SEQ = const(4)
 K_DURATION = const(5)
+K_LEASE_TAGS = const(6)
 # host state
 K_ONLINE = const(2)
 K_STATE_TIME = const(3)
@@ -139,6 +140,10 @@ BOOT_NONCE_MIN = const(8)
 BOOT_NONCE_MAX = const(16)
 AUTH_TAG_LEN = const(16)
 LEASE_DURATION_MAX_MS = const(3600000)
+# Keyed modules one LEASE can authenticate (one 16-byte tag each).  A tag entry is at most
+# 1 + 32 (id) + 1 + 16 (tag) = 50 bytes, so a lease is at most 64 + 32 * 50 = 1664 bytes,
+# well inside MAX_MESSAGE_BYTES and small enough for a board to decode once a second.
+LEASE_MAX_TAGS = const(32)
 # A scaled telemetry integer must fit in a signed 32-bit word.
 RAW_LIMIT = const(2147483647)
 # Largest accepted frame; also bounds what a malicious peer can make a board allocate.
@@ -591,16 +596,27 @@ class Ack(_Record):
 
 
 class Lease(_Record):
+    """``tags`` maps module id -> 16-byte tag (protocol.auth.sign_lease), or None for an
+    unsigned lease (accepted by unkeyed modules only)."""
+
     KIND = KIND_LEASE
-    _FIELDS = ("host_id", "host_time_ms", "seq", "duration_ms")
-    _SPEC = ((_ID,), (_INT, 0, U64_MAX), (_INT, 0, U32_MAX), (_INT, 1, LEASE_DURATION_MAX_MS))
+    _FIELDS = ("host_id", "host_time_ms", "seq", "duration_ms", "tags")
+    _SPEC = (
+        (_ID,),
+        (_INT, 0, U64_MAX),
+        (_INT, 0, U64_MAX),
+        (_INT, 1, LEASE_DURATION_MAX_MS),
+        (_OTHER,),
+    )
+    _OPTIONAL = (K_LEASE_TAGS,)
     __slots__ = _FIELDS
 
-    def __init__(self, host_id, host_time_ms, seq, duration_ms):
+    def __init__(self, host_id, host_time_ms, seq, duration_ms, tags=None):
         self.host_id = host_id
         self.host_time_ms = host_time_ms
         self.seq = seq
         self.duration_ms = duration_ms
+        self.tags = tags
 
 
 class HostState(_Record):
@@ -1038,14 +1054,43 @@ def build_ack(command_id, result, reason=None):
 # --- LEASE ------------------------------------------------------------------------------
 
 
-def build_lease(host_id, host_time_ms, seq, duration_ms):
-    """LEASE: the host is alive; modules fall back to safe state ``duration_ms`` after the
-    last one.  Modules also learn host time from it (see protocol.auth.HostTimeEstimate)."""
-    return _encode(_build(Lease, (host_id, host_time_ms, seq, duration_ms)))
+def build_lease(host_id, host_time_ms, seq, duration_ms, tags=None):
+    """LEASE: the host is alive; a module falls back to its lease-loss action after
+    min(its board's ``lease.timeout_ms``, ``duration_ms``) without a fresh lease.  Modules
+    also learn host time from it (see protocol.auth.HostTimeEstimate).  ``seq`` must
+    increase per sender; hosts use host time in ms, which survives their restarts.
+    ``tags`` (module id -> 16-byte tag) is usually added by protocol.auth.sign_lease."""
+    if tags is not None:
+        _check("lease.tags", tags, _MAP, 1, LEASE_MAX_TAGS)
+        wire = {}
+        for module_id in tags:
+            tag = tags[module_id]
+            wire[module_id] = bytes(tag) if isinstance(tag, bytearray) else tag
+        tags = _check_lease_tags(wire)
+    return _encode(_build(Lease, (host_id, host_time_ms, seq, duration_ms, tags)))
+
+
+def _check_lease_tags(tags):
+    """``tags`` if it is a map of 1..LEASE_MAX_TAGS module ids -> 16-byte tags."""
+    _check("lease.tags", tags, _MAP, 1, LEASE_MAX_TAGS)
+    for module_id in tags:
+        _check("lease.tags key", module_id, _ID)
+        tag = tags[module_id]
+        if type(tag) is not bytes or len(tag) != AUTH_TAG_LEN:
+            _fail("lease.tags[{!r}]".format(module_id), tag, "bytes of length 16..16")
+    return tags
+
+
+def _lease_values(m, v):
+    if K_LEASE_TAGS in m:
+        _check_lease_tags(v[4])
 
 
 def parse_lease(data):
-    return Lease(*_map_values(Lease, _decode(data, KIND_LEASE)))
+    m = _decode(data, KIND_LEASE)
+    v = _map_values(Lease, m)
+    _lease_values(m, v)
+    return Lease(*v)
 
 
 # --- STATE (retained host state) --------------------------------------------------------

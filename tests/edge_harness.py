@@ -48,6 +48,7 @@ class Rig:
         self.tick_ms = self.cfg["module"]["tick_ms"]
         self.next_id = 1
         self.counter = 0
+        self.lease_seq = 0
 
     # time
     def tick(self, n=1):
@@ -67,8 +68,17 @@ class Rig:
     def host_ms(self):
         return HOST_EPOCH_MS + self.now
 
-    def lease(self):
-        self.node.handle_lease(messages.build_lease("host", self.host_ms(), 1, 3000), self.now)
+    def lease(self, duration_ms=3000, host_ms=None, sender="host"):
+        """Lease the node as a host does: signed for it when the rig is keyed, seq = host
+        time in ms (above the last).  Returns whether the node accepted it."""
+        if host_ms is None:
+            host_ms = self.host_ms()
+        self.lease_seq = max(self.lease_seq + 1, host_ms)
+        signers = []
+        if self.key is not None:
+            signers = [(self.node.module_id, self.key, NONCE)]
+        data = auth.sign_lease(sender, host_ms, self.lease_seq, duration_ms, signers)
+        return self.node.handle_lease(data, self.now)
 
     def command(self, op, args=None, expiry_s=5.0, sign=True, sender="coordinator", counter=None):
         cid = self.next_id

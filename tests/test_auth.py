@@ -11,13 +11,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.auth import (
+    LEASE_BACKWARDS,
+    LEASE_BAD_TAG,
+    LEASE_NO_TAG,
+    LEASE_REPLAYED,
+    LEASE_SENDERS_FULL,
     AuthError,
     CommandVerifier,
     HostTimeEstimate,
     compute_tag,
     equal_ct,
     hmac_sha256,
+    lease_tag,
     sign_command,
+    sign_lease,
 )
 from protocol.constants import (
     RESULT_MALFORMED,
@@ -25,7 +32,14 @@ from protocol.constants import (
     RESULT_REPLAYED,
     RESULT_UNAUTHENTICATED,
 )
-from protocol.messages import Auth, MessageError, build_command, parse_command
+from protocol.messages import (
+    Auth,
+    MessageError,
+    build_command,
+    build_lease,
+    parse_command,
+    parse_lease,
+)
 
 KEY = bytes(range(100, 132))  # 32 bytes
 NONCE = bytes.fromhex("a1a2a3a4a5a6a7a8")
@@ -279,8 +293,25 @@ def test_host_time_follows_leases_and_judges_expiry():
     assert h.host_now(1250) == HOST_T + 250
     assert not h.is_expired(HOST_T + 250, 1250)  # expiry is the last valid instant
     assert h.is_expired(HOST_T + 249, 1250)
-    h.update(HOST_T + 5000, 6100)  # next lease re-anchors (100 ms of local drift forgotten)
-    assert h.host_now(6100) == HOST_T + 5000
+    h.update(HOST_T + 5000, 5900)  # next lease re-anchors (a slow local clock caught up)
+    assert h.host_now(5900) == HOST_T + 5000
+    assert h.host_now(6000) == HOST_T + 5100
+
+
+def test_host_time_never_steps_back_but_does_not_accumulate_drift():
+    """A lease below the current estimate (local clock 100 ms fast) holds the estimate
+    until that lease's host time passes it, then follows the lease: no step back, and the
+    100 ms are not carried into the next interval."""
+    h = HostTimeEstimate()
+    h.update(HOST_T, 1000)
+    assert h.update(HOST_T + 5000, 6100) is False  # estimate was HOST_T + 5100
+    assert h.host_now(6100) == HOST_T + 5100  # held, not back to + 5000
+    assert h.host_now(6200) == HOST_T + 5100  # still held (the lease says + 5100 now)
+    assert h.host_now(6300) == HOST_T + 5200  # follows the lease again
+    # A host clock stepped an hour back moves nothing back either.
+    assert h.update(HOST_T - 3_600_000, 6300) is False
+    assert h.host_now(6300) == HOST_T + 5200
+    assert h.is_expired(HOST_T + 5199, 6300)  # what was expired stays expired
 
 
 def test_host_time_across_tick_wrap():
@@ -311,3 +342,95 @@ def test_module_side_flow():
     h.update(EXPIRY - 3000, 0)
     assert not h.is_expired(cmd.expiry_ms, 2000)
     assert h.is_expired(cmd.expiry_ms, 3001)
+
+
+# --- Leases -------------------------------------------------------------------------------
+
+
+def lease(seq=HOST_T, host_t=HOST_T, duration=3000, sender="host-a", signers=None):
+    if signers is None:
+        signers = [(MODULE, KEY, NONCE)]
+    return parse_lease(sign_lease(sender, host_t, seq, duration, signers))
+
+
+def test_lease_tag_is_hmac_of_the_documented_array():
+    data = cbor2.dumps([MODULE, NONCE, "host-a", 7, HOST_T, 3000], canonical=True)
+    expected = hmac.new(KEY, data, hashlib.sha256).digest()[:16]
+    assert lease_tag(KEY, MODULE, NONCE, "host-a", 7, HOST_T, 3000) == expected
+    assert lease(seq=7).tags == {MODULE: expected}
+
+
+def test_lease_verifier_accepts_own_tag_only():
+    v = verifier()
+    assert v.verify_lease(lease(seq=1)) is None
+    unsigned = parse_lease(build_lease("host-a", HOST_T, 2, 3000))
+    assert v.verify_lease(unsigned) == LEASE_NO_TAG
+    other = lease(seq=3, signers=[("pump-2", KEY, NONCE)])  # a tag, but not for us
+    assert v.verify_lease(other) == LEASE_NO_TAG
+    wrong_key = lease(seq=4, signers=[(MODULE, bytes(32), NONCE)])
+    assert v.verify_lease(wrong_key) == LEASE_BAD_TAG
+    old_boot = lease(seq=5, signers=[(MODULE, KEY, b"\x09" * 8)])
+    assert v.verify_lease(old_boot) == LEASE_BAD_TAG
+
+
+def test_lease_tag_covers_every_field():
+    v = verifier()
+    good = lease(seq=10, host_t=HOST_T + 10, duration=3000)
+    for field, value in (
+        ("host_id", "mallory"),
+        ("seq", 11),
+        ("host_time_ms", HOST_T + 86_400_000),
+        ("duration_ms", 3_600_000),
+    ):
+        forged = lease(seq=10, host_t=HOST_T + 10, duration=3000)
+        setattr(forged, field, value)
+        assert v.verify_lease(forged) == LEASE_BAD_TAG, field
+    assert v.verify_lease(good) is None
+
+
+def test_lease_replayed_or_backwards_is_refused_and_changes_nothing():
+    v = verifier()
+    assert v.verify_lease(lease(seq=100, host_t=HOST_T)) is None
+    assert v.verify_lease(lease(seq=100, host_t=HOST_T)) == LEASE_REPLAYED
+    assert v.verify_lease(lease(seq=99, host_t=HOST_T + 5)) == LEASE_REPLAYED
+    assert v.verify_lease(lease(seq=101, host_t=HOST_T - 1)) == LEASE_BACKWARDS
+    # the refused ones did not advance the sender: 101 at the same host time is fine
+    assert v.verify_lease(lease(seq=101, host_t=HOST_T)) is None
+    # another sender has its own seq and host time
+    assert v.verify_lease(lease(seq=1, host_t=HOST_T - 60_000, sender="estop")) is None
+    # a new boot forgets them (its nonce makes old tags worthless anyway)
+    v.new_boot(b"\x0a" * 8)
+    assert v.verify_lease(lease(seq=1, signers=[(MODULE, KEY, b"\x0a" * 8)])) is None
+
+
+def test_lease_sender_table_is_bounded():
+    v = verifier(max_senders=2)
+    assert v.verify_lease(lease(seq=1, sender="h1")) is None
+    assert v.verify_lease(lease(seq=1, sender="h2")) is None
+    assert v.verify_lease(lease(seq=1, sender="h3")) == LEASE_SENDERS_FULL
+    assert v.verify_lease(lease(seq=2, sender="h1")) is None
+
+
+def test_one_lease_authenticates_several_modules():
+    signers = [(f"pump-{i}", bytes([i]) * 16, bytes([i]) * 8) for i in range(1, 4)]
+    data = sign_lease("host-a", HOST_T, HOST_T, 3000, signers)
+    for module_id, key, nonce in signers:
+        v = CommandVerifier(key, module_id, nonce)
+        assert v.verify_lease(parse_lease(data)) is None, module_id
+    # a command tag and a lease tag never stand in for each other (5- vs 6-item input)
+    assert lease_tag(KEY, MODULE, NONCE, "h", 1, 2, 3) != compute_tag(
+        KEY, MODULE, NONCE, "h", 1, b"x"
+    )
+
+
+def test_sign_lease_checks_its_arguments():
+    with pytest.raises(MessageError, match="lease.seq"):
+        sign_lease("host-a", HOST_T, -1, 3000, [])
+    with pytest.raises(AuthError, match="boot_nonce"):
+        sign_lease("host-a", HOST_T, 1, 3000, [(MODULE, KEY, b"short")])
+    with pytest.raises(AuthError, match="auth.key"):
+        sign_lease("host-a", HOST_T, 1, 3000, [(MODULE, b"k", NONCE)])
+    too_many = [(f"m{i}", KEY, NONCE) for i in range(33)]
+    with pytest.raises(MessageError, match="lease.tags"):
+        sign_lease("host-a", HOST_T, 1, 3000, too_many)
+    assert parse_lease(sign_lease("host-a", HOST_T, 1, 3000, [])).tags is None

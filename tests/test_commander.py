@@ -8,7 +8,7 @@ import pytest
 from host.commander import Commander
 from host.registry import Registry
 from host.transport import InProcessBus
-from protocol import messages
+from protocol import auth, messages
 from protocol.topics import host_topic, line_filter, module_topic
 from tests.edge_harness import KEY, Rig
 
@@ -58,15 +58,24 @@ class Setup:
         self.host.subscribe(
             line_filter(LINE), lambda t, p: self.registry.on_message(t, p, self.rig.now)
         )
+        self.host_key = host_key
         keys = {self.module: host_key} if host_key is not None else None
         self.commander = Commander(self.host, LINE, self.registry, keys, host_ms=self.rig.host_ms)
         node.birth()
         self.lease()
 
     def lease(self):
-        self.host.publish(
-            host_topic(LINE, "lease"), messages.build_lease("host", self.rig.host_ms(), 1, 3000)
-        )
+        """As the coordinator leases: signed with the host's key for the boot nonce of the
+        birth the registry saw (a keyed module ignores anything else)."""
+        self.bus.poll()  # the birth reaches the registry first
+        host_now = self.rig.host_ms()
+        self.lease_seq = max(getattr(self, "lease_seq", 0) + 1, host_now)
+        signers = []
+        view = self.registry.modules.get(self.module)
+        if self.host_key is not None and view is not None and view.boot_nonce is not None:
+            signers.append((self.module, self.host_key, view.boot_nonce))
+        data = auth.sign_lease("host", host_now, self.lease_seq, 3000, signers)
+        self.host.publish(host_topic(LINE, "lease"), data)
         self.bus.poll()
 
     def send(self, op, args=None, **kw):

@@ -347,3 +347,40 @@ def test_the_run_time_limit_shuts_the_line_down_in_order(tmp_path):
     assert summary.outcome == "aborted" and summary.all_safe_at_end
     assert "time limit" in summary.reason
     assert any(p["phase"].startswith("shutdown") for p in summary.phases)
+
+
+def test_the_coordinator_keeps_a_keyed_line_alive_with_signed_leases(tmp_path):
+    """Every module keyed: only leases with a valid tag for a module feed its watchdog, so
+    the coordinator must sign each lease for every module whose birth it saw.  Running
+    modules stay up as long as it leases, and trip on lease loss once it stops."""
+    line = load_line(LINE)
+    keys = {mid: bytes([i + 1]) * 32 for i, mid in enumerate(line.modules)}
+    bus = InProcessBus()
+    emu = LineEmulation(line, seed=0, keys=keys)
+    host = bus.client("host")
+    record = RunRecord.create(
+        tmp_path, "demo", line_hash="x", recipe_name="demo", recipe_hash="y",
+        config_hashes={}, metadata={}, now_ms=emu.host_ms(),
+    )  # fmt: skip
+    coord = Coordinator(
+        line, load_recipe(RECIPE), host, record, line_id="demo", now_ms=0,
+        host_ms=emu.host_ms, expected_hashes=dict(emu.hashes), keys=keys,
+    )  # fmt: skip
+    attach_emulation(emu, bus, "demo")
+    for _ in range(int(60_000 / emu.tick_ms)):  # one simulated minute of the recipe
+        emu.step()
+        coord.step(emu.now_ms)
+    assert coord.phase == "running" and not coord.trips, coord.reason
+    running = [mid for mid, n in emu.nodes.items() if n.sm.state_name == "execute"]
+    assert {"pump_a", "reactor1"} <= set(running)  # the recipe started them
+    for mid, node in emu.nodes.items():
+        assert node.verifier is not None and node.leases_refused == 0, (mid, node.lease_refusal)
+        assert not node.lease.lost and node.host_time.host_now(emu.now_ms) is not None, mid
+    # The coordinator stops (no more leases): the running modules take their lease-loss
+    # action (abort, or hold first for the reactor: board_configs/*.toml).
+    for _ in range(int(5_000 / emu.tick_ms)):
+        emu.step()
+    for mid in running:
+        node = emu.nodes[mid]
+        assert node.lease.lost and node.sm.state_name != "execute", mid
+    coord.close("aborted")

@@ -13,7 +13,7 @@ from host.commander import Commander
 from host.inproc import attach_emulation
 from host.registry import Registry
 from host.transport import InProcessBus
-from protocol import messages
+from protocol import auth
 from protocol.topics import host_topic, line_filter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,8 +60,15 @@ class Host:
         self.commander.tick(self.emu.now_ms)
 
     def lease(self):
-        self.lease_seq += 1
-        data = messages.build_lease("host", self.emu.host_ms(), self.lease_seq, 3000)
+        """As the coordinator leases: seq = host time, a tag per keyed module born."""
+        host_now = self.emu.host_ms()
+        self.lease_seq = max(self.lease_seq + 1, host_now)
+        signers = []
+        for mid, key in self.commander.keys.items():
+            view = self.registry.modules.get(mid)
+            if view is not None and view.boot_nonce is not None:
+                signers.append((mid, key, view.boot_nonce))
+        data = auth.sign_lease("host", host_now, self.lease_seq, 3000, signers)
         self.client.publish(host_topic(LINE, "lease"), data, qos=0)
 
     def run(self, seconds, lease=True):

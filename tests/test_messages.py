@@ -120,6 +120,21 @@ def example_signed_command():
     )
 
 
+# The second keyed module of the signed lease example (SPEC section 7).
+EXAMPLE_KEY_2 = bytes(range(16, 32))
+EXAMPLE_NONCE_2 = bytes.fromhex("1112131415161718")
+
+
+def example_signed_lease():
+    return auth.sign_lease(
+        "host-a",
+        EPOCH_MS,
+        EPOCH_MS,
+        3000,
+        [("pump-1", EXAMPLE_KEY, EXAMPLE_NONCE), ("reactor-1", EXAMPLE_KEY_2, EXAMPLE_NONCE_2)],
+    )
+
+
 SPEC_EXAMPLES = {
     "birth": example_birth,
     "death": lambda: build_death(0),
@@ -138,6 +153,7 @@ SPEC_EXAMPLES = {
     "command_signed": example_signed_command,
     "ack": lambda: build_ack(42, RESULT_NOT_ALLOWED_IN_STATE, "set_setpoint not allowed in held"),
     "lease": lambda: build_lease("host-a", EPOCH_MS, 1234, 3000),
+    "lease_signed": example_signed_lease,
     "state": lambda: build_state(True, EPOCH_MS),
 }
 
@@ -325,7 +341,11 @@ def test_birth_accepts_codes_for_enumerations():
         ),
         (build_ack(3, "busy", "pump priming"), Ack(3, constants.RESULT_BUSY, "pump priming")),
         (build_ack(4, RESULT_OK), Ack(4, RESULT_OK, None)),
-        (build_lease("host-a", EPOCH_MS, 2**32 - 1, 1), Lease("host-a", EPOCH_MS, 2**32 - 1, 1)),
+        (build_lease("host-a", EPOCH_MS, 2**64 - 1, 1), Lease("host-a", EPOCH_MS, 2**64 - 1, 1)),
+        (
+            build_lease("host-a", 5, 6, 7, {"pump-1": b"t" * 16, "r": bytearray(b"u" * 16)}),
+            Lease("host-a", 5, 6, 7, {"pump-1": b"t" * 16, "r": b"u" * 16}),
+        ),
         (build_state(False, 2**64 - 1), HostState(False, 2**64 - 1)),
         (
             build_command(1, "state", {"command": "hold"}, 5),
@@ -543,7 +563,13 @@ BUILD_VIOLATIONS = [
     ("ack.reason", lambda: build_ack(1, "ok", 5)),
     ("lease.host_id", lambda: build_lease("host", 0, 0, 1000) and build_lease("HOST", 0, 0, 1000)),
     ("lease.host_time_ms", lambda: build_lease("h", 2**64, 0, 1000)),
-    ("lease.seq", lambda: build_lease("h", 0, 2**32, 1000)),
+    ("lease.seq", lambda: build_lease("h", 0, 2**64, 1000)),
+    ("lease.tags", lambda: build_lease("h", 0, 0, 1000, {})),
+    ("lease.tags", lambda: build_lease("h", 0, 0, 1000, [("m", b"t" * 16)])),
+    ("lease.tags", lambda: build_lease("h", 0, 0, 1000, {f"m{i}": b"t" * 16 for i in range(33)})),
+    ("lease.tags key", lambda: build_lease("h", 0, 0, 1000, {"Pump": b"t" * 16})),
+    ("lease.tags['m']", lambda: build_lease("h", 0, 0, 1000, {"m": b"t" * 15})),
+    ("lease.tags['m']", lambda: build_lease("h", 0, 0, 1000, {"m": "t" * 16})),
     ("lease.duration_ms", lambda: build_lease("h", 0, 0, 0)),
     ("lease.duration_ms", lambda: build_lease("h", 0, 0, 3600001)),
     ("state.online", lambda: build_state(1, 0)),
@@ -615,6 +641,10 @@ PARSE_VIOLATIONS = [
     ("ack.result", enc({0: 6, 1: 1, 2: 1, 3: 9})),
     ("ack.reason", enc({0: 6, 1: 1, 2: 1, 3: 0, 4: None})),
     ("lease.duration_ms", enc({0: 7, 1: 1, 2: "h", 3: 1, 4: 1, 5: 0})),
+    ("lease.tags", enc({0: 7, 1: 1, 2: "h", 3: 1, 4: 1, 5: 1, 6: None})),
+    ("lease.tags", enc({0: 7, 1: 1, 2: "h", 3: 1, 4: 1, 5: 1, 6: {}})),
+    ("lease.tags key", enc({0: 7, 1: 1, 2: "h", 3: 1, 4: 1, 5: 1, 6: {1: b"t" * 16}})),
+    ("lease.tags['m']", enc({0: 7, 1: 1, 2: "h", 3: 1, 4: 1, 5: 1, 6: {"m": b"t"}})),
     ("state.online", enc({0: 8, 1: 1, 2: 1, 3: 1})),
 ]
 
@@ -878,7 +908,14 @@ h = a.HostTimeEstimate()
 x = [h.is_expired(EPOCH, 5)]
 h.update(EPOCH, (1 << 30) - 10)
 x += [h.host_now(20), h.is_expired(EPOCH + 29, 20), h.is_expired(EPOCH + 30, 20)]
+x += [h.update(EPOCH, 20), h.host_now(20)]
 out.append(repr(x))
+sl = a.sign_lease("host-a", EPOCH, EPOCH, 3000, [("pump-1", KEY, NONCE), ("reactor-1", KEY2, NONCE2)])
+out.append(sl.hex())
+lv = a.CommandVerifier(KEY, "pump-1", NONCE)
+pl = m.parse_lease(sl)
+unsigned = m.parse_lease(m.build_lease("host-a", EPOCH, EPOCH + 1, 3000))
+out.append("|".join(str(r) for r in (lv.verify_lease(pl), lv.verify_lease(pl), lv.verify_lease(unsigned))))
 print("\n".join(out))
 """
 
@@ -887,6 +924,7 @@ def test_everything_under_micropython():
     from bench.bench_wire import REFERENCE_CHANNELS
 
     prelude = f"REF_CHANNELS = {REFERENCE_CHANNELS!r}\nNONCE = {EXAMPLE_NONCE!r}\nKEY = {EXAMPLE_KEY!r}\nEPOCH = {EPOCH_MS}\nSTATES = {PUMP_STATES!r}\n"
+    prelude += f"KEY2 = {EXAMPLE_KEY_2!r}\nNONCE2 = {EXAMPLE_NONCE_2!r}\n"
     lines = run_node(prelude + MPY_PROGRAM, packages=("protocol",)).splitlines()
     signed = example_signed_command()
     expected = [
@@ -908,7 +946,9 @@ def test_everything_under_micropython():
         "CommandVerifier(module_id='pump-1', senders=1/8, key=<hidden>)",
         auth.hmac_sha256(b"k" * 100, b"msg").hex(),
         "['telemetry.seq', 'message', 'telemetry.version']",
-        f"[True, {EPOCH_MS + 30}, True, False]",
+        f"[True, {EPOCH_MS + 30}, True, False, False, {EPOCH_MS + 30}]",
+        example_signed_lease().hex(),
+        "None|seq not above the sender's last|no tag for this module",
     ]
     assert signed.hex() == SPEC_EXAMPLES["command_signed"]().hex()
     assert lines == expected

@@ -253,14 +253,32 @@ def module_keys(line) -> tuple[dict[str, bytes], dict[str, str]]:
     return keys, unsigned
 
 
-def estop_lease(host_ms: int, keys: dict[str, bytes]) -> bytes:
-    """The one LEASE ``skid stop`` publishes when no coordinator leases the line, so the
-    modules can judge its commands' expiry.  ``keys`` (module id -> command key) are for
-    authenticating it once LEASE messages carry tags; unused until then."""
-    from protocol import messages
+class EstopLease:
+    """`skid stop`'s own LEASE when no coordinator leases the line.  A keyed module only
+    takes a lease with its tag, made with the boot nonce of its birth: so the lease is
+    sent at once (for unkeyed modules and the keyed ones already born) and again, newly
+    signed, each time the birth of another keyed module arrives."""
 
-    del keys
-    return messages.build_lease("estop", host_ms, 1, ESTOP_LEASE_MS)
+    def __init__(self, keys: dict[str, bytes]):
+        self.keys = keys
+        self.signed: set[str] | None = None  # keyed modules the last lease carried
+        self.seq = 0
+
+    def due(self, registry, host_now: int) -> bytes | None:
+        """The lease to send now, or None when the last one still covers every module."""
+        from protocol import auth
+
+        nonces = {}
+        for mid in self.keys:
+            view = registry.modules.get(mid)
+            if view is not None and view.boot_nonce is not None:
+                nonces[mid] = view.boot_nonce
+        if self.signed is not None and set(nonces) <= self.signed:
+            return None
+        self.signed = set(nonces)
+        self.seq = max(self.seq + 1, host_now)  # host time: above an earlier `skid stop`'s
+        signers = [(mid, self.keys[mid], nonce) for mid, nonce in nonces.items()]
+        return auth.sign_lease("estop", host_now, self.seq, ESTOP_LEASE_MS, signers)
 
 
 class LineStop:
@@ -284,6 +302,7 @@ class LineStop:
         self.errors: dict[str, str] = {}
         self.reply: dict | None = None
         self._rebirth_asked: set[str] = set()
+        self.own_lease: EstopLease | None = None  # once we lease the line ourselves
         transport.subscribe(line_filter(line_id), self._on_line_message)
         transport.subscribe(host_topic(line_id, "lease"), self.clock.on_lease)
         # Its own sender name: a keyed module keeps one replay counter per sender, and the
@@ -314,13 +333,14 @@ class LineStop:
                     time.sleep(0.02)  # a running coordinator's lease tells us the line's time
                     continue
                 # Nobody leases the line: modules know no host time and would refuse every
-                # command as expired, so lease once ourselves (they fall back to their
+                # command as expired, so lease it ourselves (they fall back to their
                 # lease-loss action when it lapses, on top of the abort).
-                now = self.clock()
-                self.transport.publish(
-                    host_topic(self.line_id, "lease"), estop_lease(now, self.keys), qos=0
-                )
-                self.clock.leased(now)
+                self.own_lease = EstopLease(self.keys)
+                self.clock.leased(self.clock())
+            if self.own_lease is not None:
+                data = self.own_lease.due(self.registry, self.clock())
+                if data is not None:
+                    self.transport.publish(host_topic(self.line_id, "lease"), data, qos=0)
             for mid in self.line.modules:
                 self._command(mid)
             self.commander.tick(_ms())
