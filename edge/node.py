@@ -548,15 +548,24 @@ class Node:
         # An unsigned rebirth is the one command a keyed module takes without a tag: it
         # changes nothing but re-publishes the birth, and the birth's boot nonce is what a
         # host that lost track of the module (restarted, joined late) needs to sign at all.
-        # On a keyed module it skips the expiry check too: anyone could forge a fresh one,
-        # so expiry guards nothing there, and a keyed module that never had a signed lease
-        # knows no host time (a host cannot sign a lease for it before it has that birth).
-        unsigned_rebirth = self.verifier is not None and cmd.op == "rebirth" and cmd.auth is None
+        # It skips the expiry check too: anyone could forge a fresh one, so expiry guards
+        # nothing there; a keyed module that never had a signed lease knows no host time (a
+        # host cannot sign a lease for it before it has that birth); and a host whose clock
+        # lags the module's estimate (a stop from another machine) must still get a birth.
+        unsigned_rebirth = cmd.op == "rebirth" and cmd.auth is None
         if self.verifier is not None and not unsigned_rebirth:
             result = self.verifier.verify(cmd)
             if result != RESULT_OK:
                 return self._ack(cmd.command_id, result, _AUTH_REASONS.get(result, "rejected"))
-        if not unsigned_rebirth and self.host_time.is_expired(cmd.expiry_ms, now_ms):
+        # An abort is never refused as expired: acting on it late errs to the safe side,
+        # and it must work whatever the module believes the host time is (a stop issued
+        # from another machine whose clock lags the dead coordinator's, or a scaled
+        # emulated clock).  It is still authenticated and replay-checked above.
+        if (
+            not unsigned_rebirth
+            and not _is_abort(cmd)
+            and self.host_time.is_expired(cmd.expiry_ms, now_ms)
+        ):
             if self.host_time.host_now(now_ms) is None:
                 reason = "host time unknown (no recent lease)"
             else:
@@ -738,6 +747,10 @@ def _command_id_of(payload):
     except Exception:  # noqa: BLE001 - anything unreadable is answered with id 0
         pass
     return 0
+
+
+def _is_abort(cmd):
+    return cmd.op == "state" and cmd.args.get("command") == "abort"
 
 
 def _command_source(cmd):

@@ -120,6 +120,34 @@ def test_commands_expire_against_host_time_from_the_lease():
     assert rig.node.sm.state_name == "idle"
 
 
+def test_an_abort_is_never_refused_as_expired_but_still_authenticated():
+    """A late abort errs to the safe side; the line stop must work even when the module's
+    host time is ahead of the stopping host's clock (SPEC section 8)."""
+    rig = Rig("reactor", key=KEY)
+    rig.start()
+    assert rig.set("coil_temp", 60.0).result == RESULT_OK
+    rig.tick(5)
+    late = rig.command("state", {"command": "hold"}, expiry_s=-60)
+    assert late.result == RESULT_EXPIRED  # other commands still expire
+    unsigned = rig.command("state", {"command": "abort"}, expiry_s=-60, sign=False)
+    assert unsigned.result == RESULT_UNAUTHENTICATED
+    assert rig.node.sm.state_name == "execute"
+    ack = rig.command("state", {"command": "abort"}, expiry_s=-60)
+    assert ack.result == RESULT_OK, ack
+    rig.tick(2)
+    assert rig.node.sm.state_name == "aborted" and rig.node.all_safe()
+
+
+def test_an_unsigned_rebirth_is_never_refused_as_expired():
+    """A host whose clock lags the module's host time (a stop from another machine) still
+    gets the birth it needs to command the module at all."""
+    rig = Rig("pump")
+    rig.lease()
+    ack = rig.command("rebirth", None, expiry_s=-60)
+    assert ack.result == RESULT_OK, ack
+    assert rig.node.rebirth_pending  # the shell publishes the birth after this tick
+
+
 def test_malformed_command_gets_a_malformed_ack_and_changes_nothing():
     rig = Rig("reactor")
     rig.lease()
