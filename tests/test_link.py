@@ -510,3 +510,58 @@ def test_a_flood_of_rebirths_never_holds_back_trips_and_acks():
     link._write_pending(w)
     assert _published(w) == [] and link._birth is None
     assert link.births_sent == 3
+
+
+def test_an_unsigned_rebirth_flood_does_not_delay_a_trip_event():
+    """End to end (issue 10 item 8): a keyed pump takes an unsigned rebirth every tick
+    while a clog trips it; the broker acknowledges 80 ms (more than a tick) after each
+    publish.  The trip EVENT must reach the wire in the tick it happens, as without the
+    flood.  Deterministic: 1 ms steps, the link's packet handling driven directly."""
+    from edge.runner import LinkSink
+    from protocol import messages
+    from tests.edge_harness import KEY, Rig
+
+    rtt_ms = 80
+    rig = Rig("pump", key=KEY)
+    link = MqttLink("broker", 1883, "pump1", "skid/v1/line1/pump1/death", b"x")
+    link._up = True
+    rig.start()
+    rig.set("flow", 3.0)
+    rig.node.sink = LinkSink(link, "line1", "pump1")
+    w = RecordingWriter()
+    pending = []  # (due ms, packet id)
+    trip_at = trip_sent_at = None
+    t0 = rig.now
+    for ms in range(4000):
+        now = t0 + ms
+        for due, pid in [p for p in pending if p[0] <= now]:
+            pending.remove((due, pid))
+            _puback(link, pid)
+        if ms % rig.tick_ms == 0:
+            rig.now = now
+            if now % 1000 == 0:
+                rig.lease()
+            flood = messages.build_command(7, "rebirth", None, rig.host_ms() + 5000)
+            rig.node.handle_command(flood, now)  # unsigned: no auth block at all
+            if ms == 2000:
+                rig.plant.overrides["pressure"] = 30.0  # clog: over-pressure trip
+            rig.plant.step(now)
+            rig.node.tick(now)
+            if rig.node.rebirth_pending:
+                rig.node.birth()
+            if trip_at is None and rig.node.interlocks.active:
+                trip_at = ms
+        link._write_pending(w)
+        for ptype, flags, body in w.packets:
+            if ptype != mp.PUBLISH:
+                continue
+            topic, payload, qos, _, _, pid = mp.parse_publish(flags, body)
+            if qos:
+                pending.append((now + rtt_ms, pid))
+            if trip_sent_at is None and topic.endswith("/event"):
+                if messages.parse_event(payload).type == "trip":
+                    trip_sent_at = ms
+        w.packets.clear()
+    assert trip_at is not None and trip_sent_at is not None, (trip_at, link.stats)
+    assert trip_sent_at - trip_at <= rtt_ms, (trip_at, trip_sent_at)
+    assert link.stats["events_queued"] == 0 and link.stats["acks_queued"] <= 1
