@@ -40,6 +40,7 @@ from what ``update`` kept seeing after the trip:
   heater works, so the reset re-arms the checks, but not before ``check_gain_time_ms``
   since the trip: reset-and-start cycles keep a dead heater (or one heating a probe that
   fell out) switched off at least half of the time.
+
 A None/NaN temperature is skipped (the sensor channel's BAD quality is the interlocks'
 business).  Pass ``target=None`` when the loop is disabled: targets of 0 or below are real
 setpoints here, unlike in Klipper.
@@ -114,6 +115,7 @@ class HeaterVerifier:
         self._full_throughout = False
         self._off_min = None
         self._fault_ms = 0
+        self._waited = False  # check_gain_time_ms passed since the fault
         self._peak = None  # highest temperature since the fault
         self._temp = None  # latest temperature since the fault
 
@@ -132,7 +134,10 @@ class HeaterVerifier:
         self._temp = temperature
         return code
 
-    def _track_after_fault(self, temperature):
+    def _track_after_fault(self, temperature, now_ms):
+        # Latched, not counted on: ticks_diff turns negative after half a tick period.
+        if not self._waited and ticks_diff(now_ms, self._fault_ms) >= self.check_gain_time_ms:
+            self._waited = True
         if temperature is None or temperature - temperature != 0:
             self._temp = None  # unknown now: the cooling cannot be shown
             return
@@ -155,7 +160,7 @@ class HeaterVerifier:
                 code, self.name, _fmt(t), _fmt(peak), _fmt(clear)
             )
         waited = ticks_diff(now_ms, self._fault_ms)
-        if waited >= self.check_gain_time_ms:
+        if self._waited or waited >= self.check_gain_time_ms:
             return None
         return "{}: {} tripped {} ms ago; reset possible {} ms after the trip".format(
             code, self.name, waited, self.check_gain_time_ms
@@ -171,7 +176,7 @@ class HeaterVerifier:
     def update(self, target, temperature, heater_output, now_ms):
         """One check; returns None or the (latched) fault code."""
         if self.fault is not None:
-            self._track_after_fault(temperature)
+            self._track_after_fault(temperature, now_ms)
             return self.fault
         if temperature is None or temperature - temperature != 0:
             return None

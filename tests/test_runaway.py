@@ -330,3 +330,17 @@ def test_not_heating_reset_refused_until_a_check_window_after_the_trip(t0):
 
 def test_no_fault_needs_no_waiting():
     assert verifier().reset_refusal(0) is None
+
+
+def test_a_check_window_once_passed_stays_passed_across_the_tick_wrap():
+    """A fault latched for longer than half the tick period (days on a board) must not
+    become unresettable because the wrap-safe difference turned negative."""
+    hv = verifier(check_gain_time_ms=20_000)
+    fault, t_trip = run(hv, Plant(), 150.0, 60, power_override=lambda t, p: 0.0)
+    assert fault == "heater_not_heating"
+    t = t_trip
+    for _ in range(3):  # the verifier is updated every tick; here once per 1/4 period
+        t = ticks_add(t, TICKS_PERIOD // 4 + 1)
+        hv.update(None, 25.0, 0.0, t)
+    assert ticks_diff(t, t_trip) < 0
+    assert hv.reset_refusal(t) is None
