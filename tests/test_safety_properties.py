@@ -429,6 +429,28 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(self.digital), label="input")
         self.rig.plant.digital[name] = data.draw(st.sampled_from([0, 1]), label="level")
 
+    @rule(data=st.data())
+    def contact_trip_then_reset(self, data):
+        """A contact trips the module (held, stopped or aborted, as declared), clears, and
+        the operator resets the trip: nothing the trip stopped may restart (invariant 8)."""
+        rig = self.rig
+        name = data.draw(st.sampled_from(self.digital), label="input")
+        rig.plant.digital[name] = 1
+        for _ in range(4000 // self.T):  # past any on-delay of the shipped configs
+            self.advance_one()
+        rig.plant.digital[name] = 0
+        for _ in range(data.draw(st.integers(1, 5), label="ticks before reset")):
+            self.advance_one()
+        self.reset_trip(data)
+        for _ in range(data.draw(st.integers(1, 20), label="ticks after reset")):
+            self.advance_one()
+
+    def advance_one(self):
+        """One tick with a live host."""
+        if self.last_lease is None or self.rig.now - self.last_lease >= HOST_LEASE_PERIOD_MS:
+            self.lease()
+        self.tick()
+
     # -- commands ------------------------------------------------------------------------------
 
     def host_time_known(self):
