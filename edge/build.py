@@ -185,6 +185,11 @@ def build_node(
                     ra["uncontrolled_rise"],
                     name=ra["pid"],
                 )
+                # The compiled form always names the sensor (the loop's measure unless
+                # the config chose another); older blobs without the key mean the loop's.
+                measure = ra.get("measure")
+                if measure:
+                    lp.verify_measure = by_name[measure]
 
     interlocks = []
     for il in cfg["interlocks"]:

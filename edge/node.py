@@ -40,6 +40,7 @@ from protocol.constants import (
     QUALITY_BAD,
     QUALITY_GOOD,
     QUALITY_UNCERTAIN,
+    RESULT_BUSY,
     RESULT_EXPIRED,
     RESULT_MALFORMED,
     RESULT_NOT_ALLOWED_IN_STATE,
@@ -59,6 +60,8 @@ _ANY_STATE_OPS = ("reset_trip", "ack_alarm", "rebirth", "configure")
 CAUSE_LEASE = "lease_expired"
 CAUSE_DEADMAN = "deadman_expired"
 CAUSE_VERIFY = "heater_fault"
+# An unsigned rebirth (SPEC.md 7) is accepted at most this often: each one queues a BIRTH.
+UNSIGNED_REBIRTH_MIN_MS = 1000
 
 
 class ActuatorSlot:
@@ -93,16 +96,21 @@ class ActuatorSlot:
 
 
 class Loop:
-    """A PID loop: measurement channel -> PID -> actuator; optional heater verifier."""
+    """A PID loop: measurement channel -> PID -> actuator; optional heater verifier.
 
-    __slots__ = ("name", "pid", "measure", "output", "verifier", "setpoint_alias")
+    ``verify_measure`` is the channel the verifier watches (``[runaway] measure``): the
+    loop's own measure unless the board config names another sensor (a block or jacket
+    probe next to the coil's)."""
 
-    def __init__(self, name, pid, measure, output, verifier=None):
+    __slots__ = ("name", "pid", "measure", "output", "verifier", "verify_measure", "setpoint_alias")
+
+    def __init__(self, name, pid, measure, output, verifier=None, verify_measure=None):
         self.name = name
         self.pid = pid
         self.measure = measure
         self.output = output
         self.verifier = verifier
+        self.verify_measure = measure if verify_measure is None else verify_measure
         self.setpoint_alias = None
 
 
@@ -251,6 +259,10 @@ class Node:
         self.rebirth_pending = False
         self.leases_refused = 0
         self.lease_refusal = None  # why the last refused lease was refused
+        # Actuator name -> value a trip forced while the module was running, kept after
+        # the trip's reset until an explicit start or unhold: a reset never restarts.
+        self._parked = None
+        self._last_unsigned_rebirth_ms = None
         self._values = [None] * len(channels)
         self._qualities = [QUALITY_GOOD] * len(channels)
         self._codec = msg.TelemetryCodec(channels)
@@ -373,7 +385,9 @@ class Node:
         if vc is not None:
             for lp in vc.verifiers:
                 target = lp.pid.setpoint if (running and lp.pid.auto) else None
-                fault = lp.verifier.update(target, lp.measure.value, lp.output.driver.value, now_ms)
+                fault = lp.verifier.update(
+                    target, lp.verify_measure.value, lp.output.driver.value, now_ms
+                )
                 if fault is not None and vc.value is None:
                     vc.value = fault
         iset = self.interlocks
@@ -411,18 +425,35 @@ class Node:
                     lp.pid.set_manual(lp.output.safe)
             self._was_running = running
         forced = iset.forced_outputs()
+        parked = self._parked
+        if parked is not None and not running:
+            # Out of the running states every output is safe and only start leads back.
+            parked = self._parked = None
         for slot in self.actuators:
             value = slot.safe
+            pin = forced.get(slot.name)
+            if pin is None and parked is not None:
+                pin = parked.get(slot.name)
             lp = slot.loop
             if lp is not None:
+                pid = lp.pid
+                if running:
+                    # A loop whose output a trip pins sits in manual at that value: no
+                    # wind-up behind the pin, no setpoint for the verifier to miss, and a
+                    # bumpless return once an explicit unhold lifts the pin.
+                    if pin is None:
+                        if not pid.auto:
+                            pid.set_auto(now_ms)
+                    elif pid.auto or pid.output != pin:
+                        pid.set_manual(pin)
                 m = lp.measure
-                out = lp.pid.update(None if m.quality == QUALITY_BAD else m.value, now_ms)
+                out = pid.update(None if m.quality == QUALITY_BAD else m.value, now_ms)
                 if running and out is not None:
                     value = out
             elif running and slot.commanded is not None:
                 value = slot.commanded
-            if slot.name in forced:
-                value = forced[slot.name]
+            if pin is not None:
+                value = pin
             # 6. write: also refreshes the dead-man deadline
             slot.driver.write(value)
             slot.last_write_ms = now_ms
@@ -572,7 +603,8 @@ class Node:
                 reason = "expired"
             return self._ack(cmd.command_id, RESULT_EXPIRED, reason)
         result, reason = self._apply(cmd, now_ms)
-        if result == RESULT_OK:
+        # An unsigned rebirth is anyone's to send: it must not fill the event queue either.
+        if result == RESULT_OK and not unsigned_rebirth:
             self._event(
                 "operator_action",
                 "info",
@@ -602,6 +634,14 @@ class Node:
                 return RESULT_UNKNOWN, "service command {} not supported".format(name)
             if (name == "start" or name == "unhold") and self.lease.lost:
                 return RESULT_NOT_ALLOWED_IN_STATE, "{} refused: no host lease".format(name)
+            if (name == "start" or name == "unhold") and self.interlocks.active:
+                # Restarting is a step of its own, after the reset: never both at once.
+                return (
+                    RESULT_NOT_ALLOWED_IN_STATE,
+                    "{} refused: trip {} latched, reset it first".format(
+                        name, self.trip_cause(self.interlocks.first_out)
+                    ),
+                )
             if name == "reset" and self.interlocks.active:
                 if self.sm.state not in (st.ABORTED, st.STOPPED, st.COMPLETED):
                     return RESULT_NOT_ALLOWED_IN_STATE, "reset not allowed in " + (
@@ -613,6 +653,8 @@ class Node:
             result = self.sm.command(name, now_ms)
             if result != RESULT_OK:
                 return result, "{} not allowed in {}".format(name, self.sm.state_name)
+            if name == "start" or name == "unhold":
+                self._parked = None  # the explicit restart a reset never is
             return RESULT_OK, None
         if op == "reset_trip":
             if not self.interlocks.active:
@@ -620,6 +662,8 @@ class Node:
             why = self._reset_trips(now_ms)
             if why is not None:
                 return RESULT_NOT_ALLOWED_IN_STATE, why
+            if self._parked is not None:
+                return RESULT_OK, "outputs stay as the trip forced them until unhold"
             return RESULT_OK, None
         if op == "ack_alarm":
             if self.alarms is None:
@@ -627,6 +671,13 @@ class Node:
             n = self.alarms.ack(args.get("target"))
             return RESULT_OK, "{} acknowledged".format(n)
         if op == "rebirth":
+            if cmd.auth is None:
+                last = self._last_unsigned_rebirth_ms
+                if last is not None and ticks_diff(now_ms, last) < UNSIGNED_REBIRTH_MIN_MS:
+                    return RESULT_BUSY, "unsigned rebirth at most once per {} ms".format(
+                        UNSIGNED_REBIRTH_MIN_MS
+                    )
+                self._last_unsigned_rebirth_ms = now_ms
             self.rebirth_pending = True
             return RESULT_OK, None
         if op == "configure":
@@ -636,22 +687,42 @@ class Node:
     def _reset_trips(self, now_ms):
         """Reset latched trips; None when done, else why it was refused (nothing changed).
 
-        A heater-verification fault cannot be shown to be gone without heating again, so
-        it is the one cause a reset clears itself (the verifier re-arms and re-detects);
-        every other cause must have cleared on its own.
+        Every cause must have cleared.  A heater-verification fault is judged by its
+        verifier (``HeaterVerifier.reset_refusal``): uncontrolled heating must have cooled
+        off its peak; a heater that did not heat cannot be shown to be fixed without
+        heating again, so that reset is the verifier's to re-arm (and re-detect), but
+        only once a check window has passed since the trip.
+
+        A reset never restarts anything: the outputs the trips forced while the module
+        was running (a trip to held) stay where the trips put them until an explicit
+        ``start`` or ``unhold``.
         """
         iset = self.interlocks
-        others = [r for r in iset.persisting() if not r.startswith("heater_verify:")]
-        if others:
-            return "; ".join(others)
+        reasons = [r for r in iset.persisting() if not r.startswith("heater_verify:")]
         vc = self._verify_channel
+        if vc is not None:
+            for lp in vc.verifiers:
+                why = lp.verifier.reset_refusal(now_ms)
+                if why is not None:
+                    reasons.append("heater_verify: " + why)
+        if reasons:
+            return "; ".join(reasons)
         if vc is not None:
             vc.value = None
             for lp in vc.verifiers:
-                lp.verifier.reset()
+                if lp.verifier.fault is not None:
+                    # Only a faulted verifier re-arms: resetting a healthy one would
+                    # restart its uncontrolled-rise baseline for free.
+                    lp.verifier.reset()
+        forced = iset.forced_outputs()
         ok, why = iset.reset(now_ms)
         if not ok:  # cannot happen after the check above; kept as a guard
             return why
+        if forced and self.sm.state in _RUNNING:
+            parked = self._parked if self._parked is not None else {}
+            for name in forced:
+                parked[name] = forced[name]
+            self._parked = parked
         self._event("trip_reset", "info", detail="trips reset by command")
         return None
 

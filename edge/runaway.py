@@ -28,6 +28,19 @@ Checks, every ``update(target, temperature, heater_output, now_ms)``:
 A fault latches: ``update`` keeps returning it (so the caller can keep the heater off)
 until ``reset()``.  ``value`` mirrors ``fault``, so the verifier can feed an
 ``Interlock(..., condition="input_true")`` whose cause then persists until ``reset()``.
+
+``reset_refusal(now_ms)`` says whether the cause can be taken as gone (None) or why not,
+from what ``update`` kept seeing after the trip:
+
+* "uncontrolled_heating": the temperature must have fallen at least ``hysteresis``
+  (and at all, when that is 0) below its peak since the trip.  Whatever heated it
+  (stuck SSR, exotherm) has then stopped, and a reset cannot buy another
+  ``uncontrolled_rise`` while it still climbs.
+* "heater_not_heating", "temperature_runaway": only heating again can tell whether the
+  heater works, so the reset re-arms the checks, but not before ``check_gain_time_ms``
+  since the trip: reset-and-start cycles keep a dead heater (or one heating a probe that
+  fell out) switched off at least half of the time.
+
 A None/NaN temperature is skipped (the sensor channel's BAD quality is the interlocks'
 business).  Pass ``target=None`` when the loop is disabled: targets of 0 or below are real
 setpoints here, unlike in Klipper.
@@ -50,6 +63,10 @@ def _positive(field, value, allow_zero=False):
                 field, ">=" if allow_zero else ">", value
             )
         )
+
+
+def _fmt(x):
+    return "?" if x is None else "{:.1f}".format(x)
 
 
 class HeaterVerifier:
@@ -97,6 +114,10 @@ class HeaterVerifier:
         self._goal_ms = 0
         self._full_throughout = False
         self._off_min = None
+        self._fault_ms = 0
+        self._waited = False  # check_gain_time_ms passed since the fault
+        self._peak = None  # highest temperature since the fault
+        self._temp = None  # latest temperature since the fault
 
     @property
     def value(self):
@@ -106,9 +127,44 @@ class HeaterVerifier:
     def approaching(self):
         return self._approaching
 
-    def _trip(self, code):
+    def _trip(self, code, temperature, now_ms):
         self.fault = code
+        self._fault_ms = now_ms
+        self._peak = temperature
+        self._temp = temperature
         return code
+
+    def _track_after_fault(self, temperature, now_ms):
+        # Latched, not counted on: ticks_diff turns negative after half a tick period.
+        if not self._waited and ticks_diff(now_ms, self._fault_ms) >= self.check_gain_time_ms:
+            self._waited = True
+        if temperature is None or temperature - temperature != 0:
+            self._temp = None  # unknown now: the cooling cannot be shown
+            return
+        self._temp = temperature
+        if self._peak is None or temperature > self._peak:
+            self._peak = temperature
+
+    def reset_refusal(self, now_ms):
+        """None when a reset may clear the fault (or there is none), else why not."""
+        code = self.fault
+        if code is None:
+            return None
+        if code == FAULT_UNCONTROLLED:
+            t = self._temp
+            peak = self._peak
+            clear = peak - self.hysteresis if peak is not None else None
+            if t is not None and t <= clear and t < peak:
+                return None
+            return "{}: {} now {} degC, peak {}; reset once it fell to {} degC".format(
+                code, self.name, _fmt(t), _fmt(peak), _fmt(clear)
+            )
+        waited = ticks_diff(now_ms, self._fault_ms)
+        if self._waited or waited >= self.check_gain_time_ms:
+            return None
+        return "{}: {} tripped {} ms ago; reset possible {} ms after the trip".format(
+            code, self.name, waited, self.check_gain_time_ms
+        )
 
     def _arm_gain_window(self, temperature, heater_output, now_ms):
         self._goal_temp = temperature + self.heating_gain
@@ -120,6 +176,7 @@ class HeaterVerifier:
     def update(self, target, temperature, heater_output, now_ms):
         """One check; returns None or the (latched) fault code."""
         if self.fault is not None:
+            self._track_after_fault(temperature, now_ms)
             return self.fault
         if temperature is None or temperature - temperature != 0:
             return None
@@ -134,7 +191,7 @@ class HeaterVerifier:
             if self._off_min is None or temperature < self._off_min:
                 self._off_min = temperature
             elif temperature - self._off_min > self.uncontrolled_rise:
-                return self._trip(FAULT_UNCONTROLLED)
+                return self._trip(FAULT_UNCONTROLLED, temperature, now_ms)
         else:
             self._off_min = None
 
@@ -154,7 +211,7 @@ class HeaterVerifier:
                 self._starting = True
                 self._arm_gain_window(temperature, heater_output, now_ms)
             elif self.error >= self.max_error:
-                return self._trip(FAULT_RUNAWAY)
+                return self._trip(FAULT_RUNAWAY, temperature, now_ms)
         elif temperature >= self._goal_temp:
             # Progress: the heater is doing its job, start a fresh window from here.
             self._starting = False
@@ -166,9 +223,9 @@ class HeaterVerifier:
             if ticks_diff(now_ms, self._goal_ms) >= 0:
                 self._approaching = False
                 if self._full_throughout:
-                    return self._trip(FAULT_NOT_HEATING)
+                    return self._trip(FAULT_NOT_HEATING, temperature, now_ms)
                 if self.error >= self.max_error:
-                    return self._trip(FAULT_RUNAWAY)
+                    return self._trip(FAULT_RUNAWAY, temperature, now_ms)
             elif self._starting:
                 # A dip right after the target change (cold feed, sensor lag) must not
                 # make the first goal unreachable: track the goal down with the dip.

@@ -427,13 +427,14 @@ def test_wire_order_birth_barrier_fifo_order_inflight_window_and_telemetry():
     link._write_pending(w)
     # Raise order across events and acks, at most two in flight, then telemetry.
     assert _published(w) == [(EVENT, b"e-0", 3), (ACK, b"a-1", 4), (DATA, b"t-2", 0)]
-    link.publish_birth(BIRTH, b"rebirth")  # a rebirth request jumps the queue
+    link.publish_birth(BIRTH, b"rebirth")  # a rebirth request jumps the queue ...
     _puback(link, 3)
     link._write_pending(w)
-    assert _published(w) == [(BIRTH, b"rebirth", 5)]
+    # ... but holds nothing back: the session's birth is already acknowledged.
+    assert _published(w) == [(BIRTH, b"rebirth", 5), (EVENT, b"e-2", 6)]
     _puback(link, 5)
     link._write_pending(w)
-    assert _published(w) == [(EVENT, b"e-2", 6)]
+    assert _published(w) == []
     # Connection lost with a-1 and e-2 unacknowledged: both go again, in order, new ids.
     link._after_disconnect()
     link._up = True
@@ -471,3 +472,96 @@ def test_tick_facing_methods_never_raise_and_drop_policy():
         MqttLink("h", 1, "m1", DEATH, WILL, keepalive_s=0)
     with pytest.raises(ValueError, match="event_queue_size 0"):
         MqttLink("h", 1, "m1", DEATH, WILL, event_queue_size=0)
+
+
+def test_a_flood_of_rebirths_never_holds_back_trips_and_acks():
+    """Regression (issue 10 item 8): each rebirth used to replace the birth in flight
+    (its PUBACK then matched nothing) and everything queued waited for a birth PUBACK.
+    Births requested faster than the broker's round trip kept every trip EVENT and ACK
+    off the wire.  Now only the session's first birth is a barrier; one birth is in
+    flight at a time, the newest waits behind it, and PUBACKs of births still count."""
+    link = MqttLink("127.0.0.1", 1, "m1", DEATH, WILL, max_inflight=4)
+    link._up = True
+    w = RecordingWriter()
+    link.publish_birth(BIRTH, b"b-0")
+    link.publish_event(EVENT, b"held-back")
+    link._write_pending(w)
+    assert _published(w) == [(BIRTH, b"b-0", 1)]  # the session's first birth: a barrier
+    link.publish_birth(BIRTH, b"b-1")  # while b-0 is in flight
+    link._write_pending(w)
+    assert _published(w) == []  # b-0 still in flight, so is the barrier
+    _puback(link, 1)
+    link._write_pending(w)
+    assert _published(w) == [(BIRTH, b"b-1", 2), (EVENT, b"held-back", 3)]
+    assert link.births_sent == 1
+    # A flood: a new birth every "tick", the broker acknowledging far later.
+    for i in range(50):
+        link.publish_birth(BIRTH, b"r-%d" % i)
+        if i == 10:
+            link.publish_event(EVENT, b"trip", critical=True)
+            link.publish_ack(ACK, b"ack")
+        link._write_pending(w)
+    sent = _published(w)
+    assert sent == [(EVENT, b"trip", 4), (ACK, b"ack", 5)], "trip and ack wait for no birth"
+    _puback(link, 2)  # b-1 acknowledged: the newest waiting birth goes, the rest were replaced
+    link._write_pending(w)
+    assert _published(w) == [(BIRTH, b"r-49", 6)]
+    _puback(link, 6)
+    link._write_pending(w)
+    assert _published(w) == [] and link._birth is None
+    assert link.births_sent == 3
+
+
+def test_an_unsigned_rebirth_flood_does_not_delay_a_trip_event():
+    """End to end (issue 10 item 8): a keyed pump takes an unsigned rebirth every tick
+    while a clog trips it; the broker acknowledges 80 ms (more than a tick) after each
+    publish.  The trip EVENT must reach the wire in the tick it happens, as without the
+    flood.  Deterministic: 1 ms steps, the link's packet handling driven directly."""
+    from edge.runner import LinkSink
+    from protocol import messages
+    from tests.edge_harness import KEY, Rig
+
+    rtt_ms = 80
+    rig = Rig("pump", key=KEY)
+    link = MqttLink("broker", 1883, "pump1", "skid/v1/line1/pump1/death", b"x")
+    link._up = True
+    rig.start()
+    rig.set("flow", 3.0)
+    rig.node.sink = LinkSink(link, "line1", "pump1")
+    w = RecordingWriter()
+    pending = []  # (due ms, packet id)
+    trip_at = trip_sent_at = None
+    t0 = rig.now
+    for ms in range(4000):
+        now = t0 + ms
+        for due, pid in [p for p in pending if p[0] <= now]:
+            pending.remove((due, pid))
+            _puback(link, pid)
+        if ms % rig.tick_ms == 0:
+            rig.now = now
+            if now % 1000 == 0:
+                rig.lease()
+            flood = messages.build_command(7, "rebirth", None, rig.host_ms() + 5000)
+            rig.node.handle_command(flood, now)  # unsigned: no auth block at all
+            if ms == 2000:
+                rig.plant.overrides["pressure"] = 30.0  # clog: over-pressure trip
+            rig.plant.step(now)
+            rig.node.tick(now)
+            if rig.node.rebirth_pending:
+                rig.node.birth()
+            if trip_at is None and rig.node.interlocks.active:
+                trip_at = ms
+        link._write_pending(w)
+        for ptype, flags, body in w.packets:
+            if ptype != mp.PUBLISH:
+                continue
+            topic, payload, qos, _, _, pid = mp.parse_publish(flags, body)
+            if qos:
+                pending.append((now + rtt_ms, pid))
+            if trip_sent_at is None and topic.endswith("/event"):
+                if messages.parse_event(payload).type == "trip":
+                    trip_sent_at = ms
+        w.packets.clear()
+    assert trip_at is not None and trip_sent_at is not None, (trip_at, link.stats)
+    assert trip_sent_at - trip_at <= rtt_ms, (trip_at, trip_sent_at)
+    assert link.stats["events_queued"] == 0 and link.stats["acks_queued"] <= 1

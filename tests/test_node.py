@@ -664,3 +664,321 @@ def test_uptime_keeps_counting_across_the_tick_wrap():
     from protocol import messages
 
     assert messages.parse_telemetry(payload, node.channels).t_ms == 2000
+
+
+# -- a reset never restarts (issue 10 item 4) ----------------------------------------------------
+
+
+def _feed_empty_state(state):
+    def mutate(cfg):
+        for il in cfg["interlocks"]:
+            if il["id"] == "feed_empty":
+                il["state"] = state
+
+    return mutate
+
+
+def _run_leased(rig, ticks, feed=None):
+    for _ in range(ticks):
+        if rig.now % 1000 == 0:
+            rig.lease()
+        if feed is not None:
+            rig.plant.digital["feed"] = feed
+        rig.tick()
+
+
+def _trip_feed_empty(rig):
+    _run_leased(rig, 3000 // rig.tick_ms, feed=1)  # 3 s: past the 2 s on-delay
+    assert [e.cause for e in rig.sink.trips()][-1] == "feed_empty"
+    assert rig.node.outputs()["flow"] == 0.0
+    _run_leased(rig, 2, feed=0)  # the feed is back: the cause has cleared
+
+
+@pytest.mark.parametrize("trip_state", ["held", "stopped", "aborted"])
+def test_a_reset_after_any_trip_keeps_outputs_safe_until_an_explicit_start_or_unhold(trip_state):
+    """Regression: a trip declared ``state = "held"`` parks the pump in held, a running
+    state; ``reset_trip`` used to lift the forced flow = 0 and the pump restarted at its
+    old setpoint with no start or unhold (IEC 60204-1 / IEC 61511: a reset must never
+    restart equipment).  Whatever state a trip moves the module to, after its reset the
+    outputs stay safe until the operator restarts explicitly."""
+    rig = Rig("pump", mutate=_feed_empty_state(trip_state))
+    rig.start()
+    assert rig.set("flow", 5.0).result == RESULT_OK
+    rig.tick(5)
+    assert rig.node.outputs()["flow"] == 5.0
+    _trip_feed_empty(rig)
+    assert rig.node.sm.state_name == trip_state
+    if trip_state == "held":  # restarting is a step of its own, after the reset
+        refused = rig.state("unhold")
+        assert refused.result == RESULT_NOT_ALLOWED_IN_STATE and "feed_empty" in refused.reason
+        assert rig.node.sm.state_name == "held"
+    ack = rig.command("reset_trip")
+    assert ack.result == RESULT_OK, ack
+    assert not rig.node.interlocks.active
+    _run_leased(rig, 30)
+    assert rig.node.sm.state_name == trip_state
+    assert rig.node.outputs()["flow"] == 0.0, "reset_trip restarted the pump"
+    if trip_state == "held":
+        assert "until unhold" in ack.reason
+        restart = "unhold"
+    else:
+        assert rig.state("reset").result == RESULT_OK  # back to idle: still nothing moves
+        _run_leased(rig, 10)
+        assert rig.node.sm.state_name == "idle" and rig.node.outputs()["flow"] == 0.0
+        restart = "start"
+    assert rig.state(restart).result == RESULT_OK
+    _run_leased(rig, 3)
+    assert rig.node.sm.state_name == "execute"
+    assert rig.node.outputs()["flow"] == 5.0  # the explicit restart is what brings it back
+
+
+def test_a_trip_while_already_held_stays_safe_after_its_reset_until_unhold():
+    """The operator held the pump (flow keeps its setpoint in held); a feed_empty trip
+    (declared held) cannot move it further but forces flow 0.  Its reset must not put the
+    flow back: only unhold does."""
+    rig = Rig("pump")
+    rig.start()
+    assert rig.set("flow", 3.0).result == RESULT_OK
+    assert rig.state("hold").result == RESULT_OK
+    _run_leased(rig, 3)
+    assert rig.node.sm.state_name == "held" and rig.node.outputs()["flow"] == 3.0
+    _trip_feed_empty(rig)
+    assert rig.command("reset_trip").result == RESULT_OK
+    _run_leased(rig, 20)
+    assert rig.node.outputs()["flow"] == 0.0
+    assert rig.state("unhold").result == RESULT_OK
+    _run_leased(rig, 3)
+    assert rig.node.outputs()["flow"] == 3.0
+
+
+def test_start_is_refused_while_a_trip_is_latched():
+    """A held-type trip in idle leaves the module idle (nothing to hold) but latched.
+    A start then used to run the module under the forced outputs, and the later reset
+    released them: a restart by reset.  Start (and unhold) wait for the reset."""
+    rig = Rig("pump")
+    rig.lease()
+    _trip_feed_empty(rig)
+    assert rig.node.sm.state_name == "idle" and rig.node.interlocks.active
+    refused = rig.state("start")
+    assert refused.result == RESULT_NOT_ALLOWED_IN_STATE, refused
+    assert "feed_empty" in refused.reason and "reset" in refused.reason
+    assert rig.node.sm.state_name == "idle"
+    assert rig.command("reset_trip").result == RESULT_OK
+    assert rig.state("start").result == RESULT_OK
+
+
+def test_a_loop_output_pinned_by_a_held_trip_resumes_bumplessly_on_unhold():
+    """A loop whose actuator a trip pins sits in manual at the pinned value: its integral
+    does not wind up behind the pin, the heater verifier sees no setpoint to miss, and
+    unhold continues from the pinned output instead of jumping."""
+    from edge.interlocks import Action
+
+    rig = Rig("reactor")
+    node = rig.node
+    lp = node.loops[0]
+    # A held trip on the cut-out input, for this test (the shipped one aborts).
+    cut = next(il for il in node.interlocks.interlocks if il.id == "cutout")
+    cut.action = Action(safe=(lp.output.name,), state="held")
+    rig.start()
+    assert rig.set("coil_temp", 150.0).result == RESULT_OK
+    _run_leased(rig, 50)
+    assert node.outputs()["heater"] > 0.0
+    rig.plant.digital["cutout"] = 1
+    _run_leased(rig, 1)
+    assert node.sm.state_name in ("holding", "held") and node.outputs()["heater"] == 0.0
+    rig.plant.digital["cutout"] = 0
+    _run_leased(rig, 300)  # 30 s pinned at 0 while far below the setpoint
+    assert not lp.pid.auto and lp.pid.output == lp.output.safe
+    assert [e.cause for e in rig.sink.trips()] == [
+        "cutout_tripped"
+    ]  # no verifier trip behind the pin
+    assert rig.command("reset_trip").result == RESULT_OK
+    _run_leased(rig, 50)
+    assert node.outputs()["heater"] == 0.0 and not node.interlocks.active
+    assert rig.state("unhold").result == RESULT_OK
+    rig.lease()
+    rig.tick()
+    assert node.sm.state_name in ("unholding", "execute")
+    first = node.outputs()["heater"]
+    p_only = lp.pid.kp * (lp.pid.setpoint - lp.measure.value)
+    assert first <= max(p_only, 0.0) + 1e-6, "unhold stepped the heater by a wound-up integral"
+
+
+# -- reset while uncontrolled heating persists (issue 10 item 5) ---------------------------------
+
+
+def _exotherm_until_trip(rig, temp, rate_per_tick=0.02):
+    for _ in range(3000):
+        temp += rate_per_tick
+        rig.plant.overrides["temp_a"] = temp
+        rig.plant.overrides["temp_b"] = temp
+        if rig.now % 1000 == 0:
+            rig.lease()
+        rig.tick()
+        if rig.node.interlocks.active:
+            return temp
+    raise AssertionError("no trip")
+
+
+def _hold_temperature(rig, temp, ticks):
+    for _ in range(ticks):
+        rig.plant.overrides["temp_a"] = temp
+        rig.plant.overrides["temp_b"] = temp
+        if rig.now % 1000 == 0:
+            rig.lease()
+        rig.tick()
+
+
+def test_reset_refused_while_the_temperature_still_rises_with_the_heater_off():
+    """Regression: a reset cleared uncontrolled_heating unconditionally, while the
+    temperature kept climbing with the heater off (stuck SSR, exotherm), and each reset
+    re-armed the check from there: another 15 degC per reset.  Now both ways of resetting
+    are refused, with the reading in the reason, until the temperature fell at least the
+    verifier's hysteresis below its peak since the trip."""
+    rig = Rig("reactor")
+    rig.start()
+    assert rig.set("coil_temp", 60.0).result == RESULT_OK
+    rig.run_s(300, lease_every_ms=1000)
+    temp = _exotherm_until_trip(rig, rig.node.loops[0].measure.value)
+    assert rig.sink.trips()[-1].cause == "uncontrolled_heating"
+    for _ in range(20):  # 2 s more, still rising
+        temp += 0.02
+        _hold_temperature(rig, temp, 1)
+    peak = rig.node.loops[0].measure.value
+    for ack in (rig.command("reset_trip"), rig.state("reset")):
+        assert ack.result == RESULT_NOT_ALLOWED_IN_STATE, ack
+        assert "uncontrolled_heating" in ack.reason and "peak" in ack.reason, ack.reason
+    assert rig.node.interlocks.active and rig.node.sm.state_name == "aborted"
+    assert not [e for e in rig.sink.events if e.type == "trip_reset"]
+    hysteresis = rig.cfg["runaway"]["hysteresis"]
+    _hold_temperature(rig, peak - hysteresis + 0.5, 30)  # cooling, not enough yet
+    assert rig.state("reset").result == RESULT_NOT_ALLOWED_IN_STATE
+    _hold_temperature(rig, peak - hysteresis - 0.5, 30)
+    assert rig.state("reset").result == RESULT_OK
+    _hold_temperature(rig, peak - hysteresis - 0.5, 3)
+    assert rig.node.sm.state_name == "idle" and not rig.node.interlocks.active
+
+
+def test_a_heater_that_did_not_heat_may_be_reset_one_check_window_after_the_trip():
+    """Only heating again can show the heater works, so the reset re-arms the verifier,
+    but not before ``check_gain_time_ms`` since the trip: reset-and-start cycles keep a
+    dead heater switched off at least half of the time."""
+    rig = Rig("reactor")
+    rig.start()
+    assert rig.set("coil_temp", 150.0).result == RESULT_OK
+    rig.plant.heater_gain = 0.0  # element open
+    _run_leased(rig, 900)
+    trips = rig.sink.trips()
+    cause = trips[-1].cause
+    assert cause in ("heater_not_heating", "temperature_runaway"), trips
+    window = rig.cfg["runaway"]["check_gain_time_ms"]
+    ticks_to_window = (trips[-1].t_ms - rig.node._uptime_ms() + window) // rig.tick_ms
+    assert ticks_to_window > 10
+    _run_leased(rig, ticks_to_window - 2)
+    for ack in (rig.state("reset"), rig.command("reset_trip")):
+        assert ack.result == RESULT_NOT_ALLOWED_IN_STATE and cause in ack.reason, ack
+    _run_leased(rig, 3)
+    assert rig.state("reset").result == RESULT_OK
+
+
+def test_a_reset_does_not_rearm_a_healthy_verifier():
+    """Resetting an unrelated trip (e-stop) must not restart the uncontrolled-rise
+    baseline of a verifier that is watching a climb with the heater off."""
+    rig = Rig("reactor")
+    rig.lease()
+    rig.tick(5)
+    temp = rig.node.loops[0].measure.value
+    _hold_temperature(rig, temp + 10.0, 30)  # +10 of the 15 allowed, heater off
+    rig.plant.digital["estop"] = 1
+    _run_leased(rig, 1)
+    rig.plant.digital["estop"] = 0
+    _hold_temperature(rig, temp + 10.0, 3)
+    assert rig.state("reset").result == RESULT_OK
+    _hold_temperature(rig, temp + 16.0, 30)  # 16 above the minimum since the heater went off
+    assert rig.sink.trips()[-1].cause == "uncontrolled_heating"
+
+
+# -- [runaway] measure (issue 10 item 6) ---------------------------------------------------------
+
+
+def test_runaway_measure_names_the_sensor_the_verifier_watches():
+    """Regression: ``[runaway] measure`` was validated and hashed, then ignored: the
+    verifier always watched the loop's measure.  Here a block probe rises 60 degC with
+    the heater off while the coil probes stay at 25 degC."""
+    from edge.boardconfig import compile_config, decompile, emulate, load_board_config_text
+    from edge.build import build_node
+    from edge.signals import cvd_resistance
+    from emulator.emulation import RecordingSink
+    from tests.edge_harness import NONCE, ROOT
+
+    text = (ROOT / "board_configs" / "reactor.toml").read_text()
+    block = "\n".join(
+        [
+            "[channels.block_temp]",
+            'role = "sensor"',
+            'unit = "degC"',
+            'driver = "max31865"',
+            "spi = 0",
+            "cs = 21",
+            "wires = 3",
+            "ref_ohms = 430.0",
+            'calibration = { type = "pt100" }',
+            "range = [0.0, 250.0]",
+            "resolution = 0.01",
+            "stale_ms = 1000",
+            "",
+            "[channels.heater]",
+        ]
+    )
+    assert text.count("[channels.heater]") == 1 and text.count('[runaway]\npid = "coil_temp"') == 1
+    text = text.replace("[channels.heater]", block)
+    text = text.replace(
+        '[runaway]\npid = "coil_temp"', '[runaway]\npid = "coil_temp"\nmeasure = "block_temp"'
+    )
+    data = decompile(compile_config(emulate(load_board_config_text(text, "reactor+block.toml"))))
+    assert data["runaway"]["measure"] == "block_temp"
+    sink = RecordingSink()
+    node = build_node(data, None, sink, 0, NONCE)
+    assert node.loops[0].verify_measure.name == "block_temp"
+    drv = {ch.name: d for ch, d in node.sensors}
+    now = 0
+    for i in range(1200):  # 120 s idle, heater off
+        now += 100
+        drv["temp_a"].set_raw(cvd_resistance(25.0))
+        drv["temp_b"].set_raw(cvd_resistance(25.0))
+        drv["block_temp"].set_raw(cvd_resistance(25.0 + 0.05 * i))
+        drv["cutout"].set_raw(0)
+        drv["estop"].set_raw(0)
+        node.tick(now)
+    assert [e.cause for e in sink.trips()] == ["uncontrolled_heating"]
+    assert node.outputs()["heater"] == 0.0
+    assert Rig("reactor").node.loops[0].verify_measure.name == "temperature"  # the default
+
+
+# -- unsigned rebirths (issue 10 item 8) ----------------------------------------------------------
+
+
+def test_unsigned_rebirths_are_rate_limited_and_silent():
+    """Anyone on the plant network can send an unsigned rebirth.  At most one a second is
+    taken (each queues a BIRTH); the others are refused ``busy`` with the reason and
+    change nothing; none of them adds an EVENT to the queue that carries trips."""
+    from protocol.constants import RESULT_BUSY
+
+    rig = Rig("pump", key=KEY)
+    rig.lease()
+    rig.tick(5)
+    events = len(rig.sink.events)
+    assert rig.command("rebirth", sign=False).result == RESULT_OK
+    rig.node.birth()
+    refused = rig.command("rebirth", sign=False)
+    assert refused.result == RESULT_BUSY and "once per 1000 ms" in refused.reason
+    assert not rig.node.rebirth_pending
+    rig.tick(900 // rig.tick_ms)  # 900 ms after the accepted one: still refused
+    assert rig.command("rebirth", sign=False).result == RESULT_BUSY
+    rig.tick(100 // rig.tick_ms)
+    assert rig.command("rebirth", sign=False).result == RESULT_OK
+    assert len(rig.sink.events) == events, "an unsigned rebirth emitted an event"
+    # A signed rebirth is an operator's: not limited, and recorded.
+    assert rig.command("rebirth").result == RESULT_OK
+    assert rig.command("rebirth").result == RESULT_OK
+    assert [e.type for e in rig.sink.events[events:]] == ["operator_action"] * 2

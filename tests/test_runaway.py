@@ -268,3 +268,79 @@ def test_holding_within_hysteresis_never_trips(seq, target, t0):
     for offset, power, dt in seq:
         t = ticks_add(t, dt)
         assert hv.update(target, target + offset, power, t) is None
+
+
+# -- when may a reset clear a fault (issue 10 item 5) -----------------------------------------
+
+
+def _trip_uncontrolled(hv, temp=80.0, t=0):
+    """Heater off, temperature climbing 0.5 degC/s until uncontrolled_heating."""
+    while hv.update(None, temp, 0.0, t) is None:
+        temp += 0.25
+        t += 500
+        assert t < 120_000
+    return temp, t
+
+
+def test_uncontrolled_heating_reset_refused_until_cooled_a_hysteresis_below_its_peak():
+    """A reset used to clear uncontrolled_heating at once, even while the temperature
+    still climbed with the heater off; each reset then re-armed the rise check from the
+    current (higher) temperature: another ``uncontrolled_rise`` per reset."""
+    hv = verifier(hysteresis=5.0)
+    temp, t = _trip_uncontrolled(hv)
+    assert hv.reset_refusal(t) is not None
+    for _ in range(20):  # still rising after the trip
+        temp += 0.25
+        t += 500
+        assert hv.update(None, temp, 0.0, t) == "uncontrolled_heating"
+    peak = temp
+    why = hv.reset_refusal(t)
+    assert why is not None and "uncontrolled_heating" in why
+    assert f"{peak - 5.0:.1f}" in why  # names where it clears
+    hv.update(None, peak - 4.9, 0.0, t + 500)  # cooling, but not a hysteresis yet
+    assert hv.reset_refusal(t + 500) is not None
+    hv.update(None, peak - 5.0, 0.0, t + 1000)
+    assert hv.reset_refusal(t + 1000) is None
+    hv.update(None, float("nan"), 0.0, t + 1500)  # reading lost: cannot be shown
+    assert hv.reset_refusal(t + 1500) is not None
+    hv.update(None, peak + 1.0, 0.0, t + 2000)  # and rising again: refused again
+    assert hv.reset_refusal(t + 2000) is not None
+
+
+def test_uncontrolled_heating_with_zero_hysteresis_still_needs_a_fall():
+    hv = verifier(hysteresis=0.0)
+    temp, t = _trip_uncontrolled(hv)
+    hv.update(None, temp, 0.0, t + 500)  # level at the peak: not shown to be over
+    assert hv.reset_refusal(t + 500) is not None
+    hv.update(None, temp - 0.01, 0.0, t + 1000)
+    assert hv.reset_refusal(t + 1000) is None
+
+
+@pytest.mark.parametrize("t0", [0, TICKS_PERIOD - 5_000])
+def test_not_heating_reset_refused_until_a_check_window_after_the_trip(t0):
+    hv = verifier(check_gain_time_ms=20_000)
+    fault, t_trip = run(hv, Plant(), 150.0, 60, t0=t0, power_override=lambda t, p: 0.0)
+    assert fault == "heater_not_heating"
+    assert hv.reset_refusal(t_trip) is not None
+    late = ticks_add(t_trip, 19_999)
+    why = hv.reset_refusal(late)
+    assert why is not None and "heater_not_heating" in why and "20000 ms" in why
+    assert hv.reset_refusal(ticks_add(t_trip, 20_000)) is None
+
+
+def test_no_fault_needs_no_waiting():
+    assert verifier().reset_refusal(0) is None
+
+
+def test_a_check_window_once_passed_stays_passed_across_the_tick_wrap():
+    """A fault latched for longer than half the tick period (days on a board) must not
+    become unresettable because the wrap-safe difference turned negative."""
+    hv = verifier(check_gain_time_ms=20_000)
+    fault, t_trip = run(hv, Plant(), 150.0, 60, power_override=lambda t, p: 0.0)
+    assert fault == "heater_not_heating"
+    t = t_trip
+    for _ in range(3):  # the verifier is updated every tick; here once per 1/4 period
+        t = ticks_add(t, TICKS_PERIOD // 4 + 1)
+        hv.update(None, 25.0, 0.0, t)
+    assert ticks_diff(t, t_trip) < 0
+    assert hv.reset_refusal(t) is None

@@ -38,6 +38,14 @@ against a small model written from the board configs and docs/safety.md:
 7. During a stall, any actuator not refreshed for more than its ``deadman_ms`` is safe
    after each timer call; while ticks run the timer never fires; the tick after a firing
    latches a ``deadman_expired`` trip.
+8. A reset never restarts: an actuator a trip forced safe stays safe, through any reset,
+   until an accepted ``start`` or ``unhold`` (both refused while a trip is latched).
+
+The model of a reset (``persisting``): every latched interlock's cause must have cleared;
+heater verification's ``uncontrolled_heating`` once the watched temperature fell at least
+the verifier's hysteresis below its peak since the trip, its other faults once
+``check_gain_time_ms`` passed since the trip.  An unsigned rebirth is taken at most once
+a second (``busy`` otherwise) and announces nothing.
 
 Budget: 500 examples per machine, at most 30 steps (15 for the line), derandomised;
 ``FLOWSKID_SOAK=1`` runs 20,000 examples of up to 60 steps (``make soak``).
@@ -67,6 +75,7 @@ from edge.pid import PID
 from protocol import cbor, messages
 from protocol.constants import (
     QUALITY_BAD,
+    RESULT_BUSY,
     RESULT_EXPIRED,
     RESULT_MALFORMED,
     RESULT_NAMES,
@@ -247,6 +256,18 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         self.hot = False  # invariant 1 latch
         self.ramp = None
         self.counters = {}  # sender -> last counter the verifier accepted (model)
+        self.last_unsigned_rebirth = None  # when one was last accepted
+        # Invariant 8: actuators a trip forced safe, until an accepted start/unhold.
+        self.parked = set()
+        self.all_actuators = {slot.name for slot in node.actuators}
+        self.tripped_outputs = {s["id"]: set(s["safe"]) for s in self.specs}
+        self.tripped_outputs["lease"] = self.all_actuators
+        self.tripped_outputs["deadman"] = self.all_actuators
+        ra = cfg.get("runaway")
+        self.runaway = ra
+        if ra:
+            self.tripped_outputs["heater_verify"] = {ra["output"]}
+        self.heater_trip = None  # {"cause", "t", "peak", "temp"} while heater_verify latched
         self.check_events()
 
     # -- time ----------------------------------------------------------------------------------
@@ -411,6 +432,28 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(self.digital), label="input")
         self.rig.plant.digital[name] = data.draw(st.sampled_from([0, 1]), label="level")
 
+    @rule(data=st.data())
+    def contact_trip_then_reset(self, data):
+        """A contact trips the module (held, stopped or aborted, as declared), clears, and
+        the operator resets the trip: nothing the trip stopped may restart (invariant 8)."""
+        rig = self.rig
+        name = data.draw(st.sampled_from(self.digital), label="input")
+        rig.plant.digital[name] = 1
+        for _ in range(4000 // self.T):  # past any on-delay of the shipped configs
+            self.advance_one()
+        rig.plant.digital[name] = 0
+        for _ in range(data.draw(st.integers(1, 5), label="ticks before reset")):
+            self.advance_one()
+        self.reset_trip(data)
+        for _ in range(data.draw(st.integers(1, 20), label="ticks after reset")):
+            self.advance_one()
+
+    def advance_one(self):
+        """One tick with a live host."""
+        if self.last_lease is None or self.rig.now - self.last_lease >= HOST_LEASE_PERIOD_MS:
+            self.lease()
+        self.tick()
+
     # -- commands ------------------------------------------------------------------------------
 
     def host_time_known(self):
@@ -423,7 +466,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         """Result of the checks every op passes first, or None when they pass.  An
         unsigned rebirth is exempt from authentication and expiry (it changes nothing;
         SPEC.md 7); an abort is exempt from expiry (late errs to the safe side; SPEC.md 8)."""
-        if op == "rebirth" and (auth == "unsigned" or not self.keyed):
+        if self.unsigned_rebirth(op, auth):
             return None
         if self.keyed and auth in ("unsigned", "forged", "tampered"):
             return RESULT_UNAUTHENTICATED
@@ -434,6 +477,11 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         if not self.host_time_known() or expiry_s < 0:
             return RESULT_EXPIRED
         return None
+
+    def unsigned_rebirth(self, op, auth):
+        """A rebirth that travels without an auth block (every command of a module
+        without a key travels so)."""
+        return op == "rebirth" and (auth == "unsigned" or not self.keyed)
 
     def persisting(self):
         """Latched causes that still hold (a reset must be refused)."""
@@ -447,6 +495,8 @@ class NodeSafetyMachine(RuleBasedStateMachine):
                 out.append(il.id)
             elif il.id == "lease" and not self.lease_fed_since_trip:
                 out.append(il.id)
+            elif il.id == "heater_verify" and self.heater_fault_persists():
+                out.append(il.id)
         return out
 
     def watched_value(self, spec):
@@ -454,6 +504,32 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         ``unfiltered = true`` (docs/board-config.md)."""
         ch = self.ch[spec["channel"]]
         return ch.unfiltered if spec.get("unfiltered") else ch.value
+
+    def heater_fault_persists(self):
+        """The reset rule of heater verification (see the module docstring)."""
+        h = self.heater_trip
+        assert h is not None, "heater_verify latched without a trip the model saw"
+        if h["cause"] == "uncontrolled_heating":
+            t = h["temp"]
+            return t is None or not (t <= h["peak"] - self.runaway["hysteresis"] and t < h["peak"])
+        return self.rig.now - h["t"] < self.runaway["check_gain_time_ms"]
+
+    def track_heater_trip(self, new_trips):
+        """The watched temperature since a heater-verification trip (after a tick)."""
+        if self.runaway is None:
+            return
+        ch = self.ch[self.runaway["measure"]]
+        v = ch.value
+        if v is not None and v - v != 0:
+            v = None
+        if "heater_verify" in new_trips:
+            event = [e for e in self.trip_events if e.source == "heater_verify"][-1]
+            self.heater_trip = {"cause": event.cause, "t": self.rig.now, "peak": v, "temp": v}
+        elif self.heater_trip is not None:
+            h = self.heater_trip
+            h["temp"] = v
+            if v is not None and (h["peak"] is None or v > h["peak"]):
+                h["peak"] = v
 
     def cause_persists(self, spec):
         ch = self.ch[spec["channel"]]
@@ -478,8 +554,12 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         rig = self.rig
         node = rig.node
         gate = self.gate(auth, expiry_s, op, args)
+        silent = self.unsigned_rebirth(op, auth)
         if gate is not None:
             expected = {gate}
+        elif silent and self.last_unsigned_rebirth is not None:
+            if rig.now - self.last_unsigned_rebirth < 1000:
+                expected = {RESULT_BUSY}
         before = snapshot(node)
         events_before = len(rig.sink.events)
         was_active = node.interlocks.active
@@ -508,7 +588,11 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         )
         if ack.result == RESULT_OK and was_active and not node.interlocks.active:
             self.accepted_reset()
-        self.after_command(ack, before, events_before)
+        if ack.result == RESULT_OK and silent:
+            self.last_unsigned_rebirth = rig.now
+        if ack.result == RESULT_OK and op == "state" and args["command"] in ("start", "unhold"):
+            self.parked = set()
+        self.after_command(ack, before, events_before, silent)
         passed_auth = ack.result not in (RESULT_UNAUTHENTICATED, RESULT_REPLAYED)
         if self.keyed and auth in ("signed", "replayed") and passed_auth:
             self.counters[sender] = used
@@ -534,7 +618,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
             return data
         return pauth.sign_command(data, KEY, rig.node.module_id, NONCE, sender, rig.counter)
 
-    def after_command(self, ack, before, events_before):
+    def after_command(self, ack, before, events_before, silent=False):
         rig = self.rig
         new = rig.sink.events[events_before:]
         assert not [e for e in new if e.type == "trip"], "a command emitted a trip EVENT"
@@ -547,8 +631,10 @@ class NodeSafetyMachine(RuleBasedStateMachine):
                 f"changed {diff}"
             )
         else:
-            assert [e.type for e in new].count("operator_action") == 1, new
+            # An unsigned rebirth announces nothing (anyone may send it).
+            assert [e.type for e in new].count("operator_action") == (0 if silent else 1), new
         self.check_events()
+        self.check_parked()
 
     def draw_envelope(self, data):
         """How a command travels: mostly clean (fresh, signed when the module has a key),
@@ -616,6 +702,8 @@ class NodeSafetyMachine(RuleBasedStateMachine):
             return {RESULT_NOT_ALLOWED_IN_STATE}
         if name in ("start", "unhold") and self.lease_lost:
             return {RESULT_NOT_ALLOWED_IN_STATE}
+        if name in ("start", "unhold") and (self.latched or self.other_latched):
+            return {RESULT_NOT_ALLOWED_IN_STATE}  # restart only after the reset
         if name == "reset" and node.interlocks.active and self.persisting():
             return {RESULT_NOT_ALLOWED_IN_STATE}
         return {RESULT_OK}
@@ -707,6 +795,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         self.latched = set()
         self.other_latched = set()
         self.trip_events = []
+        self.heater_trip = None
 
     @rule(data=st.data())
     def service_op(self, data):
@@ -823,6 +912,9 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         self.latched = {i for i in self.spec_by_id if tripped[i]}
         self.other_latched = {i for i in self.order if tripped[i] and i not in self.spec_by_id}
         self.check_events(new_trips, causes)
+        for sid in new_trips:
+            self.parked |= self.tripped_outputs.get(sid, set())
+        self.track_heater_trip(new_trips)
         aborting = [i for i in self.order if tripped[i] and self.declared_state[i] == "aborted"]
         if aborting:
             assert node.sm.state_name in ("aborting", "aborted"), (
@@ -830,6 +922,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
                 f"{node.sm.state_name} (latched: {[i for i in self.order if tripped[i]]})"
             )
         self.check_watch()
+        self.check_parked()
         self.check_lease_bound()
         self.check_ranges()
         # The independent timer never fires while ticks run (invariant 7).
@@ -907,6 +1000,16 @@ class NodeSafetyMachine(RuleBasedStateMachine):
                     )
                 )
 
+    def check_parked(self):
+        """Invariant 8: what a trip forced safe stays safe until start or unhold."""
+        for slot in self.rig.node.actuators:
+            if slot.name in self.parked:
+                assert slot.driver.value == slot.safe, (
+                    f"inv 8: a trip forced {slot.name} safe and no start/unhold followed, "
+                    f"but it is {slot.driver.value} in {self.rig.node.sm.state_name} "
+                    f"(latched: {self.rig.node.interlocks.active})"
+                )
+
     def check_lease_bound(self):
         """Invariant 3 at a tick."""
         if self.last_lease is None:
@@ -938,6 +1041,10 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         if self.hot:
             slot = self.watch_slot
             assert slot.driver.value == slot.safe, "inv 1 between steps"
+
+    @invariant()
+    def parked_outputs_safe(self):
+        self.check_parked()
 
     @invariant()
     def outputs_in_range(self):

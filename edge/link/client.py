@@ -21,10 +21,12 @@ could not keep):
 * ``publish_ack(topic, payload)``: QoS 1, its own bounded FIFO (drop oldest,
   ``acks_dropped``), so a burst of acknowledgements can never evict an alarm.  Events and
   acks leave in the order they were raised.
-* ``publish_birth(topic, payload)``: QoS 1 in a single priority slot (the latest wins).
-  It goes ahead of every queued event, ack and telemetry packet, and nothing queued is
-  sent until the broker has acknowledged it: the host always learns of a (re)connected
-  module before hearing from it.
+* ``publish_birth(topic, payload)``: QoS 1, at most one in flight, ahead of every queued
+  event, ack and telemetry packet.  The session's first BIRTH holds everything else back
+  until the broker has acknowledged it: the host always learns of a (re)connected module
+  before hearing from it.  A replacement BIRTH (a ``rebirth``) holds nothing back, so
+  however often it is asked for, trips and acks keep flowing; while one is in flight a
+  newer one waits in a single slot (the latest wins) and follows its PUBACK.
 
 On every connection the wire order is: CONNECT (carrying the will: DEATH), SUBSCRIBE
 (the module's command and the host's lease topics, so a host that reacts to BIRTH cannot
@@ -237,6 +239,8 @@ class MqttLink:
         self._acks = _Qos1Queue(ack_queue_size)
         self._birth = None  # [packet, pid_offset] until PUBACKed
         self._birth_pid = 0
+        self._birth_next = None  # a newer birth waiting for the one in flight
+        self._born = False  # the broker has acknowledged this session's first birth
         self._tele = {}
         self._tele_spare = {}
         self._tele_max = telemetry_topics_max
@@ -365,8 +369,12 @@ class MqttLink:
             pkt, offset = _qos1_packet(topic, payload)
         except Exception as exc:
             return self._publish_error(exc)
-        self._birth = [pkt, offset]
-        self._birth_pid = 0  # a birth still in flight is superseded; its PUBACK is ignored
+        if self._birth is not None and self._birth_pid:
+            # One in flight keeps its packet id (its PUBACK must still count, or a flood
+            # of rebirths would never see one); the newest waits behind it.
+            self._birth_next = [pkt, offset]
+        else:
+            self._birth = [pkt, offset]
         self._wake.set()
         return True
 
@@ -539,6 +547,8 @@ class MqttLink:
         self._acks.rewind()
         self._birth = None  # on_connect queues a fresh one on the next connection
         self._birth_pid = 0
+        self._birth_next = None
+        self._born = False
         self.telemetry_dropped += len(self._tele)
         self._tele.clear()
         self._pubacks_due.clear()
@@ -631,8 +641,10 @@ class MqttLink:
         elif ptype == mp.PUBACK:
             pid = mp.parse_puback(body)
             if self._birth_pid and pid == self._birth_pid:
-                self._birth = None
+                self._birth = self._birth_next
+                self._birth_next = None
                 self._birth_pid = 0
+                self._born = True
                 self.births_sent += 1
             elif self._death_pid and pid == self._death_pid:
                 self._death_acked = True
@@ -709,7 +721,8 @@ class MqttLink:
             if not self._birth_pid:
                 self._birth_pid = self._send_qos1(writer, birth[0], birth[1])
                 n += 1
-            return n  # nothing else until the broker has the birth
+            if not self._born:
+                return n  # nothing else until the broker has the session's first birth
         events = self._events
         acks = self._acks
         while events.sent + acks.sent < self._max_inflight:
