@@ -277,6 +277,30 @@ def test_sensor_open_circuit_trips_as_sensor_bad_after_its_on_delay():
     assert "open" in trips[0].detail
 
 
+def test_a_bad_measurement_gives_no_heater_output_from_that_tick_even_without_a_trip():
+    # Take the over-temperature interlock's trip-on-BAD away, so that no trip covers the
+    # first ticks: the PID itself must give no output without a valid measurement.
+    def no_trip_on_bad(cfg):
+        config_of(cfg, "interlocks", "over_temperature")["trip_on_bad"] = False
+
+    rig = Rig("reactor", mutate=no_trip_on_bad)
+    rig.start()
+    rig.set("coil_temp", 100.0)
+    rig.run_s(5, lease_every_ms=1000)
+    assert rig.node.outputs()["heater"] > 0.0
+    for ch, drv in rig.node.sensors:
+        if ch.name in ("temp_a", "temp_b"):
+            drv.set_fault("open")
+    rig.tick()
+    assert not rig.sink.trips()  # nothing tripped yet (temperature_bad has its on-delay)
+    assert rig.node.outputs()["heater"] == 0.0  # and still the heater is off
+    on_delay = config_of(rig.cfg, "interlocks", "temperature_bad")["on_delay_ms"]
+    for _ in range(on_delay // rig.tick_ms):
+        rig.tick()
+        assert rig.node.outputs()["heater"] == 0.0
+    assert [t.cause for t in rig.sink.trips()] == ["sensor_bad"]
+
+
 def test_one_probe_open_keeps_running_on_the_other():
     rig = Rig("reactor")
     rig.start()
