@@ -29,7 +29,9 @@ def compiled(kind: str, mutate=None) -> tuple[dict, bytes]:
 class Rig:
     """One node + stand-in plant + host-side helpers on a simulated clock."""
 
-    def __init__(self, kind="reactor", key=None, reset_cause="power_on", mutate=None):
+    def __init__(self, kind="reactor", key=None, reset_cause="power_on", mutate=None, drivers=None):
+        """``drivers``: optional ``{channel: driver}`` built by the test instead of from the
+        config (``edge.build.build_node``), e.g. actuators whose power-up value is unsafe."""
         self.cfg, self.hash = compiled(kind, mutate)
         self.sink = RecordingSink()
         self.now = 0
@@ -43,6 +45,7 @@ class Rig:
             reset_cause=reset_cause,
             key=key,
             config_hash=self.hash,
+            drivers=drivers,
         )
         self.plant = StandinPlant(self.node)
         self.tick_ms = self.cfg["module"]["tick_ms"]

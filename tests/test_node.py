@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from edge import states as st
+from edge.drivers.emulated import EmulatedActuator
 from protocol import messages
 from protocol.constants import (
     QUALITY_BAD,
@@ -22,11 +23,32 @@ from protocol.constants import (
     RESULT_UNAUTHENTICATED,
     RESULT_UNKNOWN,
 )
-from tests.edge_harness import KEY, Rig
+from tests.edge_harness import KEY, Rig, compiled
 
 
-class SafeOnlyDriver:
-    """Records the order of writes, to prove boot writes safe values first."""
+class SafeOnlyDriver(EmulatedActuator):
+    """An actuator that powers up at an UNSAFE value (as a real output may before the
+    firmware drives it) and records every write: only the node's boot writes can make it
+    safe, so a test with it fails if the boot writes are skipped."""
+
+    def __init__(self, lo, hi, safe, name):
+        EmulatedActuator.__init__(self, lo, hi, safe, name)
+        self.value = hi if safe != hi else lo  # power-up: anything but safe
+        self.history = []
+
+    def _apply(self, value):
+        self.history.append(value)
+
+
+def power_up_unsafe_drivers(kind):
+    """``{actuator: SafeOnlyDriver}`` for every actuator of the shipped ``kind`` config."""
+    cfg, _ = compiled(kind)
+    drivers = {}
+    for ch in cfg["channels"]:
+        if ch["role"] == "actuator":
+            lo, hi = ch["range"]
+            drivers[ch["name"]] = SafeOnlyDriver(lo, hi, ch["safe"], ch["name"])
+    return drivers
 
 
 def snapshot(rig):
@@ -45,7 +67,14 @@ def snapshot(rig):
 
 @pytest.mark.parametrize("kind", ["reactor", "pump", "bpr", "valve", "analyzer"])
 def test_boot_outputs_are_safe_and_birth_describes_the_module(kind):
-    rig = Rig(kind)
+    drivers = power_up_unsafe_drivers(kind)
+    assert drivers and not any(d.value == d.safe_value for d in drivers.values())
+    rig = Rig(kind, drivers=drivers)
+    # Building the node wrote every actuator's safe value, once, before any tick.
+    assert rig.node.tick_count == 0
+    for slot in rig.node.actuators:
+        assert slot.driver is drivers[slot.name]
+        assert slot.driver.history == [slot.safe], (slot.name, slot.driver.history)
     assert rig.node.all_safe()
     birth = messages.parse_birth(rig.node.birth())
     assert birth.module_kind == kind
@@ -289,6 +318,30 @@ def sensor(rig, name):
 
 def events_since(rig, n0, type_=None):
     return [e for e in rig.sink.events[n0:] if type_ is None or e.type == type_]
+
+
+def test_a_bad_measurement_gives_no_heater_output_from_that_tick_even_without_a_trip():
+    # Take the over-temperature interlock's trip-on-BAD away, so that no trip covers the
+    # first ticks: the PID itself must give no output without a valid measurement.
+    def no_trip_on_bad(cfg):
+        config_of(cfg, "interlocks", "over_temperature")["trip_on_bad"] = False
+
+    rig = Rig("reactor", mutate=no_trip_on_bad)
+    rig.start()
+    rig.set("coil_temp", 100.0)
+    rig.run_s(5, lease_every_ms=1000)
+    assert rig.node.outputs()["heater"] > 0.0
+    for ch, drv in rig.node.sensors:
+        if ch.name in ("temp_a", "temp_b"):
+            drv.set_fault("open")
+    rig.tick()
+    assert not rig.sink.trips()  # nothing tripped yet (temperature_bad has its on-delay)
+    assert rig.node.outputs()["heater"] == 0.0  # and still the heater is off
+    on_delay = config_of(rig.cfg, "interlocks", "temperature_bad")["on_delay_ms"]
+    for _ in range(on_delay // rig.tick_ms):
+        rig.tick()
+        assert rig.node.outputs()["heater"] == 0.0
+    assert [t.cause for t in rig.sink.trips()] == ["sensor_bad"]
 
 
 def test_one_probe_open_keeps_running_on_the_other():
@@ -597,13 +650,69 @@ def test_a_keyed_module_takes_an_unsigned_rebirth_and_nothing_else_unsigned():
     assert rig.command("rebirth").result != RESULT_OK
 
 
+def ticks_until_filter_exceeds(limit, start, step, filter_tau_ms, tick_ms):
+    """Ticks after a step of the input from ``start`` to ``step`` until a channel's
+    first-order filter (edge.signals.SensorChannel: y += (x - y) * dt / (tau + dt))
+    first reads above ``limit``: the detection bound of an interlock on that channel."""
+    assert step > limit
+    a = tick_ms / (filter_tau_ms + tick_ms)
+    y = start
+    n = 0
+    while y <= limit:
+        y += (step - y) * a
+        n += 1
+    return n
+
+
+def config_of(cfg, section, name, key="id"):
+    return next(item for item in cfg[section] if item[key] == name)
+
+
+def test_over_pressure_stops_the_pump_by_the_tick_its_filtered_pressure_crosses_the_limit():
+    rig = Rig("pump")
+    rig.start()
+    assert rig.set("flow", 3.0).result == RESULT_OK
+    rig.tick()
+    assert rig.node.outputs()["flow"] == 3.0
+    pressure = next(ch for ch, _ in rig.node.sensors if ch.name == "pressure")
+    # The bound follows from the config this test runs, not from a tick count that happens
+    # to work: the step from the present reading to 30 bar, through the channel's filter,
+    # against the high_pressure limit (an interlock on the unfiltered value trips sooner).
+    limit = config_of(rig.cfg, "interlocks", "high_pressure")["limit"]
+    tau = config_of(rig.cfg, "channels", "pressure", key="name")["filter_tau_ms"]
+    step = 30.0
+    bound = ticks_until_filter_exceeds(limit, pressure.value, step, tau, rig.tick_ms)
+    assert bound > 1  # the shipped filter does delay the trip: the bound is not trivial
+    rig.plant.overrides["pressure"] = step  # a clog: head pressure jumps above the limit
+    for n in range(1, bound + 1):
+        rig.tick()
+        if rig.sink.trips():
+            break
+        assert rig.node.outputs()["flow"] == 3.0, n  # no trip yet: still pumping
+        assert pressure.value <= limit, n  # ...and not because the filtered value crossed
+    trips = rig.sink.trips()
+    assert trips and trips[0].cause == "over_pressure", (n, bound, trips)
+    assert n <= bound
+    # Same tick: the tick that tripped wrote flow 0; the reading it tripped on is over.
+    assert rig.node.outputs()["flow"] == 0.0 and rig.node.all_safe()
+    assert trips[0].t_ms == rig.now
+    assert float(trips[0].detail.split("value ")[1].split()[0]) > limit, trips[0].detail
+    assert trips[0] in rig.sink.critical
+    rig.tick(5)  # latched while the pressure stays high
+    assert rig.node.outputs()["flow"] == 0.0
+    assert rig.state("reset").result == RESULT_NOT_ALLOWED_IN_STATE
+
+
 def test_state_machine_is_not_bypassed_by_a_trip_during_execute():
     rig = Rig("pump")
     rig.start()
     rig.set("flow", 3.0)
     rig.tick()
     rig.plant.overrides["pressure"] = 30.0  # above the 20 bar trip
-    rig.tick(3)
+    for _ in range(10):  # within the filter's bound (see the over-pressure test)
+        rig.tick()
+        if rig.sink.trips():
+            break
     assert rig.node.all_safe()
     assert rig.node.sm.state in (st.ABORTING, st.ABORTED)
     assert rig.state("start").result == RESULT_NOT_ALLOWED_IN_STATE
