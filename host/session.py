@@ -56,7 +56,7 @@ def prepare(line_path, recipe_path) -> Prepared:
     """Load and validate the line and the recipe together; raise RunRefused on any error."""
     from emulator.line import LineError, load_line
     from host.linecheck import check_line
-    from host.recipe import RecipeError, check_recipe, load_recipe
+    from host.recipe import RecipeError, check_recipe, load_recipe, operating_point
 
     problems: list[str] = []
     try:
@@ -68,13 +68,17 @@ def prepare(line_path, recipe_path) -> Prepared:
     except RecipeError as exc:
         raise RunRefused([str(exc)]) from None
     problems.extend(str(p) for p in check_recipe(recipe, line))
-    cond = recipe.conditions
+    # The same operating point as `skid check`: findings located at the recipe's keys
+    # (each message names its file and line; a component id would only repeat it).
+    point = operating_point(recipe, line)
     report = check_line(
         line,
-        temperature_c=getattr(cond, "temperature_c", None),
-        pressure_bar=getattr(cond, "pressure_bar", None),
+        temperature_c=point.temperature_c,
+        pressure_bar=point.pressure_bar,
+        solvent=recipe.solvent,
+        origin=point.origin,
     )
-    problems.extend(f"{i.component}: {i.message}" for i in report.errors)
+    problems.extend(i.message for i in report.errors)
     if problems:
         raise RunRefused(problems)
     return Prepared(
@@ -82,7 +86,7 @@ def prepare(line_path, recipe_path) -> Prepared:
         recipe=recipe,
         line_hash=_file_hash(line_path),
         recipe_hash=_file_hash(recipe_path),
-        warnings=[f"{i.component}: {i.message}" for i in report.warnings],
+        warnings=[i.message for i in report.warnings],
     )
 
 
