@@ -347,3 +347,114 @@ def test_the_run_time_limit_shuts_the_line_down_in_order(tmp_path):
     assert summary.outcome == "aborted" and summary.all_safe_at_end
     assert "time limit" in summary.reason
     assert any(p["phase"].startswith("shutdown") for p in summary.phases)
+
+
+# --- one operator request, one record entry (no double delivery) --------------------------
+
+
+def test_overlapping_subscriptions_deliver_each_message_once_on_the_bus():
+    # The bus sends one copy per broker-level subscription, as Mosquitto does; a client's
+    # nested filters are held at the broker as one, so each handler runs once.
+    bus = InProcessBus()
+    host = bus.client("host")
+    got: list[str] = []
+    host.subscribe("skid/v1/demo/#", lambda t, p: got.append("line"))
+    host.subscribe(control.control_topic("demo"), lambda t, p: got.append("control"))
+    bus.client("operator").publish(control.control_topic("demo"), b"x")
+    bus.poll()
+    assert sorted(got) == ["control", "line"]
+
+
+def _coordinator_attaching(transport, tmp_path, key):
+    """A coordinator still waiting for its modules (none will come): it answers control
+    requests and records each one."""
+    record = RunRecord.create(
+        tmp_path,
+        "demo",
+        line_hash="x",
+        recipe_name="demo",
+        recipe_hash="y",
+        config_hashes={},
+        metadata={},
+        now_ms=1_790_000_000_000,
+    )
+    coord = Coordinator(
+        load_line(LINE),
+        load_recipe(RECIPE),
+        transport,
+        record,
+        line_id="demo",
+        now_ms=0,
+        host_ms=lambda: 1_790_000_000_000,
+        attach_timeout_ms=600_000,
+        operator_key=key,
+    )
+    return coord, record
+
+
+def _one_entry_per_request(coord, record, operator, pump):
+    replies: list[dict] = []
+    operator.subscribe(
+        control.reply_topic("demo"), lambda _t, p: replies.append(control.parse_reply(p))
+    )
+    pump()
+    key = coord.operator_key
+    operator.publish(
+        control.control_topic("demo"), control.build_request("q1", "hold", "ann", "look")
+    )
+    operator.publish(
+        control.control_topic("demo"), control.build_request("q2", "resume", "ann", "go", key=key)
+    )
+    pump(until=lambda: len(replies) >= 2)
+    pump()  # anything duplicated would have arrived by now
+    record.flush()
+    actions = record.operator_actions()
+    assert [(a["who"], a["reason"]) for a in actions] == [("ann", "look"), ("ann", "go")], actions
+    assert not any("replayed" in a["what"] for a in actions)
+    assert sorted(r["id"] for r in replies) == ["q1", "q2"]
+
+
+def test_one_operator_request_gives_one_record_entry_over_the_in_process_bus(tmp_path):
+    bus = InProcessBus()
+    coord, record = _coordinator_attaching(bus.client("host"), tmp_path, b"k" * 32)
+    operator = bus.client("operator")
+
+    def pump(until=None):
+        for _ in range(5):
+            bus.poll()
+            coord.tick(0)
+
+    try:
+        _one_entry_per_request(coord, record, operator, pump)
+    finally:
+        coord.close("aborted")
+
+
+def test_one_operator_request_gives_one_record_entry_over_mosquitto(broker, tmp_path):
+    import time
+
+    from host.transport import MqttTransport
+
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    host = MqttTransport(url, "host-once")
+    host.connect()
+    operator = MqttTransport(url, "operator-once")
+    operator.connect()
+    coord, record = _coordinator_attaching(host, tmp_path, b"k" * 32)
+
+    def pump(until=None):
+        deadline = time.monotonic() + 5.0
+        settle = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            host.poll(timeout_s=0.05)
+            operator.poll()
+            coord.tick(0)
+            if (until is None or until()) and time.monotonic() > settle:
+                return
+
+    try:
+        _one_entry_per_request(coord, record, operator, pump)
+    finally:
+        coord.close("aborted")
+        host.close()
+        operator.close()
