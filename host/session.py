@@ -258,9 +258,10 @@ def run_in_process(
         while emu.now_ms < settle_end:
             emu.step()
             coord.step(emu.now_ms)
-        coord.all_safe_at_end = all(
+        outputs_safe = all(
             mid in emu.powered_off or node.all_safe() for mid, node in emu.nodes.items()
         )
+        _judge_end(coord, outputs_safe)
         summary = coord.close()
     finally:
         record.close()
@@ -472,7 +473,7 @@ def run_over_broker(
         while sim_ms() < settle_end:
             coord.step(sim_ms())
             time.sleep(poll_s)
-        coord.all_safe_at_end = _all_stopped(coord)
+        _judge_end(coord, _all_stopped(coord))
         summary = coord.close()
         closed = True
     finally:
@@ -486,6 +487,36 @@ def run_over_broker(
 
 
 SAFE_STATES = ("idle", "stopped", "aborted", "completed")
+# Above this (bar gauge) a pressure reading at the end is pressure trapped in the line.
+# The recipes' own "vented" criterion is the BPR below 0.5 bar; a transducer's zero
+# offset and the liquid head in the tubing read a few tenths at rest, so a lower limit
+# would cry wolf, while 0.5 bar behind a fitting still sprays solvent when it is opened.
+RESIDUAL_BAR = 0.5
+
+
+def residual_pressures(coord: Coordinator) -> list[dict]:
+    """Every pressure sensor of the line still reading above ``RESIDUAL_BAR``, as
+    ``{"component": module id, "pressure_bar": reading}`` (highest first).  A line that
+    tripped on a clog keeps the pump's pressure behind the clog: no valve of the line can
+    vent it, so the operator must know before opening anything.  Sensors not heard from
+    (module lost, reading stale or bad) cannot be judged and are left out."""
+    from host.recipe import module_channels
+
+    out = []
+    for mid in coord.line.modules:
+        for ch in module_channels(coord.line, mid).values():
+            if ch.role != "sensor" or ch.unit != "bar":
+                continue
+            value = coord.access.value(mid, ch.name)
+            if value is not None and value > RESIDUAL_BAR:
+                out.append({"component": mid, "pressure_bar": round(value, 2)})
+    return sorted(out, key=lambda r: -r["pressure_bar"])
+
+
+def _judge_end(coord: Coordinator, outputs_safe: bool | None) -> None:
+    """``all_safe_at_end``: outputs safe and no pressure left in the line."""
+    coord.residual = residual_pressures(coord)
+    coord.all_safe_at_end = False if coord.residual else outputs_safe
 
 
 def _all_stopped(coord: Coordinator) -> bool | None:

@@ -48,7 +48,7 @@ def demo_run(tmp_path_factory):
 def test_the_demo_recipe_completes_with_the_reference_timeline(demo_run):
     summary, _log = demo_run
     assert summary.outcome == "completed" and summary.trips == []
-    assert summary.all_safe_at_end
+    assert summary.all_safe_at_end and summary.residual == []
     p = phases(summary)
     # Reaches temperature within about 3 simulated minutes ...
     assert p["heat"]["end_s"] <= 240.0
@@ -89,12 +89,20 @@ def test_a_clog_mid_run_trips_a_pump_and_the_line_shuts_down_in_order(tmp_path):
     summary = run_in_process(
         LINE, RECIPE, runs_dir=tmp_path, faults=[fault("clog:reactor1@420,rate=0.05")]
     )
-    assert summary.outcome == "aborted" and summary.all_safe_at_end
+    # Every output is safe, but nothing can vent through the clog: the pumps' pressure
+    # stays trapped, so the end is not safe, and the summary says where and how much.
+    assert summary.outcome == "aborted" and summary.all_safe_at_end is False
+    residual = {r["component"]: r["pressure_bar"] for r in summary.residual}
+    assert set(residual) == {"pump_a", "pump_b"} and min(residual.values()) > 15.0
+    assert summary.as_dict()["residual"] == summary.residual
     first = summary.trips[0]
     assert first["module"] in ("pump_a", "pump_b") and first["cause"] == "over_pressure"
     assert summary.peaks["pump_a.pressure"] < 25.0  # the weakest rating on the line
     rec = RunRecord.open(summary.record, readonly=True)
     try:
+        from host.report import build_report
+
+        assert "NO: pressure left in the line (pump_a" in build_report(rec)
         assert verify(summary.record).ok
         trip_t = min(
             e["host_ms"]
