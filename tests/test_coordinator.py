@@ -116,9 +116,10 @@ def test_a_clog_mid_run_trips_a_pump_and_the_line_shuts_down_in_order(tmp_path):
                 order.append(c["module"])
             if c["op"] == "set_setpoint" and c["module"] == "valve1":
                 order.append("valve1")
-        # The pressure shutdown: feeds stop, outlet to waste, reactor cools, then the BPR.
-        assert order.index("pump_a") < order.index("valve1") < order.index("reactor1")
-        assert order.index("reactor1") < order.index("bpr1")
+        # The pressure shutdown: feeds and heater stop at once, outlet to waste, the coil
+        # cools under whatever pressure is held, and only then the BPR lets go.
+        assert max(order.index("pump_a"), order.index("reactor1")) < order.index("valve1")
+        assert order.index("valve1") < order.index("bpr1")
         reactions = [n for n in rec.notes() if n["kind"] == "reaction"]
         assert reactions and "over_pressure" in reactions[0]["text"]
     finally:
