@@ -71,6 +71,8 @@ class Summary:
     all_safe_at_end: bool | None = None  # known where the host can see the modules' outputs
     refused: bool = False  # ended before the recipe started: nothing was run
     line_id: str = ""  # the line id in the topics (broker runs: --line-id, or generated)
+    # Pressure left in the line at the end: [{"component", "pressure_bar"}] (session.py)
+    residual: list[dict] | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -86,6 +88,7 @@ class Summary:
             "collected_ml": self.collected_ml,
             "duration_s": round(self.duration_s, 3),
             **({} if self.all_safe_at_end is None else {"all_safe_at_end": self.all_safe_at_end}),
+            **({} if self.residual is None else {"residual": self.residual}),
             **({"refused": True} if self.refused else {}),
         }
 
@@ -185,6 +188,7 @@ class Coordinator:
         self.reason = ""
         self.trips: list[TripSeen] = []
         self.all_safe_at_end: bool | None = None  # set by the loop before close()
+        self.residual: list[dict] | None = None  # likewise: pressure trapped at the end
         self.ingest = Ingest(self.registry, record, host_ms, flush_every_ms=FLUSH_EVERY_MS)
         self.peaks = self.ingest.peaks  # module.channel -> max of every sensor channel
         self._lease_seq = 0
@@ -593,6 +597,7 @@ class Coordinator:
             all_safe_at_end=self.all_safe_at_end,
             refused=self.refused,
             line_id=self.line_id,
+            residual=self.residual,
         )
 
 

@@ -12,8 +12,10 @@ line as the worked example):
   ``rating_bar``), or the set pressure of a relief valve that limits it;
 * every reactor has an independent thermal cut-out tripping above the software
   over-temperature interlock of its board config;
-* the solvent's boiling point at the regulated pressure is above the reactor
-  temperature, and a back-pressure regulator holds the reactor when it runs above the
+* the solvent's boiling point at the regulated pressure is at least ``BOILING_MARGIN_C``
+  above the reactor temperature (an error), the reactor's over-temperature trip sits
+  below that boiling point (a warning otherwise: the coil could boil before anything
+  trips), and a back-pressure regulator holds the reactor when it runs above the
   solvent's normal boiling point;
 * reactor volume and residence time from the graph and the flows.
 
@@ -38,8 +40,9 @@ from host.solvents import (
     solvent_data,
 )
 
-# A solvent this close to boiling (degC) draws a warning: vapour pressure data, probe
-# placement and hot spots in a coil easily account for that much.
+# A setpoint this close to boiling (degC) is refused: the PID overshoots by a few degC
+# on the way up (4 degC in the emulated demo), and vapour-pressure data, probe placement
+# and hot spots in a coil easily account for the rest.
 BOILING_MARGIN_C = 10.0
 
 
@@ -141,21 +144,26 @@ def check_line(
     flows_ml_min: dict[str, float] | None = None,
     modules_seen: dict[str, str] | None = None,
     solvent: str | None = None,
+    origin: dict[str, str] | None = None,
 ) -> LineReport:
     """Check ``line``; the operating point (reactor ``temperature_c``, regulated
     ``pressure_bar`` gauge, pump flows) and the births seen (``modules_seen``: id ->
     kind) are optional and enable the checks that need them.  ``solvent`` overrides the
-    line's (a recipe may name one)."""
+    line's (a recipe may name one).  ``origin`` says where the operating point was
+    written ("temperature_c" / "pressure_bar" -> ``FILE:LINE: KEY = VALUE``, e.g. a
+    recipe's conditions): findings about it are located there instead of the line file."""
     report = LineReport(line)
-    _Checker(line, report).run(temperature_c, pressure_bar, flows_ml_min, modules_seen, solvent)
+    checker = _Checker(line, report, origin)
+    checker.run(temperature_c, pressure_bar, flows_ml_min, modules_seen, solvent)
     return report
 
 
 class _Checker:
-    def __init__(self, line: Line, report: LineReport):
+    def __init__(self, line: Line, report: LineReport, origin: dict[str, str] | None = None):
         self.line = line
         self.report = report
         self.file = str(line.file) if line.file is not None else f"line {line.id}"
+        self.origin = origin or {}
         self.comps = line.components()
         self.order = line.flow_order()
         self._index = {c: i for i, c in enumerate(line.modules)}
@@ -173,11 +181,11 @@ class _Checker:
     def protection_key(self, prot, name: str) -> str:
         return f"protections[{self.line.protections.index(prot)}].{name}"
 
-    def error(self, code, component, text):
-        self.report.errors.append(LineIssue(code, component, f"{self.file}: {text}"))
+    def error(self, code, component, text, at: str | None = None):
+        self.report.errors.append(LineIssue(code, component, f"{at or self.file}: {text}"))
 
-    def warn(self, code, component, text):
-        self.report.warnings.append(LineIssue(code, component, f"{self.file}: {text}"))
+    def warn(self, code, component, text, at: str | None = None):
+        self.report.warnings.append(LineIssue(code, component, f"{at or self.file}: {text}"))
 
     def note(self, code, component, text):
         self.report.notes.append(LineIssue(code, component, f"{self.file}: {text}"))
@@ -450,7 +458,7 @@ class _Checker:
     def solvent_name(self, override: str | None) -> tuple[str | None, str]:
         """(solvent name or None if the line declares none, where it comes from)."""
         if override is not None:
-            return override, "solvent"
+            return override, "recipe.solvent"
         if self.line.file is not None:
             try:
                 raw = tomllib.loads(Path(self.line.file).read_text(encoding="utf-8"))
@@ -504,22 +512,57 @@ class _Checker:
             return
         text = (
             f"{where} = {name!r} boils at {bp:.1f} degC at {pressure_bar:g} bar gauge "
-            f"({p_abs:.2f} bar absolute); reactor temperature {temperature_c:g} degC"
+            f"({p_abs:.2f} bar absolute)"
         )
-        if temperature_c >= bp:
+        margin = bp - temperature_c
+        if margin <= BOILING_MARGIN_C:
+            state = "would boil" if margin <= 0 else f"is only {margin:.1f} degC from boiling"
             self.error(
                 "solvent_boils",
-                None,
-                f"{text}: the coil would boil; allowed: a temperature below "
-                f"{bp - BOILING_MARGIN_C:.0f} degC or a higher regulated pressure",
+                self.single_reactor(),
+                f"{self.subject('temperature_c', f'reactor temperature {temperature_c:g} degC')}"
+                f"{text}: the coil {state} (the heater overshoots on the way up); allowed: "
+                f"a temperature below {bp - BOILING_MARGIN_C:.1f} degC "
+                f"({BOILING_MARGIN_C:g} degC of margin){self.pressure_needed(name, temperature_c)}",
+                at=self.origin.get("temperature_c"),
             )
-        elif bp - temperature_c < BOILING_MARGIN_C:
-            self.warn(
-                "solvent_near_boiling",
-                None,
-                f"{text}: only {bp - temperature_c:.1f} degC below boiling; keep at least "
-                f"{BOILING_MARGIN_C:g} degC of margin (raise the pressure)",
-            )
+        self.check_trip_below_boiling(name, bp, text)
+
+    def subject(self, quantity: str, fallback: str) -> str:
+        """Nothing when the finding is located at the key that set ``quantity`` (the
+        location names it), else ``fallback`` as the sentence's subject."""
+        return "" if quantity in self.origin else f"{fallback}: "
+
+    def pressure_needed(self, name: str, temperature_c: float, margin=BOILING_MARGIN_C) -> str:
+        """The regulated pressure that keeps ``name`` boiling ``margin`` above ``temperature_c``."""
+        if name == "custom":
+            return " or a higher regulated pressure"
+        p_abs = solvent_data(name).pressure_bar(temperature_c + margin)
+        return f" or a regulated pressure above {p_abs - ATMOSPHERE_BAR:.1f} bar gauge"
+
+    def single_reactor(self) -> str | None:
+        reactors = self.line.modules_of("reactor")
+        return reactors[0].id if len(reactors) == 1 else None
+
+    def check_trip_below_boiling(self, name: str, bp: float, text: str) -> None:
+        """The first over-temperature trip of each reactor must come before the solvent
+        boils: otherwise a runaway heater boils the coil while every interlock is quiet."""
+        for reactor in self.line.modules_of("reactor"):
+            limits = self.limits_above(reactor.id, "degC")
+            if not limits:
+                continue
+            il_id, limit = min(limits, key=lambda il: il[1])
+            if limit >= bp:
+                self.warn(
+                    "trip_above_boiling",
+                    reactor.id,
+                    f"{reactor.id}'s first over-temperature trip {il_id} ({limit:g} degC in "
+                    f"{self.line.modules[reactor.id].board}) is at or above the boiling "
+                    f"point: {text}; a heater running away would boil the coil before "
+                    f"anything trips; allowed: a trip limit below {bp:.1f} degC"
+                    f"{self.pressure_needed(name, limit, margin=0.0)}",
+                    at=self.origin.get("pressure_bar"),
+                )
 
     def check_bpr_holds_reactors(self, name, bp_atm, temperature_c) -> None:
         for reactor in self.line.modules_of("reactor"):

@@ -892,8 +892,10 @@ def module_channels(line, module_id: str) -> dict[str, ChannelInfo]:
             ch["name"], ch["role"], lo, hi, ch.get("unit", ""), owner.get(ch["name"])
         )
     for lp in loops:
+        measured = out.get(lp.get("measure"))  # a loop's setpoint is in its measure's unit
+        unit = lp.get("unit") or (measured.unit if measured else "")
         out[lp["name"]] = ChannelInfo(
-            lp["name"], "setpoint", lp["setpoint_min"], lp["setpoint_max"], lp.get("unit", "")
+            lp["name"], "setpoint", lp["setpoint_min"], lp["setpoint_max"], unit
         )
     return out
 
@@ -1314,6 +1316,60 @@ def _estimate(recipe: Recipe, plan: RecipePlan, line, err) -> None:
             f"holds {coll.vessel_ml:g} mL",
             f"<= {coll.vessel_ml:g} mL",
         )
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """What the line checks judge a recipe by: the hottest reactor temperature it
+    commands, the regulated pressure (the BPR set pressure, ``conditions.pressure_bar``),
+    and where each is written (``origin``: quantity -> ``FILE:LINE: KEY = VALUE``), so a
+    finding about them points at the recipe's key, not at the line file."""
+
+    temperature_c: float
+    pressure_bar: float
+    origin: dict[str, str]
+
+
+def operating_point(recipe: Recipe, line) -> OperatingPoint:
+    """``conditions.temperature_c``, unless a step sets a reactor's temperature loop
+    higher (a number, or ``temperature + 5``): then that step's value and key."""
+    src = str(recipe.file) if recipe.file else "<recipe>"
+    ctx = _Ctx(src, recipe.text)
+
+    def where(key, shown):
+        n = ctx.line(key)
+        return f"{src}:{n}: {key} = {shown}" if n is not None else f"{src}: {key} = {shown}"
+
+    cond = recipe.conditions
+    hottest = cond.temperature_c
+    origin = {
+        "temperature_c": where("conditions.temperature_c", f"{cond.temperature_c:g}"),
+        "pressure_bar": where("conditions.pressure_bar", f"{cond.pressure_bar:g}"),
+    }
+    steps = [st for _, st in recipe.steps()] + [st for sd in recipe.shutdowns for st in sd.steps]
+    for step in steps:
+        for sp in step.sets:
+            value = _temperature_setpoint(line, sp, cond)
+            if value is not None and value > hottest:
+                hottest = value
+                shown = f"{value:g}" if sp.value.number is not None else f'"{sp.value}" = {value:g}'
+                origin["temperature_c"] = where(sp.key, shown)
+    return OperatingPoint(hottest, cond.pressure_bar, origin)
+
+
+def _temperature_setpoint(line, sp: Setpoint, cond: Conditions) -> float | None:
+    """The degC value ``sp`` gives a reactor's loop setpoint, or None if it sets none."""
+    module = line.modules.get(sp.module)
+    if module is None or module.kind != "reactor":
+        return None
+    info = module_channels(line, sp.module).get(sp.channel)
+    if info is None or info.role != "setpoint" or info.unit != "degC":
+        return None
+    ref = sp.value
+    if ref.number is not None:
+        return ref.number
+    base = {"temperature": cond.temperature_c, "pressure": cond.pressure_bar}.get(ref.quantity)
+    return None if base is None else ref.factor * base + ref.offset
 
 
 def check_recipe(recipe: Recipe, line) -> list[str]:

@@ -260,6 +260,21 @@ def _t(ms, t0) -> str:
     return "" if ms is None else f"{(ms - t0) / 1000:.1f}"
 
 
+def _safe_at_end(summary: dict) -> str:
+    """The end state in words: trapped pressure named with where and how much."""
+    residual = summary.get("residual") or []
+    if residual:
+        where = ", ".join(f"{r['component']} {r['pressure_bar']:g} bar" for r in residual)
+        return (
+            f"NO: pressure left in the line ({where}); it could not be vented, so vent it "
+            "by hand before opening any fitting"
+        )
+    safe = summary.get("all_safe_at_end")
+    if safe is None:
+        return "unknown"
+    return "yes: every output safe, no pressure left" if safe else "NO: an output not safe"
+
+
 def build_report(rec: RunRecord) -> str:
     """The report's HTML for an open record."""
     meta = rec.meta()
@@ -340,6 +355,7 @@ def build_report(rec: RunRecord) -> str:
         *[[f"config hash {m}", h] for m, h in sorted((meta.get("config_hashes") or {}).items())],
         *[[k, v] for k, v in sorted(md.items())],
         ["outcome", meta.get("outcome") or "not finished"],
+        ["safe at the end", _safe_at_end(meta.get("summary") or {})],
         ["duration", f"{duration:.1f} s ({duration / 60:.1f} min)"],
         ["audit entries", meta.get("entries")],
         ["head hash", meta.get("head_hash")],

@@ -56,7 +56,7 @@ def prepare(line_path, recipe_path) -> Prepared:
     """Load and validate the line and the recipe together; raise RunRefused on any error."""
     from emulator.line import LineError, load_line
     from host.linecheck import check_line
-    from host.recipe import RecipeError, check_recipe, load_recipe
+    from host.recipe import RecipeError, check_recipe, load_recipe, operating_point
 
     problems: list[str] = []
     try:
@@ -68,13 +68,17 @@ def prepare(line_path, recipe_path) -> Prepared:
     except RecipeError as exc:
         raise RunRefused([str(exc)]) from None
     problems.extend(str(p) for p in check_recipe(recipe, line))
-    cond = recipe.conditions
+    # The same operating point as `skid check`: findings located at the recipe's keys
+    # (each message names its file and line; a component id would only repeat it).
+    point = operating_point(recipe, line)
     report = check_line(
         line,
-        temperature_c=getattr(cond, "temperature_c", None),
-        pressure_bar=getattr(cond, "pressure_bar", None),
+        temperature_c=point.temperature_c,
+        pressure_bar=point.pressure_bar,
+        solvent=recipe.solvent,
+        origin=point.origin,
     )
-    problems.extend(f"{i.component}: {i.message}" for i in report.errors)
+    problems.extend(i.message for i in report.errors)
     if problems:
         raise RunRefused(problems)
     return Prepared(
@@ -82,7 +86,7 @@ def prepare(line_path, recipe_path) -> Prepared:
         recipe=recipe,
         line_hash=_file_hash(line_path),
         recipe_hash=_file_hash(recipe_path),
-        warnings=[f"{i.component}: {i.message}" for i in report.warnings],
+        warnings=[i.message for i in report.warnings],
     )
 
 
@@ -254,9 +258,10 @@ def run_in_process(
         while emu.now_ms < settle_end:
             emu.step()
             coord.step(emu.now_ms)
-        coord.all_safe_at_end = all(
+        outputs_safe = all(
             mid in emu.powered_off or node.all_safe() for mid, node in emu.nodes.items()
         )
+        _judge_end(coord, outputs_safe)
         summary = coord.close()
     finally:
         record.close()
@@ -472,7 +477,7 @@ def run_over_broker(
         while sim_ms() < settle_end:
             coord.step(sim_ms())
             time.sleep(poll_s)
-        coord.all_safe_at_end = _all_stopped(coord)
+        _judge_end(coord, _all_stopped(coord))
         summary = coord.close()
         closed = True
     finally:
@@ -486,6 +491,36 @@ def run_over_broker(
 
 
 SAFE_STATES = ("idle", "stopped", "aborted", "completed")
+# Above this (bar gauge) a pressure reading at the end is pressure trapped in the line.
+# The recipes' own "vented" criterion is the BPR below 0.5 bar; a transducer's zero
+# offset and the liquid head in the tubing read a few tenths at rest, so a lower limit
+# would cry wolf, while 0.5 bar behind a fitting still sprays solvent when it is opened.
+RESIDUAL_BAR = 0.5
+
+
+def residual_pressures(coord: Coordinator) -> list[dict]:
+    """Every pressure sensor of the line still reading above ``RESIDUAL_BAR``, as
+    ``{"component": module id, "pressure_bar": reading}`` (highest first).  A line that
+    tripped on a clog keeps the pump's pressure behind the clog: no valve of the line can
+    vent it, so the operator must know before opening anything.  Sensors not heard from
+    (module lost, reading stale or bad) cannot be judged and are left out."""
+    from host.recipe import module_channels
+
+    out = []
+    for mid in coord.line.modules:
+        for ch in module_channels(coord.line, mid).values():
+            if ch.role != "sensor" or ch.unit != "bar":
+                continue
+            value = coord.access.value(mid, ch.name)
+            if value is not None and value > RESIDUAL_BAR:
+                out.append({"component": mid, "pressure_bar": round(value, 2)})
+    return sorted(out, key=lambda r: -r["pressure_bar"])
+
+
+def _judge_end(coord: Coordinator, outputs_safe: bool | None) -> None:
+    """``all_safe_at_end``: outputs safe and no pressure left in the line."""
+    coord.residual = residual_pressures(coord)
+    coord.all_safe_at_end = False if coord.residual else outputs_safe
 
 
 def _all_stopped(coord: Coordinator) -> bool | None:

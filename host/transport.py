@@ -90,16 +90,68 @@ def topic_matches(pattern: str, topic: str) -> bool:
     return len(p) == len(t)
 
 
+def filter_covers(outer: str, inner: str) -> bool:
+    """Every topic the filter ``inner`` matches, the filter ``outer`` matches too."""
+    if outer == inner:
+        return True
+    o = outer.split("/")
+    i = inner.split("/")
+    if inner.startswith("$") and o[0] in ("+", "#"):
+        return False  # first-level wildcards never match broker topics
+    for n, level in enumerate(o):
+        if level == "#":
+            return True
+        if n >= len(i) or i[n] == "#":
+            return False
+        if level != "+" and level != i[n]:  # a literal never covers a '+'
+            return False
+    return len(o) == len(i)
+
+
 class _Dispatcher:
-    """Subscriptions of one client and the handlers each topic reaches (cached)."""
+    """Subscriptions of one client and the handlers each topic reaches (cached).
+
+    A broker sends a client one copy of a message for every subscription of the client
+    it matches (Mosquitto does), and every copy reaches every matching handler: with
+    ``line/#`` and ``line/host/control`` both at the broker, each control request would
+    run twice (and the second, a signed one, would read as a replay).  So the broker only
+    ever holds ``broker_filters()``: the filters no other filter of the client covers.
+    Handlers still see every topic their own filter matches, once per message."""
 
     def __init__(self):
         self.subscriptions: list[tuple[str, Handler, int]] = []
         self._cache: dict[str, list[Handler]] = {}
+        self._copies: dict[str, int] = {}
 
     def add(self, pattern: str, handler: Handler, qos: int) -> None:
         self.subscriptions.append((pattern, handler, qos))
         self._cache.clear()
+        self._copies.clear()
+
+    def broker_filters(self) -> dict[str, int]:
+        """Filter -> QoS to hold at the broker: each filter not covered by another one of
+        this client, at the highest QoS of the filters it covers."""
+        qos: dict[str, int] = {}
+        for p, _h, q in self.subscriptions:
+            qos[p] = max(q, qos.get(p, 0))
+        out = {}
+        for p in qos:
+            if any(o != p and filter_covers(o, p) for o in qos):
+                continue
+            out[p] = max(q for c, q in qos.items() if filter_covers(p, c))
+        return out
+
+    def copies(self, topic: str) -> int:
+        """How many copies of a message on ``topic`` a broker sends this client (one per
+        matching broker filter; more than one only for filters that partly overlap, such
+        as ``a/+/c`` and ``a/b/+``)."""
+        n = self._copies.get(topic)
+        if n is None:
+            n = sum(1 for p in self.broker_filters() if topic_matches(p, topic))
+            if len(self._copies) > 10_000:
+                self._copies.clear()
+            self._copies[topic] = n
+        return n
 
     def handlers(self, topic: str) -> list[Handler]:
         found = self._cache.get(topic)
@@ -205,7 +257,7 @@ class InProcessBus:
         self._clients[client.client_id] = client
         client._connected = True
         client._queue.clear()  # clean start
-        for pattern, _handler, _qos in client._dispatch.subscriptions:
+        for pattern in client._dispatch.broker_filters():
             self._send_retained(client, pattern)
         return True
 
@@ -229,7 +281,7 @@ class InProcessBus:
             else:
                 self.retained.pop(topic, None)  # an empty retained message clears it
         for client in self._clients.values():
-            if client._dispatch.wants(topic):
+            for _ in range(client._dispatch.copies(topic)):  # as a broker does
                 client._enqueue(topic, payload)
 
     def _send_retained(self, client: BusClient, pattern: str) -> None:
@@ -321,9 +373,10 @@ class BusClient(Transport):
     def subscribe(self, pattern: str, handler: Handler, qos: int = 1) -> None:
         check_filter(pattern)
         _check_qos(qos)
+        before = self._dispatch.broker_filters()
         self._dispatch.add(pattern, handler, qos)
-        if self._connected:
-            self.bus._send_retained(self, pattern)
+        if self._connected and pattern not in before and pattern in self._dispatch.broker_filters():
+            self.bus._send_retained(self, pattern)  # a new broker subscription, as MQTT does
 
     def poll(self, max_messages: int | None = None, timeout_s: float = 0.0) -> int:
         """Run handlers for queued messages in arrival order (FIFO); ``timeout_s`` is
@@ -453,6 +506,7 @@ class MqttTransport(Transport):
         self.reconnects = 0
         self._paho = paho
         self._dispatch = _Dispatcher()
+        self._at_broker: dict[str, int] = {}  # the filters the broker holds for us
         self._subs_lock = threading.Lock()
         self._queue: deque[tuple[str, bytes]] = deque()
         self._arrived = threading.Event()
@@ -500,9 +554,7 @@ class MqttTransport(Transport):
         if self._connections > 1:
             self.reconnects += 1
         with self._subs_lock:
-            subs = [(p, q) for p, _h, q in self._dispatch.subscriptions]
-        for pattern, qos in dict(subs).items():
-            client.subscribe(pattern, qos)
+            self._sync_broker_filters(client, resubscribe=True)
         self._connack_error = None
         self._connack.set()
 
@@ -600,8 +652,21 @@ class MqttTransport(Transport):
         _check_qos(qos)
         with self._subs_lock:
             self._dispatch.add(pattern, handler, qos)
-        if self._client.is_connected():
-            self._client.subscribe(pattern, qos)
+            if self._client.is_connected():
+                self._sync_broker_filters(self._client, resubscribe=False)
+
+    def _sync_broker_filters(self, client, resubscribe: bool) -> None:
+        """Make the broker hold exactly ``broker_filters()`` (see ``_Dispatcher``): the
+        new or changed ones subscribed (all of them after a (re)connect), then those now
+        covered by a wider filter dropped.  Called with ``_subs_lock`` held."""
+        wanted = self._dispatch.broker_filters()
+        for pattern, qos in wanted.items():
+            if resubscribe or self._at_broker.get(pattern) != qos:
+                client.subscribe(pattern, qos)
+        for pattern in self._at_broker:
+            if pattern not in wanted:
+                client.unsubscribe(pattern)
+        self._at_broker = wanted
 
     def poll(self, max_messages: int | None = None, timeout_s: float = 0.0) -> int:
         """Run handlers for the messages received so far, in arrival order; with

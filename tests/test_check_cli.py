@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from host.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,3 +139,85 @@ def test_installed_entry_point_exit_codes(tmp_path):
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     codes = [e["code"] for e in summary["files"][0]["errors"]]
     assert "cutout_below_interlock" in codes
+
+
+def _methanol_tryout(tmp_path, temperature="120.0", extra=()):
+    """The new-user tryout: the demo line and recipe in methanol, 120 degC at 5 bar
+    (methanol boils at 120.1 degC at 5 bar gauge)."""
+    line = write_mutated(tmp_path, 'solvent = "acetonitrile"', 'solvent = "methanol"')
+    line.write_text(line.read_text().replace('"board_configs/', f'"{ROOT}/board_configs/'))
+    text = (ROOT / "examples" / "recipes" / "demo.toml").read_text()
+    for old, new in (
+        ('solvent = "acetonitrile"', 'solvent = "methanol"'),
+        ("temperature_c = 80.0", f"temperature_c = {temperature}"),
+        ('line_file = "../lines/demo.toml"', f'line_file = "{line}"'),
+        *extra,
+    ):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    recipe = tmp_path / "meoh.toml"
+    recipe.write_text(text)
+    lineno = {
+        key: 1 + text.splitlines().index(next(ln for ln in text.splitlines() if ln.startswith(key)))
+        for key in ("temperature_c", "pressure_bar")
+    }
+    return line, recipe, lineno
+
+
+def test_boiling_margin_is_an_error_located_at_the_recipe_temperature(capsys, tmp_path):
+    line, recipe, lineno = _methanol_tryout(tmp_path)
+    code, summary, out = run_check(capsys, recipe)
+    assert code == 2
+    (entry,) = summary["files"]
+    (error,) = entry["errors"]
+    assert error["code"] == "solvent_boils"
+    where = f"{recipe}:{lineno['temperature_c']}: conditions.temperature_c = 120: "
+    assert error["message"].startswith(where)
+    assert "only 0.1 degC from boiling" in error["message"]
+    # the trip limit (150 degC) is above the boiling point too: a warning at the pressure
+    (warning,) = entry["warnings"]
+    assert warning["code"] == "trip_above_boiling"
+    assert warning["message"].startswith(f"{recipe}:{lineno['pressure_bar']}: ")
+    assert "None" not in out
+
+
+def test_boiling_margin_refuses_the_run_and_warnings_name_their_location(tmp_path):
+    from host.session import RunRefused, prepare
+
+    line, recipe, lineno = _methanol_tryout(tmp_path)
+    with pytest.raises(RunRefused) as exc:
+        prepare(line, recipe)
+    (problem,) = exc.value.problems
+    assert problem.startswith(f"{recipe}:{lineno['temperature_c']}: conditions.temperature_c")
+    # 105 degC keeps the margin: the run may start, with the trip warning located
+    line, recipe, lineno = _methanol_tryout(tmp_path, temperature="105.0")
+    prep = prepare(line, recipe)
+    (warning,) = prep.warnings
+    assert warning.startswith(f"{recipe}:{lineno['pressure_bar']}: conditions.pressure_bar = 5")
+    assert not warning.startswith("None")
+
+
+def test_a_step_setting_the_coil_hotter_than_the_conditions_is_located_there(capsys, tmp_path):
+    line, recipe, _ = _methanol_tryout(
+        tmp_path,
+        temperature="100.0",
+        extra=(
+            (
+                'set = { "reactor1.coil_temp" = "temperature" }',
+                'set = { "reactor1.coil_temp" = "temperature + 15" }',
+            ),
+        ),
+    )
+    code, summary, _ = run_check(capsys, recipe)
+    assert code == 2
+    (error,) = summary["files"][0]["errors"]
+    assert (
+        'phases[2].steps[0].set."reactor1.coil_temp" = "temperature + 15" = 115' in error["message"]
+    )
+
+
+def test_every_shipped_recipe_keeps_the_boiling_margin(capsys):
+    code, summary, _ = run_check(capsys, ROOT / "examples" / "recipes")
+    assert code == 0, summary
+    for entry in summary["files"]:
+        assert "solvent_boils" not in [e["code"] for e in entry["errors"]]

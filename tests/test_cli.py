@@ -58,7 +58,7 @@ def test_demo_runs_the_recipe_end_to_end_and_keeps_the_json_contract(capsys, tmp
     assert html.is_file() and "<svg" in html.read_text()
 
 
-def test_demo_with_a_clog_shuts_the_line_down_with_exit_3(capsys, tmp_path):
+def test_demo_with_a_clog_shuts_the_line_down_and_reports_the_trapped_pressure(capsys, tmp_path):
     code = main(
         [
             "demo",
@@ -70,9 +70,12 @@ def test_demo_with_a_clog_shuts_the_line_down_with_exit_3(capsys, tmp_path):
             "clog:reactor1@420,rate=0.05",
         ]
     )
-    assert code == 3
+    # The shutdown ran (outputs safe), but the pumps' 22 bar stays trapped behind the
+    # clog: not a safe end (exit 1), and the summary says where.
+    assert code == 1
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["outcome"] == "aborted" and summary["all_safe_at_end"]
+    assert summary["outcome"] == "aborted" and summary["all_safe_at_end"] is False
+    assert {r["component"] for r in summary["residual"]} == {"pump_a", "pump_b"}
     first = summary["trips"][0]
     assert first["module"] in ("pump_a", "pump_b") and first["cause"] == "over_pressure"
     assert 420.0 < first["t_s"] < 480.0

@@ -183,18 +183,65 @@ def test_acetonitrile_boils_at_100_c_and_1_bar_but_not_at_5_bar(demo):
     report = check_line(demo, temperature_c=100.0, pressure_bar=0.0)
     assert codes(report.errors) == ["solvent_boils"]
     assert "'acetonitrile' boils at 81.9 degC at 0 bar gauge" in report.errors[0].message
-    # 1 bar gauge (2 bar absolute): boils at ~105 degC, only 5 degC of margin
+    # 1 bar gauge (2 bar absolute): boils at ~105 degC, only 5 degC of margin: refused
     report = check_line(demo, temperature_c=100.0, pressure_bar=1.0)
-    assert report.ok and codes(report.warnings) == ["solvent_near_boiling"]
+    assert codes(report.errors) == ["solvent_boils"]
+    assert "only 5." in report.errors[0].message
     report = check_line(demo, temperature_c=100.0, pressure_bar=5.0)
     assert report.ok and report.warnings == []
 
 
-def test_within_the_margin_of_boiling_warns(demo):
-    bp = boiling_point_c("acetonitrile", 5.0 + 1.01325)
-    report = check_line(demo, temperature_c=bp - BOILING_MARGIN_C / 2, pressure_bar=5.0)
-    assert "solvent_near_boiling" in codes(report.warnings)
-    assert "solvent_boils" not in codes(report.errors)
+@pytest.mark.parametrize("below_bp", [BOILING_MARGIN_C + 0.2, BOILING_MARGIN_C, 0.1, -5.0])
+def test_a_setpoint_within_the_margin_of_boiling_is_an_error(demo, below_bp):
+    # setpoint + 10 K >= boiling point at the regulated pressure: refused
+    bp = boiling_point_c("acetonitrile", 4.0 + 1.01325)  # 141.9 degC, below the trip
+    report = check_line(demo, temperature_c=bp - below_bp, pressure_bar=4.0)
+    expected = [] if below_bp > BOILING_MARGIN_C else ["solvent_boils"]
+    assert codes(report.errors) == expected
+    if expected:
+        issue = report.errors[0]
+        assert issue.component == "reactor1"
+        assert f"below {bp - BOILING_MARGIN_C:.1f} degC" in issue.message
+        assert "regulated pressure above" in issue.message
+
+
+def test_methanol_at_120_c_and_5_bar_is_refused_with_the_pressure_it_needs(demo):
+    # the new-user tryout: methanol boils at 120.1 degC at 5 bar gauge
+    report = check_line(demo, temperature_c=120.0, pressure_bar=5.0, solvent="methanol")
+    assert codes(report.errors) == ["solvent_boils"]
+    msg = report.errors[0].message
+    assert "'methanol' boils at 120.1 degC" in msg and "only 0.1 degC from boiling" in msg
+    assert "below 110.1 degC" in msg and "above 6.9 bar gauge" in msg
+    # 6.9 bar gauge is indeed enough for 120 degC plus the margin
+    assert boiling_point_c("methanol", 6.95 + 1.01325) >= 120.0 + BOILING_MARGIN_C
+    assert check_line(demo, temperature_c=120.0, pressure_bar=7.0, solvent="methanol").ok
+
+
+def test_a_trip_limit_at_or_above_the_boiling_point_warns(demo):
+    # reactor1 trips over_temperature at 150 degC; acetonitrile boils at 141.9 degC at
+    # 4 bar: a runaway heater boils the coil before anything trips
+    report = check_line(demo, temperature_c=60.0, pressure_bar=4.0)
+    assert report.ok and codes(report.warnings) == ["trip_above_boiling"]
+    (warning,) = report.warnings
+    assert warning.component == "reactor1"
+    assert "over_temperature (150 degC" in warning.message and "141.9" in warning.message
+    # at 5 bar it boils at 150.02 degC: just above the trip, no warning
+    assert check_line(demo, temperature_c=60.0, pressure_bar=5.0).warnings == []
+
+
+def test_operating_point_findings_are_located_at_the_recipe_keys(demo):
+    origin = {
+        "temperature_c": "r.toml:23: conditions.temperature_c = 120",
+        "pressure_bar": "r.toml:24: conditions.pressure_bar = 5",
+    }
+    report = check_line(
+        demo, temperature_c=120.0, pressure_bar=5.0, solvent="methanol", origin=origin
+    )
+    (error,) = report.errors
+    (warning,) = report.warnings
+    assert error.message.startswith("r.toml:23: conditions.temperature_c = 120: recipe.solvent")
+    assert warning.message.startswith("r.toml:24: conditions.pressure_bar = 5: reactor1's")
+    assert str(DEMO) not in error.message.split(":")[0]
 
 
 def test_setpoint_above_the_software_limit_fails(demo):

@@ -669,15 +669,16 @@ def test_a_clog_mid_run_trips_a_pump_and_the_pressure_shutdown_runs_in_order():
     assert seq.shutdown_name == "pressure"
     assert run.phases()[-1]["phase"] == "shutdown:pressure"
     assert 0 < seq.collected_ml < 100
-    # the sequence, in order: feeds stopped (already, by their own interlock), outlet
-    # to waste, reactor stopped and cooled, then the BPR opened, then everything stopped
+    # the sequence, in order: heater and feeds stopped at once (the feeds already, by
+    # their own interlock), outlet to waste, the coil cooled, then the BPR opened, then
+    # everything stopped
     shutdown = [
         (t, m, op, (a or {}).get("command", (a or {}).get("value")))
         for t, m, op, a, _ in run.access.sent
         if t >= first[2]
     ]
     labels = [(m, op, v) for _, m, op, v in shutdown]
-    assert labels[:2] == [("valve1", "set_setpoint", 0.0), ("reactor1", "state", "stop")]
+    assert labels[:2] == [("reactor1", "state", "stop"), ("valve1", "set_setpoint", 0.0)]
     assert labels[2] == ("bpr1", "state", "stop")
     cooled_at = shutdown[2][0]
     assert run.at(cooled_at)["reactor1.temperature"] <= 60.5

@@ -191,24 +191,31 @@ def check_recipe_file(path: Path, lines: list) -> FileResult:
         return res
     res.errors += errors
     res.warnings += warnings
-    res.errors += _line_at_operating_point(recipe, line, flows if not errors else None)
+    point_errors, point_warnings = _line_at_operating_point(
+        recipe, line, flows if not errors else None
+    )
+    res.errors += point_errors
+    res.warnings += point_warnings
     return res
 
 
-def _line_at_operating_point(recipe, line, flows) -> list[dict]:
+def _line_at_operating_point(recipe, line, flows) -> tuple[list[dict], list[dict]]:
     """The line checks that need the recipe's temperature, pressure, solvent and flows
-    (boiling point at pressure, setpoint against the interlock, BPR after the coil)."""
+    (boiling margin at pressure, setpoint against the interlock, BPR after the coil),
+    located at the recipe keys that set them, exactly as ``skid run`` checks them."""
     from host.linecheck import check_line
+    from host.recipe import operating_point
 
-    cond = getattr(recipe, "conditions", None)
+    point = operating_point(recipe, line)
     report = check_line(
         line,
-        temperature_c=getattr(cond, "temperature_c", None),
-        pressure_bar=getattr(cond, "pressure_bar", None),
+        temperature_c=point.temperature_c,
+        pressure_bar=point.pressure_bar,
         flows_ml_min=flows or None,
-        solvent=getattr(recipe, "solvent", None),
+        solvent=recipe.solvent,
+        origin=point.origin,
     )
-    return [i.to_dict() for i in report.errors]
+    return [i.to_dict() for i in report.errors], [i.to_dict() for i in report.warnings]
 
 
 def _line_for_recipe(path: Path, recipe, lines: list):
