@@ -59,6 +59,10 @@ _ANY_STATE_OPS = ("reset_trip", "ack_alarm", "rebirth", "configure")
 CAUSE_LEASE = "lease_expired"
 CAUSE_DEADMAN = "deadman_expired"
 CAUSE_VERIFY = "heater_fault"
+# Only a deliberate boot starts unlatched: power applied, or a soft reset someone asked
+# for.  A watchdog reset, a brown-out or a cause the board cannot name boots latched in
+# aborted, since whatever stopped the last run may still be there.
+UNLATCHED_RESET_CAUSES = ("power_on", "soft")
 
 
 class ActuatorSlot:
@@ -238,7 +242,8 @@ class Node:
         for lp in loops:
             lp.pid.set_manual(lp.output.safe)
         self.sm = st.StateMachine(
-            watchdog_reset=(reset_cause == "watchdog"), on_change=self._on_state_change
+            watchdog_reset=reset_cause not in UNLATCHED_RESET_CAUSES,
+            on_change=self._on_state_change,
         )
         self._was_running = False
         self.bdseq = 0
