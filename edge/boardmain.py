@@ -36,7 +36,6 @@ from edge.build import build_node
 from edge.clock import ticks_diff
 from edge.compiled_config import load_board_file
 from edge.drivers.machine_io import MachineHardware
-from edge.link.client import is_ip_literal
 from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
 
 CONFIG_FILE = "config.bin"
@@ -95,6 +94,8 @@ def boot_address(host, port, wlan, getaddrinfo, ticks_ms, sleep_ms, wait_ms=WIFI
     and never resolves on the tick path; on None it keeps the name and its resolver (which
     refuses to block on MicroPython, ``edge.link.client``) leaves the link down, so the
     module runs its local control until the next boot."""
+    from edge.link.client import is_ip_literal  # noqa: PLC0415  (only with a broker)
+
     if is_ip_literal(host):
         return host
     if wlan is not None:
