@@ -63,6 +63,11 @@ CAUSE_VERIFY = "heater_fault"
 # An unsigned rebirth (SPEC.md 7) is accepted at most this often: each one queues a BIRTH.
 UNSIGNED_REBIRTH_MIN_MS = 1000
 
+# Only a deliberate boot starts unlatched: power applied, or a soft reset someone asked
+# for.  A watchdog reset, a brown-out or a cause the board cannot name boots latched in
+# aborted, since whatever stopped the last run may still be there.
+UNLATCHED_RESET_CAUSES = ("power_on", "soft")
+
 
 class ActuatorSlot:
     """One actuator as the runtime drives it."""
@@ -246,7 +251,8 @@ class Node:
         for lp in loops:
             lp.pid.set_manual(lp.output.safe)
         self.sm = st.StateMachine(
-            watchdog_reset=(reset_cause == "watchdog"), on_change=self._on_state_change
+            watchdog_reset=reset_cause not in UNLATCHED_RESET_CAUSES,
+            on_change=self._on_state_change,
         )
         self._was_running = False
         self.bdseq = 0

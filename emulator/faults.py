@@ -211,7 +211,8 @@ PARAMS: dict[str, dict[str, ParamSpec]] = {
     ),
     "pump-stall": {},
     "dry-feed": {},
-    "power-loss": {},  # duration: power returns and the module reboots
+    # outputs de-energised (board config ``unpowered``); duration: power returns, reboot
+    "power-loss": {},
     "partition": {},  # duration: the module's network link is restored
     "broker-outage": {},  # duration: the broker comes back
     "host-crash": {},  # duration: the host process restarts

@@ -16,7 +16,9 @@ piston stroke, falls to nothing over 10 % above the pump's pressure rating (stal
 and is zero while the feed is empty (the bubble sensor then reads 1).
 Valves move between positions in ``switch_ms``; a BPR is an equal-percentage needle
 valve whose opening the module's PID sets.  A module without power (``unbind``) leaves
-its outputs de-energised at their safe values.
+its outputs de-energised: each actuator at its ``unpowered`` value from the board config
+(what the hardware does with no drive: a heater off, a fail-open valve open), not at the
+``safe`` value the firmware would write, since no firmware runs.
 """
 
 from __future__ import annotations
@@ -102,14 +104,14 @@ class Plant:
         self.valves = {m.id: _Valve(m) for m in line.modules_of("valve")}
         self.vessels = {p.id: 0.0 for p in line.parts.values() if p.kind == "vessel"}
         self._units: dict[str, dict[str, str]] = {}
-        self._safe: dict[str, dict[str, float]] = {}
+        self._unpowered: dict[str, dict[str, float]] = {}
         self._channels: dict[str, list[dict]] = {}
         for mid in line.modules:
             cfg, _ = module_config(line, mid)
             self._channels[mid] = cfg["channels"]
             self._units[mid] = {ch["name"]: ch["unit"] for ch in cfg["channels"]}
-            self._safe[mid] = {
-                ch["name"]: ch["safe"] for ch in cfg["channels"] if ch["role"] == "actuator"
+            self._unpowered[mid] = {
+                ch["name"]: ch["unpowered"] for ch in cfg["channels"] if ch["role"] == "actuator"
             }
         self.bindings: dict[str, _Binding] = {}
         self.estops: dict[str, bool] = {mid: False for mid in line.modules}
@@ -162,7 +164,8 @@ class Plant:
         self._write_sensors(module_id, 0.0)
 
     def unbind(self, module_id: str) -> None:
-        """Power lost: the module's outputs fall to their de-energised (safe) values."""
+        """Power lost: the module's outputs fall to their de-energised values (the
+        board config's ``unpowered``), whatever the firmware last wrote."""
         self.bindings.pop(module_id, None)
 
     def _actuator(self, module_id: str, name: str) -> float:
@@ -171,7 +174,8 @@ class Plant:
             slot = b.slots.get(name)
             if slot is not None and slot.driver.value is not None:
                 return slot.driver.value
-        return self._safe[module_id].get(name, 0.0)
+        # Unpowered (or not yet written): nothing drives the output.
+        return self._unpowered[module_id].get(name, 0.0)
 
     # -- what each sensor measures ----------------------------------------------------------
 
@@ -217,7 +221,7 @@ class Plant:
         return (lambda: 0.0), 0.0, 0.0, None
 
     def _lamp(self, mid: str) -> float:
-        if "lamp" not in self._safe[mid]:
+        if "lamp" not in self._unpowered[mid]:
             return 1.0
         return 1.0 if self._actuator(mid, "lamp") >= 0.5 else 0.0
 

@@ -117,35 +117,13 @@ def _present(name):
         return False
 
 
-def _start_wifi():
-    # Non-blocking: WLAN.connect returns at once; the MQTT link retries until it is up.
-    try:
-        import board_secrets as s
-    except ImportError:
-        return
-    ssid = getattr(s, "WIFI_SSID", None)
-    if not ssid:
-        return
-    import network
-
-    wlan = network.WLAN(network.STA_IF)
-    wlan.active(True)
-    wlan.connect(ssid, getattr(s, "WIFI_PASSWORD", ""))
-
-
 if _present("maintenance"):
     print("flowskid: 'maintenance' present: node not started (delete it and reset to run)")
 else:
+    # edge.boardmain builds the actuators (each writes its safe value), then starts the
+    # Wi-Fi and resolves the broker, then arms the watchdog and runs the tick loop.
     import edge.boardmain as boardmain
 
-    _build_node = boardmain.build_node
-
-    def _build_then_network(*args, **kwargs):
-        node = _build_node(*args, **kwargs)  # every actuator now holds its safe value
-        _start_wifi()
-        return node
-
-    boardmain.build_node = _build_then_network
     boardmain.main()
 """
 

@@ -99,6 +99,49 @@ def decode_key(data: bytes) -> bytes:
         return data
 
 
+DEFAULT_STATE_DIR = "/var/lib/flowskid"
+
+
+class CleanStopMarker:
+    """A file written when a run stops cleanly (every output safe, watchdog closed) and
+    removed when the next run starts, so its absence at start means the last run did
+    not end on purpose: killed, crashed, hung and reset, or the power went."""
+
+    def __init__(self, state_dir: str | Path, module_id: str):
+        self.path = Path(state_dir) / f"{module_id}.clean-stop"
+
+    def consume(self) -> bool:
+        """Was the last stop clean?  Removes the marker; a marker that cannot be removed
+        counts as absent (it would vouch for the next run too)."""
+        try:
+            self.path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            print(f"skid edge: cannot remove {self.path}: {exc}", file=sys.stderr, flush=True)
+            return False
+
+    def write(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("clean stop\n")
+        except OSError as exc:  # the next start then boots latched: safe, and says why
+            print(f"skid edge: cannot write {self.path}: {exc}", file=sys.stderr, flush=True)
+
+
+def boot_reset_cause(clean_stop: bool, watchdog_reset: bool | None) -> str:
+    """The birth's reset cause on a Pi.  Only a start after a clean stop is deliberate
+    ("power_on": starts idle).  Otherwise the module boots latched in aborted: "watchdog"
+    when the watchdog driver says it reset the board, else "unknown" (killed, crashed,
+    power cut, a driver that cannot tell); ``edge.node.UNLATCHED_RESET_CAUSES``."""
+    if clean_stop:
+        return "power_on"
+    if watchdog_reset:
+        return "watchdog"
+    return "unknown"
+
+
 class EdgeProcess:
     def __init__(
         self,
@@ -114,6 +157,7 @@ class EdgeProcess:
         epoch: float | None = None,
         line_file: str | Path | None = None,
         module_id: str | None = None,
+        state_dir: str | Path | None = None,
     ):
         """``plant``: with ``emulated``, what feeds the emulated drivers: "standin"
         (``emulator.standin``, in this process) or "remote" (the plant emulator process
@@ -121,7 +165,10 @@ class EdgeProcess:
         clock origin (Unix seconds, see ScaledClock).  ``line_file`` + ``module_id``:
         run the config ``emulator.line.module_config`` derives for that module of the
         line (exactly what the in-process emulation runs; ``config_path`` is then
-        None); ``module_id`` alone renames the board config's module."""
+        None); ``module_id`` alone renames the board config's module.  ``state_dir``:
+        where the clean-stop marker lives (``boot_reset_cause``); on hardware it
+        defaults to $STATE_DIRECTORY (systemd ``StateDirectory=``) or /var/lib/flowskid;
+        emulated runs use none unless given (the emulator simulates its own boots)."""
         if plant not in ("standin", "remote"):
             raise ValueError(f"plant {plant!r}: allowed standin, remote")
         if plant == "remote" and not (emulated and broker):
@@ -174,16 +221,37 @@ class EdgeProcess:
                 password=os.environ.get("SKID_MQTT_PASSWORD") or None,
             )
             sink = LinkSink(self.link, line, self.module_id)
-        self.node = build_node(
-            self.cfg,
-            hw,
-            sink if sink is not None else NullSink(),
-            self.clock(),
-            os.urandom(8),
-            reset_cause="power_on",
-            key=key,
-            config_hash=self.hash,
-        )
+        if state_dir is None and not emulated:
+            state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR
+        self.marker = None if state_dir is None else CleanStopMarker(state_dir, self.module_id)
+        # The watchdog is opened before the node so its boot status can decide whether
+        # the node boots latched; a failure below closes it again (no reset for a typo).
+        self.watchdog = None
+        if not emulated and self.cfg["watchdog"]["hardware"] and Path("/dev/watchdog").exists():
+            from edge.linux.watchdog import LinuxWatchdog
+
+            self.watchdog = LinuxWatchdog(
+                timeout_s=max(1, self.cfg["watchdog"]["timeout_ms"] // 1000)
+            )
+        try:
+            self.reset_cause = "power_on"
+            if self.marker is not None:
+                by_watchdog = self.watchdog.caused_last_reset() if self.watchdog else None
+                self.reset_cause = boot_reset_cause(self.marker.consume(), by_watchdog)
+            self.node = build_node(
+                self.cfg,
+                hw,
+                sink if sink is not None else NullSink(),
+                self.clock(),
+                os.urandom(8),
+                reset_cause=self.reset_cause,
+                key=key,
+                config_hash=self.hash,
+            )
+        except BaseException:
+            if self.watchdog is not None:
+                self.watchdog.close()
+            raise
         self.plant = None
         self.plant_link = None
         if emulated and plant == "remote":
@@ -194,13 +262,6 @@ class EdgeProcess:
             from emulator.standin import StandinPlant
 
             self.plant = StandinPlant(self.node)
-        self.watchdog = None
-        if not emulated and self.cfg["watchdog"]["hardware"] and Path("/dev/watchdog").exists():
-            from edge.linux.watchdog import LinuxWatchdog
-
-            self.watchdog = LinuxWatchdog(
-                timeout_s=max(1, self.cfg["watchdog"]["timeout_ms"] // 1000)
-            )
         # Under systemd (NOTIFY_SOCKET): READY=1 after the first completed tick, WATCHDOG=1
         # after completed ticks, fed exactly where the hardware watchdog is (host.service).
         from host.service import WatchdogChain, systemd_watchdog
@@ -277,8 +338,10 @@ class EdgeProcess:
         max_ticks = None
         if duration_s is not None:
             max_ticks = int(duration_s * 1000 / self.node.tick_ms)
+        clean = False
         try:
             await self.runner.run(max_ticks=max_ticks)
+            clean = True  # stopped on purpose (signal, stop(), duration), not by an error
         finally:
             if self.systemd is not None:
                 self.systemd.stopping()
@@ -300,6 +363,8 @@ class EdgeProcess:
                 # Safe outputs were just written; then tell the plant this module is off.
                 self.plant.send_outputs(self.clock(), force=True)
                 self.plant_link.close(last=(self.plant.outputs_topic, b""))
+            if clean and self.marker is not None:
+                self.marker.write()  # last: only a run that got this far stopped cleanly
 
 
 def _check_module_id(module_id: str) -> None:

@@ -283,6 +283,9 @@ def render_unit(
     lines += [
         f"RuntimeDirectory={runtime_dir}",
         f"WorkingDirectory=%t/{runtime_dir}",
+        "# /var/lib/flowskid ($STATE_DIRECTORY): the clean-stop marker that lets the node",
+        "# boot unlatched only after a clean stop (host/edgeproc.py boot_reset_cause).",
+        "StateDirectory=flowskid",
         "# Hardening.  ProtectSystem=strict leaves /dev and /sys writable (the node needs",
         "# /dev/watchdog, /dev/gpiochip*, /dev/i2c-*, /dev/spidev* and /sys/class/pwm);",
         "# the only other path it writes is its RuntimeDirectory (lgpio's notify pipes),",

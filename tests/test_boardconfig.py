@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from edge_harness import Rig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from edge.boardconfig import (
 )
 from edge.boardconfig.compile import board_file
 from protocol import cbor
+from protocol.constants import RESULT_OK, RESULT_OUT_OF_RANGE
 from tools.micropython import run_node
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -520,8 +522,15 @@ def test_kind_requirements():
     )
     e = only_error(text)
     assert "high head pressure stops the pump" in str(e)
-    # pump flow must be safe at 0 and a reactor needs its cut-out input
-    e = only_error(mutate("resolution = 0.001\nsafe = 0.0", "resolution = 0.001\nsafe = 1.0", pump))
+    # pump flow must be safe at 0 (even on hardware that would hold it unpowered) and a
+    # reactor needs its cut-out input
+    e = only_error(
+        mutate(
+            "resolution = 0.001\nsafe = 0.0",
+            "resolution = 0.001\nsafe = 1.0\nunpowered = 1.0",
+            pump,
+        )
+    )
     assert e.key == "channels.flow.safe" and "must be 0.0" in str(e)
     text = mutate('[channels.cutout]\nrole = "status"', '[channels.cutoff]\nrole = "status"')
     keys = {x.key for x in errors_of(text)}
@@ -671,6 +680,143 @@ def test_signal_time_limit_errors_are_located():
     )
     e = only_error(mutate("unfiltered = true ", "unfiltered = 1 "))
     assert e.key == "interlocks[0].unfiltered" and "true or false" in str(e)
+
+
+# --- protections a config must not defeat (issue 10, item 9) ------------------------------
+
+SETPOINT_RANGE = "setpoint_range = [20.0, 140.0]"
+RAMP = "ramp_rate = 0.5               # degC/s"
+BPR = (CONFIG_DIR / "bpr.toml").read_text()
+
+
+def test_setpoint_range_above_the_over_temperature_trip_is_refused():
+    # Shipped: trip at 150 degC with 5 degC hysteresis, so setpoints up to 145 degC.
+    assert load_board_config_text(mutate(SETPOINT_RANGE, "setpoint_range = [20.0, 145.0]"))
+    text = mutate(SETPOINT_RANGE, "setpoint_range = [20.0, 195.0]")
+    e = only_error(text)
+    assert e.code == "setpoint_above_trip"
+    assert str(e) == (
+        "{}:{}: pid.coil_temp.setpoint_range = [20.0, 195.0] reaches above the trip of "
+        "interlocks[0] over_temperature (temperature above 150.0) [setpoint_above_trip]: "
+        "allowed setpoint_max <= 145.0 degC (trip limit 150.0 - hysteresis 5.0)"
+    ).format(REACTOR_FILE, line_no(text, "setpoint_range"))
+    # inside the reset band: a module tripped there could not be reset at its setpoint
+    e = only_error(mutate(SETPOINT_RANGE, "setpoint_range = [20.0, 146.0]"))
+    assert e.code == "setpoint_above_trip" and e.value == [20.0, 146.0]
+
+
+def test_setpoint_range_default_and_related_channels_count_too():
+    # No setpoint_range: the measure's range (0..250) is the range the host may set.
+    e = only_error(mutate(SETPOINT_RANGE + "  #", "#"))
+    assert e.code == "setpoint_above_trip" and e.key == "pid.coil_temp"
+    assert "[0.0, 250.0] (the measure's range)" in str(e)
+    # An interlock on one probe of the loop's 1oo2 vote watches the same quantity.
+    text = mutate(
+        'id = "over_temperature"\nchannel = "temperature"',
+        'id = "over_temperature"\nchannel = "temp_a"',
+    )
+    text = mutate(SETPOINT_RANGE, "setpoint_range = [20.0, 148.0]", text)
+    e = only_error(text)
+    assert e.code == "setpoint_above_trip" and "temp_a above 150.0" in str(e)
+
+
+def test_setpoint_range_without_hysteresis_must_stay_below_the_limit():
+    text = mutate("limit = 150.0\nhysteresis = 5.0", "limit = 140.0\nhysteresis = 0.0")
+    e = only_error(text)
+    assert e.code == "setpoint_above_trip" and e.allowed.startswith("setpoint_max < 140.0 degC")
+    text = mutate("limit = 150.0\nhysteresis = 5.0", "limit = 140.5\nhysteresis = 0.0")
+    assert load_board_config_text(text)
+
+
+LOW_TRIP = """
+[[interlocks]]
+id = "too_cold"
+channel = "temperature"
+condition = "below"
+limit = 25.0
+hysteresis = 2.0
+force_safe = ["heater"]
+cause = "too_cold"
+"""
+
+
+def test_setpoint_range_below_a_low_trip_is_refused():
+    text = mutate(
+        '[[alarms]]\nid = "high_temperature"', LOW_TRIP + '\n[[alarms]]\nid = "high_temperature"'
+    )
+    e = only_error(text)
+    assert e.code == "setpoint_below_trip" and e.key == "pid.coil_temp.setpoint_range"
+    assert "reaches below the trip of interlocks[3] too_cold" in str(e)
+    assert e.allowed == "setpoint_min >= 27.0 degC (trip limit 25.0 + hysteresis 2.0)"
+    text = mutate(SETPOINT_RANGE, "setpoint_range = [27.0, 140.0]", text)
+    assert load_board_config_text(mutate("setpoint = 20.0", "setpoint = 27.0", text))
+
+
+def test_alarms_do_not_bound_the_setpoint_range():
+    # high_temperature (an alarm at 140 degC) only reports; 145 degC is still allowed.
+    assert load_board_config_text(mutate(SETPOINT_RANGE, "setpoint_range = [20.0, 145.0]"))
+
+
+def test_loop_output_above_off_level_disables_uncontrolled_heating_detection():
+    # repro edge-safety/08 (b): out_min 0.05 > off_level 0.0 hid an exotherm.
+    text = mutate(RAMP, "output_range = [0.05, 1.0]")
+    e = only_error(text)
+    assert e.code == "output_min_above_off_level"
+    assert e.key == "pid.coil_temp.output_range" and e.line == line_no(text, "output_range")
+    assert e.value == [0.05, 1.0] and e.allowed.startswith("out_min <= 0.0")
+    # raising off_level to the loop's minimum is the other fix
+    assert load_board_config_text(mutate("off_level = 0.0", "off_level = 0.05", text))
+
+
+def test_loop_output_below_full_power_disables_heater_not_heating():
+    # repro edge-safety/08 (a): out_max 0.85 < full_power 0.9 hid an open heater.
+    e = only_error(mutate(RAMP, "output_range = [0.0, 0.85]"))
+    assert e.code == "output_max_below_full_power" and e.allowed.startswith("out_max >= 0.9")
+    assert load_board_config_text(mutate(RAMP, "output_range = [0.0, 0.9]"))
+
+
+def test_safe_value_that_needs_power_is_refused():
+    # A normally-closed BPR valve (0 V = closed) whose safe value is "fully open".
+    text = mutate("invert = true ", "invert = false", BPR)
+    e = only_error(text)
+    assert e.code == "safe_value_needs_power"
+    assert e.key == "channels.valve.safe" and e.line == line_no(text, "safe = 1.0")
+    assert "goes to 0.0 (pwm at duty 0 is lo = 0.0)" in str(e)
+    assert e.allowed.startswith("0.0 (the de-energised value)")
+    # The shipped, fail-open valve: duty 0 is hi = 1.0 = fully open = safe.
+    cfg = load_board_config_text(BPR)
+    assert cfg.channel("valve")["unpowered"] == 1.0 == cfg.channel("valve")["safe"]
+    # A pin_out load is off at 0; a normally-open valve on it declares unpowered = 1.
+    analyzer = (CONFIG_DIR / "analyzer.toml").read_text()
+    lamp = "resolution = 1.0\nsafe = 0.0"
+    e = only_error(mutate(lamp, "resolution = 1.0\nsafe = 1.0", analyzer))
+    assert e.code == "safe_value_needs_power" and "a pin_out load is off at 0" in str(e)
+    ok = load_board_config_text(
+        mutate(lamp, "resolution = 1.0\nsafe = 1.0\nunpowered = 1.0", analyzer)
+    )
+    assert ok.channel("lamp")["unpowered"] == 1.0
+
+
+def test_unpowered_is_compiled_and_survives_emulation():
+    for kind in KINDS:
+        cfg = load_board_config(CONFIG_DIR / f"{kind}.toml")
+        for c in (cfg, emulate(cfg)):
+            for ch in c.channels:
+                if ch["role"] == "actuator":
+                    assert ch["unpowered"] == ch["safe"]
+                    assert (
+                        decompile(compile_config(c))["channels"][ch["alias"]]["unpowered"]
+                        == (ch["unpowered"])
+                    )
+
+
+def test_shipped_reactor_refuses_a_setpoint_above_its_trip():
+    # repro edge-safety/07 (a): 195 degC against a 150 degC trip used to be accepted.
+    rig = Rig("reactor")
+    rig.start()
+    assert rig.set("coil_temp", 195.0).result == RESULT_OUT_OF_RANGE
+    assert rig.set("coil_temp", 146.0).result == RESULT_OUT_OF_RANGE
+    assert rig.set("coil_temp", 140.0).result == RESULT_OK
 
 
 def test_docs_tables_match_the_schema():

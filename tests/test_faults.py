@@ -951,3 +951,33 @@ def test_the_emulation_accepts_every_example_fault():
             assert emulation_of_demo.clear_fault(fault), fault
             emulation_of_demo.step()
     assert emulation_of_demo.active_faults() == []
+
+
+def test_power_loss_deenergises_outputs_rather_than_writing_safe_values(monkeypatch):
+    """Without power no firmware writes safe values: each output falls to what the
+    hardware does undriven (the board config's ``unpowered``).  The loader makes the two
+    equal, so to tell them apart this plant models a valve that falls to "collect" (1)
+    unpowered while its firmware's safe value is "waste" (0)."""
+    from emulator import plant as plant_module
+
+    real = plant_module.module_config
+
+    def valve_falls_to_collect(line, module_id):
+        cfg, digest = real(line, module_id)
+        for ch in cfg["channels"]:
+            if module_id == "valve1" and ch["name"] == "position":
+                assert ch["safe"] == ch["unpowered"] == 0.0
+                ch["unpowered"] = 1.0
+        return cfg, digest
+
+    monkeypatch.setattr(plant_module, "module_config", valve_falls_to_collect)
+    em = emulation.LineEmulation(ROOT / "examples" / "lines" / "demo.toml")
+    em.run_for(2.0)
+    assert em.plant.valve_position("valve1") == 0.0  # powered: the firmware holds safe 0
+    power_loss = make_fault("power-loss", "valve1", line_modules=DEMO, at_s=0)
+    em.apply_fault(power_loss)
+    em.run_for(2.0)
+    assert em.plant.valve_position("valve1") == 1.0  # unpowered: de-energised, not safe
+    assert em.clear_fault(power_loss)  # power back: the firmware boots, writes safe again
+    em.run_for(2.0)
+    assert em.powered("valve1") and em.plant.valve_position("valve1") == 0.0

@@ -126,7 +126,7 @@ def test_setpoint_out_of_range_is_rejected_and_changes_nothing():
     before = snapshot(rig)
     ack = rig.set("coil_temp", 500.0)
     assert ack.result == RESULT_OUT_OF_RANGE
-    assert "500" in ack.reason and "200" in ack.reason
+    assert "500" in ack.reason and "140" in ack.reason
     assert snapshot(rig) == before
 
 
@@ -252,7 +252,14 @@ def no_ramp(cfg):
 
 
 def test_over_temperature_forces_heater_safe_in_the_same_tick_and_latches():
-    rig = Rig("reactor", mutate=no_ramp)
+    def no_ramp_past_the_trip(cfg):
+        # The loader refuses setpoints above the trip (setpoint_above_trip); here the
+        # loop stands in for anything that drives the coil past it (an exotherm, a
+        # stuck heater), so the compiled limit is widened behind the loader's back.
+        no_ramp(cfg)
+        cfg["pid"][0]["setpoint_max"] = 200.0
+
+    rig = Rig("reactor", mutate=no_ramp_past_the_trip)
     rig.start()
     assert rig.set("coil_temp", 200.0).result == 0
     measure = rig.node.loops[0].measure
@@ -556,7 +563,7 @@ def test_lease_loss_at_rest_only_alarms():
 def test_stalled_tick_loop_cannot_keep_an_actuator_energised():
     rig = Rig("reactor")
     rig.start()
-    rig.set("coil_temp", 150.0)
+    rig.set("coil_temp", 140.0)
     rig.run_s(3, lease_every_ms=1000)
     assert rig.node.outputs()["heater"] > 0.0
     deadman = rig.node.actuators[0].deadman_ms
@@ -580,7 +587,7 @@ def test_stalled_tick_loop_cannot_keep_an_actuator_energised():
 def test_deadman_check_does_nothing_while_ticks_run():
     rig = Rig("reactor")
     rig.start()
-    rig.set("coil_temp", 150.0)
+    rig.set("coil_temp", 140.0)
     for _ in range(50):
         rig.lease()
         rig.tick()
@@ -601,7 +608,7 @@ def test_deadman_check_does_nothing_while_ticks_run():
 def test_heater_that_does_not_heat_trips_heater_verification(mutate, cause, bound_s):
     rig = Rig("reactor", mutate=mutate)
     rig.start()
-    rig.set("coil_temp", 150.0)
+    rig.set("coil_temp", 140.0)
     rig.plant.heater_gain = 0.0  # heater element open: power applied, no temperature rise
     start = rig.now
     for _ in range(int(90_000 / rig.tick_ms)):
@@ -889,7 +896,7 @@ def test_a_loop_output_pinned_by_a_held_trip_resumes_bumplessly_on_unhold():
     cut = next(il for il in node.interlocks.interlocks if il.id == "cutout")
     cut.action = Action(safe=(lp.output.name,), state="held")
     rig.start()
-    assert rig.set("coil_temp", 150.0).result == RESULT_OK
+    assert rig.set("coil_temp", 140.0).result == RESULT_OK
     _run_leased(rig, 50)
     assert node.outputs()["heater"] > 0.0
     rig.plant.digital["cutout"] = 1
@@ -974,7 +981,7 @@ def test_a_heater_that_did_not_heat_may_be_reset_one_check_window_after_the_trip
     dead heater switched off at least half of the time."""
     rig = Rig("reactor")
     rig.start()
-    assert rig.set("coil_temp", 150.0).result == RESULT_OK
+    assert rig.set("coil_temp", 140.0).result == RESULT_OK
     rig.plant.heater_gain = 0.0  # element open
     _run_leased(rig, 900)
     trips = rig.sink.trips()

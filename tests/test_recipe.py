@@ -308,7 +308,7 @@ def test_a_line_file_that_does_not_exist_is_named(tmp_path):
         (
             "temperature_c = 60.0",
             "temperature_c = 250.0",
-            "is outside reactor1.coil_temp's range: allowed 20..200 degC",
+            "is outside reactor1.coil_temp's range: allowed 20..140 degC",
         ),
         ("residence_time_min = 2.0", "residence_time_min = 0.5", "needs 15 mL/min from pump_b"),
         (

@@ -1426,7 +1426,7 @@ def test_lease_hold_grace_counts_from_the_expiry_even_after_a_short_stall():
     last_lease = rig.now
     assert rig.state("start").result == RESULT_OK
     rig.tick(2)
-    assert rig.set("coil_temp", 150.0).result == RESULT_OK
+    assert rig.set("coil_temp", 140.0).result == RESULT_OK
     rig.tick(25)  # t = 2.7 s: heating; the lease expires at 3.0 s
     assert rig.node.outputs()["heater"] > 0.0
     stall_ms = 900  # < deadman_ms (1000): the dead-man timer rightly stays quiet

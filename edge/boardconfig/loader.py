@@ -39,10 +39,13 @@ class ConfigError(ValueError):
     """One problem in a board config.
 
     ``file``, ``key`` (dotted path), ``line`` (1-based, None if unknown), ``value`` (None
-    when the key is missing), ``allowed`` (text) and ``problem`` (text)."""
+    when the key is missing), ``allowed`` (text), ``problem`` (text) and ``code`` (a
+    stable snake_case name for the cross-key safety checks, shown in the text in
+    brackets; None for the others)."""
 
-    def __init__(self, file, key, line, value, problem, allowed=None):
+    def __init__(self, file, key, line, value, problem, allowed=None, code=None):
         self.file = file
+        self.code = code
         self.key = key
         self.line = line
         self.value = None if value is _MISSING else value
@@ -63,6 +66,8 @@ class ConfigError(ValueError):
                 )
             subject = "{} = {} ".format(key, shown)
         text = "{}: {}{}".format(where, subject, problem)
+        if code:
+            text += " [{}]".format(code)
         if allowed:
             text += ": allowed " + allowed
         ValueError.__init__(self, text)
@@ -79,7 +84,14 @@ class ConfigErrors(ConfigError):
         self.errors = list(errors)
         first = self.errors[0]
         ConfigError.__init__(
-            self, first.file, first.key, first.line, first.value, first.problem, first.allowed
+            self,
+            first.file,
+            first.key,
+            first.line,
+            first.value,
+            first.problem,
+            first.allowed,
+            first.code,
         )
         if len(self.errors) > 1:
             head = "{}: {} errors:".format(first.file, len(self.errors))
@@ -128,8 +140,10 @@ class _Ctx:
             self._index = index_lines(self.text)
         return line_of(self._index, key) if key else None
 
-    def error(self, key, value, problem, allowed=None):
-        self.errors.append(ConfigError(self.file, key, self.line(key), value, problem, allowed))
+    def error(self, key, value, problem, allowed=None, code=None):
+        self.errors.append(
+            ConfigError(self.file, key, self.line(key), value, problem, allowed, code)
+        )
 
 
 def _suggest(word, options):
@@ -413,8 +427,8 @@ class _Loader:
         self.spi_devices = {}  # linux spidev "N.M" driven by the kernel's chip select
         self.declared_buses = {"spi": {}, "i2c": {}}  # id -> key path
 
-    def err(self, key, value, problem, allowed=None):
-        self.ctx.error(key, value, problem, allowed)
+    def err(self, key, value, problem, allowed=None, code=None):
+        self.ctx.error(key, value, problem, allowed, code)
 
     def section(self, name, keys, required=False):
         t = self.doc.get(name, _MISSING)
@@ -456,6 +470,8 @@ class _Loader:
         alarms = self.trips("alarms", S.ALARM, False)
         self.unique_trip_ids()
         runaway = self.runaway()
+        self.setpoints_below_trips(pids, interlocks)
+        self.loop_reaches_verifier_levels(runaway)
         estop = self.estop(channels)
         self.kind_rules(module, channels, interlocks, runaway)
         if len(channels) + len(pids) > S.MAX_BIRTH_CHANNELS:
@@ -901,6 +917,7 @@ class _Loader:
                 self.at_least_ticks(path + ".deadman_ms", dm, 2)
             ch["deadman_ms"] = dm
             self.actuator_checks(path, ch, table)
+            ch["unpowered"] = self.unpowered(path, ch, vals["unpowered"])
         return ch
 
     def time_limits(self, path, ch, vals, table):
@@ -1277,6 +1294,43 @@ class _Loader:
                     "within {}".format(_range_text([smin, smax])),
                 )
 
+    def unpowered(self, path, ch, declared):
+        """The value the actuator falls to without power; its safe value must be that one.
+
+        Safe state = de-energised outputs: a board that loses power, sits in reset or
+        crashed drives nothing, so only a safe value the actuator reaches by itself is
+        safe when it matters most.  A safe value that needs power (a normally-closed BPR
+        whose "safe" is fully open) is refused (``safe_value_needs_power``)."""
+        d = ch.get("driver")
+        if declared is _BAD:
+            return _BAD
+        if not isinstance(declared, S.Derived):
+            value, how = declared, "as declared by unpowered"
+        elif d == "pwm" and _ok(ch.get("lo", _BAD), ch.get("hi", _BAD)):
+            inverted = ch.get("invert") is True
+            value = ch["hi"] if inverted else ch["lo"]
+            how = "pwm at duty 0 is {} = {}".format(
+                "hi (invert = true)" if inverted else "lo", S.fmt_num(value)
+            )
+        elif d == "pin_out":
+            value, how = 0.0, "a pin_out load is off at 0"
+        elif d == "emulated" and _ok(ch["safe"]):
+            return ch["safe"]  # no hardware: the emulator de-energises to this value
+        else:
+            return _BAD  # the driver's own errors say why
+        safe = ch["safe"]
+        if _ok(safe) and safe != value:
+            self.err(
+                path + ".safe",
+                safe,
+                "needs power: de-energised (board off, in reset or crashed) {} goes to {} "
+                "({})".format(ch["name"], S.fmt_num(value), how),
+                "{} (the de-energised value); for other hardware declare its real "
+                "de-energised value with unpowered = ...".format(S.fmt_num(value)),
+                code="safe_value_needs_power",
+            )
+        return value
+
     # -- loops --------------------------------------------------------------------------------
     def ref(self, key, name, roles, what):
         """The channel ``name`` if it exists with one of ``roles``; else an error, None."""
@@ -1639,6 +1693,100 @@ class _Loader:
         ):
             out[k] = v[k]
         return out
+
+    # -- cross-checks: a loop must not be able to defeat a protection ------------------------
+    def inputs_of(self, name):
+        """The hardware channels behind ``name`` (a redundant channel's two inputs)."""
+        ch = self.by_name.get(name)
+        pair = ch.get("redundant") if ch is not None else None
+        if isinstance(pair, list):
+            return set(pair)
+        return {name}
+
+    def setpoints_below_trips(self, pids, interlocks):
+        """A setpoint the host may set must lie where the interlocks on the same quantity
+        stay quiet, with their hysteresis as the margin (``setpoint_above_trip``, and
+        ``setpoint_below_trip`` for low trips): "setpoint outside the safe range is
+        rejected" then holds, and a module tripped near its setpoint can be reset at it
+        (an "above" cause persists until the value is at or below limit - hysteresis).
+        Interlocks count when they watch the loop's measure or a channel sharing one of
+        its hardware inputs (a 1oo2 vote and its probes)."""
+        for loop in pids:
+            measured = self.inputs_of(loop["measure"])
+            table = self.doc["pid"][loop["name"]]
+            unit = "" if loop["unit"] in ("", "1") else " " + loop["unit"]
+            for i, il in enumerate(interlocks):
+                cond = il["condition"]
+                if cond not in ("above", "below") or not measured & self.inputs_of(il["channel"]):
+                    continue
+                limit, band = il["limit"], il["hysteresis"]
+                if cond == "above":
+                    bound = limit - band
+                    bad = loop["setpoint_max"] > bound or loop["setpoint_max"] >= limit
+                    end, cmp, sign = "setpoint_max", "<" if band == 0 else "<=", "-"
+                    code = "setpoint_above_trip"
+                else:
+                    bound = limit + band
+                    bad = loop["setpoint_min"] < bound or loop["setpoint_min"] <= limit
+                    end, cmp, sign = "setpoint_min", ">" if band == 0 else ">=", "+"
+                    code = "setpoint_below_trip"
+                if not bad:
+                    continue
+                problem = "reaches {} the trip of interlocks[{}] {} ({} {} {})".format(
+                    cond, i, il["id"], il["channel"], cond, S.fmt_num(limit)
+                )
+                allowed = "{} {} {}{} (trip limit {} {} hysteresis {})".format(
+                    end, cmp, S.fmt_num(bound), unit, S.fmt_num(limit), sign, S.fmt_num(band)
+                )
+                key = "pid.{}.setpoint_range".format(loop["name"])
+                raw = table.get("setpoint_range", _MISSING)
+                if raw is _MISSING:
+                    key = "pid." + loop["name"]
+                    rng = [loop["setpoint_min"], loop["setpoint_max"]]
+                    problem = "has setpoint_range {} (the measure's range), which {}".format(
+                        toml_repr(rng), problem
+                    )
+                self.err(key, raw, problem, allowed, code=code)
+
+    def loop_reaches_verifier_levels(self, runaway):
+        """Heater verification judges the loop's output against full_power and off_level:
+        a loop limited below full_power never counts as heating at full power
+        (heater_not_heating can never fire), one limited above off_level never counts as
+        off (uncontrolled_heating can never fire).  Both silently disable a protection."""
+        if runaway is None or not _ok(runaway["full_power"], runaway["off_level"]):
+            return
+        loop = self.pid_by_name.get(runaway["pid"])
+        if loop is None:
+            return
+        key = "pid.{}.output_range".format(loop["name"])
+        raw = self.doc["pid"][loop["name"]].get("output_range", _MISSING)
+        if raw is _MISSING:
+            key = "pid.{}".format(loop["name"])
+        out_min, out_max = loop["out_min"], loop["out_max"]
+        if out_min > runaway["off_level"]:
+            self.err(
+                key,
+                raw,
+                "keeps the heater above runaway.off_level = {} (out_min {}), so heater "
+                "verification never sees it off and uncontrolled heating goes "
+                "undetected".format(S.fmt_num(runaway["off_level"]), S.fmt_num(out_min)),
+                "out_min <= {} (or raise runaway.off_level)".format(
+                    S.fmt_num(runaway["off_level"])
+                ),
+                code="output_min_above_off_level",
+            )
+        if out_max < runaway["full_power"]:
+            self.err(
+                key,
+                raw,
+                "keeps the heater below runaway.full_power = {} (out_max {}), so heater "
+                "verification never sees full power and a heater that does not heat goes "
+                "undetected".format(S.fmt_num(runaway["full_power"]), S.fmt_num(out_max)),
+                "out_max >= {} (or lower runaway.full_power)".format(
+                    S.fmt_num(runaway["full_power"])
+                ),
+                code="output_max_below_full_power",
+            )
 
     def estop(self, channels):
         if "estop" not in self.doc:

@@ -483,6 +483,18 @@ CHANNEL = keys(
         applies=("actuator",),
     ),
     Key(
+        "unpowered",
+        FLOAT,
+        "the value the actuator takes de-energised (board off, in reset or crashed, "
+        "outputs not driven); safe must equal it.  Declare it when the hardware differs "
+        "from the driver's default, e.g. a normally-open valve on pin_out = 1",
+        default=Derived(
+            "pwm: the value at duty 0 (lo; hi with invert); pin_out: 0 (invert only sets "
+            "the pin's polarity); emulated: safe"
+        ),
+        applies=("actuator",),
+    ),
+    Key(
         "deadman_ms",
         INT,
         "this actuator's deadman (at least 2 x tick_ms)",

@@ -58,6 +58,37 @@ from edge.clock import ticks_diff
 from edge.link import mqtt_packets as mp
 
 
+def is_ip_literal(host):
+    """True for a dotted IPv4 address or an IPv6 literal: connecting to it needs no DNS."""
+    if not isinstance(host, str):
+        return False
+    if ":" in host:
+        return True
+    parts = host.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p or len(p) > 3 or not p.isdigit() or int(p) > 255:
+            return False
+    return True
+
+
+async def resolve_off_loop(host, port):
+    """The default resolver: what to hand ``open_connection`` for a broker *name*.
+
+    CPython's event loop resolves inside ``open_connection`` in a worker thread, off the
+    tick path, so the name is returned as is.  MicroPython's loop has no ``getaddrinfo``:
+    its ``socket.getaddrinfo`` blocks the whole board (the tick loop included) for as long
+    as the DNS server takes, so this refuses rather than block; a board resolves its
+    broker once at boot instead (``edge.boardmain.boot_address``)."""
+    if getattr(asyncio.get_event_loop(), "getaddrinfo", None) is not None:
+        return host
+    raise OSError(
+        "cannot resolve {!r} without blocking the tick loop (resolve at boot, or give "
+        "an address)".format(host)
+    )
+
+
 def _monotonic_ticks_ms():
     # CPython has no ticks_ms(); same 30-bit wrap as the boards.
     return int(time.monotonic() * 1000) & 0x3FFFFFFF  # pyright: ignore[reportAttributeAccessIssue]
@@ -187,6 +218,7 @@ class MqttLink:
         telemetry_topics_max=16,
         connect_timeout_ms=5000,
         max_packet_size=mp.DEFAULT_MAX_PACKET_SIZE,
+        resolve=None,
     ):
         if not isinstance(keepalive_s, int) or keepalive_s < 1 or keepalive_s > 65535:
             raise ValueError("keepalive_s {!r} out of range 1..65535".format(keepalive_s))
@@ -208,6 +240,11 @@ class MqttLink:
             )
         self.host = host
         self.port = port
+        # ``resolve(host, port)`` (a coroutine) gives what open_connection gets; called
+        # until it succeeds, bounded by connect_timeout_ms, never again after: an address
+        # literal skips it.  A resolver that hangs or fails only keeps the link down.
+        self._resolve = resolve if resolve is not None else resolve_off_loop
+        self._address = host if is_ip_literal(host) else None
         self.client_id = client_id
         self.will_topic = will_topic
         self.keepalive_s = keepalive_s
@@ -463,8 +500,10 @@ class MqttLink:
 
     async def _connect(self):
         timeout_s = self._connect_timeout_ms / 1000
+        if self._address is None:
+            self._address = await asyncio.wait_for(self._resolve(self.host, self.port), timeout_s)
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), timeout_s
+            asyncio.open_connection(self._address, self.port), timeout_s
         )
         try:
             writer.write(self._connect_packet)
