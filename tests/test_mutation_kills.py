@@ -1,0 +1,461 @@
+"""Contract tests found missing by mutation testing (`make mutate`, docs/mutation-survivors.md).
+
+Each test states a rule of the safety code that no other test pinned down exactly: the
+boundary at exactly the limit, the reason text of a refusal, the arithmetic of a deadline.
+They are written against the documented contract, not against a particular mutant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from edge.interlocks import Interlock, InterlockSet
+from edge.lease import LEASE_LOST, LEASE_OK, LEASE_RESTORED, LeaseWatchdog
+from edge.signals import Linear, Pt100, Redundant1oo2, SensorChannel
+from protocol import auth, messages
+from protocol.constants import (
+    QUALITY_BAD,
+    QUALITY_UNCERTAIN,
+    RESULT_NOT_ALLOWED_IN_STATE,
+    RESULT_OK,
+    RESULT_OUT_OF_RANGE,
+    RESULT_UNAUTHENTICATED,
+    RESULT_UNKNOWN,
+)
+from protocol.messages import MessageError
+from tests.edge_harness import Rig
+
+# ------------------------------------------------------------------ lease watchdog
+
+
+def test_lease_watchdog_rejects_bad_settings_with_the_key_and_value():
+    with pytest.raises(ValueError, match=r"^lease\.on_loss: 'stop' not one of safe/hold$"):
+        LeaseWatchdog(1000, on_loss="stop")
+    with pytest.raises(ValueError, match=r"^lease\.timeout_ms: 0 must be > 0$"):
+        LeaseWatchdog(0)
+    with pytest.raises(ValueError, match=r"^lease\.grace_ms: -1 must be >= 0$"):
+        LeaseWatchdog(1000, on_loss="hold", grace_ms=-1)
+    # The smallest legal values are accepted.
+    assert LeaseWatchdog(1).timeout_ms == 1
+    assert LeaseWatchdog(1000, on_loss="hold", grace_ms=0).grace_ms == 0
+
+
+def test_lease_watchdog_is_the_channel_named_lease():
+    # Trip events name the channel: a lease trip must say "lease".
+    lw = LeaseWatchdog(1000)
+    assert lw.name == "lease"
+    assert not lw.value and not lw.lost and not lw.armed
+
+
+def test_unarmed_watchdog_never_expires():
+    lw = LeaseWatchdog(1000)
+    assert lw.check(10_000_000, True) == LEASE_OK
+    assert not lw.lost and not lw.value
+
+
+def test_lease_expires_only_after_more_than_timeout_ms():
+    lw = LeaseWatchdog(1000)
+    lw.feed(5000)
+    assert lw.check(6000, True) == LEASE_OK  # exactly timeout_ms: still within the lease
+    assert not lw.lost
+    assert lw.check(6001, True) == LEASE_LOST
+    assert lw.lost and lw.value  # "safe": the loss action is due at once
+    assert lw.check(6002, True) == LEASE_OK  # LOST is reported once per loss
+
+
+def test_safe_mode_ignores_grace():
+    lw = LeaseWatchdog(1000, on_loss="safe", grace_ms=5000)
+    assert lw.grace_ms == 0
+    lw.feed(0)
+    assert lw.check(1001, True) == LEASE_LOST
+    assert lw.value
+
+
+def test_hold_grace_runs_from_the_expiry_and_ends_exactly_at_grace_ms():
+    lw = LeaseWatchdog(1000, on_loss="hold", grace_ms=500)
+    lw.feed(0)
+    # A stalled tick loop notices the loss late (expiry was at t=1000).
+    assert lw.check(1200, True) == LEASE_LOST
+    assert not lw.value
+    lw.check(1499, True)
+    assert not lw.value  # one ms before the grace ends
+    lw.check(1500, True)
+    assert lw.value  # grace measured from the expiry, not from t=1200
+
+
+def test_hold_grace_already_over_when_the_loss_is_noticed():
+    lw = LeaseWatchdog(1000, on_loss="hold", grace_ms=500)
+    lw.feed(0)
+    assert lw.check(1500, True) == LEASE_LOST  # expiry 1000 + grace 500 = now
+    assert lw.value
+
+
+def test_loss_at_rest_raises_no_trip_however_long_it_lasts():
+    lw = LeaseWatchdog(1000, on_loss="hold", grace_ms=0)
+    lw.feed(0)
+    assert lw.check(2000, False) == LEASE_LOST
+    assert not lw.active_at_loss
+    for t in (3000, 60_000, 600_000):
+        lw.check(t, False)
+        assert not lw.value
+
+
+@pytest.mark.parametrize("on_loss", ["safe", "hold"])
+def test_started_while_lost_is_supervised_from_that_moment(on_loss):
+    lw = LeaseWatchdog(1000, on_loss=on_loss)  # default grace: 0
+    assert lw.grace_ms == 0
+    lw.feed(0)
+    lw.check(2000, False)  # lost at rest
+    assert not lw.value
+    lw.check(3000, True)  # started anyway (a command still within its expiry)
+    assert lw.active_at_loss
+    assert lw.value  # grace 0: the loss action is due in that same tick
+
+
+def test_started_while_lost_gets_the_full_grace_from_the_start():
+    lw = LeaseWatchdog(1000, on_loss="hold", grace_ms=400)
+    lw.feed(0)
+    lw.check(2000, False)
+    lw.check(5000, True)
+    assert not lw.value
+    lw.check(5399, True)
+    assert not lw.value
+    lw.check(5400, True)
+    assert lw.value
+
+
+def test_a_lease_after_a_loss_restores_once_and_clears_the_loss():
+    lw = LeaseWatchdog(1000)
+    lw.feed(0)
+    lw.check(1001, True)
+    assert lw.value
+    lw.feed(1500)
+    assert not lw.lost and not lw.value
+    assert lw.check(1510, True) == LEASE_RESTORED
+    assert lw.check(1520, True) == LEASE_OK  # reported once
+    # The new lease re-arms the deadline from its own arrival.
+    assert lw.check(2500, True) == LEASE_OK
+    assert lw.check(2501, True) == LEASE_LOST
+
+
+# ------------------------------------------------------------------ node: command checks
+
+
+def _ack_ok(ack):
+    return ack.result == RESULT_OK
+
+
+def test_direct_setpoint_accepts_exactly_its_limits_and_names_the_range_when_refused():
+    rig = Rig("pump")
+    rig.lease()
+    slot = rig.node.actuators[0]
+    assert _ack_ok(rig.set("flow", 0.0)) and slot.commanded == 0.0
+    assert _ack_ok(rig.set("flow", 10.0)) and slot.commanded == 10.0
+    ack = rig.set("flow", 10.5)
+    assert ack.result == RESULT_OUT_OF_RANGE
+    assert ack.reason == "flow = 10.5 outside 0.0..10.0"
+    assert slot.commanded == 10.0  # refused: nothing changed
+
+
+def test_loop_setpoint_refusal_names_channel_value_and_range():
+    rig = Rig("reactor")
+    rig.lease()
+    ack = rig.set("coil_temp", 500.0)
+    assert ack.result == RESULT_OUT_OF_RANGE
+    assert ack.reason == "coil_temp = 500.0 outside 20.0..200.0"
+
+
+def test_setpoint_refusals_for_channels_that_are_not_setpoints():
+    rig = Rig("reactor")
+    rig.lease()
+    ack = rig.set("heater", 0.5)  # driven by its loop: set the loop instead
+    assert ack.result == RESULT_UNKNOWN
+    assert ack.reason == "heater is driven by loop coil_temp: set coil_temp"
+    ack = rig.set("temperature", 50.0)
+    assert ack.result == RESULT_UNKNOWN and ack.reason == "temperature is not a setpoint"
+    n = len(rig.node.channels)
+    ack = rig.command("set_setpoint", {"channel": n, "value": 1.0})  # one past the last
+    assert ack.result == RESULT_UNKNOWN and ack.reason == f"no channel with alias {n}"
+    assert rig.node.actuators[0].commanded is None
+
+
+def test_configure_changes_only_the_gains_it_names_and_explains_refusals():
+    rig = Rig("reactor")
+    rig.lease()
+    pid = rig.node.loops[0].pid
+    kp, ki = pid.kp, pid.ki
+    assert _ack_ok(rig.command("configure", {"config": {"loop": "coil_temp", "kd": 0.25}}))
+    assert (pid.kp, pid.ki, pid.kd) == (kp, ki, 0.25)
+    ack = rig.command("configure", {"config": {"loop": "coil_temp", "ti": 1.0}})
+    assert ack.result == RESULT_UNKNOWN and ack.reason == "configure key ti not supported"
+    ack = rig.command("configure", {"config": {"loop": "coil_temp", "kd": -1.0}})
+    assert ack.result == RESULT_OUT_OF_RANGE and ack.reason == "gains must be finite and >= 0"
+    ack = rig.command("configure", {"config": {"loop": "mixer", "kp": 1.0}})
+    assert ack.result == RESULT_OUT_OF_RANGE and ack.reason == "no loop named mixer"
+    ack = rig.command("configure", {"config": {"loop": "coil_temp", "kp": "fast"}})
+    assert ack.result == RESULT_OUT_OF_RANGE and ack.reason and "None" not in ack.reason
+    assert pid.kd == 0.25
+
+
+# ------------------------------------------------------------------ node: trip reset
+
+
+def _heater_fault(rig):
+    """Latch a heater-verification trip (the verifier found the heater not heating)."""
+    lp = rig.node.loops[0]
+    lp.verifier.fault = "heater_not_heating"
+    rig.tick()
+    assert rig.node.interlocks.active
+    assert [t.cause for t in rig.sink.trips()][-1] == "heater_not_heating"
+
+
+def _settle_aborted(rig):
+    rig.tick(3)
+    assert rig.node.sm.state_name == "aborted"
+
+
+def test_reset_clears_a_heater_verification_trip_and_the_verifier_detects_again():
+    rig = Rig("reactor")
+    rig.start()
+    _heater_fault(rig)
+    _settle_aborted(rig)
+    lp = rig.node.loops[0]
+    ack = rig.command("reset_trip")
+    assert ack.result == RESULT_OK and ack.reason is None
+    assert not rig.node.interlocks.active and lp.verifier.fault is None
+    assert rig.node.interlocks.last_reset_ms == rig.now
+    resets = [e for e in rig.sink.events if e.type == "trip_reset"]
+    assert len(resets) == 1 and resets[0].detail == "trips reset by command"
+    # Re-armed: the next fault trips again.
+    rig.lease()
+    assert _ack_ok(rig.state("reset"))
+    rig.tick(3)
+    rig.start()
+    _heater_fault(rig)
+    assert len(rig.sink.trips()) == 2
+
+
+def test_a_refused_reset_changes_nothing_not_even_the_heater_verifier():
+    rig = Rig("reactor")
+    rig.start()
+    rig.plant.digital["estop"] = 1  # the e-stop input is pressed
+    lp = rig.node.loops[0]
+    lp.verifier.fault = "heater_not_heating"
+    rig.tick()
+    _settle_aborted(rig)
+    ack = rig.command("reset_trip")
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+    assert ack.reason.startswith("estop: cause persists")
+    assert "heater_verify" not in ack.reason  # the verifier fault is cleared by the reset
+    assert rig.node.interlocks.active
+    assert lp.verifier.fault == "heater_not_heating"  # refused: the verifier kept its fault
+    assert [e.type for e in rig.sink.events].count("trip_reset") == 0
+
+
+def test_a_refused_reset_names_every_persisting_cause():
+    rig = Rig("reactor")
+    rig.start()
+    rig.plant.digital["estop"] = 1
+    rig.plant.digital["cutout"] = 1  # the independent over-temperature cut-out
+    rig.tick()
+    _settle_aborted(rig)
+    ack = rig.command("reset_trip")
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+    causes = ack.reason.split("; ")
+    assert [c.split(":")[0] for c in causes] == ["cutout", "estop"]
+
+
+# ------------------------------------------------------------------ node: dead-man check
+
+
+def test_deadman_check_forces_safe_only_after_more_than_deadman_ms():
+    rig = Rig("pump")
+    rig.start()
+    assert _ack_ok(rig.set("flow", 5.0))
+    rig.tick()
+    slot = rig.node.actuators[0]
+    assert slot.driver.value == 5.0
+    t = slot.last_write_ms
+    assert rig.node.deadman_check(t + slot.deadman_ms) == 0  # exactly the deadline: not yet
+    assert slot.driver.value == 5.0
+    assert rig.node.deadman_check(t + slot.deadman_ms + 1) == 1
+    assert slot.driver.value == slot.safe
+    assert rig.node.deadman_check(t + slot.deadman_ms + 2) == 0  # already safe
+
+
+# ------------------------------------------------------------------ protocol.auth
+
+AUTH_KEY = bytes(range(100, 132))
+AUTH_NONCE = bytes.fromhex("a1a2a3a4a5a6a7a8")
+
+
+def _command():
+    return messages.build_command(1, "set_setpoint", {"channel": 1, "value": 80.0}, 1767225605000)
+
+
+@pytest.mark.parametrize("n", [63, 64, 65])
+def test_hmac_block_sized_keys(n):
+    # RFC 2104: only a key longer than the 64-byte block is hashed first.
+    key = bytes(range(n))
+    assert auth.hmac_sha256(key, b"msg") == hmac.new(key, b"msg", hashlib.sha256).digest()
+
+
+def test_bytearray_key_and_nonce_sign_like_bytes():
+    signed = auth.sign_command(_command(), AUTH_KEY, "reactor-2", AUTH_NONCE, "host-a", 1)
+    again = auth.sign_command(
+        _command(), bytearray(AUTH_KEY), "reactor-2", bytearray(AUTH_NONCE), "host-a", 1
+    )
+    assert again == signed
+    v = auth.CommandVerifier(bytearray(AUTH_KEY), "reactor-2", bytearray(AUTH_NONCE))
+    assert v.verify(signed) == RESULT_OK
+
+
+def test_auth_setup_errors_name_the_field_and_never_the_key():
+    with pytest.raises(
+        auth.AuthError, match=r"^auth\.key: bytes of length 16\.\.32 required, got 8$"
+    ):
+        auth.CommandVerifier(b"k" * 8, "reactor-2", AUTH_NONCE)
+    with pytest.raises(
+        auth.AuthError, match=r"^auth\.key: bytes of length 16\.\.32 required, got str$"
+    ):
+        auth.CommandVerifier("k" * 16, "reactor-2", AUTH_NONCE)
+    with pytest.raises(
+        auth.AuthError, match=r"^auth\.boot_nonce: b'\\x01' not in bytes of length 8\.\.16$"
+    ):
+        auth.CommandVerifier(AUTH_KEY, "reactor-2", b"\x01")
+    with pytest.raises(auth.AuthError, match=r"^auth\.max_senders: 0 not in 1\.\.$"):
+        auth.CommandVerifier(AUTH_KEY, "reactor-2", AUTH_NONCE, max_senders=0)
+    with pytest.raises(MessageError, match="verifier.module_id"):
+        auth.CommandVerifier(AUTH_KEY, "Bad Id", AUTH_NONCE)
+    with pytest.raises(MessageError, match="command.module_id"):
+        auth.sign_command(_command(), AUTH_KEY, "Bad Id", AUTH_NONCE, "host-a", 1)
+    with pytest.raises(MessageError, match="command.auth.sender"):
+        auth.sign_command(_command(), AUTH_KEY, "reactor-2", AUTH_NONCE, "Bad Id", 1)
+    with pytest.raises(MessageError, match="command.auth.counter"):
+        auth.sign_command(_command(), AUTH_KEY, "reactor-2", AUTH_NONCE, "host-a", -1)
+
+
+def test_nonce_length_limits_are_inclusive():
+    for n in (8, 16):
+        v = auth.CommandVerifier(AUTH_KEY, "reactor-2", bytes(n))
+        signed = auth.sign_command(_command(), AUTH_KEY, "reactor-2", bytes(n), "host-a", 1)
+        assert v.verify(signed) == RESULT_OK
+    with pytest.raises(auth.AuthError):
+        auth.CommandVerifier(AUTH_KEY, "reactor-2", bytes(17))
+
+
+def test_sender_table_holds_eight_senders_by_default_and_one_at_least():
+    v = auth.CommandVerifier(AUTH_KEY, "reactor-2", AUTH_NONCE)
+    for i in range(8):
+        s = auth.sign_command(_command(), AUTH_KEY, "reactor-2", AUTH_NONCE, f"host-{i}", 1)
+        assert v.verify(s) == RESULT_OK
+    s = auth.sign_command(_command(), AUTH_KEY, "reactor-2", AUTH_NONCE, "host-8", 1)
+    assert v.verify(s) == RESULT_UNAUTHENTICATED
+    one = auth.CommandVerifier(AUTH_KEY, "reactor-2", AUTH_NONCE, max_senders=1)
+    s = auth.sign_command(_command(), AUTH_KEY, "reactor-2", AUTH_NONCE, "host-a", 1)
+    assert one.verify(s) == RESULT_OK
+
+
+# ------------------------------------------------------------------ signal plausibility
+
+
+def test_pt100_open_and_short_limits_are_inclusive():
+    cal = Pt100()
+    assert cal.raw_ok(18.0) and cal.raw_ok(400.0)  # r_short, r_open themselves are plausible
+    assert not cal.raw_ok(17.99) and cal.bad_reason(17.99) == "short"
+    assert not cal.raw_ok(400.01) and cal.bad_reason(400.01) == "open"
+
+
+def _starting(name):
+    ch = SensorChannel(name, Linear(1.0), stale_ms=1000)
+    ch.update(None, 0, fault="starting")  # first conversion not ready yet
+    assert ch.starting and ch.value is None
+    return ch
+
+
+def _bad(name, reason):
+    ch = SensorChannel(name, Linear(1.0), stale_ms=1000)
+    ch.update(None, 0, fault=reason)
+    assert ch.quality == QUALITY_BAD
+    return ch
+
+
+@pytest.mark.parametrize("bad_first", [True, False])
+def test_1oo2_with_one_input_starting_and_the_other_bad_is_bad_with_its_reason(bad_first):
+    a, b = (
+        (_bad("ta", "open"), _starting("tb"))
+        if bad_first
+        else (_starting("ta"), _bad("tb", "open"))
+    )
+    pair = Redundant1oo2(a, b, 5.0)
+    assert pair.check(10) == QUALITY_BAD
+    assert pair.quality == QUALITY_BAD and pair.bad_reason == "open"
+
+
+def test_1oo2_with_both_inputs_starting_is_uncertain_without_a_reason():
+    pair = Redundant1oo2(_starting("ta"), _starting("tb"), 5.0)
+    assert pair.check(10) == QUALITY_UNCERTAIN
+    assert pair.bad_reason is None and pair.value is None
+
+
+# ------------------------------------------------------------------ interlock refusal texts
+
+
+class _Input:
+    def __init__(self, name, value):
+        self.name = name
+        self.value = value
+
+
+def _tripped(interlock, ch, value):
+    iset = InterlockSet([interlock], {})
+    ch.update(value, 0)
+    assert iset.evaluate(0)
+    return iset
+
+
+def test_reset_refusal_names_interlock_cause_reading_and_clear_level():
+    ch = SensorChannel("TT1", Linear(1.0), stale_ms=None)
+    iset = _tripped(Interlock("TT1_HH", ch, "above", 150.0, hysteresis=5.0), ch, 152.3)
+    assert iset.reset(1) == (
+        False,
+        "TT1_HH: cause persists (over_temperature TT1 = 152.3, clears at <= 145)",
+    )
+    ch = SensorChannel("FT1", Linear(1.0), stale_ms=None)
+    low = Interlock("FT1_L", ch, "below", 2.0, hysteresis=0.5, cause="low_flow")
+    iset = _tripped(low, ch, 1.0)
+    assert iset.reset(1) == (False, "FT1_L: cause persists (low_flow FT1 = 1, clears at >= 2.5)")
+    # Large readings stay short (4 significant digits, exponent form).
+    ch = SensorChannel("PT1", Linear(1.0), stale_ms=None)
+    high = Interlock("PT1_HH", ch, "above", 1e5, hysteresis=2e4, cause="over_pressure")
+    iset = _tripped(high, ch, 2.5e5)
+    assert iset.reset(1) == (
+        False,
+        "PT1_HH: cause persists (over_pressure PT1 = 2.5e+05, clears at <= 8e+04)",
+    )
+
+
+def test_reset_refusal_for_inputs_bad_sensors_and_unknown_rates():
+    estop = _Input("estop", True)
+    iset = InterlockSet([Interlock("ESTOP", estop, "input_true", cause="estop")], {})
+    assert iset.evaluate(0)
+    assert iset.reset(1) == (False, "ESTOP: cause persists (estop still active, value True)")
+
+    ch = SensorChannel("TT1", Linear(1.0), stale_ms=None)
+    iset = _tripped(Interlock("TT1_HH", ch, "above", 150.0), ch, float("nan"))
+    assert iset.reset(1) == (False, "TT1_HH: cause persists (sensor_bad: TT1 is nan)")
+
+    ch = SensorChannel("TT2", Linear(1.0), stale_ms=None)
+    ror = Interlock("TT2_ROR", ch, "rate_of_rise", 1.0, window_ms=1000, cause="runaway_rate")
+    iset = InterlockSet([ror], {})
+    ch.update(float("nan"), 0)  # BAD: trips as sensor_bad, and the rate history restarts
+    assert iset.evaluate(0)
+    ch.update(20.0, 100)
+    iset.evaluate(100)
+    assert iset.reset(100) == (
+        False,
+        "TT2_ROR: cause persists (rate of TT2 unknown until a full 1000 ms window)",
+    )
