@@ -10,23 +10,29 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import cbor2
 import pytest
 
 from edge.interlocks import Interlock, InterlockSet
 from edge.lease import LEASE_LOST, LEASE_OK, LEASE_RESTORED, LeaseWatchdog
+from edge.runaway import HeaterVerifier
 from edge.signals import Linear, Pt100, Redundant1oo2, SensorChannel
 from protocol import auth, messages
 from protocol.constants import (
     QUALITY_BAD,
+    QUALITY_GOOD,
     QUALITY_UNCERTAIN,
+    RESULT_EXPIRED,
+    RESULT_MALFORMED,
     RESULT_NOT_ALLOWED_IN_STATE,
     RESULT_OK,
     RESULT_OUT_OF_RANGE,
+    RESULT_REPLAYED,
     RESULT_UNAUTHENTICATED,
     RESULT_UNKNOWN,
 )
 from protocol.messages import MessageError
-from tests.edge_harness import Rig
+from tests.edge_harness import KEY, Rig
 
 # ------------------------------------------------------------------ lease watchdog
 
@@ -47,6 +53,7 @@ def test_lease_watchdog_is_the_channel_named_lease():
     # Trip events name the channel: a lease trip must say "lease".
     lw = LeaseWatchdog(1000)
     assert lw.name == "lease"
+    assert lw.quality == QUALITY_GOOD  # a lease is never a bad sensor
     assert not lw.value and not lw.lost and not lw.armed
 
 
@@ -459,3 +466,238 @@ def test_reset_refusal_for_inputs_bad_sensors_and_unknown_rates():
         False,
         "TT2_ROR: cause persists (rate of TT2 unknown until a full 1000 ms window)",
     )
+
+
+# ------------------------------------------------------------------ node: refusal reasons
+
+
+def test_setpoints_are_refused_at_rest_after_an_abort():
+    rig = Rig("pump")
+    rig.start()
+    assert _ack_ok(rig.state("abort"))
+    rig.tick(3)
+    assert rig.node.sm.state_name == "aborted"
+    ack = rig.set("flow", 1.0)
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+    assert ack.reason == "set_setpoint not allowed in aborted"
+    assert rig.node.actuators[0].commanded is None
+
+
+def test_state_command_refusal_reasons():
+    rig = Rig("reactor")
+    rig.lease()
+    ack = rig.state("suspend")  # a wire-level service command this module does not implement
+    assert ack.result == RESULT_UNKNOWN and ack.reason == "service command suspend not supported"
+    ack = rig.state("unhold")  # not held
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE and ack.reason == "unhold not allowed in idle"
+    ack = rig.command("reset_trip")
+    assert ack.result == RESULT_OK and ack.reason == "no trips latched"
+
+
+def test_start_command_enters_starting_at_the_command_time():
+    rig = Rig("reactor")
+    rig.tick(3)
+    rig.lease()
+    assert _ack_ok(rig.state("start"))
+    assert rig.node.sm.state_name == "starting" and rig.node.sm.entered_ms == rig.now
+
+
+def test_without_a_lease_only_start_and_unhold_are_refused():
+    rig = Rig("reactor")  # on_loss = hold, lease timeout 3 s
+    rig.start()
+    assert _ack_ok(rig.state("hold"))
+    rig.tick(2)
+    assert rig.node.sm.state_name == "held"
+    rig.tick(int(4000 / rig.tick_ms))  # no lease: lost
+    assert rig.node.lease.lost
+    # Host time is still known from the last lease, so the command itself is fresh.
+    ack = rig.state("unhold")
+    assert (
+        ack.result == RESULT_NOT_ALLOWED_IN_STATE and ack.reason == "unhold refused: no host lease"
+    )
+    assert rig.node.sm.state_name == "held"
+    # Going to a safer state is never refused for want of a lease.
+    assert _ack_ok(rig.state("abort"))
+
+
+def test_reset_with_latched_trips_is_refused_until_the_module_is_at_rest():
+    rig = Rig("pump")
+    rig.start()
+    rig.plant.digital["estop"] = 1
+    rig.tick()
+    assert rig.node.sm.state_name == "aborting"
+    ack = rig.state("reset")
+    assert (
+        ack.result == RESULT_NOT_ALLOWED_IN_STATE and ack.reason == "reset not allowed in aborting"
+    )
+    rig.plant.digital["estop"] = 0
+    rig.tick(3)
+    assert rig.node.sm.state_name == "aborted"
+    assert _ack_ok(rig.state("reset"))
+    assert not rig.node.interlocks.active
+    assert rig.node.interlocks.last_reset_ms == rig.now
+
+
+def test_ack_alarm_reports_how_many_were_acknowledged():
+    rig = Rig("reactor")
+    rig.lease()
+    ack = rig.command("ack_alarm", {"target": "high_temperature"})
+    assert ack.result == RESULT_OK and ack.reason == "0 acknowledged"
+    alarm = rig.node.alarms.alarms[0]
+    alarm.active, alarm.acked = True, False  # high_temperature is active, not acknowledged
+    ack = rig.command("ack_alarm", {"target": "fast_rise"})
+    assert ack.reason == "0 acknowledged" and not alarm.acked
+    ack = rig.command("ack_alarm", {"target": "high_temperature"})
+    assert ack.reason == "1 acknowledged" and alarm.acked
+
+
+def test_ack_alarm_on_a_module_without_alarms():
+    rig = Rig("reactor", mutate=lambda d: d.__setitem__("alarms", []))
+    rig.lease()
+    ack = rig.command("ack_alarm")
+    assert ack.result == RESULT_OK and ack.reason == "no alarms configured"
+
+
+# ------------------------------------------------------------------ node: handle_command
+
+
+def test_malformed_command_ack_carries_its_id_and_the_parse_error():
+    rig = Rig("reactor")
+    rig.lease()
+    good = messages.build_command(77, "set_setpoint", {"channel": 6, "value": 80.0}, 10**13)
+    decoded = cbor2.loads(good)
+    decoded[messages.K_OP] = 250  # no such operation
+    ack = rig.send(cbor2.dumps(decoded))
+    assert ack.result == RESULT_MALFORMED and ack.command_id == 77
+    assert ack.reason and "op" in ack.reason and "None" not in ack.reason
+
+
+def test_authentication_refusals_say_why():
+    rig = Rig("reactor", key=KEY)
+    rig.lease()
+    ack = rig.command("rebirth")
+    assert ack.result == RESULT_OK
+    ack = rig.command("set_setpoint", {"channel": 6, "value": 80.0}, sign=False)
+    assert ack.result == RESULT_UNAUTHENTICATED
+    assert ack.reason == "missing or invalid authentication tag"
+    ack = rig.command("set_setpoint", {"channel": 6, "value": 80.0}, counter=rig.counter)
+    assert ack.result == RESULT_REPLAYED and ack.reason == "counter already used"
+
+
+def test_expiry_refusals_say_why():
+    rig = Rig("reactor")
+    ack = rig.set("coil_temp", 80.0)
+    assert ack.result == RESULT_EXPIRED and ack.reason == "host time unknown (no recent lease)"
+    rig.lease()
+    ack = rig.command("set_setpoint", {"channel": 6, "value": 80.0}, expiry_s=-1.0)
+    assert ack.result == RESULT_EXPIRED and ack.reason == "expired"
+
+
+def test_only_accepted_commands_are_logged_as_operator_actions():
+    rig = Rig("pump", key=KEY)
+    rig.lease()
+    before = len(rig.sink.events)
+    assert rig.set("flow", 99.0).result == RESULT_OUT_OF_RANGE
+    assert len(rig.sink.events) == before  # a refusal emits nothing
+    assert _ack_ok(rig.set("flow", 2.5))
+    (event,) = rig.sink.events[before:]
+    assert event.type == "operator_action" and event.source == "coordinator"
+    assert event.detail == "set_setpoint channel=0 value=2.5"
+
+
+def test_handle_lease_reports_whether_the_lease_was_taken():
+    rig = Rig("reactor")
+    assert rig.node.handle_lease(messages.build_lease("host", 10**12, 1, 3000), 0) is True
+    assert rig.node.handle_lease(b"\xff\x00", 0) is False
+
+
+def _good(name, value):
+    ch = SensorChannel(name, Linear(1.0), stale_ms=None)
+    ch.update(value, 0)
+    return ch
+
+
+def test_1oo2_disagreement_makes_the_pair_bad_for_its_interlock():
+    pair = Redundant1oo2(_good("ta", 100.0), _good("tb", 110.0), 5.0, select="max")
+    hh = Interlock("T_HH", pair, "above", 150.0)
+    iset = InterlockSet([hh], {})
+    assert pair.check(0) == QUALITY_BAD
+    assert pair.quality == QUALITY_BAD and pair.bad_reason == "disagreement"
+    assert iset.evaluate(0) and iset.first_out.cause == "sensor_bad"
+
+
+@pytest.mark.parametrize(
+    "select, a, b, expected",
+    [
+        ("max", 101.0, 99.0, 101.0),
+        ("max", 99.0, 101.0, 101.0),
+        ("min", 99.0, 101.0, 99.0),
+        ("min", 101.0, 99.0, 99.0),
+        ("avg", 99.0, 101.0, 100.0),
+    ],
+)
+def test_1oo2_select(select, a, b, expected):
+    pair = Redundant1oo2(_good("ta", a), _good("tb", b), 5.0, select=select)
+    assert pair.check(0) == QUALITY_GOOD
+    assert pair.value == expected
+
+
+def test_1oo2_both_bad_reports_the_first_inputs_reason():
+    pair = Redundant1oo2(_bad("ta", "open"), _bad("tb", "short"), 5.0)
+    assert pair.check(0) == QUALITY_BAD
+    assert pair.bad_reason == "open"
+
+
+# ------------------------------------------------------------------ heater verifier error sum
+
+
+def test_runaway_error_integrates_real_elapsed_time_only():
+    v = HeaterVerifier(hysteresis=5.0, max_error=1000.0)
+    v.update(100.0, 50.0, 1.0, 0)  # first sample: no time has elapsed yet
+    assert v.error == 0.0
+    v.update(100.0, 50.0, 1.0, 0)  # same tick again: nothing elapsed
+    assert v.error == 0.0
+    v.update(100.0, 50.0, 1.0, 1)  # 1 ms below the band by 45 degC
+    assert v.error == pytest.approx(0.045)
+    v.update(100.0, 50.0, 1.0, 2001)  # 2 s more
+    assert v.error == pytest.approx(0.045 + 90.0)
+    v.update(100.0, 50.0, 1.0, 1001)  # a tick from the past adds nothing
+    assert v.error == pytest.approx(0.045 + 90.0)
+
+
+# ------------------------------------------------------------------ auth: field names, host time
+
+
+def test_signing_errors_name_the_field_first():
+    cases = [
+        ({"module_id": "Bad Id"}, r"^command\.module_id: "),
+        ({"sender": "Bad Id"}, r"^command\.auth\.sender: "),
+        ({"counter": -1}, r"^command\.auth\.counter: "),
+    ]
+    for kw, match in cases:
+        args = {"module_id": "reactor-2", "sender": "host-a", "counter": 1, **kw}
+        with pytest.raises(MessageError, match=match):
+            auth.sign_command(
+                _command(), AUTH_KEY, args["module_id"], AUTH_NONCE, args["sender"], args["counter"]
+            )
+    with pytest.raises(MessageError, match=r"^verifier\.module_id: "):
+        auth.CommandVerifier(AUTH_KEY, "Bad Id", AUTH_NONCE)
+
+
+def test_host_time_is_known_for_max_age_ms_after_a_lease_and_10_minutes_by_default():
+    est = auth.HostTimeEstimate()
+    assert est.max_age_ms == 600_000
+    est.update(5_000_000, 100)
+    assert est.host_now(100 + 600_000) == 5_600_000
+    assert est.host_now(100 + 600_001) is None
+
+
+def test_host_time_max_age_limits():
+    assert auth.HostTimeEstimate(1).max_age_ms == 1
+    half = 1 << 29
+    assert auth.HostTimeEstimate(half - 1).max_age_ms == half - 1
+    for bad in (0, half):
+        with pytest.raises(
+            ValueError, match=rf"^host_time\.max_age_ms: {bad} not in 1\.\.{half - 1}$"
+        ):
+            auth.HostTimeEstimate(bad)

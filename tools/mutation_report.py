@@ -83,7 +83,86 @@ NOT_SCORED = ["*__repr__", "x__repr"]
 # Surviving mutants that cannot change behaviour: (file, function key, regex over the
 # mutated line(s) of the diff) -> reason.  Keyed by the mutated text, not mutmut's numbers,
 # which shift whenever a function is edited.
-EQUIVALENT = []
+_FALSY = "None is falsy like False, and every reader tests truthiness"
+EQUIVALENT = [
+    # edge/lease.py: flags read only as booleans (node.py, the INPUT_TRUE interlock).
+    (
+        "edge/lease.py",
+        "xǁLeaseWatchdogǁ*",
+        r"^self\.(value|armed|lost|active_at_loss|_restored) = None$",
+        _FALSY,
+    ),
+    (
+        "edge/lease.py",
+        "xǁLeaseWatchdogǁ__init__",
+        r'^self\.bad_reason = ""$',
+        "bad_reason is read only for BAD quality, which the lease never has",
+    ),
+    (
+        "edge/lease.py",
+        "xǁLeaseWatchdogǁ__init__",
+        r"^self\.(active_at_loss = True|_last_ms = (None|1)|_lost_ms = (None|1))$",
+        "initial values never read: check() returns before its first feed (_last_ms), and"
+        " _lost_ms/active_at_loss are set at the loss before they are read",
+    ),
+    # edge/signals.py
+    (
+        "edge/signals.py",
+        "xǁ*ǁbad_reason",
+        r"raw <= self\.(r_short|raw_min)",
+        "bad_reason is asked only for raw outside [min, max], so raw == min never reaches it",
+    ),
+    ("edge/signals.py", "xǁSensorChannelǁ_set_bad", r"^self\._primed = None$", _FALSY),
+    (
+        "edge/signals.py",
+        "xǁRedundant1oo2ǁcheck",
+        r"^self\.value = va if va (>|<) vb else vb$",
+        "differs only when va == vb, where both branches give the same value",
+    ),
+    # edge/interlocks.py
+    (
+        "edge/interlocks.py",
+        "xǁInterlockǁ_sample_rate",
+        r"^if self\._rn <= _RATE_SLOTS:$",
+        "a 9th count only makes the newest-to-oldest search revisit the newest sample after"
+        " the oldest; it cannot be older, so the rate found is the same",
+    ),
+    ("edge/interlocks.py", "xǁInterlockǁcause_now", r"_cause_now\(None\)", _FALSY),
+    (
+        "edge/interlocks.py",
+        "xǁInterlockǁcause_now",
+        r"persist=True\):$",
+        "the only caller (edge/alarms.py) always passes persist explicitly",
+    ),
+    # edge/node.py
+    (
+        "edge/node.py",
+        "xǁNodeǁhandle_command",
+        r'_AUTH_REASONS\.get\(result, (None|"XXrejectedXX"|"REJECTED"|)\)',
+        "the default is unreachable: verify() of a parsed command returns only OK,"
+        " UNAUTHENTICATED or REPLAYED, both in _AUTH_REASONS",
+    ),
+    (
+        "edge/node.py",
+        "xǁNodeǁ_configure",
+        r"^return RESULT_OUT_OF_RANGE, str\(None\)$",
+        "unreachable guard: PID.set_tunings reports bad gains by its result and raises nothing"
+        " (pid._finite catches TypeError)",
+    ),
+    # protocol/auth.py
+    (
+        "protocol/auth.py",
+        "xǁHostTimeEstimateǁ__init__",
+        r"^self\._local_ms = (None|1)$",
+        "_local_ms is read only after update() has set it (host_now returns None before)",
+    ),
+    (
+        "protocol/auth.py",
+        "xǁHostTimeEstimateǁhost_now",
+        r"- _TICKS_HALF\) & _TICKS_MAX\) - _TICKS_HALF",
+        "+2^29 and -2^29 are the same modulo 2^30, which the mask takes",
+    ),
+]
 
 _STATUS = {
     1: "killed",
