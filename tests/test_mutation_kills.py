@@ -701,3 +701,89 @@ def test_host_time_max_age_limits():
             ValueError, match=rf"^host_time\.max_age_ms: {bad} not in 1\.\.{half - 1}$"
         ):
             auth.HostTimeEstimate(bad)
+
+
+# ------------------------------------------------------------------ configuration errors
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"condition": "over"},
+            "interlock X1: condition must be one of ('above', 'below', 'bad_quality',"
+            " 'rate_of_rise', 'input_true'), got 'over'",
+        ),
+        ({"condition": "above"}, "interlock X1 limit must be a finite number, got None"),
+        (
+            {"condition": "below", "limit": "1"},
+            "interlock X1 limit must be a finite number, got '1'",
+        ),
+        (
+            {"condition": "above", "limit": 1, "on_delay_ms": -1},
+            "interlock X1 on_delay_ms must be >= 0, got -1",
+        ),
+        (
+            {"condition": "above", "limit": 1, "hysteresis": -0.5},
+            "interlock X1 hysteresis must be >= 0, got -0.5",
+        ),
+        (
+            {"condition": "above", "limit": 1, "action": ("heater",)},
+            "interlock X1: action must be an Action, got ('heater',)",
+        ),
+        (
+            {"condition": "rate_of_rise", "limit": 1, "window_ms": 0},
+            "interlock X1 window_ms must be >= 1, got 0",
+        ),
+        (
+            {"condition": "rate_of_rise", "limit": 1, "window_ms": float("inf")},
+            "interlock X1 window_ms must be a finite number, got inf",
+        ),
+    ],
+)
+def test_interlock_config_errors_name_interlock_key_value_and_range(kwargs, message):
+    with pytest.raises(ValueError) as exc:
+        Interlock("X1", SensorChannel("TT1", Linear(1.0)), **kwargs)
+    assert str(exc.value) == message
+
+
+def test_interlock_config_accepts_the_boundary_values():
+    ch = SensorChannel("TT1", Linear(1.0))
+    il = Interlock("X1", ch, "rate_of_rise", 0, on_delay_ms=0, hysteresis=0, window_ms=1)
+    assert (il.limit, il.on_delay_ms, il.hysteresis, il.window_ms) == (0, 0, 0, 1)
+    il = Interlock("X2", ch, "bad_quality", cause="ignored")
+    assert il.cause == "sensor_bad" and il.limit is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"hysteresis": -1}, "hysteresis must be a finite number >= 0, got -1"),
+        ({"max_error": 0}, "max_error must be a finite number > 0, got 0"),
+        ({"heating_gain": float("nan")}, "heating_gain must be a finite number > 0, got nan"),
+        ({"check_gain_time_ms": 0}, "check_gain_time_ms must be a finite number > 0, got 0"),
+        ({"uncontrolled_rise": -1}, "uncontrolled_rise must be a finite number > 0, got -1"),
+        ({"max_error": "1"}, "max_error must be a finite number > 0, got '1'"),
+        ({"full_power": 0}, "full_power must be in (0, 1], got 0"),
+        ({"full_power": 1.5}, "full_power must be in (0, 1], got 1.5"),
+        ({"off_level": 0.9}, "off_level must be in [0, full_power=0.9), got 0.9"),
+        ({"off_level": -0.1}, "off_level must be in [0, full_power=0.9), got -0.1"),
+    ],
+)
+def test_heater_verifier_config_errors_name_key_value_and_range(kwargs, message):
+    with pytest.raises(ValueError) as exc:
+        HeaterVerifier(**kwargs)
+    assert str(exc.value) == message
+
+
+def test_heater_verifier_defaults_and_boundary_values():
+    v = HeaterVerifier()  # Klipper's verify_heater defaults, in ms
+    assert (v.hysteresis, v.max_error, v.heating_gain, v.check_gain_time_ms) == (
+        5.0,
+        120.0,
+        2.0,
+        20000,
+    )
+    assert (v.full_power, v.off_level, v.uncontrolled_rise) == (0.9, 0.0, 10.0)
+    v = HeaterVerifier(hysteresis=0, full_power=1, off_level=0)
+    assert (v.hysteresis, v.full_power, v.off_level) == (0, 1, 0)
