@@ -13,7 +13,7 @@ import hmac
 import cbor2
 import pytest
 
-from edge.interlocks import Interlock, InterlockSet
+from edge.interlocks import Action, Interlock, InterlockSet
 from edge.lease import LEASE_LOST, LEASE_OK, LEASE_RESTORED, LeaseWatchdog
 from edge.runaway import HeaterVerifier
 from edge.signals import Linear, Pt100, Redundant1oo2, SensorChannel
@@ -787,3 +787,179 @@ def test_heater_verifier_defaults_and_boundary_values():
     assert (v.full_power, v.off_level, v.uncontrolled_rise) == (0.9, 0.0, 10.0)
     v = HeaterVerifier(hysteresis=0, full_power=1, off_level=0)
     assert (v.hysteresis, v.full_power, v.off_level) == (0, 1, 0)
+
+
+# ------------------------------------------------------------------ heater verifier boundaries
+
+
+def test_runaway_band_edges_are_inclusive():
+    v = HeaterVerifier(hysteresis=5.0, max_error=1000.0)
+    v.update(100.0, 95.0, 0.5, 0)  # exactly target - hysteresis: near target
+    v.update(100.0, 95.0, 0.5, 1000)
+    assert v.error == 0.0 and not v.approaching
+    v.update(100.0, 90.0, 0.5, 2000)  # below the band: error accumulates
+    assert v.error == pytest.approx(5.0)
+    v.update(100.0, 105.0, 0.5, 3000)  # exactly target + hysteresis: the error resets
+    assert v.error == 0.0
+    v.update(100.0, 90.0, 0.5, 4000)
+    assert v.error == pytest.approx(5.0)
+    v.update(100.0, 100.0, 0.5, 5000)  # at the target
+    assert v.error == 0.0
+
+
+def test_held_setpoint_trips_runaway_at_exactly_max_error():
+    v = HeaterVerifier(hysteresis=0.0, max_error=10.0)
+    assert v.update(100.0, 100.0, 0.5, 0) is None  # holding at the target
+    assert v.update(100.0, 95.0, 0.5, 1000) is None  # 5 degC-s
+    assert v.update(100.0, 95.0, 0.5, 2000) == "temperature_runaway"  # 10 degC-s: the limit
+
+
+def test_approach_at_partial_power_ends_and_trips_runaway_at_exactly_max_error():
+    v = HeaterVerifier(hysteresis=0.0, max_error=10.0, heating_gain=2.0, check_gain_time_ms=1000)
+    assert v.update(100.0, 90.0, 0.5, 0) is None
+    assert v.approaching
+    assert v.update(100.0, 90.0, 0.5, 1000) == "temperature_runaway"
+
+
+def test_an_approach_that_ran_out_at_partial_power_is_over():
+    v = HeaterVerifier(hysteresis=0.0, max_error=1000.0, heating_gain=2.0, check_gain_time_ms=1000)
+    v.update(100.0, 90.0, 0.5, 0)
+    assert v.update(100.0, 90.5, 0.5, 1000) is None  # window over, no fault: not full power
+    assert not v.approaching
+
+
+def test_output_exactly_at_full_power_counts_as_full_power():
+    v = HeaterVerifier(heating_gain=2.0, check_gain_time_ms=1000, full_power=0.9)
+    v.update(100.0, 50.0, 0.9, 0)
+    assert v.update(100.0, 50.5, 0.9, 500) is None
+    assert v.update(100.0, 51.0, 0.9, 1000) == "heater_not_heating"
+
+
+def test_reaching_exactly_the_gain_is_progress():
+    v = HeaterVerifier(hysteresis=5.0, heating_gain=2.0, check_gain_time_ms=1000)
+    v.update(100.0, 50.0, 1.0, 0)  # goal 52 by t=1000
+    assert v.update(100.0, 52.0, 1.0, 500) is None
+    assert v.error == 0.0  # progress resets the error ...
+    assert v.update(100.0, 52.5, 1.0, 1400) is None  # ... and restarts the window (now 1500)
+
+
+def test_only_the_first_window_tracks_a_dip():
+    v = HeaterVerifier(hysteresis=5.0, heating_gain=2.0, check_gain_time_ms=1000)
+    v.update(100.0, 50.0, 1.0, 0)
+    v.update(100.0, 52.0, 1.0, 100)  # progress: goal 54 by t=1100
+    v.update(100.0, 50.0, 1.0, 200)  # a later dip does not lower the goal
+    v.update(100.0, 52.5, 1.0, 300)  # above 50 + 2, below 54: not progress
+    assert v.update(100.0, 53.0, 1.0, 1100) == "heater_not_heating"
+
+
+# ------------------------------------------------------------------ interlock set details
+
+
+class _Probe:
+    """A channel with quality but without a bad_reason attribute (e.g. a digital input)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.value = 0.0
+        self.quality = QUALITY_GOOD
+
+
+def test_trip_records_carry_the_requested_state_and_no_reason_unless_sensor_bad():
+    ch = SensorChannel("TT1", Linear(1.0), stale_ms=None)
+    il = Interlock("TT1_HH", ch, "above", 150.0, action=Action(state="held"))
+    iset = _tripped(il, ch, 151.0)
+    rec = iset.first_out
+    assert rec.state == "held" and rec.reason is None
+    probe = _Probe("p1")
+    probe.quality = QUALITY_BAD
+    iset = InterlockSet([Interlock("P1_H", probe, "above", 1.0)], {})
+    assert iset.evaluate(0)
+    assert iset.first_out.cause == "sensor_bad" and iset.first_out.reason is None
+    assert iset.reset(1) == (False, "P1_H: cause persists (sensor_bad: p1 is bad)")
+
+
+def test_most_severe_requested_state_wins_over_a_trip_without_one():
+    a = _Input("a", True)
+    b = _Input("b", False)
+    iset = InterlockSet(
+        [
+            Interlock("A", a, "input_true", action=Action()),
+            Interlock("B", b, "input_true", action=Action(state="held")),
+        ],
+        {},
+    )
+    iset.evaluate(0)
+    assert iset.requested_state is None  # no trip asked for a state
+    b.value = True
+    iset.evaluate(1)
+    assert iset.requested_state == "held"
+
+
+def test_interlock_set_reset_lists_every_persisting_cause():
+    a = _Input("a", True)
+    b = _Input("b", True)
+    iset = InterlockSet([Interlock("A", a, "input_true"), Interlock("B", b, "input_true")], {})
+    iset.evaluate(0)
+    ok, reason = iset.reset(1)
+    assert not ok
+    assert reason == (
+        "A: cause persists (a still active, value True); B: cause persists (b still active, value True)"
+    )
+
+
+def test_a_latched_trip_whose_reading_vanished_still_persists():
+    probe = _Probe("p1")
+    probe.value = 200.0
+    iset = InterlockSet([Interlock("P1_H", probe, "above", 150.0)], {})
+    assert iset.evaluate(0)
+    probe.value = None  # reading unknown: the cause cannot be shown to be gone
+    ok, _ = iset.reset(1)
+    assert not ok
+
+
+def _rate_set(hysteresis=0.0):
+    ch = SensorChannel("TT1", Linear(1.0), stale_ms=None)
+    ror = Interlock(
+        "ROR", ch, "rate_of_rise", 1.0, window_ms=1000, hysteresis=hysteresis, cause="rate"
+    )
+    return ch, InterlockSet([ror], {})
+
+
+def test_a_rate_exactly_at_the_limit_does_not_trip():
+    ch, iset = _rate_set()
+    for t in range(0, 5001, 250):
+        ch.update(20.0 + t / 1000.0, t)  # exactly 1 degC/s (binary-exact steps)
+        assert not iset.evaluate(t)
+
+
+def test_a_latched_rate_trip_persists_until_the_rate_falls_below_limit_minus_hysteresis():
+    ch, iset = _rate_set(hysteresis=0.5)
+    v = 20.0
+    for t in range(0, 2001, 100):
+        v += 0.2  # 2 degC/s
+        ch.update(v, t)
+        iset.evaluate(t)
+    assert iset.active
+    for t in range(2100, 5001, 100):
+        v += 0.08  # 0.8 degC/s: under the limit, above limit - hysteresis
+        ch.update(v, t)
+        iset.evaluate(t)
+    ok, reason = iset.reset(5000)
+    assert not ok and "clears at <= 0.5/s" in reason
+
+
+def test_interlock_set_rejects_non_interlocks_by_name():
+    with pytest.raises(ValueError) as exc:
+        InterlockSet(["TT1_HH"])
+    assert str(exc.value) == "interlocks must be Interlock objects, got 'TT1_HH'"
+
+
+def test_trip_event_queue_keeps_the_newest_32_by_default_and_counts_the_rest():
+    inputs = [_Input(f"i{n}", True) for n in range(34)]
+    iset = InterlockSet(
+        [Interlock(f"I{n}", ch, "input_true") for n, ch in enumerate(inputs)]
+    )
+    iset.evaluate(0)
+    events = iset.pop_events()
+    assert len(events) == 32 and iset.events_dropped == 2
+    assert events[0].interlock_id == "I2" and events[-1].interlock_id == "I33"

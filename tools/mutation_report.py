@@ -81,7 +81,8 @@ TARGETS = {
 NOT_SCORED = ["*__repr__", "x__repr"]
 
 # Surviving mutants that cannot change behaviour: (file, function key, regex over the
-# mutated line(s) of the diff) -> reason.  Keyed by the mutated text, not mutmut's numbers,
+# mutated line(s), reason[, regex over the whole unified diff, to tell apart two identical
+# mutated lines by their context]).  Keyed by the mutated text, not mutmut's numbers,
 # which shift whenever a function is edited.
 _FALSY = "None is falsy like False, and every reader tests truthiness"
 EQUIVALENT = [
@@ -133,6 +134,58 @@ EQUIVALENT = [
         "xǁInterlockǁcause_now",
         r"persist=True\):$",
         "the only caller (edge/alarms.py) always passes persist explicitly",
+    ),
+    (
+        "edge/interlocks.py",
+        "xǁInterlockSetǁ*",
+        r"^(il\.tripped = None|changed = None)$",
+        _FALSY,
+    ),
+    (
+        "edge/interlocks.py",
+        "xǁInterlockSetǁ_trip",
+        r'^il\._since = ""$',
+        "never read: evaluate() skips latched interlocks and reset() sets _since again",
+    ),
+    (
+        "edge/interlocks.py",
+        "xǁInterlockSetǁ_rebuild",
+        r"^if r >= rank:$",
+        "equal rank means the same requested state: held/stopped/aborted rank 1/2/3, and"
+        " rank 0 (no or unknown state) is what the runtime treats as abort either way",
+    ),
+    # edge/runaway.py
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁ*",
+        r"^self\.(_approaching|_starting|_full_throughout) = None$",
+        _FALSY,
+    ),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁ*",
+        r"^self\._starting = True$",
+        "set together with _approaching = False (reset, near target): _starting is read only"
+        " while approaching, and every new approach sets it first",
+        r"^ +self\._approaching = False\n-",
+    ),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁupdate",
+        r"^self\._arm_gain_window\(temperature, None, now_ms\)$",
+        "_arm_gain_window does not use heater_output",
+    ),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁupdate",
+        r"temperature <= self\._off_min:$|^if g <= self\._goal_temp:$",
+        "on equality both branches store the same value",
+    ),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁreset",
+        r'^self\._last_target = ""$',
+        'only compared with a numeric target, which differs from "" as it does from None',
     ),
     # edge/node.py
     (
@@ -231,10 +284,17 @@ def _changed_lines(diff):
     ]
 
 
-def _equivalent(path, func, changed):
+def _equivalent(path, func, changed, diff):
     text = "\n".join(changed)
-    for e_path, e_func, pattern, reason in EQUIVALENT:
-        if e_path == path and fnmatch.fnmatchcase(func, e_func) and re.search(pattern, text):
+    for entry in EQUIVALENT:
+        e_path, e_func, pattern, reason = entry[:4]
+        context = entry[4] if len(entry) > 4 else None
+        if (
+            e_path == path
+            and fnmatch.fnmatchcase(func, e_func)
+            and re.search(pattern, text, re.M)
+            and (context is None or re.search(context, diff, re.M))
+        ):
             return reason
     return None
 
@@ -261,8 +321,9 @@ def collect():
             if status == "not checked":
                 counts["not_checked"] += 1
                 continue
-            changed = _changed_lines(_diff(mutant, path))
-            reason = _equivalent(path, func, changed)
+            diff = _diff(mutant, path)
+            changed = _changed_lines(diff)
+            reason = _equivalent(path, func, changed, diff)
             if reason is not None:
                 counts["equivalent"] += 1
             elif status == "no tests":
