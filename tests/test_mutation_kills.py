@@ -410,6 +410,8 @@ def test_1oo2_with_both_inputs_starting_is_uncertain_without_a_reason():
 
 # ------------------------------------------------------------------ interlock refusal texts
 
+SAFE_VALUES = {"heater": 0.0, "pump": 0.0}
+
 
 class _Input:
     def __init__(self, name, value):
@@ -888,6 +890,7 @@ def test_most_severe_requested_state_wins_over_a_trip_without_one():
         ],
         {},
     )
+    assert iset.requested_state is None
     iset.evaluate(0)
     assert iset.requested_state is None  # no trip asked for a state
     b.value = True
@@ -956,10 +959,74 @@ def test_interlock_set_rejects_non_interlocks_by_name():
 
 def test_trip_event_queue_keeps_the_newest_32_by_default_and_counts_the_rest():
     inputs = [_Input(f"i{n}", True) for n in range(34)]
-    iset = InterlockSet(
-        [Interlock(f"I{n}", ch, "input_true") for n, ch in enumerate(inputs)]
-    )
+    iset = InterlockSet([Interlock(f"I{n}", ch, "input_true") for n, ch in enumerate(inputs)])
     iset.evaluate(0)
     events = iset.pop_events()
     assert len(events) == 32 and iset.events_dropped == 2
     assert events[0].interlock_id == "I2" and events[-1].interlock_id == "I33"
+
+
+def test_interlock_defaults_and_what_it_reads_from_its_channel():
+    ch = SensorChannel("TT1", Linear(1.0))
+    il = Interlock("X1", ch, "above", 150.0)
+    assert (il.limit, il.on_delay_ms, il.hysteresis, il.cause) == (150.0, 0, 0, "over_temperature")
+    assert il.channel_name == "TT1" and il.trip_on_bad and not il.tripped
+    ror = Interlock("X2", ch, "rate_of_rise", 1.0)
+    assert ror.window_ms == 1000 and ror.rate is None  # unknown until a full window
+    nameless = Interlock("X3", object(), "input_true")
+    assert nameless.channel_name is None
+
+
+def test_interlock_set_starts_with_nothing_latched():
+    iset = InterlockSet([])
+    assert iset.requested_state is None and iset.last_reset_ms is None
+    assert iset.first_out is None and not iset.active and iset.forced_outputs() == {}
+
+
+def test_set_and_action_configuration_errors_are_exact():
+    ch = SensorChannel("TT1", Linear(1.0))
+    with pytest.raises(ValueError) as exc:
+        Action(safe="heater")
+    assert str(exc.value) == "safe must be a tuple of actuator names, got the string 'heater'"
+    with pytest.raises(ValueError) as exc:
+        InterlockSet(
+            [Interlock("X", ch, "above", 1, action=Action(safe=("stirrer",)))], SAFE_VALUES
+        )
+    assert str(exc.value) == (
+        "interlock X: actuator 'stirrer' has no entry in safe_values ['heater', 'pump']"
+    )
+    with pytest.raises(ValueError) as exc:
+        InterlockSet([Interlock("X", ch, "above", 1), Interlock("X", ch, "below", 0)])
+    assert str(exc.value) == "duplicate interlock id 'X'"
+
+
+def test_heater_verifier_accepts_small_positive_settings():
+    v = HeaterVerifier(hysteresis=0.5, max_error=0.5, heating_gain=0.5, uncontrolled_rise=0.5)
+    assert (v.hysteresis, v.max_error, v.heating_gain, v.uncontrolled_rise) == (0.5,) * 4
+    assert HeaterVerifier(check_gain_time_ms=1).check_gain_time_ms == 1
+
+
+# ------------------------------------------------------------------ sensor channel details
+
+
+def test_a_sensor_that_never_delivers_goes_stale_counted_from_its_first_reading():
+    ch = SensorChannel("TT1", Linear(1.0), stale_ms=1000)
+    ch.update(None, 0, fault="starting")
+    assert ch.check(1000) == QUALITY_UNCERTAIN  # exactly stale_ms: still starting
+    assert ch.check(1001) == QUALITY_BAD and ch.bad_reason == "stale"
+
+
+def test_low_pass_step_response_is_exact_for_any_positive_tau():
+    ch = SensorChannel("TT1", Linear(1.0), filter_tau_ms=1, stale_ms=None)
+    ch.update(0.0, 0)
+    ch.update(100.0, 1)  # a = dt / (tau + dt) = 1/2
+    assert ch.value == 50.0
+
+
+def test_low_pass_ignores_samples_that_are_not_newer():
+    ch = SensorChannel("TT1", Linear(1.0), filter_tau_ms=1000, stale_ms=None)
+    ch.update(0.0, 1000)
+    ch.update(100.0, 1000)  # same tick: no time has passed
+    assert ch.value == 0.0
+    ch.update(100.0, 900)  # older than the last good sample
+    assert ch.value == 0.0
