@@ -13,8 +13,10 @@ import hmac
 import cbor2
 import pytest
 
+from edge.hal import Actuator
 from edge.interlocks import Action, Interlock, InterlockSet
 from edge.lease import LEASE_LOST, LEASE_OK, LEASE_RESTORED, LeaseWatchdog
+from edge.node import ActuatorSlot
 from edge.runaway import HeaterVerifier
 from edge.signals import Linear, Pt100, Redundant1oo2, SensorChannel
 from protocol import auth, messages
@@ -1030,3 +1032,35 @@ def test_low_pass_ignores_samples_that_are_not_newer():
     assert ch.value == 0.0
     ch.update(100.0, 900)  # older than the last good sample
     assert ch.value == 0.0
+
+
+class _Output(Actuator):
+    def _apply(self, value):
+        pass
+
+
+def test_deadman_check_counts_every_actuator_it_forced():
+    rig = Rig("pump")
+    node = rig.node
+    node.actuators.append(ActuatorSlot("stirrer", _Output(0.0, 1.0, 0.0, "stirrer"), 500))
+    for slot in node.actuators:
+        slot.driver.write(slot.hi)
+        slot.last_write_ms = 0
+    assert node.deadman_check(501) == 2
+    assert node.all_safe()
+
+
+def test_a_refused_state_command_does_not_reset_latched_trips():
+    rig = Rig("pump")
+    rig.start()
+    rig.plant.digital["estop"] = 1
+    rig.tick()
+    rig.plant.digital["estop"] = 0  # the cause is gone, but only a reset may clear the trip
+    rig.tick(3)
+    assert rig.node.sm.state_name == "aborted" and rig.node.interlocks.active
+    ack = rig.state("start")
+    assert (
+        ack.result == RESULT_NOT_ALLOWED_IN_STATE and ack.reason == "start not allowed in aborted"
+    )
+    assert rig.node.interlocks.active  # still latched: a start is no reset
+    assert [e.type for e in rig.sink.events].count("trip_reset") == 0

@@ -216,7 +216,7 @@ EQUIVALENT = [
     (
         "edge/signals.py",
         "xǁSensorChannelǁupdate",
-        r"^if \(x > self\.value and y > x\)|y >= x\) or|y <= x\):$",
+        r"^if \(x > self\.value and y > x\)|y >= x\) or|y <= x\):$|x <= self\.value and y < x\):$",
         "on equality the clamp stores the value it already has",
     ),
     (
@@ -226,6 +226,32 @@ EQUIVALENT = [
         "the overshoot clamp guards single-precision rounding on boards; no double-precision"
         " input reaches it (none in 9 million random and ulp-adjacent cases), so CPython tests"
         " cannot",
+    ),
+    (
+        "edge/signals.py",
+        "xǁRedundant1oo2ǁcheck",
+        r"^if not a_ok and not b_ok and \(a\.quality (!=|==) QUALITY_BAD (and|or) b\.quality",
+        "where the start-up branch is skipped instead, the final branch gives the same: BAD"
+        " with the reason of the BAD input (a starting input has none); both BAD gives a's"
+        " reason either way",
+    ),
+    (
+        "edge/signals.py",
+        "xǁSensorChannelǁupdate",
+        r"^self\._start_ms = None$",
+        "while starting, update() calls check(now_ms) at once, which records the same tick",
+    ),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁupdate",
+        r"^dt_s = dt / 1000\.0 if dt >= 0 else 0\.0$",
+        "for dt == 0 both branches give 0.0",
+    ),
+    (
+        "edge/node.py",
+        "xǁNodeǁ_apply",
+        r'"(XXoperation not supportedXX|OPERATION NOT SUPPORTED)"$',
+        "unreachable: parse_command admits only the six operations handled above",
     ),
     # edge/node.py
     (
