@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml package.json 2>/dev/null | cksum | cut -d' ' -f1)
 NODE_STAMP := node_modules/.installed-$(shell cat package.json | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench soak venv node mosquitto clean help
+.PHONY: demo test lint bench soak mutate venv node mosquitto clean help
 
 help:
 	@echo "make demo   - create .venv, install flowskid, run the emulated line end to end"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint   - ruff, and pyright over edge/ and protocol/ against the MicroPython stubs"
 	@echo "make bench  - run the benchmarks, write bench/results.json"
 	@echo "make soak   - run the property-based safety suite with many more examples"
+	@echo "make mutate - mutation testing of the safety code (10-25 min): bench/mutation.json, docs/mutation-survivors.md"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,8 +64,14 @@ bench: venv node
 soak: venv node
 	FLOWSKID_SOAK=1 $(VENV)/bin/pytest -q tests/test_safety_properties.py
 
+# Mutation testing of the safety code (mutmut; slow: see docs/development.md).  Not part of
+# `make test` or CI.  Targets, scoring and equivalent mutants: tools/mutation_report.py; the
+# pinned test subset: [tool.mutmut] in pyproject.toml.
+mutate: venv
+	$(PY) -m tools.mutation_report run
+
 demo: venv
 	$(VENV)/bin/skid demo
 
 clean:
-	rm -rf $(VENV) node_modules build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules build *.egg-info .pytest_cache .ruff_cache .hypothesis mutants
