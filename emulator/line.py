@@ -281,7 +281,9 @@ PROTECTION_SCHEMAS: dict[str, dict[str, Key]] = {
     },
     "thermal_cutout": {
         "trip_c": _f(REQUIRED, 0.0, 1000.0, "opens the heater supply at this temperature"),
-        "reset_c": _f(None, -50.0, 1000.0, "closes again below (default trip_c - 20)"),
+        # Omitted: a latching (manual-reset) limiter, what a process heater needs
+        # (EN 60730-2-9 type 2.K, EN 14597 STB).  Given: a self-resetting thermostat.
+        "reset_c": _f(None, -50.0, 1000.0, "closes again below; omitted: latches open"),
     },
 }
 
@@ -670,8 +672,6 @@ def load_line_text(text: str, filename: str = "<line>", base: Path | None = None
         else:
             allowed = sorted(m for m, comp in modules.items() if comp.kind == "reactor")
             ok = target is not None and target.kind == "reactor"
-            if "trip_c" in params:
-                params.setdefault("reset_c", params["trip_c"] - 20.0)
         if not ok:
             ctx.error(
                 path + ".at",

@@ -12,8 +12,10 @@ supply can release), and scaled by the reagents present in the coil when
 ``needs_reagents``.  When that rise outpaces the losses the temperature runs away: the
 case the module's interlocks and the independent thermal cut-out exist for.
 
-The thermal cut-out (a bimetal switch in the heater supply) opens at ``trip_c`` and
-closes again below ``reset_c``, whatever the firmware does.
+The thermal cut-out (a bimetal switch in the heater supply) opens at ``trip_c``, whatever
+the firmware does.  Without ``reset_c`` it latches open (a limiter: only a hand on its
+reset button closes it, so a welded heater switch cannot cycle the coil back up); with
+``reset_c`` it closes again below that (a thermostat).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class ReactorThermal:
         self.t = line.ambient_c
         self.exotherm: dict | None = comp.params.get("exotherm")
         self.cutouts = [
-            (p.trip_c, p.reset_c)
+            (p.trip_c, p.params.get("reset_c"))
             for p in line.protections
             if p.kind == "thermal_cutout" and p.at == comp.id
         ]
@@ -70,7 +72,7 @@ class ReactorThermal:
         for trip, reset in self.cutouts:
             if self.t >= trip:
                 self.cutout_open = True
-            elif self.t <= reset and self.cutout_open:
+            elif reset is not None and self.t <= reset and self.cutout_open:
                 self.cutout_open = False
         if self.heater_open or self.cutout_open:
             power = 0.0

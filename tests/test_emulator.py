@@ -274,7 +274,9 @@ def test_progressive_clog_raises_the_pump_pressure():
     assert early < 6.0  # 50 % open: laminar resistance x4, still small
     em.run_for(15.0, lease_every_s=1.0)
     assert channel(em, "pump_a", "pressure").value > 10.0
-    assert channel(em, "bpr1", "pressure").value < 1.0  # downstream of the clog
+    # downstream of the clog: below the setpoint, and held there by the closed BPR
+    assert channel(em, "bpr1", "pressure").value < 4.5
+    assert em.plant.through_ml_min("uv1") < 0.1
 
 
 def test_leak_loses_pressure_and_product():
@@ -464,3 +466,51 @@ def test_signed_commands_and_a_faster_clock():
     em.clear_fault(fault("power-loss", "reactor1"))  # an equal fault clears it too
     em.lease_all()
     assert em.state("reactor1", "start").result == RESULT_OK  # new boot, new counters
+
+
+@pytest.mark.parametrize("flows", [(0.5, 0.5), (4.545, 5.455)], ids=["demo", "recipe"])
+def test_the_bpr_holds_the_pressure_when_the_feeds_stop(flows):
+    # A hot coil must keep its pressure while the pumps stop (a trip, a dry feed, a
+    # clog, a lease loss): the BPR's loop has to close its needle valve faster than the
+    # line's few microlitres per bar drain through it (0.2 s at 10 mL/min).  With the
+    # earlier tuning (kp 0.02, ki 0.01) the pressure fell to ~0.2 bar in 2 s.
+    em = running(flows=flows, settle_s=60.0)
+    assert em.plant.pressure_bar("bpr1") == pytest.approx(5.0, abs=0.2)
+    assert em.state("pump_a", "stop").result == RESULT_OK
+    assert em.state("pump_b", "stop").result == RESULT_OK
+    em.run_for(30.0, lease_every_s=1.0)
+    assert em.plant.flow_ml_min("pump_a") < 1e-6 and em.plant.flow_ml_min("pump_b") < 1e-6
+    assert em.plant.pressure_bar("tube_r") > 3.5  # the coil's outlet: still liquid at 130 degC
+
+
+def _stuck_heater_cycle(line_path):
+    """A reactor with a welded heater switch and no flow, stepped by its heat balance
+    alone: (peak degC, lowest degC after the cut-out first opened, open at the end)."""
+    from emulator.thermal import ReactorThermal
+
+    line = load_line(line_path)
+    th = ReactorThermal(line, line.modules["reactor1"])
+    th.heater_stuck_on = True
+    peak, low, opened = th.t, math.inf, False
+    for _ in range(20000):  # 2000 s in 0.1 s steps
+        th.step(0.1, 0.0, 0.0, 1.75, line.ambient_c, lambda: 0.0)
+        peak = max(peak, th.t)
+        opened = opened or th.cutout_open
+        if opened:
+            low = min(low, th.t)
+    return peak, low, th.cutout_open
+
+
+def test_the_thermal_cutout_latches_open_without_reset_c(tmp_path):
+    # The demo's cut-out has no reset_c: a limiter.  Once open it stays open, so a welded
+    # heater switch cannot drive the coil back up to the trip point: it cools for good.
+    peak, low, still_open = _stuck_heater_cycle(DEMO)
+    assert 165.0 <= peak < 167.0
+    assert still_open and low < 100.0
+    # With reset_c it is a thermostat: the coil cycles between 140 and 165 degC.
+    text = DEMO.read_text().replace("trip_c = 165.0", "trip_c = 165.0\nreset_c = 140.0")
+    text = text.replace('board = "board_configs/', f'board = "{ROOT}/board_configs/')
+    cycling = tmp_path / "demo-thermostat.toml"
+    cycling.write_text(text)
+    peak, low, _ = _stuck_heater_cycle(cycling)
+    assert peak >= 165.0 and 139.0 < low < 141.0
