@@ -1,4 +1,4 @@
-"""The line description loader (emulator.line): the demo line, module configs under the
+"""The line description loader (line/loader.py): the demo line, module configs under the
 line's module ids, and errors that name the file, the key, the line and what is allowed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.line import (
+from line.loader import (
     LineError,
     LineErrors,
     board_channels,
