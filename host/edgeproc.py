@@ -255,6 +255,8 @@ class EdgeProcess:
             raise
         self.plant = None
         self.plant_link = None
+        # The emulator is imported here, not at the top: only an emulated module needs it,
+        # and general host modules import this one (URL and key helpers) without it.
         if emulated and plant == "remote":
             from emulator.remote import connect_port
 
