@@ -259,3 +259,10 @@ def test_reactor_exotherm_and_cutout():
     err = errors_of(text.replace("t_ref_c = 80.0", "t_ref = 80.0"))
     assert "modules[2].exotherm.t_ref" in {e.key for e in err.errors}
     assert not math.isnan(line.ambient_c)
+
+
+def test_every_material_has_a_wall_compliance():
+    from line.hydraulics import WALL_COMPLIANCE_PER_BAR
+    from line.model import MATERIALS
+
+    assert set(WALL_COMPLIANCE_PER_BAR) == set(MATERIALS)
