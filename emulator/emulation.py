@@ -1,7 +1,7 @@
 """A whole line emulated: the real edge runtime of every module on one simulated clock.
 
 ``LineEmulation(line)`` builds one real ``edge.node.Node`` per module of the line from
-its board config (emulated drivers, the line's module id; ``emulator.line.module_config``)
+its board config (emulated drivers, the line's module id; ``line.loader.module_config``)
 and the ``Plant`` behind them.  ``step()`` advances the clock by ``tick_ms``: the plant
 first (it reads what the modules wrote last tick and writes fresh sensor readings), then
 every module whose own tick is due.  Nothing here controls or protects anything: that is
@@ -25,8 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge.build import build_node
-from emulator.line import MODULE_KINDS, Line, load_line, module_config
 from emulator.plant import Plant
+from line.loader import load_line, module_config
+from line.model import MODULE_KINDS, Line
 from protocol import auth, messages
 
 HOST_EPOCH_MS = 1_790_000_000_000  # host wall clock at simulated t = 0

@@ -81,6 +81,7 @@ from edge.boardconfig.schema import MODULE_KINDS
 # that gives the faults their effect.  emulator.emulation must therefore not import this
 # module at its top (import it inside a function if needed): that would be circular.
 from emulator.emulation import FAULT_KINDS
+from line.loader import board_channels
 
 LINE = "line"  # the target of line-wide faults
 
@@ -527,12 +528,10 @@ def _param_number(kind: str, spec: ParamSpec, raw: object) -> float:
 
 
 def line_targets(line) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """``(line_modules, channels)`` of an ``emulator.line.Line`` for the functions here:
+    """``(line_modules, channels)`` of an ``line.model.Line`` for the functions here:
     every component id -> its kind (modules, and the parts clog and leak may hit), and
     each module's sensor and status channels in board-config order (the 1oo2 ones too:
     conditions may watch them)."""
-    from emulator.line import board_channels
-
     kinds = {cid: comp.kind for cid, comp in line.components().items()}
     channels = {
         mid: [

@@ -24,55 +24,12 @@ Units inside: mL, s, bar.  Flows are reported in mL/min by the plant.
 
 from __future__ import annotations
 
-import math
-
-from emulator.line import WALL_COMPLIANCE_PER_BAR, Component, Line
+from line.hydraulics import compliance_ml_bar, flow_path, poiseuille_resistance
+from line.model import Line
 
 STALL_BAND = 0.1  # a pump's flow falls from full to nothing over 10 % above its rating
 RELIEF_ACCUMULATION = 0.1  # relief valves pass their capacity at 10 % overpressure
 MAX_PIECE_SOLVES = 6
-
-
-def hagen_poiseuille_bar(
-    viscosity_mPas: float, length_m: float, diameter_mm: float, flow_ml_min: float
-) -> float:
-    """Pressure drop (bar) of laminar flow through a round tube."""
-    return poiseuille_resistance(viscosity_mPas, length_m, diameter_mm) * flow_ml_min / 60.0
-
-
-def poiseuille_resistance(viscosity_mPas: float, length_m: float, diameter_mm: float) -> float:
-    """Laminar resistance in bar per (mL/s)."""
-    d = diameter_mm * 1e-3
-    r_si = 128.0 * viscosity_mPas * 1e-3 * length_m / (math.pi * d**4)  # Pa per m^3/s
-    return r_si * 1e-11  # 1 mL/s = 1e-6 m^3/s, 1 bar = 1e5 Pa
-
-
-def internal_volume_ml(comp: Component) -> float:
-    k = comp.kind
-    if k == "tube":
-        return math.pi * (comp.inner_diameter_mm * 1e-3 / 2) ** 2 * comp.length_m * 1e6
-    if k in ("mixer", "reactor"):
-        return comp.volume_ml
-    if k == "analyzer":
-        return comp.cell_volume_ul / 1000.0
-    return comp.dead_volume_ml  # pump, bpr, valve
-
-
-def flow_path(comp: Component) -> tuple[float, float]:
-    """(length m, inner diameter mm) of the bore the flow takes through ``comp``."""
-    d = comp.inner_diameter_mm
-    if comp.kind in ("tube", "pump"):
-        return comp.length_m, d
-    area_m2 = math.pi * (d * 1e-3 / 2) ** 2
-    return internal_volume_ml(comp) * 1e-6 / area_m2, d
-
-
-def compliance_ml_bar(comp: Component, liquid_per_bar: float) -> float:
-    override = comp.params.get("compliance_ul_bar")
-    if override is not None:
-        return max(override / 1000.0, 1e-9)
-    wall = WALL_COMPLIANCE_PER_BAR[comp.material]
-    return max(internal_volume_ml(comp) * (liquid_per_bar + wall), 1e-9)
 
 
 class Network:

@@ -28,10 +28,11 @@ import random
 
 from emulator.electrical import raw_for
 from emulator.hydraulics import Network
-from emulator.line import Line, board_channels, module_config
 from emulator.sensors import ABSORBANCE_PER_AU, PRESSURE_PER_BAR, SensorFault, SensorModel
 from emulator.thermal import ReactorThermal
 from emulator.transport import Transport
+from line.loader import board_channels, module_config
+from line.model import Line
 
 MAX_SUBSTEP_S = 0.1
 ATMOSPHERE_BAR = 1.01325

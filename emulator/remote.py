@@ -42,8 +42,9 @@ import cbor2
 from edge.build import build_node
 from edge.runner import NullSink
 from emulator.emulation import FAULT_KINDS
-from emulator.line import Line, module_config
 from emulator.plant import Plant
+from line.loader import module_config
+from line.model import Line
 
 SIM_PREFIX = "skidsim"
 STEP_MS = 100  # plant step (simulated ms), as LineEmulation's default tick

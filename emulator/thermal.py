@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from emulator.line import Component, Line
+from line.model import Component, Line
 
 
 class ReactorThermal:

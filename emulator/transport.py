@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 
-from emulator.hydraulics import Network, flow_path, internal_volume_ml
-from emulator.line import Component, Line
+from emulator.hydraulics import Network
+from line.hydraulics import flow_path, internal_volume_ml
+from line.model import Component, Line
 
 NOMINAL_FLOW_ML_MIN = 1.0
 MOLECULAR_DIFFUSIVITY_M2_S = 1e-9

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from edge.boardconfig import compile_config, config_hash, decompile, emulate, load_board_config
 from edge.build import build_node
 from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
+from line.loader import load_line, module_config
 
 TICKS_MASK = (1 << 30) - 1
 
@@ -163,7 +164,7 @@ class EdgeProcess:
         (``emulator.standin``, in this process) or "remote" (the plant emulator process
         of a broker-mode line, over ``broker``: ``emulator.remote``).  ``epoch``: shared
         clock origin (Unix seconds, see ScaledClock).  ``line_file`` + ``module_id``:
-        run the config ``emulator.line.module_config`` derives for that module of the
+        run the config ``line.loader.module_config`` derives for that module of the
         line (exactly what the in-process emulation runs; ``config_path`` is then
         None); ``module_id`` alone renames the board config's module.  ``state_dir``:
         where the clean-stop marker lives (``boot_reset_cause``); on hardware it
@@ -254,6 +255,8 @@ class EdgeProcess:
             raise
         self.plant = None
         self.plant_link = None
+        # The emulator is imported here, not at the top: only an emulated module needs it,
+        # and general host modules import this one (URL and key helpers) without it.
         if emulated and plant == "remote":
             from emulator.remote import connect_port
 
@@ -380,10 +383,8 @@ def _check_module_id(module_id: str) -> None:
 
 
 def _line_module(line_file, module_id, emulated) -> tuple[dict, bytes, Path]:
-    """The config ``emulator.line.module_config`` derives for ``module_id`` of the line
+    """The config ``line.loader.module_config`` derives for ``module_id`` of the line
     at ``line_file``, its hash, and its board config path (for a relative key file)."""
-    from emulator.line import load_line, module_config
-
     if not emulated:
         raise ValueError("--line-file runs a module of an emulated line: add --emulate")
     if module_id is None:

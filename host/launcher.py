@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from emulator.faults import Fault, line_targets, parse_fault_option
-from emulator.line import load_line
 from emulator.remote import (
     PROCESS_FAULTS,
     SIM_PREFIX,
@@ -44,6 +43,7 @@ from emulator.remote import (
     parse_broker_url,
     shared_sim_ms,
 )
+from line.loader import load_line
 from protocol.topics import validate_id
 
 ROOT = Path(__file__).resolve().parents[1]

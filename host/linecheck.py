@@ -1,6 +1,6 @@
 """Plausibility and safety checks of a line before anything moves.
 
-``emulator.line.load_line`` already rejects what the physics cannot run (types, ranges,
+``line.loader.load_line`` already rejects what the physics cannot run (types, ranges,
 unknown references, pumps with an inlet, vessels with an outlet, valve outlets that do not
 match the connections, loops, flows that end nowhere).  ``check_line`` adds what a
 process engineer checks on the drawing (docs/lines.md explains each rule, with the demo
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.boardconfig import ConfigError, load_board_config
-from emulator.hydraulics import internal_volume_ml
-from emulator.line import Component, Line
-from host.solvents import (
+from line.hydraulics import internal_volume_ml
+from line.model import Component, Line
+from line.solvents import (
     ATMOSPHERE_BAR,
     UnknownSolventError,
     gauge_to_absolute,

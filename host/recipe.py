@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.boardconfig.lines import index_lines, line_of
-from emulator.line import located_text
+from line.loader import located_text, module_config
 
 SERVICE_COMMANDS = ("start", "stop", "hold", "unhold", "abort", "reset", "complete")
 ON_TIMEOUT = ("abort", "continue", "hold")
@@ -880,8 +880,6 @@ class ChannelInfo:
 
 def module_channels(line, module_id: str) -> dict[str, ChannelInfo]:
     """Channel name -> ChannelInfo for a module of ``line`` (its emulated board config)."""
-    from emulator.line import module_config
-
     data, _ = module_config(line, module_id)
     loops = data.get("pid") or []
     owner = {lp["output"]: lp["name"] for lp in loops}
@@ -902,8 +900,6 @@ def module_channels(line, module_id: str) -> dict[str, ChannelInfo]:
 
 def _interlock_limits(line, module_id: str) -> list[tuple[str, str, float]]:
     """(channel, condition, limit) of the module's limit interlocks."""
-    from emulator.line import module_config
-
     data, _ = module_config(line, module_id)
     out = []
     for il in data.get("interlocks") or []:

@@ -1,14 +1,10 @@
 """Running a recipe on a line: the loops around the coordinator.
 
-``run_in_process`` is the embedded default (``skid demo``, ``skid run --emulate``): the
-coordinator, the emulated modules (real edge runtimes) and the plant emulator share one
-process and one simulated clock, talking through the in-process bus exactly the CBOR
-messages they would send over MQTT.  It runs as fast as the CPU allows.
-
-``run_over_broker`` puts the same coordinator on a real MQTT broker: with ``emulate`` it
-first launches the line as separate processes (one ``skid edge`` per module, one
-``skid emulate`` owning the plant; ``host/launcher.py``) on a shared scaled clock;
-without it, it coordinates whatever modules of the line are out there (real boards).
+``run_over_broker`` puts the coordinator on a real MQTT broker and coordinates the modules
+of the line out there: real boards, or an emulated line's processes (``launch`` starts
+them; ``host/dryrun.py`` passes it, this module never imports the emulator).  The
+in-process dry run (``skid demo``, ``skid run --emulate``) is ``host.dryrun.run_in_process``,
+built from the same pieces here.
 
 Both validate the line and the recipe before anything moves (``prepare``): a line or
 recipe that fails its checks raises ``RunRefused`` and nothing is commanded.
@@ -24,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host.coordinator import Coordinator, Summary
+from host.linecheck import check_line
+from host.recipe import RecipeError, check_recipe, load_recipe, module_channels, operating_point
+from line.loader import LineError, load_line, module_config
 
 PROGRESS_EVERY_S = 30.0
 SETTLE_AFTER_MS = 3000
@@ -54,10 +53,6 @@ def _file_hash(path) -> str:
 
 def prepare(line_path, recipe_path) -> Prepared:
     """Load and validate the line and the recipe together; raise RunRefused on any error."""
-    from emulator.line import LineError, load_line
-    from host.linecheck import check_line
-    from host.recipe import RecipeError, check_recipe, load_recipe, operating_point
-
     problems: list[str] = []
     try:
         line = load_line(line_path)
@@ -169,103 +164,12 @@ def status_line(coord: Coordinator, now_ms: int) -> str:
     return "  ".join(parts)
 
 
-def run_in_process(
-    line_path,
-    recipe_path,
-    *,
-    faults=(),
-    seed: int = 0,
-    runs_dir="runs",
-    metadata: dict[str, str] | None = None,
-    log: Callable[[str], None] | None = None,
-    progress_every_s: float = PROGRESS_EVERY_S,
-    max_s: float = 3600.0,
-    should_abort: Callable[[], str | None] | None = None,
-    on_tick: Callable[[Coordinator, object], None] | None = None,
-    operator_key: bytes | None = None,
-) -> Summary:
-    """Run ``recipe_path`` on the emulated ``line_path`` in this process; return the summary.
-
-    ``should_abort()`` (polled every step) returns a reason to abort (e.g. Ctrl-C was
-    pressed), after which the recipe's shutdown sequence runs to its end.  ``on_tick(coord,
-    emu)`` is for tests and fault scripts.
-    """
-    from emulator.emulation import LineEmulation
-    from emulator.faults import FaultSchedule
-    from host.inproc import attach_emulation
-    from host.record import RunRecord
-    from host.transport import InProcessBus
-    from protocol import messages
-    from protocol.topics import host_topic
-
-    say = log or (lambda text: None)
-    prep = prepare(line_path, recipe_path)
-    for w in prep.warnings:
-        say(f"warning: {w}")
-    line = prep.line
-    bus = InProcessBus()
-    emu = LineEmulation(line, seed=seed)
-    state_topic = host_topic(line.id, "state")
-    host = bus.client(
-        f"{line.id}-host", will=(state_topic, messages.build_state(False, 0), 1, True)
-    )
-    record = RunRecord.create(
-        runs_dir,
-        line.id,
-        line_hash=prep.line_hash,
-        recipe_name=prep.recipe.name,
-        recipe_hash=prep.recipe_hash,
-        config_hashes={mid: h.hex() for mid, h in emu.hashes.items()},
-        metadata=dict(metadata or {}),
-        now_ms=emu.host_ms(),
-    )
-    coord = Coordinator(
-        line,
-        prep.recipe,
-        host,
-        record,
-        line_id=line.id,
-        now_ms=emu.now_ms,
-        host_ms=emu.host_ms,
-        expected_hashes=dict(emu.hashes),
-        log=say,
-        operator_key=operator_key,
-    )
-    attach_emulation(emu, bus, line.id)  # after the host subscribed: it hears the births
-    say(f"skid: run {record.run_id}: line {line.id}, recipe {prep.recipe.name}")
-    schedule = FaultSchedule(list(faults))
-    progress = Progress(say, progress_every_s)
-    value_of = coord.access.value
-    limits = RunLimits(coord, max_s, emu.now_ms, should_abort)
-    try:
-        while True:
-            now_s = emu.now_ms / 1000.0
-            for action, fault in schedule.due(now_s, value_of):
-                if action == "apply":
-                    emu.apply_fault(fault)
-                else:
-                    emu.clear_fault(fault)
-                coord.note("fault", f"emulator: fault {action}: {fault}")
-                say(f"t={now_s:7.1f} s  emulator: fault {action}: {fault}")
-            emu.step()
-            coord.step(emu.now_ms)
-            if on_tick is not None:
-                on_tick(coord, emu)
-            progress(coord, emu.now_ms)
-            if coord.finished or limits.give_up(emu.now_ms):
-                break
-        settle_end = emu.now_ms + SETTLE_AFTER_MS
-        while emu.now_ms < settle_end:
-            emu.step()
-            coord.step(emu.now_ms)
-        outputs_safe = all(
-            mid in emu.powered_off or node.all_safe() for mid, node in emu.nodes.items()
-        )
-        _judge_end(coord, outputs_safe)
-        summary = coord.close()
-    finally:
-        record.close()
-    return summary
+def shared_sim_ms(epoch: float, speed: float) -> int:
+    """Simulated ms since ``epoch`` (Unix seconds) at ``speed`` x real time: the clock every
+    process of a broker-mode line computes.  The emulator's processes use
+    ``emulator.remote.shared_sim_ms``; this copy keeps a run on real modules free of the
+    emulator, and tests/test_architecture.py checks the two agree."""
+    return int((time.time() - epoch) * speed * 1000.0)
 
 
 def wall_clock_ms() -> int:
@@ -276,8 +180,6 @@ def expected_hashes(line, emulated: bool) -> dict[str, bytes]:
     """The config hash each module of ``line`` must announce: its board config with the
     line's module id, compiled (with emulated drivers when the line is emulated)."""
     if emulated:
-        from emulator.line import module_config
-
         return {mid: module_config(line, mid)[1] for mid in line.modules}
     from edge.boardconfig import compile_config, config_hash, load_board_config
 
@@ -294,10 +196,8 @@ def run_over_broker(
     recipe_path,
     broker_url: str,
     *,
-    emulate: bool = True,
+    launch: Callable[[float], object] | None = None,
     speed: float = 10.0,
-    faults=(),
-    seed: int = 0,
     runs_dir="runs",
     metadata: dict[str, str] | None = None,
     log: Callable[[str], None] | None = None,
@@ -314,9 +214,11 @@ def run_over_broker(
 ) -> Summary:
     """Run ``recipe_path`` over a real MQTT broker.
 
-    With ``emulate`` the line is launched as separate processes (``host.launcher``) on a
-    fresh line id and a shared clock ``speed`` x real time, and stopped (retained messages
-    cleared) at the end.  Without it, the real modules of the line are coordinated on
+    ``launch(epoch)`` (an emulated line: ``host.dryrun.run_emulated_over_broker``) is
+    called once the line and recipe passed ``prepare`` and returns the line's processes,
+    not yet started, on a fresh line id and a shared clock ``speed`` x real time from
+    ``epoch``; they are started once the coordinator listens and stopped (retained
+    messages cleared) at the end.  Without it, the real modules of the line are coordinated on
     ``line_id`` (default: the line's id) in real time, or, with ``epoch``, on the shared
     clock of an emulated line someone else launched (``speed`` x real time since ``epoch``).
     ``launched`` (tests) is an already-started ``EmulatedLineProcesses`` to use.
@@ -326,7 +228,6 @@ def run_over_broker(
     asked to rebirth, and the recipe's ``host_restart`` shutdown sequence brings the line
     to its safe end (a run is not continued across a gap in coordination).
     """
-    from emulator.remote import shared_sim_ms
     from host.record import RunRecord
     from host.transport import MqttTransport
     from protocol import messages
@@ -348,21 +249,10 @@ def run_over_broker(
     procs = launched
     own_procs = False
     epoch_given = False
-    if emulate and procs is None:
-        from host.launcher import EmulatedLineProcesses
-
+    if launch is not None and procs is None:
         # The clock starts now, so the coordinator (subscribed before the modules start,
         # to hear their births) and the processes share it from the first message.
-        procs = EmulatedLineProcesses(
-            line_path,
-            broker_url,
-            line_id=line_id,  # None: a fresh one, so runs on one broker never mix
-            speed=speed,
-            faults=list(faults),
-            seed=seed,
-            log=say,
-            epoch=time.time(),
-        )
+        procs = launch(time.time())
         own_procs = True
     if procs is not None:
         line_id = procs.line_id
@@ -477,7 +367,7 @@ def run_over_broker(
         while sim_ms() < settle_end:
             coord.step(sim_ms())
             time.sleep(poll_s)
-        _judge_end(coord, _all_stopped(coord))
+        judge_end(coord, _all_stopped(coord))
         summary = coord.close()
         closed = True
     finally:
@@ -504,8 +394,6 @@ def residual_pressures(coord: Coordinator) -> list[dict]:
     tripped on a clog keeps the pump's pressure behind the clog: no valve of the line can
     vent it, so the operator must know before opening anything.  Sensors not heard from
     (module lost, reading stale or bad) cannot be judged and are left out."""
-    from host.recipe import module_channels
-
     out = []
     for mid in coord.line.modules:
         for ch in module_channels(coord.line, mid).values():
@@ -517,7 +405,7 @@ def residual_pressures(coord: Coordinator) -> list[dict]:
     return sorted(out, key=lambda r: -r["pressure_bar"])
 
 
-def _judge_end(coord: Coordinator, outputs_safe: bool | None) -> None:
+def judge_end(coord: Coordinator, outputs_safe: bool | None) -> None:
     """``all_safe_at_end``: outputs safe and no pressure left in the line."""
     coord.residual = residual_pressures(coord)
     coord.all_safe_at_end = False if coord.residual else outputs_safe

@@ -18,9 +18,9 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from emulator.line import load_line, module_config
 from emulator.remote import PlantServer, RemotePlantError, RemotePlantPort, sim_topic
 from host.launcher import EmulatedLineProcesses, LauncherError
+from line.loader import load_line, module_config
 from protocol import messages
 from protocol.constants import RESULT_OK
 from protocol.topics import host_topic, module_topic

@@ -14,14 +14,15 @@ import pytest
 
 from emulator.emulation import LineEmulation
 from emulator.faults import line_targets, parse_fault_option
-from emulator.line import load_line
 from host import control
 from host.coordinator import Coordinator
+from host.dryrun import run_in_process
 from host.inproc import attach_emulation
 from host.recipe import load_recipe
 from host.record import RunRecord, verify
-from host.session import RunRefused, run_in_process
+from host.session import RunRefused
 from host.transport import InProcessBus
+from line.loader import load_line
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = ROOT / "examples" / "lines" / "demo.toml"

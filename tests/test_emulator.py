@@ -16,8 +16,8 @@ import pytest
 
 from edge.signals import cvd_resistance
 from emulator.emulation import FAULT_KINDS, LineEmulation
-from emulator.hydraulics import hagen_poiseuille_bar
-from emulator.line import load_line
+from line.hydraulics import hagen_poiseuille_bar
+from line.loader import load_line
 from protocol.constants import QUALITY_BAD, QUALITY_GOOD, QUALITY_UNCERTAIN, RESULT_OK
 
 ROOT = Path(__file__).resolve().parent.parent

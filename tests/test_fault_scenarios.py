@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from emulator.faults import line_targets, load_scenario
-from emulator.line import load_line
 from emulator.runs import check_expectations, detection_time, run_scenario
+from line.loader import load_line
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = ROOT / "examples" / "lines" / "demo.toml"
@@ -90,8 +90,8 @@ NOT_BY_ORDER = {
 def _recipe_run(path, tmp_root):
     import dataclasses
 
+    from host.dryrun import run_in_process
     from host.record import RunRecord
-    from host.session import run_in_process
 
     text = RECIPE.read_text().replace("temperature_c = 80.0", f"temperature_c = {HOT_C}")
     text = text.replace('line_file = "../lines/demo.toml"', f'line_file = "{LINE}"')
@@ -122,7 +122,7 @@ def boiling_violations(temps, pressures, solvent="acetonitrile"):
     import bisect
 
     from host.linecheck import BOILING_MARGIN_C
-    from host.solvents import ATMOSPHERE_BAR, boiling_point_c, gauge_to_absolute
+    from line.solvents import ATMOSPHERE_BAR, boiling_point_c, gauge_to_absolute
 
     bp_atm = boiling_point_c(solvent, ATMOSPHERE_BAR)
     times = [t for t, _ in pressures]

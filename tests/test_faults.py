@@ -32,7 +32,7 @@ from emulator.faults import (
     parse_condition,
     parse_fault_option,
 )
-from emulator.line import load_line
+from line.loader import load_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "examples" / "scenarios"

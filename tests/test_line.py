@@ -1,4 +1,4 @@
-"""The line description loader (emulator.line): the demo line, module configs under the
+"""The line description loader (line/loader.py): the demo line, module configs under the
 line's module ids, and errors that name the file, the key, the line and what is allowed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.line import (
+from line.loader import (
     LineError,
     LineErrors,
     board_channels,
@@ -259,3 +259,10 @@ def test_reactor_exotherm_and_cutout():
     err = errors_of(text.replace("t_ref_c = 80.0", "t_ref = 80.0"))
     assert "modules[2].exotherm.t_ref" in {e.key for e in err.errors}
     assert not math.isnan(line.ambient_c)
+
+
+def test_every_material_has_a_wall_compliance():
+    from line.hydraulics import WALL_COMPLIANCE_PER_BAR
+    from line.model import MATERIALS
+
+    assert set(WALL_COMPLIANCE_PER_BAR) == set(MATERIALS)

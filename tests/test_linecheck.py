@@ -1,4 +1,4 @@
-"""host/linecheck.py and host/solvents.py: the demo line passes; each mutation of it fails
+"""host/linecheck.py and line/solvents.py: the demo line passes; each mutation of it fails
 with the code that names its problem."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator.line import LineErrors, load_line
 from host.linecheck import BOILING_MARGIN_C, check_line
-from host.solvents import (
+from line.loader import LineErrors, load_line
+from line.solvents import (
     SOLVENTS,
     UnknownSolventError,
     boiling_point_c,

@@ -3,8 +3,7 @@
 * every .py file compiles with mpy-cross (the compiler that builds board bundles);
 * the source uses no CPython-only modules or syntax that mpy-cross would accept but a
   board could not run (dataclasses, typing at run time, enum, ...);
-* the dependency direction holds: protocol imports nothing of ours, edge never imports
-  host or emulator.
+* (the dependency directions between packages are tests/test_architecture.py's).
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ CPYTHON_ONLY_MODULES = {
     "tomllib",
     "json",  # MicroPython has json, but board code speaks CBOR; keep it out of the core
 }
-OUR_PACKAGES = {"protocol", "edge", "host", "emulator", "tools", "bench", "tests"}
 
 
 def board_files():
@@ -107,33 +105,6 @@ def test_no_cpython_only_constructs(path):
                 if "dataclass" in ast.unparse(deco):
                     problems.append(f"line {node.lineno}: @dataclass")
     assert not problems, f"{_rel(path)}:\n" + "\n".join(problems)
-
-
-def _project_imports(path: Path):
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for node, name in _imports(tree):
-        top = name.split(".")[0]
-        if top in OUR_PACKAGES:
-            yield node.lineno, top
-
-
-@pytest.mark.parametrize("path", sorted((ROOT / "protocol").rglob("*.py")), ids=_rel)
-def test_protocol_imports_nothing_of_ours(path):
-    bad = [(line, top) for line, top in _project_imports(path) if top != "protocol"]
-    assert not bad, f"{_rel(path)} imports project packages {bad}: protocol must stand alone"
-
-
-@pytest.mark.parametrize("path", sorted((ROOT / "edge").rglob("*.py")), ids=_rel)
-def test_edge_depends_only_on_protocol(path):
-    bad = [(line, top) for line, top in _project_imports(path) if top not in ("edge", "protocol")]
-    assert not bad, f"{_rel(path)} imports {bad}: edge may import only edge and protocol"
-
-
-def test_cbor_imports_no_other_project_module():
-    path = ROOT / "protocol" / "cbor.py"
-    if not path.exists():
-        pytest.fail("protocol/cbor.py is missing")
-    assert list(_project_imports(path)) == []
 
 
 # --- The board file list (edge/boardconfig/board_files.py) -------------------------------

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.line import load_line
 from host.recipe import (
     Reagent,
     RecipeError,
@@ -17,6 +16,7 @@ from host.recipe import (
     plan_recipe,
     recipe_warnings,
 )
+from line.loader import load_line
 from tests.recipe_harness import DEMO_LINE, DEMO_RECIPE, ROOT
 
 LINE = load_line(DEMO_LINE)

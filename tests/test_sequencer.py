@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from emulator.faults import Fault
-from emulator.line import load_line
 from host.recipe import RecipeError, load_recipe_text
 from host.sequencer import Sequencer
+from line.loader import load_line
 from tests.recipe_harness import DEMO_LINE, run_recipe
 
 LINE = load_line(DEMO_LINE)

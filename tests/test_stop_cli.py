@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from emulator.line import load_line
 from host.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
 from host.commands import control
 from host.launcher import EmulatedLineProcesses
+from line.loader import load_line
 from protocol import auth, messages
 from protocol.constants import RESULT_OK, RESULT_UNAUTHENTICATED
 from protocol.messages import Channel
@@ -99,13 +99,11 @@ def test_run_emulate_broker_hands_its_line_id_to_the_launcher(monkeypatch, tmp_p
             seen.update(kw)
             raise Launched
 
-    import host.launcher
+    import host.dryrun
 
-    monkeypatch.setattr(host.launcher, "EmulatedLineProcesses", FakeLauncher)
-    from host.session import run_over_broker
-
+    monkeypatch.setattr(host.dryrun, "EmulatedLineProcesses", FakeLauncher)
     with pytest.raises(Launched):
-        run_over_broker(LINE, QUICK, URL, emulate=True, line_id="mine-1", runs_dir=tmp_path)
+        host.dryrun.run_emulated_over_broker(LINE, QUICK, URL, line_id="mine-1", runs_dir=tmp_path)
     assert seen["line_id"] == "mine-1"
 
 

@@ -48,8 +48,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from emulator.line import LineError, load_line
     from host.brokerconfig import BrokerConfigError, generate
+    from line.loader import LineError, load_line
     from protocol.topics import TopicError, validate_id
 
     try:

@@ -153,8 +153,8 @@ def check_board(path: Path) -> FileResult:
 
 
 def check_line_file(path: Path) -> FileResult:
-    from emulator.line import LineError, load_line
     from host.linecheck import check_line
+    from line.loader import LineError, load_line
 
     res = FileResult(str(path), "line")
     try:
@@ -221,7 +221,8 @@ def _line_at_operating_point(recipe, line, flows) -> tuple[list[dict], list[dict
 def _line_for_recipe(path: Path, recipe, lines: list):
     """The recipe's own line file, else the line given on the command line with the
     recipe's line id, else the only line given."""
-    from emulator.line import Line, LineError, load_line
+    from line.loader import LineError, load_line
+    from line.model import Line
 
     declared = getattr(recipe, "line_file", None) or getattr(recipe, "line", None)
     if isinstance(declared, Line):

@@ -177,8 +177,8 @@ def run_stop(args) -> int:
     """The line-wide emergency stop.  Exit 0 when every module of the line confirmed its
     abort, 1 when some did not (each is named, with why), 2 for a usage error (bad line
     file, line id or broker URL: nothing was sent)."""
-    from emulator.line import LineError, load_line
     from host.transport import TransportError
+    from line.loader import LineError, load_line
     from protocol.topics import TopicError, validate_id
 
     try:

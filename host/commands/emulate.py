@@ -68,8 +68,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from emulator.faults import FaultSpecError, line_targets, parse_fault_option
-    from emulator.line import LineError, load_line
     from emulator.remote import PlantServer, RemotePlantError, parse_broker_url, serve_plant
+    from line.loader import LineError, load_line
     from protocol.topics import TopicError, validate_id
 
     def log(text: str) -> None:

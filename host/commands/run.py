@@ -103,9 +103,9 @@ def run(args) -> int:
 
 def execute(args, line_path, recipe_path, command: str) -> int:
     from emulator.faults import FaultSpecError, line_targets, parse_fault_option
-    from emulator.line import LineError, load_line
     from host.session import RunRefused
     from host.transport import TransportError
+    from line.loader import LineError, load_line
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -169,41 +169,47 @@ def execute(args, line_path, recipe_path, command: str) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if args.broker:
+        options = dict(
+            runs_dir=args.runs_dir,
+            metadata=metadata,
+            log=log,
+            max_s=args.max_s,
+            should_abort=lambda: interrupts[0] if interrupts else None,
+            operator_key=operator_key,
+        )
+        if args.broker and args.emulate:
+            from host.dryrun import run_emulated_over_broker
+
+            summary = run_emulated_over_broker(
+                line_path,
+                recipe_path,
+                args.broker,
+                speed=args.speed,
+                faults=faults,
+                seed=args.seed,
+                line_id=args.line_id,
+                epoch=args.epoch,
+                resume=args.resume,
+                **options,
+            )
+        elif args.broker:
             from host.session import run_over_broker
 
             summary = run_over_broker(
                 line_path,
                 recipe_path,
                 args.broker,
-                emulate=args.emulate,
                 speed=args.speed,
-                faults=faults,
-                seed=args.seed,
-                runs_dir=args.runs_dir,
-                metadata=metadata,
-                log=log,
-                max_s=args.max_s,
-                should_abort=lambda: interrupts[0] if interrupts else None,
                 line_id=args.line_id,
                 epoch=args.epoch,
                 resume=args.resume,
-                operator_key=operator_key,
+                **options,
             )
         else:
-            from host.session import run_in_process
+            from host.dryrun import run_in_process
 
             summary = run_in_process(
-                line_path,
-                recipe_path,
-                faults=faults,
-                seed=args.seed,
-                runs_dir=args.runs_dir,
-                metadata=metadata,
-                log=log,
-                max_s=args.max_s,
-                should_abort=lambda: interrupts[0] if interrupts else None,
-                operator_key=operator_key,
+                line_path, recipe_path, faults=faults, seed=args.seed, **options
             )
     except RunRefused as exc:
         log(f"skid {command}: refused before anything moved:")

@@ -1,0 +1,1 @@
+"""The physical line (CPython only): model, loader, hydraulics formulas, solvent data."""
