@@ -33,8 +33,8 @@ CUTOUT = """[[protections]]
 id = "cutout1"
 kind = "thermal_cutout"
 at = "reactor1"
-trip_c = 165.0
-reset_c = 140.0
+trip_c = 165.0                    # no reset_c: latches open until reset by hand (a limiter,
+                                  # not a thermostat: a welded heater switch stays off)
 """
 
 
@@ -171,7 +171,7 @@ def test_missing_cutout_fails(tmp_path):
 
 
 def test_cutout_at_or_below_the_software_limit_fails(tmp_path):
-    line = mutated(tmp_path, ("trip_c = 165.0\nreset_c = 140.0", "trip_c = 145.0\nreset_c = 120.0"))
+    line = mutated(tmp_path, ("trip_c = 165.0", "trip_c = 145.0"))
     report = check_line(line)
     assert codes(report.errors) == ["cutout_below_interlock"]
     msg = report.errors[0].message
