@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from host import control
 from host.ingest import Ingest
-from protocol import auth, messages
+from protocol import auth, host_messages, messages, wire
 from protocol.constants import RESULT_NAMES
 from protocol.topics import host_topic, line_filter, parse_topic
 
@@ -147,10 +147,10 @@ class Coordinator:
         from host.commander import Commander
         from host.registry import Registry
 
-        if keys and len(keys) > messages.LEASE_MAX_TAGS:
+        if keys and len(keys) > wire.LEASE_MAX_TAGS:
             raise ValueError(
                 f"{len(keys)} keyed modules on line {line_id}: one lease carries the tags of "
-                f"at most {messages.LEASE_MAX_TAGS} (protocol/SPEC.md, LEASE)"
+                f"at most {wire.LEASE_MAX_TAGS} (protocol/SPEC.md, LEASE)"
             )
         self.line = line
         self.recipe = recipe
@@ -358,7 +358,7 @@ class Coordinator:
         if topic.endswith("/ack"):  # only acks need the topic parsed here
             try:
                 _line, module, _kind = parse_topic(topic)
-                ack = messages.parse_ack(payload)
+                ack = host_messages.parse_ack(payload)
             except ValueError:
                 return
             key = (module, ack.command_id)
