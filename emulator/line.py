@@ -42,6 +42,7 @@ from edge.boardconfig import (
     load_board_config,
 )
 from edge.boardconfig.lines import index_lines, line_of
+from protocol.wire import ID_PATTERN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +51,7 @@ PART_KINDS = ("tube", "mixer", "vessel")
 PROTECTION_KINDS = ("relief_valve", "thermal_cutout")
 VESSEL_ROLES = ("collection", "waste")
 MATERIALS = ("pfa", "fep", "peek", "ss", "glass")
-_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
+_ID_RE = re.compile(ID_PATTERN + r"\Z")
 ID_RULE = '1-32 characters of [a-z0-9_-] starting with [a-z0-9], not "host"'
 
 # Volume change of the wetted part per bar, relative to its volume: how much the
