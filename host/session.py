@@ -268,10 +268,6 @@ def run_in_process(
     return summary
 
 
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def expected_hashes(line, emulated: bool) -> dict[str, bytes]:
     """The config hash each module of ``line`` must announce: its board config with the
     line's module id, compiled (with emulated drivers when the line is emulated)."""
