@@ -323,9 +323,6 @@ class HostState(Record):
         self.t_ms = t_ms
 
 
-_CLASSES = (None, Birth, Death, Telemetry, Event, Command, Ack, Lease, HostState)
-
-
 def build_birth(
     module_id,
     module_kind,
