@@ -22,9 +22,7 @@ from protocol.constants import (
     KIND_STATE,
     KIND_TELEMETRY,
 )
-
-# The id rule is protocol.wire's; ID_MAX_LEN and ID_PATTERN are importable from here too.
-from protocol.wire import ID_MAX_LEN, ID_PATTERN, ID_RULE, id_problem  # noqa: F401
+from protocol.wire import ID_RULE, id_problem  # the one id rule
 
 ROOT = "skid"
 VERSION = "v1"

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from protocol import constants, wire
 from protocol.topics import (
     HOST_KINDS,
-    ID_PATTERN,
     MESSAGE_KIND,
     MODULE_KINDS,
     PUBLISH_FLAGS,
@@ -30,6 +29,7 @@ from protocol.topics import (
     parse_topic,
     validate_id,
 )
+from protocol.wire import ID_PATTERN
 from tools.micropython import run_wasi
 
 valid_ids = st.from_regex(re.compile(ID_PATTERN + r"\Z"), fullmatch=True)
