@@ -160,11 +160,11 @@ def publisher_main(url, line, ids, phases, birth, rows, seconds, conn) -> None:
     import paho.mqtt.client as paho
 
     from host.transport import parse_url
-    from protocol import messages
+    from protocol import host_messages, messages
     from protocol.topics import module_topic
 
     host, port, _u, _p = parse_url(url)
-    template = messages.parse_birth(birth)
+    template = host_messages.parse_birth(birth)
     codec = messages.TelemetryCodec(template.channels)
     client = paho.Client(
         paho.CallbackAPIVersion.VERSION2,

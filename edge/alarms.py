@@ -132,6 +132,3 @@ class AlarmSet:
                 a.acked = True
                 n += 1
         return n
-
-    def active(self):
-        return [a for a in self.alarms if a.active]

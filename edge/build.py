@@ -11,7 +11,7 @@ from edge.alarms import Alarm, AlarmSet
 from edge.drivers import build_actuator, build_sensor
 from edge.interlocks import INPUT_TRUE, Action, Interlock
 from edge.lease import LeaseWatchdog
-from edge.node import ActuatorSlot, Loop, Node
+from edge.node import SRC_ACTUATOR, SRC_SENSOR, SRC_SETPOINT, ActuatorSlot, Loop, Node
 from edge.pid import PID
 from edge.runaway import HeaterVerifier
 from edge.signals import (
@@ -23,12 +23,7 @@ from edge.signals import (
     Table,
     Unfiltered,
 )
-from protocol.messages import Channel
-
-# Telemetry source kinds (Node.sources): what a channel's value is read from.
-SRC_SENSOR = 0  # a SensorChannel / Redundant1oo2: .value and .quality
-SRC_ACTUATOR = 1  # an ActuatorSlot: the value last written
-SRC_SETPOINT = 2  # a Loop: its working setpoint
+from protocol.wire import Channel
 
 # Causes of the built-in alarms (docs/board-config.md): a frozen reading, a 1oo2 pair
 # running on one probe.

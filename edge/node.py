@@ -36,6 +36,7 @@ from edge.clock import ticks_diff
 from edge.interlocks import INPUT_TRUE, Action, Interlock, InterlockSet
 from edge.lease import LEASE_LOST, LEASE_RESTORED, ON_LOSS_HOLD, LeaseWatchdog
 from protocol import messages as msg
+from protocol import wire
 from protocol.constants import (
     QUALITY_BAD,
     QUALITY_GOOD,
@@ -50,6 +51,12 @@ from protocol.constants import (
 )
 
 FIRMWARE_VERSION = "flowskid-0.1.0"
+
+try:
+    from micropython import const
+except ImportError:  # CPython: const() is a compile-time hint on MicroPython only
+    const = lambda expr: expr  # noqa: E731
+
 
 # States in which outputs follow loops and setpoints; everywhere else they are safe.
 _RUNNING = (st.STARTING, st.EXECUTE, st.COMPLETING, st.HOLDING, st.HELD, st.UNHOLDING)
@@ -67,6 +74,12 @@ UNSIGNED_REBIRTH_MIN_MS = 1000
 # for.  A watchdog reset, a brown-out or a cause the board cannot name boots latched in
 # aborted, since whatever stopped the last run may still be there.
 UNLATCHED_RESET_CAUSES = ("power_on", "soft")
+
+# Telemetry source kinds (Node.sources, built by edge.build): what a channel's value is
+# read from, and whether set_setpoint may write it.
+SRC_SENSOR = const(0)  # a SensorChannel / Redundant1oo2: .value and .quality; read only
+SRC_ACTUATOR = const(1)  # an ActuatorSlot: the value last written; set by hand
+SRC_SETPOINT = const(2)  # a Loop: its working setpoint
 
 
 class ActuatorSlot:
@@ -152,9 +165,9 @@ class Node:
     ``actuators``: list of ActuatorSlot; ``loops``: list of Loop;
     ``interlocks``: list of Interlock (the lease, dead-man and heater-verification
     interlocks are added here); ``alarms``: an AlarmSet or None.
-    ``channels``: the birth channel list (protocol.messages.Channel), and
-    ``channel_sources``: for each, a callable-free description (kind, object) used to
-    read telemetry values — built by edge.build.
+    ``channels``: the birth channel list (protocol.wire.Channel), and
+    ``sources``: for each channel, (SRC_* kind, object) saying where its telemetry value
+    comes from — built by edge.build.
     """
 
     def __init__(
@@ -496,13 +509,13 @@ class Node:
         for i in range(len(self.sources)):
             kind, obj = self.sources[i]
             ch = self.channels[i]
-            if kind == 0:  # sensor-like channel
+            if kind == SRC_SENSOR:
                 v = obj.value
                 q = obj.quality
-            elif kind == 1:  # actuator output
+            elif kind == SRC_ACTUATOR:
                 v = obj.driver.value
                 q = QUALITY_GOOD
-            else:  # loop working setpoint
+            else:  # SRC_SETPOINT
                 v = obj.pid.setpoint
                 q = QUALITY_GOOD
             if v is not None:
@@ -737,12 +750,12 @@ class Node:
             return RESULT_UNKNOWN, "no channel with alias {}".format(alias)
         kind, obj = self.sources[alias]
         ch = self.channels[alias]
-        if kind == 2:
+        if kind == SRC_SETPOINT:
             result = obj.pid.set_setpoint(value)
             if result != RESULT_OK:
                 return result, "{} = {} outside {}..{}".format(ch.name, value, ch.lo, ch.hi)
             return RESULT_OK, None
-        if kind == 1:
+        if kind == SRC_ACTUATOR:
             if obj.loop is not None:
                 return RESULT_UNKNOWN, "{} is driven by loop {}: set {}".format(
                     ch.name, obj.loop.name, obj.loop.name
@@ -817,9 +830,9 @@ def _command_id_of(payload):
     try:
         from protocol import cbor
 
-        m = cbor.decode(payload, max_size=msg.MAX_MESSAGE_BYTES)
-        cid = m.get(msg.K_COMMAND_ID) if isinstance(m, dict) else None
-        if isinstance(cid, int) and 0 <= cid <= msg.U32_MAX:
+        m = cbor.decode(payload, max_size=wire.MAX_MESSAGE_BYTES)
+        cid = m.get(wire.K_COMMAND_ID) if isinstance(m, dict) else None
+        if isinstance(cid, int) and 0 <= cid <= wire.U32_MAX:
             return cid
     except Exception:  # noqa: BLE001 - anything unreadable is answered with id 0
         pass

@@ -28,7 +28,7 @@ from edge.build import build_node
 from emulator.plant import Plant
 from line.loader import load_line, module_config
 from line.model import MODULE_KINDS, Line
-from protocol import auth, messages
+from protocol import auth, host_messages, messages
 
 HOST_EPOCH_MS = 1_790_000_000_000  # host wall clock at simulated t = 0
 HOST_ID = "host"
@@ -98,19 +98,19 @@ class RecordingSink:
         self.critical = []
 
     def publish_birth(self, payload):
-        self.births.append(messages.parse_birth(payload))
+        self.births.append(host_messages.parse_birth(payload))
 
     def publish_telemetry(self, payload):
         self.telemetry.append(payload)
 
     def publish_event(self, payload, critical=False):
-        ev = messages.parse_event(payload)
+        ev = host_messages.parse_event(payload)
         self.events.append(ev)
         if critical:
             self.critical.append(ev)
 
     def publish_ack(self, payload):
-        self.acks.append(messages.parse_ack(payload))
+        self.acks.append(host_messages.parse_ack(payload))
 
     def trips(self):
         return [e for e in self.events if e.type == "trip"]
@@ -346,7 +346,7 @@ class LineEmulation:
                 self._counters[module_id],
             )
         ack = self.nodes[module_id].handle_command(data, self.now_ms)
-        return messages.parse_ack(ack)
+        return host_messages.parse_ack(ack)
 
     def alias(self, module_id: str, channel: str) -> int:
         for i, ch in enumerate(self.nodes[module_id].channels):

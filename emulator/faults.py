@@ -82,6 +82,7 @@ from edge.boardconfig.schema import MODULE_KINDS
 # module at its top (import it inside a function if needed): that would be circular.
 from emulator.emulation import FAULT_KINDS
 from line.loader import board_channels
+from protocol.wire import ID_PATTERN, NAME_PATTERN
 
 LINE = "line"  # the target of line-wide faults
 
@@ -285,7 +286,7 @@ class ScenarioErrors(ConfigErrors, ScenarioError):
 _UNSIGNED = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER = r"[-+]?" + _UNSIGNED
 _CONDITION_RE = re.compile(
-    r"\s*([a-z0-9][a-z0-9_-]*)\.([a-z][a-z0-9_]*)\s*(>=|<=|>|<)\s*(" + _NUMBER + r")\s*\Z",
+    r"\s*(" + ID_PATTERN + r")\.(" + NAME_PATTERN + r")\s*(>=|<=|>|<)\s*(" + _NUMBER + r")\s*\Z",
     re.ASCII,
 )
 
@@ -647,7 +648,7 @@ def resolve_target(
             "target",
             target,
         )
-    if known is None and not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", channel):
+    if known is None and not re.fullmatch(NAME_PATTERN, channel):
         raise FaultSpecError(
             f"bad channel name {channel!r} in target {target!r}: snake_case, 1-32 characters",
             "target",

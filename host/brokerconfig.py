@@ -45,6 +45,7 @@ from protocol.topics import (
     TOPIC_STATE,
     validate_id,
 )
+from protocol.wire import ID_RULE
 
 DEFAULT_CONF_DIR = "/etc/mosquitto/flowskid"
 DEFAULT_PERSISTENCE_DIR = "/var/lib/mosquitto/"
@@ -106,7 +107,7 @@ def make_accounts(line: str, modules: list[str], operators: list[str]) -> list[A
             validate_id("module", name)  # same pattern; "host" reserved
         except ValueError:
             raise BrokerConfigError(
-                f"--operators: {name!r}: expected [a-z0-9][a-z0-9_-]{{0,31}}, not 'host'"
+                f"--operators: {name!r}: expected {ID_RULE}, not 'host'"
             ) from None
         if name in seen:
             raise BrokerConfigError(f"--operators: {name!r} given twice")

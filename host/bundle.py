@@ -36,6 +36,7 @@ from pathlib import Path
 from edge.boardconfig import compile_config, load_board_config
 from edge.boardconfig.board_files import MPY_CROSS_ARGS, ROOT, board_files
 from edge.boardconfig.compile import board_file
+from protocol.wire import ID_PATTERN, ID_RULE
 
 CONFIG_FILE = "config.bin"  # edge.boardmain.CONFIG_FILE
 SECRETS_FILE = "board_secrets.py"  # imported by edge.boardmain as ``board_secrets``
@@ -155,7 +156,7 @@ SECRET_NAMES = {
     "COMMAND_KEY": (bytes,),
 }
 KEY_MIN_LEN, KEY_MAX_LEN = 16, 32  # protocol.auth
-_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")  # line ids, as module ids
+_ID_RE = re.compile(ID_PATTERN + r"\Z")  # line ids, as module ids
 
 # -- mpy-cross ----------------------------------------------------------------------------
 
@@ -306,9 +307,7 @@ def secrets_from_toml(path: Path) -> dict:
     if "line" in doc:
         line = doc["line"]
         if not isinstance(line, str) or not _ID_RE.match(line):
-            raise SecretsError(
-                f"{path}: line = {line!r}: 1-32 characters of [a-z0-9_-] starting with [a-z0-9]"
-            )
+            raise SecretsError(f"{path}: line = {line!r}: expected {ID_RULE}")
         out["LINE"] = line
     wifi = doc.get("wifi", {})
     if "ssid" in wifi:

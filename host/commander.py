@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-from protocol import auth, messages
+from protocol import auth, host_messages, messages
 from protocol.constants import OP_NAMES, RESULT_NAMES, SERVICE_COMMANDS
 from protocol.topics import TOPIC_ACK, TOPIC_CMD, module_filter, module_topic, parse_topic
 
@@ -197,7 +197,7 @@ class Commander:
         answers nothing outstanding (unparseable, unknown id, or already timed out)."""
         if not isinstance(ack, messages.Ack):
             try:
-                ack = messages.parse_ack(ack)
+                ack = host_messages.parse_ack(ack)
             except ValueError:
                 return None
         pending = self.pending.pop((module, ack.command_id), None)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from host import control
 from host.ingest import Ingest
-from protocol import auth, messages
+from protocol import auth, host_messages, messages, wire
 from protocol.constants import RESULT_NAMES
 from protocol.topics import host_topic, line_filter, parse_topic
 
@@ -147,10 +147,10 @@ class Coordinator:
         from host.commander import Commander
         from host.registry import Registry
 
-        if keys and len(keys) > messages.LEASE_MAX_TAGS:
+        if keys and len(keys) > wire.LEASE_MAX_TAGS:
             raise ValueError(
                 f"{len(keys)} keyed modules on line {line_id}: one lease carries the tags of "
-                f"at most {messages.LEASE_MAX_TAGS} (protocol/SPEC.md, LEASE)"
+                f"at most {wire.LEASE_MAX_TAGS} (protocol/SPEC.md, LEASE)"
             )
         self.line = line
         self.recipe = recipe
@@ -358,7 +358,7 @@ class Coordinator:
         if topic.endswith("/ack"):  # only acks need the topic parsed here
             try:
                 _line, module, _kind = parse_topic(topic)
-                ack = messages.parse_ack(payload)
+                ack = host_messages.parse_ack(payload)
             except ValueError:
                 return
             key = (module, ack.command_id)
@@ -493,19 +493,17 @@ class Coordinator:
         if seq is None:
             return False, "no recipe is running"
         if action == "hold":
-            return _as_result(seq.hold(who, reason))
+            return seq.hold(who, reason)
         if action == "resume":
-            return _as_result(seq.resume(who, reason))
+            return seq.resume(who, reason)
         if action == "abort":
-            return _as_result(seq.abort(who, reason))
+            return seq.abort(who, reason)
         if action == "manual":
-            return _as_result(seq.manual(who, reason))
+            return seq.manual(who, reason)
         if action == "auto":
-            return _as_result(seq.resume(who, reason))
+            return seq.resume(who, reason)
         if action == "set":
-            return _as_result(
-                seq.manual_set(args["module"], args["channel"], args["value"], who, reason)
-            )
+            return seq.manual_set(args["module"], args["channel"], args["value"], who, reason)
         if action == "reset":
             self.send(args["module"], "reset_trip", {})
             return True, "reset sent (the module refuses it while the cause persists)"
@@ -599,14 +597,6 @@ class Coordinator:
             line_id=self.line_id,
             residual=self.residual,
         )
-
-
-def _as_result(value) -> tuple[bool, str]:
-    if isinstance(value, tuple):
-        return bool(value[0]), str(value[1])
-    if value is None or value is True:
-        return True, "ok"
-    return bool(value), "" if value else "refused"
 
 
 def _args_text(args: dict) -> str:

@@ -373,7 +373,7 @@ class EdgeProcess:
 def _check_module_id(module_id: str) -> None:
     import re
 
-    from edge.boardconfig.schema import ID_PATTERN
+    from protocol.wire import ID_PATTERN
 
     if not re.fullmatch(ID_PATTERN, module_id) or module_id == "host":
         raise ValueError(

@@ -34,6 +34,7 @@ from typing import Any
 
 from edge.boardconfig.lines import index_lines, line_of
 from line.loader import located_text, module_config
+from protocol.wire import ID_PATTERN
 
 SERVICE_COMMANDS = ("start", "stop", "hold", "unhold", "abort", "reset", "complete")
 ON_TIMEOUT = ("abort", "continue", "hold")
@@ -47,7 +48,7 @@ _NUM = r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?"
 _REF_RE = re.compile(
     rf"\s*(?:({_NUM})\s*\*\s*)?([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)?)\s*(?:([+-])\s*({_NUM}))?\s*\Z"
 )
-_SIGNAL_RE = re.compile(r"([a-z0-9][a-z0-9_-]*)\.([a-z_][a-z0-9_]*)\Z")
+_SIGNAL_RE = re.compile(r"(" + ID_PATTERN + r")\.([a-z_][a-z0-9_]*)\Z")  # module.channel
 
 
 # --- errors ----------------------------------------------------------------------------

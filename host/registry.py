@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from protocol import messages
+from protocol import host_messages, messages
 from protocol.constants import QUALITY_GOOD, QUALITY_NAMES
 from protocol.topics import (
     TOPIC_ACK,
@@ -220,7 +220,7 @@ class Registry:
         return view
 
     def _birth(self, mid, payload, now_ms):
-        b = messages.parse_birth(payload)
+        b = host_messages.parse_birth(payload)
         if b.module_id != mid:
             raise ValueError(f"birth of module {b.module_id!r} on the topic of {mid!r}")
         view = self._view(mid)
@@ -304,7 +304,7 @@ class Registry:
         return events
 
     def _death(self, mid, payload, now_ms):
-        d = messages.parse_death(payload)
+        d = host_messages.parse_death(payload)
         view = self.modules.get(mid)
         # Sparkplug: only the death of the current session counts; an older connection's
         # will arriving after the new birth says nothing about the module now.
@@ -326,7 +326,7 @@ class Registry:
             self._need_rebirth(mid)
             return []
         try:
-            t = view._codec.parse(payload)
+            t = host_messages.parse_telemetry(payload, view._codec)
         except ValueError:
             self._need_rebirth(mid)  # perhaps channels changed under a birth we missed
             raise
@@ -373,7 +373,7 @@ class Registry:
         return events
 
     def _event(self, mid, payload, now_ms):
-        e = messages.parse_event(payload)
+        e = host_messages.parse_event(payload)
         view = self._view(mid)
         view.last_seen_ms = now_ms
         events = []

@@ -172,10 +172,6 @@ def shared_sim_ms(epoch: float, speed: float) -> int:
     return int((time.time() - epoch) * speed * 1000.0)
 
 
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def expected_hashes(line, emulated: bool) -> dict[str, bytes]:
     """The config hash each module of ``line`` must announce: its board config with the
     line's module id, compiled (with emulated drivers when the line is emulated)."""

@@ -55,10 +55,11 @@ from line.model import (
     Solvent,
     named_solvent,
 )
+from protocol.wire import ID_PATTERN
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
+_ID_RE = re.compile(ID_PATTERN + r"\Z")
 ID_RULE = '1-32 characters of [a-z0-9_-] starting with [a-z0-9], not "host"'
 
 

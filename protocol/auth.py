@@ -42,18 +42,21 @@ from protocol.constants import (
     RESULT_UNAUTHENTICATED,
 )
 from protocol.messages import (
-    AUTH_TAG_LEN,
-    BOOT_NONCE_MAX,
-    BOOT_NONCE_MIN,
-    U64_MAX,
     Auth,
     Command,
-    MessageError,
-    _ident,
-    _uint,
     build_command,
     build_lease,
     parse_command,
+)
+from protocol.wire import (
+    AUTH_TAG_LEN,
+    BOOT_NONCE_MAX,
+    BOOT_NONCE_MIN,
+    T_ID,
+    T_INT,
+    U64_MAX,
+    MessageError,
+    check,
 )
 
 try:
@@ -162,9 +165,9 @@ def sign_command(command, key, module_id, boot_nonce, sender, counter):
     """
     key = _check_key(key)
     boot_nonce = _check_nonce(boot_nonce)
-    _ident("command.module_id", module_id)
-    _ident("command.auth.sender", sender)
-    _uint("command.auth.counter", counter, U64_MAX)
+    check("command.module_id", module_id, T_ID)
+    check("command.auth.sender", sender, T_ID)
+    check("command.auth.counter", counter, T_INT, 0, U64_MAX)
     if not isinstance(command, Command):
         command = parse_command(command)
     unsigned = command.unsigned_bytes()
@@ -200,7 +203,7 @@ def sign_lease(host_id, host_time_ms, seq, duration_ms, signers):
     build_lease(host_id, host_time_ms, seq, duration_ms)  # checks every field first
     tags = {}
     for module_id, key, boot_nonce in signers:
-        _ident("lease.tags key", module_id)
+        check("lease.tags key", module_id, T_ID)
         boot_nonce = _check_nonce(boot_nonce)
         tags[module_id] = lease_tag(
             key, module_id, boot_nonce, host_id, seq, host_time_ms, duration_ms
@@ -231,7 +234,7 @@ class CommandVerifier:
 
     def __init__(self, key, module_id, boot_nonce, max_senders=8):
         self._pads = _pads(_check_key(key))
-        _ident("verifier.module_id", module_id)
+        check("verifier.module_id", module_id, T_ID)
         self.module_id = module_id
         self.boot_nonce = _check_nonce(boot_nonce)
         if type(max_senders) is not int or max_senders < 1:

@@ -3,8 +3,9 @@
     skid/v1/<line>/<module>/<kind>   kind in MODULE_KINDS (birth, death, data, event, cmd, ack)
     skid/v1/<line>/host/<kind>       kind in HOST_KINDS (lease, state)
 
-Ids (line, module, host) are 1-32 characters matching ``[a-z0-9][a-z0-9_-]{0,31}``, so
-they can never contain MQTT wildcards ('+', '#'), a level separator ('/') or a leading
+Ids (line, module, host) follow protocol.wire.ID_PATTERN (1-32 characters of
+lowercase letters, digits, '_' and '-', starting with a letter or digit), so they can
+never contain MQTT wildcards ('+', '#'), a level separator ('/') or a leading
 '$' (broker-internal topics).  "host" is reserved: it cannot be a module id.
 
 MicroPython-compatible; topics are str, and parse_topic also accepts the bytes topics
@@ -21,6 +22,7 @@ from protocol.constants import (
     KIND_STATE,
     KIND_TELEMETRY,
 )
+from protocol.wire import ID_RULE, id_problem  # the one id rule
 
 ROOT = "skid"
 VERSION = "v1"
@@ -68,33 +70,11 @@ PUBLISH_FLAGS = {
     TOPIC_STATE: (1, True),
 }
 
-ID_MAX_LEN = 32
-ID_PATTERN = "[a-z0-9][a-z0-9_-]{0,31}"
 ID_KINDS = ("line", "module", "host")
-
-_ID_FIRST = "abcdefghijklmnopqrstuvwxyz0123456789"
-_ID_REST = _ID_FIRST + "_-"
 
 
 class TopicError(ValueError):
     """An id, topic kind or topic string is not part of the namespace."""
-
-
-def _id_problem(value):
-    # Returns what is wrong with ``value`` as an id, or None if it is valid.
-    if not isinstance(value, str):
-        return "must be a str, got " + type(value).__name__
-    n = len(value)
-    if n == 0:
-        return "is empty"
-    if n > ID_MAX_LEN:
-        return "is {} characters long (max {})".format(n, ID_MAX_LEN)
-    if value[0] not in _ID_FIRST:
-        return "must start with a lowercase letter or digit, not {!r}".format(value[0])
-    for i in range(1, n):
-        if value[i] not in _ID_REST:
-            return "has invalid character {!r} at index {}".format(value[i], i)
-    return None
 
 
 def validate_id(kind_of_id, value):
@@ -104,15 +84,11 @@ def validate_id(kind_of_id, value):
     """
     if kind_of_id not in ID_KINDS:
         raise TopicError("unknown id kind {!r}; expected one of {}".format(kind_of_id, ID_KINDS))
-    problem = _id_problem(value)
+    problem = id_problem(value)
     if problem is None and kind_of_id == "module" and value == HOST_SEGMENT:
         problem = "is reserved for host topics"
     if problem is not None:
-        raise TopicError(
-            "{} id {!r} {}; allowed: {} (lowercase letters, digits, '_' and '-', 1-{} chars)".format(
-                kind_of_id, value, problem, ID_PATTERN, ID_MAX_LEN
-            )
-        )
+        raise TopicError("{} id {!r} {}; allowed: {}".format(kind_of_id, value, problem, ID_RULE))
     return value
 
 

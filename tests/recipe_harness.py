@@ -18,7 +18,7 @@ from emulator.emulation import LineEmulation, RecordingSink
 from emulator.faults import Fault, FaultSchedule
 from host.recipe import Recipe, load_recipe
 from host.sequencer import Sequencer
-from protocol import messages
+from protocol import host_messages, messages
 from protocol.constants import QUALITY_BAD, RESULT_NAMES, RESULT_OK
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ class TelemetrySink(RecordingSink):
     def publish_telemetry(self, payload):
         if self.codec is None:
             return
-        t = self.codec.parse(payload)
+        t = host_messages.parse_telemetry(payload, self.codec)
         for ch, v, q in zip(self.codec.channels, t.values, t.qualities, strict=True):
             self.values[ch.name] = None if q == QUALITY_BAD else v
         self.last_ms = self.clock()

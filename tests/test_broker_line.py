@@ -21,7 +21,7 @@ import pytest
 from emulator.remote import PlantServer, RemotePlantError, RemotePlantPort, sim_topic
 from host.launcher import EmulatedLineProcesses, LauncherError
 from line.loader import load_line, module_config
-from protocol import messages
+from protocol import host_messages, messages
 from protocol.constants import RESULT_OK
 from protocol.topics import host_topic, module_topic
 from tests.mqtt_observer import Observer
@@ -71,7 +71,9 @@ class MiniHost:
 
     def decoded(self, module, kind):
         t = module_topic(self.lid, module, kind)
-        return [messages.parse(p) for topic, p in self.observer.messages_under(t) if topic == t]
+        return [
+            host_messages.parse(p) for topic, p in self.observer.messages_under(t) if topic == t
+        ]
 
     def birth(self, module):
         births = self.decoded(module, "birth")
@@ -102,7 +104,7 @@ class MiniHost:
         data_topic = module_topic(self.lid, module, "data")
         for topic, payload in self.observer.messages_under(data_topic):
             if topic == data_topic:
-                v = messages.parse(payload, birth.channels).values[i]
+                v = host_messages.parse(payload, birth.channels).values[i]
                 if v is not None:
                     out.append(v)
         return out

@@ -15,7 +15,7 @@ from edge.boardconfig import compile_config, load_board_config
 from edge.boardconfig.board_files import board_files
 from host import bundle as hb
 from host.cli import main as skid
-from protocol import messages
+from protocol import host_messages
 from protocol.topics import TOPIC_BIRTH, module_topic
 from tools.micropython import run_node
 
@@ -410,7 +410,7 @@ def test_generic_bundle_boots_from_its_mpy_files_and_trips_on_over_temperature(g
     msgs = [(f[1], bytes.fromhex(f[2])) for f in facts if f[0] == "msg"]
     topic, payload = msgs[0]
     assert topic == module_topic("line1", "reactor1", TOPIC_BIRTH)
-    birth = messages.parse_birth(payload)
+    birth = host_messages.parse_birth(payload)
     blob = (generic_bundle / "config.bin").read_bytes()
     assert (birth.module_id, birth.module_kind, birth.config_hash) == (
         "reactor1",
@@ -425,7 +425,7 @@ def test_generic_bundle_boots_from_its_mpy_files_and_trips_on_over_temperature(g
     assert before and max(float(o[4]) for o in before) > 0.0
     after = [o for o in outs if int(o[1]) > 6000]
     assert after and all(float(o[4]) == 0.0 and o[2] == "aborted" for o in after)
-    events = [messages.parse_event(p) for t, p in msgs if t.endswith("/event")]
+    events = [host_messages.parse_event(p) for t, p in msgs if t.endswith("/event")]
     trips = [e for e in events if e.type == "trip"]
     # The coil jumps to 160 degC with the heater at a few per cent: the over-temperature
     # interlock watches the unfiltered reading (board_configs/reactor.toml), so it trips

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from host.edgeproc import EdgeProcess
-from protocol import messages
+from protocol import host_messages, messages
 from protocol.constants import RESULT_OK
 from protocol.topics import host_topic, module_topic
 from tests.broker import MosquittoBroker
@@ -37,7 +37,7 @@ def decoded(observer, kind):
     out = []
     for t, payload in observer.messages_under(topic(kind)):
         if t == topic(kind):
-            out.append(messages.parse(payload))
+            out.append(host_messages.parse(payload))
     return out
 
 
@@ -193,7 +193,7 @@ def test_killed_edge_process_is_announced_by_its_will(broker):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not observer.messages_under(death_topic):
             time.sleep(0.05)
-        deaths = [messages.parse(p) for _, p in observer.messages_under(death_topic)]
+        deaths = [host_messages.parse(p) for _, p in observer.messages_under(death_topic)]
         assert deaths and deaths[0].bdseq == 0  # the will of the first session
     finally:
         if child.poll() is None:

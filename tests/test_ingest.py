@@ -26,7 +26,7 @@ from host.ingest import Ingest
 from host.record import RunRecord, verify
 from host.registry import Registry
 from host.transport import InProcessBus, MqttTransport
-from protocol import messages
+from protocol import host_messages, messages
 from protocol.topics import line_filter, module_topic
 
 LINE = "ingesttest"
@@ -49,7 +49,7 @@ def new_record(tmp_path, now_ms=0):
 
 def test_five_modules_at_10_hz_through_mosquitto_every_sample_stored(broker, tmp_path):
     birth, rows = reactor_template()
-    channels = [ch.name for ch in messages.parse_birth(birth).channels]
+    channels = [ch.name for ch in host_messages.parse_birth(birth).channels]
     ids = module_ids(MODULES)
     wall_ms = lambda: int(time.time() * 1000)  # noqa: E731
     rec = new_record(tmp_path, wall_ms())
@@ -122,7 +122,7 @@ def test_five_modules_at_10_hz_through_mosquitto_every_sample_stored(broker, tmp
 
 def test_flush_waits_for_the_oldest_sample_and_peaks_cover_only_sensors(tmp_path):
     birth, rows = reactor_template()
-    b = messages.parse_birth(birth)
+    b = host_messages.parse_birth(birth)
     codec = messages.TelemetryCodec(b.channels)
     now = [1000]
     rec = new_record(tmp_path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from host.commands.control import EstopLease
 from host.registry import Registry
-from protocol import auth, messages
+from protocol import auth, messages, wire
 from protocol.constants import RESULT_EXPIRED, RESULT_OK
 from tests.edge_harness import HOST_EPOCH_MS, KEY, NONCE, Rig
 
@@ -228,7 +228,7 @@ def test_skid_stop_signs_its_lease_for_every_keyed_module_born_so_far():
 def test_the_coordinator_refuses_more_keyed_modules_than_one_lease_can_sign_for():
     from host.coordinator import Coordinator
 
-    keys = {f"m{i}": KEY for i in range(messages.LEASE_MAX_TAGS + 1)}
+    keys = {f"m{i}": KEY for i in range(wire.LEASE_MAX_TAGS + 1)}
     try:
         Coordinator(None, None, None, None, line_id="big", now_ms=0, host_ms=lambda: 0, keys=keys)
     except ValueError as exc:

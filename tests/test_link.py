@@ -518,7 +518,7 @@ def test_an_unsigned_rebirth_flood_does_not_delay_a_trip_event():
     publish.  The trip EVENT must reach the wire in the tick it happens, as without the
     flood.  Deterministic: 1 ms steps, the link's packet handling driven directly."""
     from edge.runner import LinkSink
-    from protocol import messages
+    from protocol import host_messages, messages
     from tests.edge_harness import KEY, Rig
 
     rtt_ms = 80
@@ -559,7 +559,7 @@ def test_an_unsigned_rebirth_flood_does_not_delay_a_trip_event():
             if qos:
                 pending.append((now + rtt_ms, pid))
             if trip_sent_at is None and topic.endswith("/event"):
-                if messages.parse_event(payload).type == "trip":
+                if host_messages.parse_event(payload).type == "trip":
                     trip_sent_at = ms
         w.packets.clear()
     assert trip_at is not None and trip_sent_at is not None, (trip_at, link.stats)

@@ -34,17 +34,24 @@ from protocol.constants import (
     RESULT_NOT_ALLOWED_IN_STATE,
     RESULT_OK,
 )
+from protocol.host_messages import (
+    parse,
+    parse_ack,
+    parse_birth,
+    parse_death,
+    parse_event,
+    parse_state,
+    parse_telemetry,
+)
 from protocol.messages import (
     Ack,
     Auth,
     Birth,
-    Channel,
     Command,
     Death,
     Event,
     HostState,
     Lease,
-    MessageError,
     Telemetry,
     TelemetryCodec,
     build_ack,
@@ -55,16 +62,10 @@ from protocol.messages import (
     build_lease,
     build_state,
     build_telemetry,
-    parse,
-    parse_ack,
-    parse_birth,
     parse_command,
-    parse_death,
-    parse_event,
     parse_lease,
-    parse_state,
-    parse_telemetry,
 )
+from protocol.wire import Channel, MessageError
 from tools.micropython import run_node
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,7 +273,7 @@ def test_codec_reuses_buffers_and_clears_quality():
     bad = codec.build(1, 1, vals, [2, 0, 0, 0, 0, 0, 0, 0])
     good = codec.build(1, 1, vals)
     assert 5 in cbor2.loads(bad) and 5 not in cbor2.loads(good)
-    assert codec.parse(bad).qualities[0] == QUALITY_BAD
+    assert parse_telemetry(bad, codec).qualities[0] == QUALITY_BAD
     assert codec.build(REFERENCE_SEQ, REFERENCE_T_MS, vals) == reference_telemetry()
 
 
@@ -859,23 +860,23 @@ def test_spec_documents_every_result_code_and_kind():
 # --- Under real MicroPython -------------------------------------------------------------
 
 MPY_PROGRAM = r"""
-from protocol import messages as m, auth as a
-from protocol.messages import Channel, MessageError
+from protocol import messages as m, host_messages as h, auth as a
+from protocol.wire import Channel, MessageError
 ch = [Channel(*s) for s in REF_CHANNELS]
 out = []
 codec = m.TelemetryCodec(ch)
 t = codec.build(200, 3600000, [80.12, 79.87, 5.03, 4.98, 0.250, 0.125, 0.634, 1])
 out.append(t.hex())
-p = codec.parse(t)
+p = h.parse_telemetry(t, codec)
 out.append(repr(p.values == [80.12, 79.87, 5.03, 4.98, 0.25, 0.125, 0.634, 1.0]))
 q = m.build_telemetry(201, 3601000, [80.12, 79.87, 5.03, 4.98, 0.25, 0.125, None, 1], ch, [0, 0, 0, 0, 0, 1, 2, 0])
 out.append(q.hex())
-out.append(repr(m.parse_telemetry(q, ch).qualities))
+out.append(repr(h.parse_telemetry(q, ch).qualities))
 pumps = [Channel("flow", "mL/min", "sensor", 0, 50, 0.01), Channel("pressure", "bar", "sensor", 0, 20, 0.001),
          Channel("flow_sp", "mL/min", "setpoint", 0, 50, 0.01), Channel("motor_temp", "degC", "sensor", -40, 150)]
 b = m.build_birth("pump-1", "pump", "0.1.0", bytes.fromhex("c0ffee01"), "power_on", 0, NONCE, pumps, STATES, "idle")
 out.append(b.hex())
-pb = m.parse(b)
+pb = h.parse(b)
 out.append(pb.module_id + " " + pb.reset_cause + " " + str(len(pb.channels)) + " " + pb.channels[1].unit)
 built = [
     m.build_death(0),
@@ -889,7 +890,7 @@ signed = a.sign_command(cmd, KEY, "pump-1", NONCE, "host-a", EPOCH)
 built += [cmd, signed]
 for d in built:
     out.append(d.hex())
-    out.append(type(m.parse(d)).__name__)
+    out.append(type(h.parse(d)).__name__)
 v = a.CommandVerifier(KEY, "pump-1", NONCE)
 out.append(repr([v.verify(signed), v.verify(signed), v.verify(cmd), v.verify(b"\xff")]))
 v2 = a.CommandVerifier(KEY, "pump-1", b"\x09" * 8)
@@ -897,7 +898,7 @@ out.append(repr(v2.verify(signed)))
 out.append(repr(v))
 out.append(a.hmac_sha256(b"k" * 100, b"msg").hex())
 errs = []
-for f in (lambda: m.build_telemetry(300, 0, [0] * 8, ch), lambda: m.parse(b"\xa5\x00"), lambda: m.parse(bytes([0xa2, 0, 3, 1, 2]))):
+for f in (lambda: m.build_telemetry(300, 0, [0] * 8, ch), lambda: h.parse(b"\xa5\x00"), lambda: h.parse(bytes([0xa2, 0, 3, 1, 2]))):
     try:
         f()
         errs.append("no error")
@@ -954,22 +955,46 @@ def test_everything_under_micropython():
     assert lines == expected
 
 
-def test_host_parsers_share_the_field_type_codes_of_messages():
-    # protocol/host_messages.py keeps its own copies of these const() codes (MicroPython
-    # drops underscore constants at compile time, so they cannot be imported there).
-    from protocol import host_messages, messages
+def _protocol_imports(path):
+    """(module, name) for every ``from protocol.X import name`` in ``path``, lazy ones too."""
+    import ast
 
-    assert (host_messages._INT, host_messages._LIST, host_messages._MAP) == (
-        messages._INT,
-        messages._LIST,
-        messages._MAP,
-    )
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("protocol"):
+            out += [(node.module, a.name) for a in node.names]
+    return out
 
 
-def test_messages_offers_the_host_parsers_by_name():
-    from protocol import host_messages, messages
+def test_protocol_modules_import_only_public_names_of_each_other():
+    # The split of issue 11: protocol.wire is the shared public module; nothing reaches
+    # into another module's underscore names (MicroPython drops underscore const()s at
+    # compile time, so such an import can even fail on a board).
+    root = ROOT / "protocol"
+    for path in sorted(root.glob("*.py")):
+        for module, name in _protocol_imports(path):
+            assert not name.startswith("_"), f"{path.name} imports {module}.{name}"
 
-    for name in messages._HOST_PARSERS:
-        assert getattr(messages, name) is getattr(host_messages, name)
-    with pytest.raises(AttributeError, match="no_such_name"):
-        _ = messages.no_such_name
+
+def test_the_board_side_never_imports_the_host_parsers_and_no_module_cycles():
+    # Boards carry protocol.messages and protocol.wire but not protocol.host_messages
+    # (edge/boardconfig/board_files.py): neither may import it, not even lazily, and the
+    # modules import each other in one direction only (no __getattr__ facade either).
+    root = ROOT / "protocol"
+    graph = {}
+    for path in sorted(root.glob("*.py")):
+        graph[path.stem] = {m.split(".", 1)[1] for m, _ in _protocol_imports(path) if "." in m}
+        graph[path.stem] |= {n for m, n in _protocol_imports(path) if m == "protocol"}
+        assert "__getattr__" not in path.read_text(), path.name
+    for board_module in ("messages", "wire", "auth", "topics", "constants", "cbor"):
+        assert "host_messages" not in graph[board_module], board_module
+
+    def reaches(start, target, seen=()):
+        return any(
+            n == target or (n not in seen and reaches(n, target, (*seen, n)))
+            for n in graph.get(start, ())
+        )
+
+    for module in graph:
+        assert not reaches(module, module), f"import cycle through protocol.{module}"
+    assert not hasattr(messages, "parse_birth")

@@ -10,7 +10,7 @@ import pytest
 
 from edge import states as st
 from edge.drivers.emulated import EmulatedActuator
-from protocol import messages
+from protocol import host_messages, messages
 from protocol.constants import (
     QUALITY_BAD,
     QUALITY_UNCERTAIN,
@@ -76,7 +76,7 @@ def test_boot_outputs_are_safe_and_birth_describes_the_module(kind):
         assert slot.driver is drivers[slot.name]
         assert slot.driver.history == [slot.safe], (slot.name, slot.driver.history)
     assert rig.node.all_safe()
-    birth = messages.parse_birth(rig.node.birth())
+    birth = host_messages.parse_birth(rig.node.birth())
     assert birth.module_kind == kind
     assert birth.config_hash == rig.hash
     assert birth.state == "idle"
@@ -93,7 +93,7 @@ def test_boot_outputs_are_safe_and_birth_describes_the_module(kind):
 
 def test_watchdog_reset_boots_latched_in_aborted_and_reports_cause():
     rig = Rig("reactor", reset_cause="watchdog")
-    birth = messages.parse_birth(rig.node.birth())
+    birth = host_messages.parse_birth(rig.node.birth())
     assert birth.reset_cause == "watchdog" and birth.state == "aborted"
     rig.lease()
     assert rig.state("start").result == RESULT_NOT_ALLOWED_IN_STATE
@@ -114,7 +114,7 @@ def test_reactor_heats_toward_setpoint_under_pid_and_telemetry_decodes():
     assert 70.0 < temp < 90.0, temp
     assert not rig.sink.trips()
     assert rig.sink.telemetry
-    t = messages.parse_telemetry(rig.sink.telemetry[-1], rig.node.channels)
+    t = host_messages.parse_telemetry(rig.sink.telemetry[-1], rig.node.channels)
     values = dict(zip([c.name for c in rig.node.channels], t.values, strict=True))
     assert values["coil_temp"] == pytest.approx(80.0, abs=0.01)
     assert abs(values["temperature"] - temp) < 1.0
@@ -777,9 +777,9 @@ def test_uptime_keeps_counting_across_the_tick_wrap():
         node.tick(t)
     assert node._uptime_ms() == 2000
     payload = node.publish_telemetry()
-    from protocol import messages
+    from protocol import host_messages
 
-    assert messages.parse_telemetry(payload, node.channels).t_ms == 2000
+    assert host_messages.parse_telemetry(payload, node.channels).t_ms == 2000
 
 
 # -- a reset never restarts (issue 10 item 4) ----------------------------------------------------

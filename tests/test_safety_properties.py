@@ -72,7 +72,7 @@ from hypothesis.stateful import (
 from edge import states as sm
 from edge.clock import ticks_add
 from edge.pid import PID
-from protocol import cbor, messages
+from protocol import cbor, host_messages, messages, wire
 from protocol.constants import (
     QUALITY_BAD,
     RESULT_BUSY,
@@ -203,7 +203,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         lease = cfg["lease"]
         self.lease_timeout = lease["timeout_ms"]
         self.lease_grace = lease["grace_ms"] if lease["on_loss"] == "hold" else 0
-        birth = messages.parse_birth(node.birth())
+        birth = host_messages.parse_birth(node.birth())
         self.allowed = birth.states
         self.birth_channels = {c.name: (i, c) for i, c in enumerate(birth.channels)}
         self.ch = {ch.name: ch for ch, _ in node.sensors}
@@ -575,7 +575,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         elif auth == "tampered":
             signed = self.signed_bytes(op, args, expiry_s, sender)
             m = cbor.decode(signed)
-            m[messages.K_EXPIRY] += 1  # still well formed, no longer what was signed
+            m[wire.K_EXPIRY] += 1  # still well formed, no longer what was signed
             ack = rig.send(cbor.encode(m))
         else:
             ack = rig.command(
@@ -822,13 +822,13 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         elif kind == "lease":
             payload = messages.build_lease("host", rig.host_ms(), 1, 3000)
         elif kind == "nan":
-            m[messages.K_ARGS][messages.KA_VALUE] = float("nan")
+            m[wire.K_ARGS][wire.KA_VALUE] = float("nan")
             payload = cbor.encode(m)
         elif kind == "string_value":
-            m[messages.K_ARGS][messages.KA_VALUE] = "1.0"
+            m[wire.K_ARGS][wire.KA_VALUE] = "1.0"
             payload = cbor.encode(m)
         else:
-            del m[messages.K_EXPIRY]
+            del m[wire.K_EXPIRY]
             payload = cbor.encode(m)
         before = snapshot(rig.node)
         events_before = len(rig.sink.events)

@@ -29,7 +29,7 @@ from edge.boardconfig import compile_config, load_board_config
 from edge.boardconfig.compile import board_file
 from edge.runner import EdgeRunner
 from emulator.emulation import RecordingSink
-from protocol import messages
+from protocol import host_messages, messages
 from protocol.constants import RESULT_OK
 from tests.edge_harness import HOST_EPOCH_MS, ROOT, Rig
 
@@ -59,7 +59,7 @@ class Scenario:
     def command(self, op, args):
         self.cid += 1
         data = messages.build_command(self.cid, op, args, self.host_ms() + 60_000)
-        ack = messages.parse(self.node.handle_command(data, self.clock()))
+        ack = host_messages.parse(self.node.handle_command(data, self.clock()))
         assert ack.result == RESULT_OK, ack
         return ack
 

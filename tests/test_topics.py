@@ -1,15 +1,15 @@
 """MQTT topic namespace: exact strings, id validation, parsing and round trips."""
 
 import re
+from pathlib import Path
 
 import pytest
-from hypothesis import event, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from protocol import constants
+from protocol import constants, wire
 from protocol.topics import (
     HOST_KINDS,
-    ID_PATTERN,
     MESSAGE_KIND,
     MODULE_KINDS,
     PUBLISH_FLAGS,
@@ -29,6 +29,7 @@ from protocol.topics import (
     parse_topic,
     validate_id,
 )
+from protocol.wire import ID_PATTERN
 from tools.micropython import run_wasi
 
 valid_ids = st.from_regex(re.compile(ID_PATTERN + r"\Z"), fullmatch=True)
@@ -155,6 +156,36 @@ def test_any_string_validates_or_raises_topic_error(kind, value):
         assert should_pass
     except TopicError:
         assert not should_pass
+
+
+@given(st.text(alphabet="a9_-A/+\u00e9\n", max_size=34))
+@example("a-b_9")
+@example("_a")
+@example("-a")
+@example("9a")
+@example("a" * 32)
+@example("a" * 33)
+def test_the_allocation_free_checks_agree_with_the_patterns(value):
+    # protocol.wire states each rule once as a pattern; boards check it with character
+    # sets instead of re.  Both must accept exactly the same strings.
+    is_id = re.fullmatch(wire.ID_PATTERN, value) is not None
+    assert wire.is_id(value) == is_id
+    assert (wire.id_problem(value) is None) == is_id
+    assert wire.is_name(value) == (re.fullmatch(wire.NAME_PATTERN, value) is not None)
+
+
+def test_the_id_and_name_patterns_appear_once_in_the_code():
+    root = Path(__file__).resolve().parent.parent
+    id_core = wire.ID_PATTERN[: wire.ID_PATTERN.index("{")]  # also catches [...]* variants
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith((".venv/", "node_modules/")) or "/." in "/" + rel:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if id_core in text or wire.NAME_PATTERN in text:
+            found.append(rel)
+    assert found == ["protocol/wire.py"]
 
 
 @given(valid_ids, module_ids, st.sampled_from(MODULE_KINDS))

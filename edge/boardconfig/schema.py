@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import math
 
+# The protocol's limits and id/name rule, for the loader (S.ID_PATTERN, ...): not copies.
+from protocol.wire import ID_PATTERN, NAME_PATTERN, RAW_LIMIT, UNIT_MAX_LEN  # noqa: F401
+from protocol.wire import MAX_CHANNELS as MAX_BIRTH_CHANNELS  # noqa: F401
+
 # Key types understood by the loader's generic checker.
 INT = "int"
 FLOAT = "float"
@@ -121,14 +125,11 @@ def keys(*items):
     return {k.name: k for k in items}
 
 
-ID_PATTERN = "[a-z0-9][a-z0-9_-]{0,31}"
+# ID_PATTERN and NAME_PATTERN are protocol.wire's (the one id and name rule); these say it
+# in words for the error messages and docs/board-config.md.
 ID_RULE = '1-32 characters of [a-z0-9_-] starting with [a-z0-9], not "host"'
-NAME_PATTERN = "[a-z][a-z0-9_]{0,31}"
 NAME_RULE = "snake_case, 1-32 characters of [a-z0-9_] starting with a letter"
 PATH_MAX_LEN = 128
-UNIT_MAX_LEN = 16  # protocol.messages.UNIT_MAX_LEN
-MAX_BIRTH_CHANNELS = 64  # protocol.messages.MAX_CHANNELS: channels + loop setpoints
-RAW_LIMIT = 2147483647  # protocol.messages.RAW_LIMIT: scaled telemetry must fit int32
 
 MODULE_KINDS = ("pump", "reactor", "bpr", "valve", "analyzer")  # protocol MODULE_KIND_NAMES
 ROLES = ("sensor", "actuator", "status")

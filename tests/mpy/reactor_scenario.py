@@ -11,7 +11,7 @@ from edge.build import build_node
 from edge.compiled_config import load_board_file
 from edge.drivers.emulated import EmulatedActuator, EmulatedSensor
 from edge.signals import cvd_resistance
-from protocol import messages
+from protocol import host_messages, messages
 
 HOST0 = 1790000000000
 
@@ -27,11 +27,11 @@ class Sink:
         pass
 
     def publish_event(self, payload, critical=False):
-        e = messages.parse_event(payload)
+        e = host_messages.parse_event(payload)
         self.out.append("event {} {} {} {}".format(e.number, e.type, e.cause, e.state))
 
     def publish_ack(self, payload):
-        a = messages.parse_ack(payload)
+        a = host_messages.parse_ack(payload)
         self.out.append("ack {} {}".format(a.command_id, a.result))
 
 
