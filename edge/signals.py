@@ -626,7 +626,8 @@ class Redundant1oo2:
             self.bad_reason = None
             return self.quality
         if a_ok and b_ok:
-            if abs(va - vb) > self.max_disagreement:
+            # a_ok and b_ok imply both values are numbers (pyright cannot follow that)
+            if abs(va - vb) > self.max_disagreement:  # pyright: ignore[reportOptionalOperand]
                 return self._bad(REASON_DISAGREEMENT)
             self.value = self._pick(va, vb)
             self.unfiltered = self._pick(a.unfiltered, b.unfiltered)
