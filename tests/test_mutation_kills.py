@@ -174,7 +174,12 @@ def test_loop_setpoint_refusal_names_channel_value_and_range():
     rig.lease()
     ack = rig.set("coil_temp", 500.0)
     assert ack.result == RESULT_OUT_OF_RANGE
-    assert ack.reason == "coil_temp = 500.0 outside 20.0..200.0"
+    # The configured setpoint range (board_configs/reactor.toml: at most the over-temperature
+    # trip minus its hysteresis, which the loader enforces).
+    assert ack.reason == "coil_temp = 500.0 outside 20.0..140.0"
+    assert _ack_ok(rig.set("coil_temp", 140.0))  # the top of the range is a setpoint
+    ack = rig.set("coil_temp", 140.5)
+    assert ack.reason == "coil_temp = 140.5 outside 20.0..140.0"
 
 
 def test_setpoint_refusals_for_channels_that_are_not_setpoints():
@@ -213,9 +218,10 @@ def test_configure_changes_only_the_gains_it_names_and_explains_refusals():
 
 
 def _heater_fault(rig):
-    """Latch a heater-verification trip (the verifier found the heater not heating)."""
+    """Latch a heater-verification trip (the verifier found the heater not heating) at the
+    next tick's time, as update() would."""
     lp = rig.node.loops[0]
-    lp.verifier.fault = "heater_not_heating"
+    lp.verifier._trip("heater_not_heating", None, rig.now + rig.tick_ms)
     rig.tick()
     assert rig.node.interlocks.active
     assert [t.cause for t in rig.sink.trips()][-1] == "heater_not_heating"
@@ -230,8 +236,21 @@ def test_reset_clears_a_heater_verification_trip_and_the_verifier_detects_again(
     rig = Rig("reactor")
     rig.start()
     _heater_fault(rig)
+    tripped_ms = rig.now
     _settle_aborted(rig)
     lp = rig.node.loops[0]
+    window = lp.verifier.check_gain_time_ms
+    # A heater that did not heat is re-armed by the reset, but only once a check window
+    # has passed since the trip (reset-and-start cycles keep a dead heater off).
+    rig.run_s((window - rig.tick_ms - (rig.now - tripped_ms)) / 1000)
+    ack = rig.command("reset_trip")  # one tick short of the window
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+    assert ack.reason == (
+        f"heater_verify: heater_not_heating: coil_temp tripped {window - rig.tick_ms} ms ago;"
+        f" reset possible {window} ms after the trip"
+    )
+    assert rig.node.interlocks.active and lp.verifier.fault == "heater_not_heating"
+    rig.tick()  # exactly the window
     ack = rig.command("reset_trip")
     assert ack.result == RESULT_OK and ack.reason is None
     assert not rig.node.interlocks.active and lp.verifier.fault is None
@@ -252,13 +271,22 @@ def test_a_refused_reset_changes_nothing_not_even_the_heater_verifier():
     rig.start()
     rig.plant.digital["estop"] = 1  # the e-stop input is pressed
     lp = rig.node.loops[0]
-    lp.verifier.fault = "heater_not_heating"
+    lp.verifier._trip("heater_not_heating", None, rig.now + rig.tick_ms)
     rig.tick()
     _settle_aborted(rig)
     ack = rig.command("reset_trip")
     assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
-    assert ack.reason.startswith("estop: cause persists")
-    assert "heater_verify" not in ack.reason  # the verifier fault is cleared by the reset
+    # Every refusal is named: the pressed e-stop, then the verifier's own wait (the
+    # interlock that mirrors the verifier is judged by the verifier, not as "persists").
+    causes = ack.reason.split("; ")
+    assert causes[0].startswith("estop: cause persists")
+    assert causes[1].startswith("heater_verify: heater_not_heating: coil_temp tripped")
+    assert len(causes) == 2
+    # Once the verifier's window has passed, only the e-stop holds the reset back.
+    rig.run_s(lp.verifier.check_gain_time_ms / 1000)
+    ack = rig.command("reset_trip")
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+    assert ack.reason.startswith("estop: cause persists") and "heater_verify" not in ack.reason
     assert rig.node.interlocks.active
     assert lp.verifier.fault == "heater_not_heating"  # refused: the verifier kept its fault
     assert [e.type for e in rig.sink.events].count("trip_reset") == 0
@@ -556,7 +584,10 @@ def test_ack_alarm_reports_how_many_were_acknowledged():
 
 
 def test_ack_alarm_on_a_module_without_alarms():
-    rig = Rig("reactor", mutate=lambda d: d.__setitem__("alarms", []))
+    # The valve has no configured alarms once they are removed, and no built-in ones (no
+    # stuck detection, no 1oo2 pair: those raise sensor_stuck / redundancy_lost alarms).
+    rig = Rig("valve", mutate=lambda d: d.__setitem__("alarms", []))
+    assert rig.node.alarms is None
     rig.lease()
     ack = rig.command("ack_alarm")
     assert ack.result == RESULT_OK and ack.reason == "no alarms configured"
@@ -1058,9 +1089,16 @@ def test_a_refused_state_command_does_not_reset_latched_trips():
     rig.plant.digital["estop"] = 0  # the cause is gone, but only a reset may clear the trip
     rig.tick(3)
     assert rig.node.sm.state_name == "aborted" and rig.node.interlocks.active
-    ack = rig.state("start")
-    assert (
-        ack.result == RESULT_NOT_ALLOWED_IN_STATE and ack.reason == "start not allowed in aborted"
-    )
-    assert rig.node.interlocks.active  # still latched: a start is no reset
+    for name in ("start", "unhold"):
+        ack = rig.state(name)
+        # A reset never restarts and a restart never resets: refused while a trip latches.
+        assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+        assert ack.reason == f"{name} refused: trip estop latched, reset it first"
+        assert rig.node.interlocks.active  # still latched: a start is no reset
+    assert rig.node.sm.state_name == "aborted"
     assert [e.type for e in rig.sink.events].count("trip_reset") == 0
+    # Reset, the state machine still says where a start is allowed.
+    assert _ack_ok(rig.command("reset_trip")) and not rig.node.interlocks.active
+    ack = rig.state("start")
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+    assert ack.reason == "start not allowed in aborted"
