@@ -13,12 +13,13 @@ import hmac
 import cbor2
 import pytest
 
+from edge.clock import ticks_diff
 from edge.hal import Actuator
 from edge.interlocks import Action, Interlock, InterlockSet
 from edge.lease import LEASE_LOST, LEASE_OK, LEASE_RESTORED, LeaseWatchdog
 from edge.node import ActuatorSlot
 from edge.runaway import HeaterVerifier
-from edge.signals import Linear, Pt100, Redundant1oo2, SensorChannel
+from edge.signals import Current4to20, Linear, Pt100, Redundant1oo2, SensorChannel
 from protocol import auth, messages
 from protocol.constants import (
     QUALITY_BAD,
@@ -1102,3 +1103,158 @@ def test_a_refused_state_command_does_not_reset_latched_trips():
     ack = rig.state("start")
     assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
     assert ack.reason == "start not allowed in aborted"
+
+
+# ------------------------------------------------------------------ heater verifier: reset rule
+
+
+def _uncontrolled_trip(hysteresis=5.0):
+    """Heater off at 50.0 degC; 60.5 degC rises 10.5 K > uncontrolled_rise: trips at t=1000."""
+    v = HeaterVerifier(hysteresis=hysteresis, uncontrolled_rise=10.0, name="coil")
+    assert v.update(None, 50.0, 0.0, 0) is None
+    assert v.update(None, 60.5, 0.0, 1000) == "uncontrolled_heating"
+    return v
+
+
+def test_uncontrolled_heating_refusal_names_the_reading_the_peak_and_where_it_clears():
+    v = _uncontrolled_trip()
+    # Right at the trip the reading that tripped is both the latest and the peak.
+    assert v.reset_refusal(1000) == (
+        "uncontrolled_heating: coil now 60.5 degC, peak 60.5; reset once it fell to 55.5 degC"
+    )
+    v.update(None, 58.3, 0.0, 1100)
+    assert v.reset_refusal(1100) == (
+        "uncontrolled_heating: coil now 58.3 degC, peak 60.5; reset once it fell to 55.5 degC"
+    )
+
+
+@pytest.mark.parametrize("lost", [None, float("nan")])
+def test_uncontrolled_heating_with_the_reading_lost_is_refused_as_unknown(lost):
+    v = _uncontrolled_trip()
+    assert v.update(None, lost, 0.0, 1100) == "uncontrolled_heating"
+    assert v.reset_refusal(1100) == (
+        "uncontrolled_heating: coil now ? degC, peak 60.5; reset once it fell to 55.5 degC"
+    )
+    v.update(None, 55.5, 0.0, 1200)  # the reading is back, a hysteresis below the peak
+    assert v.reset_refusal(1200) is None
+
+
+def test_a_check_window_passed_exactly_is_remembered_across_the_tick_wrap():
+    v = HeaterVerifier(heating_gain=2.0, check_gain_time_ms=1000, full_power=0.9, name="coil")
+    assert v.update(100.0, 20.0, 1.0, 0) is None  # the approach starts: 22 degC by t=1000
+    assert v.update(100.0, 20.0, 1.0, 1000) == "heater_not_heating"
+    assert v.reset_refusal(1999) == (
+        "heater_not_heating: coil tripped 999 ms ago; reset possible 1000 ms after the trip"
+    )
+    v.update(100.0, 20.0, 1.0, 2000)  # seen exactly one window after the trip
+    # Half a tick period later the wrap-safe difference is negative: only the
+    # remembered pass still allows the reset.
+    late = 1000 + (1 << 29) + 1
+    assert ticks_diff(late, 1000) < 0
+    assert v.reset_refusal(late) is None
+
+
+# ------------------------------------------------------------------ signals: stuck, uncertain
+
+
+def test_a_bad_sample_restarts_the_stuck_run_from_the_next_usable_sample():
+    ch = SensorChannel("p", stale_ms=None, stuck_ms=1000, stuck_band=0.5)
+    ch.update(10.0, 0)
+    ch.update(10.0, 1001)
+    assert ch.stuck
+    ch.update(float("nan"), 1100)  # something else happened to the signal
+    assert not ch.stuck and ch.bad_reason == "nan"
+    assert ch.update(10.0, 1200) == QUALITY_GOOD  # a fresh run starts here
+    ch.update(10.0, 2200)
+    assert not ch.stuck  # exactly stuck_ms into the new run
+    ch.update(10.0, 2201)
+    assert ch.stuck
+
+
+def test_a_bad_sample_restarts_the_uncertain_run():
+    ch = SensorChannel("i", Current4to20(0.0, 10.0), stale_ms=None, uncertain_ms=1000)
+    assert ch.update(3.7, 0) == QUALITY_UNCERTAIN  # NE43 low margin band
+    assert ch.update(3.5, 500) == QUALITY_BAD  # failure signal
+    assert ch.bad_reason == "namur_fail"
+    assert ch.update(3.7, 600) == QUALITY_UNCERTAIN  # a new uncertain run from 600
+    assert ch.update(3.7, 1600) == QUALITY_UNCERTAIN  # exactly uncertain_ms
+    assert ch.update(3.7, 1601) == QUALITY_BAD and ch.bad_reason == "uncertain"
+
+
+# ------------------------------------------------------------------ node: parked outputs
+
+
+def _pump_with_a_stirrer(d):
+    """The pump plus a second actuator (stirrer) that a held-type door interlock forces."""
+    d["channels"].append(
+        {
+            "alias": len(d["channels"]),
+            "deadman_ms": 500,
+            "driver": "emulated",
+            "name": "stirrer",
+            "range": [0.0, 1.0],
+            "resolution": 0.001,
+            "role": "actuator",
+            "safe": 0.0,
+            "unit": "",
+            "unpowered": 0.0,
+        }
+    )
+    d["channels"].append(
+        {
+            "alias": len(d["channels"]),
+            "driver": "emulated",
+            "name": "door",
+            "range": [0.0, 1.0],
+            "raw_unit": "0/1",
+            "resolution": 1.0,
+            "role": "status",
+            "unit": "",
+        }
+    )
+    d["interlocks"].append(
+        {
+            "cause": "door_open",
+            "channel": "door",
+            "condition": "input_true",
+            "hysteresis": 0.0,
+            "id": "door_open",
+            "limit": None,
+            "on_delay_ms": 0,
+            "safe": ["stirrer"],
+            "state": "held",
+            "trip_on_bad": True,
+            "unfiltered": False,
+            "values": {},
+            "window_ms": 1000,
+        }
+    )
+
+
+def _leased_ticks(rig, n, **digital):
+    for _ in range(n):
+        if rig.now % 1000 == 0:
+            rig.lease()
+        rig.plant.digital.update(digital)
+        rig.tick()
+
+
+def test_outputs_parked_by_successive_resets_all_stay_parked_until_unhold():
+    rig = Rig("pump", mutate=_pump_with_a_stirrer)
+    rig.start()
+    assert _ack_ok(rig.set("flow", 5.0)) and _ack_ok(rig.set("stirrer", 0.8))
+    _leased_ticks(rig, 5)
+    assert rig.node.outputs() == {"flow": 5.0, "stirrer": 0.8}
+    _leased_ticks(rig, 3000 // rig.tick_ms, feed=1)  # feed_empty (held) forces flow 0
+    _leased_ticks(rig, 2, feed=0)
+    assert rig.command("reset_trip").reason == "outputs stay as the trip forced them until unhold"
+    _leased_ticks(rig, 2, door=1)  # door_open (held) forces the stirrer off
+    _leased_ticks(rig, 2, door=0)
+    assert rig.node.sm.state_name == "held"
+    assert _ack_ok(rig.command("reset_trip"))
+    _leased_ticks(rig, 5)
+    # The second reset parks the stirrer without releasing the flow the first one parked.
+    assert rig.node.outputs() == {"flow": 0.0, "stirrer": 0.0}
+    assert _ack_ok(rig.state("unhold"))
+    _leased_ticks(rig, 3)
+    assert rig.node.outputs() == {"flow": 5.0, "stirrer": 0.8}

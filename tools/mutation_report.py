@@ -52,27 +52,40 @@ TARGETS = {
     "edge/interlocks.py": ["*"],
     "edge/lease.py": ["*"],
     "edge/runaway.py": ["*"],
-    # Plausibility only: NaN/range/NE43/open/short checks, quality, staleness, 1oo2 voting
-    # (not the calibration arithmetic nor the constructors' argument checks).
+    # Plausibility only: NaN/range/NE43/open/short checks, uncertain_ms, stuck detection,
+    # quality, staleness, 1oo2 voting (degraded, redundancy lost), the unfiltered view (not
+    # the calibration arithmetic nor the constructors' argument checks).
     "edge/signals.py": [
         "x_is_finite_number",
         "xǁ*ǁraw_ok",
         "xǁ*ǁbad_reason",
         "xǁ*ǁraw_uncertain",
+        "xǁSensorChannelǁstarting",
         "xǁSensorChannelǁ_set_bad",
+        "xǁSensorChannelǁ_uncertain_expired",
+        "xǁSensorChannelǁ_track_stuck",
         "xǁSensorChannelǁupdate",
         "xǁSensorChannelǁcheck",
+        "xǁRedundant1oo2ǁ_pick",
+        "xǁRedundant1oo2ǁ_bad",
         "xǁRedundant1oo2ǁcheck",
+        "xǁUnfilteredǁ*",
     ],
-    # Command and lease checking, trip reset, and the independent dead-man check.
+    # Command and lease checking (authenticated leases, the abort and unsigned-rebirth
+    # expiry exemptions, the unsigned rebirth limit), trip reset and parking (the tick
+    # pins parked outputs until start/unhold), and the independent dead-man check.
     "edge/node.py": [
         "xǁNodeǁhandle_command",
         "xǁNodeǁhandle_lease",
+        "xǁNodeǁ_refuse_lease",
         "xǁNodeǁ_apply",
         "xǁNodeǁ_reset_trips",
         "xǁNodeǁ_set_setpoint",
         "xǁNodeǁ_configure",
         "xǁNodeǁdeadman_check",
+        "xǁNodeǁtick",
+        "xǁNodeǁtrip_cause",
+        "x__is_abort",
     ],
     "protocol/auth.py": ["*"],
 }
@@ -253,6 +266,27 @@ EQUIVALENT = [
         r'"(XXoperation not supportedXX|OPERATION NOT SUPPORTED)"$',
         "unreachable: parse_command admits only the six operations handled above",
     ),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁreset_refusal",
+        r"^clear = peak - self\.hysteresis if \(peak is not None\) or True else None$",
+        "an uncontrolled_heating trip always stores a finite peak (the reading that tripped),"
+        " and only a larger finite reading replaces it",
+    ),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁ_track_after_fault",
+        r"^if self\._peak is None or temperature >= self\._peak:$",
+        "on equality both branches store the same value",
+    ),
+    (
+        "edge/runaway.py",
+        "x__fmt",
+        r'"\{:\.1F\}"',
+        "'F' differs from 'f' only for inf and NaN, and _fmt gets only finite readings"
+        " (a non-finite one is stored as None, shown as '?')",
+    ),
+    ("edge/signals.py", "xǁSensorChannelǁ*", r"^self\.stuck = None$", _FALSY),
     # edge/node.py
     (
         "edge/node.py",
