@@ -1258,3 +1258,76 @@ def test_outputs_parked_by_successive_resets_all_stay_parked_until_unhold():
     assert _ack_ok(rig.state("unhold"))
     _leased_ticks(rig, 3)
     assert rig.node.outputs() == {"flow": 5.0, "stirrer": 0.8}
+
+
+# ------------------------------------------------------------------ fast node variants
+# tests/test_node.py proves these rules over minutes of simulated operation (a 5-minute
+# heat-up, a 10-minute degraded limit), which makes every surviving mutant of the node
+# code cost seconds: `make mutate` deselects those two and runs these short versions.
+
+
+def _coil_temperature(rig, temp, ticks=1):
+    for _ in range(ticks):
+        rig.plant.overrides["temp_a"] = temp
+        rig.plant.overrides["temp_b"] = temp
+        if rig.now % 1000 == 0:
+            rig.lease()
+        rig.tick()
+
+
+def test_uncontrolled_heating_at_rest_refuses_both_resets_until_cooled_below_the_peak():
+    rig = Rig("reactor")
+    rig.lease()
+    temp = 25.0
+    _coil_temperature(rig, temp, 10)  # heater off at rest: the rise check runs
+    while not rig.node.interlocks.active:
+        temp += 0.5
+        _coil_temperature(rig, temp)
+        assert temp < 100.0, "no trip"
+    assert rig.sink.trips()[-1].cause == "uncontrolled_heating"
+    _coil_temperature(rig, temp + 1.0, 5)  # still rising after the trip
+    peak = rig.node.loops[0].measure.value
+    for ack in (rig.command("reset_trip"), rig.state("reset")):
+        assert ack.result == RESULT_NOT_ALLOWED_IN_STATE, ack
+        assert ack.reason.startswith("heater_verify: uncontrolled_heating: ")
+        assert f"peak {peak:.1f}" in ack.reason
+    assert not [e for e in rig.sink.events if e.type == "trip_reset"]
+    hysteresis = rig.cfg["runaway"]["hysteresis"]
+    _coil_temperature(rig, peak - hysteresis + 0.5, 30)  # cooling, not enough yet
+    assert rig.state("reset").result == RESULT_NOT_ALLOWED_IN_STATE
+    _coil_temperature(rig, peak - hysteresis - 0.5, 30)
+    assert rig.state("reset").result == RESULT_OK
+    _coil_temperature(rig, peak - hysteresis - 0.5, 3)
+    assert rig.node.sm.state_name == "idle" and not rig.node.interlocks.active
+
+
+def _short_degraded_limit(d):
+    for ch in d["channels"]:
+        if "redundant" in ch:
+            ch["degraded_max_ms"] = 2000
+
+
+def test_one_probe_lost_trips_exactly_after_a_short_degraded_max_ms():
+    rig = Rig("reactor", mutate=_short_degraded_limit)
+    rig.start()
+    _coil_temperature(rig, 40.0, 10)
+    pair = [d for d in rig.node.derived if d.name == "temperature"][0]
+    assert pair.degraded_max_ms == 2000
+    rig.plant.overrides["temp_a"] = float("nan")  # probe a lost
+    rig.plant.overrides["temp_b"] = 40.0
+    rig.tick()
+    t_lost = rig.now
+    assert pair.degraded and pair.quality == QUALITY_UNCERTAIN
+    while rig.now - t_lost < 2000:
+        rig.tick()
+        assert not rig.sink.trips(), rig.now - t_lost
+    assert rig.now - t_lost == 2000  # exactly degraded_max_ms: still running on one probe
+    rig.tick()  # the first tick strictly after it
+    trips = rig.sink.trips()
+    assert trips and trips[0].cause == "sensor_bad" and "degraded" in trips[0].detail
+    assert pair.bad_reason == "degraded" and rig.node.outputs()["heater"] == 0.0
+    rig.tick(3)
+    ack = rig.state("reset")
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE and "degraded" in ack.reason
+    _coil_temperature(rig, 40.0, 2)  # both probes back
+    assert rig.state("reset").result == RESULT_OK

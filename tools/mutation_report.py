@@ -129,8 +129,8 @@ EQUIVALENT = [
     ("edge/signals.py", "xǁSensorChannelǁ_set_bad", r"^self\._primed = None$", _FALSY),
     (
         "edge/signals.py",
-        "xǁRedundant1oo2ǁcheck",
-        r"^self\.value = va if va (>|<) vb else vb$",
+        "xǁRedundant1oo2ǁ*",
+        r"^(self\.value = |return )va if va (>|<) vb else vb$",
         "differs only when va == vb, where both branches give the same value",
     ),
     # edge/interlocks.py
