@@ -1331,3 +1331,17 @@ def test_one_probe_lost_trips_exactly_after_a_short_degraded_max_ms():
     assert ack.result == RESULT_NOT_ALLOWED_IN_STATE and "degraded" in ack.reason
     _coil_temperature(rig, 40.0, 2)  # both probes back
     assert rig.state("reset").result == RESULT_OK
+
+
+def test_1oo2_on_one_probe_takes_that_probes_unfiltered_sample_too():
+    a = SensorChannel("a", filter_tau_ms=1000, stale_ms=None)
+    b = SensorChannel("b", filter_tau_ms=1000, stale_ms=None)
+    pair = Redundant1oo2(a, b, 5.0, "t", "max")
+    a.update(50.0, 0)
+    b.update(50.0, 0)
+    pair.check(0)
+    a.update(float("nan"), 100)  # probe a lost
+    b.update(52.0, 100)  # filtered: value between 50 and 52, unfiltered 52
+    pair.check(100)
+    assert pair.degraded and pair.quality == QUALITY_UNCERTAIN
+    assert pair.value == b.value and pair.unfiltered == 52.0

@@ -243,7 +243,8 @@ EQUIVALENT = [
     (
         "edge/signals.py",
         "xǁRedundant1oo2ǁcheck",
-        r"^if not a_ok and not b_ok and \(a\.quality (!=|==) QUALITY_BAD (and|or) b\.quality",
+        r"^if not a_ok and not b_ok and (\(a\.quality (!=|==) QUALITY_BAD (and|or) b\.quality"
+        r"|not \(a_bad or b_bad\):$)",
         "where the start-up branch is skipped instead, the final branch gives the same: BAD"
         " with the reason of the BAD input (a starting input has none); both BAD gives a's"
         " reason either way",
