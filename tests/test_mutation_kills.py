@@ -1345,3 +1345,13 @@ def test_1oo2_on_one_probe_takes_that_probes_unfiltered_sample_too():
     pair.check(100)
     assert pair.degraded and pair.quality == QUALITY_UNCERTAIN
     assert pair.value == b.value and pair.unfiltered == 52.0
+
+
+def test_a_runaway_trip_waits_one_check_window_counted_from_the_trip():
+    v = HeaterVerifier(hysteresis=0.0, max_error=10.0, check_gain_time_ms=1000, name="coil")
+    assert v.update(50.0, 50.0, 0.5, 0) is None  # holding at the target
+    assert v.update(50.0, 40.0, 0.5, 1000) == "temperature_runaway"  # 10 K for 1 s
+    assert v.reset_refusal(1500) == (
+        "temperature_runaway: coil tripped 500 ms ago; reset possible 1000 ms after the trip"
+    )
+    assert v.reset_refusal(2000) is None

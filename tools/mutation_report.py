@@ -288,6 +288,13 @@ EQUIVALENT = [
         " (a non-finite one is stored as None, shown as '?')",
     ),
     ("edge/signals.py", "xǁSensorChannelǁ*", r"^self\.stuck = None$", _FALSY),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁupdate",
+        r"^return self\._trip\(FAULT_(RUNAWAY|NOT_HEATING), None, now_ms\)$",
+        "the temperature at the trip seeds only the peak and latest reading, which only the"
+        " uncontrolled_heating reset rule reads",
+    ),
     # edge/node.py
     (
         "edge/node.py",
