@@ -1355,3 +1355,41 @@ def test_a_runaway_trip_waits_one_check_window_counted_from_the_trip():
         "temperature_runaway: coil tripped 500 ms ago; reset possible 1000 ms after the trip"
     )
     assert v.reset_refusal(2000) is None
+
+
+def _feed_empty_stops(d):
+    for il in d["interlocks"]:
+        if il["id"] == "feed_empty":
+            il["state"] = "stopped"
+
+
+def test_only_a_reset_resets_trips_and_a_plain_reset_reports_none():
+    rig = Rig("pump", mutate=_feed_empty_stops)
+    rig.start()
+    _leased_ticks(rig, 3000 // rig.tick_ms, feed=1)  # feed_empty trips: stopped
+    _leased_ticks(rig, 5, feed=0)  # its cause is gone
+    assert rig.node.sm.state_name == "stopped" and rig.node.interlocks.active
+    assert _ack_ok(rig.state("abort"))  # accepted in stopped, but no reset
+    assert rig.node.interlocks.active
+    assert [e.type for e in rig.sink.events].count("trip_reset") == 0
+    # A module stopped by the operator, with no trip latched: its reset is the state
+    # machine's alone, no trip_reset.
+    rig = Rig("pump")
+    rig.start()
+    assert _ack_ok(rig.state("stop"))
+    _leased_ticks(rig, 5)
+    assert rig.node.sm.state_name == "stopped" and not rig.node.interlocks.active
+    assert _ack_ok(rig.state("reset"))
+    assert [e.type for e in rig.sink.events].count("trip_reset") == 0
+
+
+def test_an_unsigned_rebirth_too_soon_is_busy_with_the_limit_in_the_reason():
+    from edge.node import UNSIGNED_REBIRTH_MIN_MS
+    from protocol.constants import RESULT_BUSY
+
+    rig = Rig("reactor")
+    rig.lease()
+    assert _ack_ok(rig.command("rebirth"))
+    ack = rig.command("rebirth")
+    assert ack.result == RESULT_BUSY
+    assert ack.reason == f"unsigned rebirth at most once per {UNSIGNED_REBIRTH_MIN_MS} ms"

@@ -310,6 +310,15 @@ EQUIVALENT = [
         "unreachable guard: PID.set_tunings reports bad gains by its result and raises nothing"
         " (pid._finite catches TypeError)",
     ),
+    (
+        "edge/node.py",
+        "xǁNodeǁ_apply",
+        r'^if name (==|!=) "(start|XXstartXX|START)" or name == "unhold":$',
+        "parked outputs exist only in holding/held (a held-type trip reset there): start is"
+        " accepted only at rest, where the tick has already dropped them, and the other"
+        " commands accepted in holding/held (stop, abort) leave the running states, where"
+        " the next tick drops them before it writes an output",
+    ),
     # protocol/auth.py
     (
         "protocol/auth.py",
