@@ -1393,3 +1393,10 @@ def test_an_unsigned_rebirth_too_soon_is_busy_with_the_limit_in_the_reason():
     ack = rig.command("rebirth")
     assert ack.result == RESULT_BUSY
     assert ack.reason == f"unsigned rebirth at most once per {UNSIGNED_REBIRTH_MIN_MS} ms"
+
+
+def test_a_malformed_lease_is_refused_as_malformed_and_changes_nothing():
+    rig = Rig("pump")
+    assert not rig.node.handle_lease(b"\xa1\x00", rig.now)  # a map without the lease keys
+    assert rig.node.leases_refused == 1 and rig.node.lease_refusal == "malformed"
+    assert not rig.node.lease.armed and rig.node.host_time.host_now(rig.now) is None
