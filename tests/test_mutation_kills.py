@@ -1400,3 +1400,17 @@ def test_a_malformed_lease_is_refused_as_malformed_and_changes_nothing():
     assert not rig.node.handle_lease(b"\xa1\x00", rig.now)  # a map without the lease keys
     assert rig.node.leases_refused == 1 and rig.node.lease_refusal == "malformed"
     assert not rig.node.lease.armed and rig.node.host_time.host_now(rig.now) is None
+
+
+def test_sign_lease_names_the_bad_module_id_key():
+    with pytest.raises(MessageError, match=r"^lease\.tags key: 'Bad Id' not in 1-32 chars"):
+        auth.sign_lease("host", 1, 1, 3000, [("Bad Id", KEY, bytes(8))])
+
+
+def test_host_time_update_reports_whether_it_moved_the_estimate():
+    est = auth.HostTimeEstimate()
+    assert est.update(1_000_000, 0) is True  # the first lease sets it
+    assert est.host_now(500) == 1_000_500
+    assert est.update(1_000_500, 500) is True  # exactly the estimate: followed
+    assert est.update(1_000_999, 1000) is False  # behind the estimate (1_001_000): held
+    assert est.host_now(1000) == 1_001_000

@@ -119,6 +119,12 @@ EQUIVALENT = [
         "initial values never read: check() returns before its first feed (_last_ms), and"
         " _lost_ms/active_at_loss are set at the loss before they are read",
     ),
+    (
+        "edge/lease.py",
+        "xǁLeaseWatchdogǁfeed",
+        r"^if duration_ms is not None and duration_ms <= limit:$",
+        "on equality both branches store the same limit",
+    ),
     # edge/signals.py
     (
         "edge/signals.py",
@@ -331,6 +337,12 @@ EQUIVALENT = [
         "xǁHostTimeEstimateǁhost_now",
         r"- _TICKS_HALF\) & _TICKS_MAX\) - _TICKS_HALF",
         "+2^29 and -2^29 are the same modulo 2^30, which the mask takes",
+    ),
+    (
+        "protocol/auth.py",
+        "xǁHostTimeEstimateǁhost_now",
+        r"^return host if host >= self\._floor_ms else self\._floor_ms$",
+        "on equality both branches give the same value",
     ),
 ]
 
