@@ -115,9 +115,10 @@ EQUIVALENT = [
     (
         "edge/lease.py",
         "xǁLeaseWatchdogǁ__init__",
-        r"^self\.(active_at_loss = True|_last_ms = (None|1)|_lost_ms = (None|1))$",
-        "initial values never read: check() returns before its first feed (_last_ms), and"
-        " _lost_ms/active_at_loss are set at the loss before they are read",
+        r"^self\.(active_at_loss = True|_last_ms = (None|1)|_lost_ms = (None|1)|_limit_ms = None)( +#.*)?$",
+        "initial values never read: check() returns before its first feed (_last_ms and"
+        " _limit_ms, which feed() sets), and _lost_ms/active_at_loss are set at the loss"
+        " before they are read",
     ),
     (
         "edge/lease.py",
