@@ -13,12 +13,13 @@ import hmac
 import cbor2
 import pytest
 
+from edge.clock import ticks_diff
 from edge.hal import Actuator
 from edge.interlocks import Action, Interlock, InterlockSet
 from edge.lease import LEASE_LOST, LEASE_OK, LEASE_RESTORED, LeaseWatchdog
 from edge.node import ActuatorSlot
 from edge.runaway import HeaterVerifier
-from edge.signals import Linear, Pt100, Redundant1oo2, SensorChannel
+from edge.signals import Current4to20, Linear, Pt100, Redundant1oo2, SensorChannel
 from protocol import auth, messages
 from protocol.constants import (
     QUALITY_BAD,
@@ -174,7 +175,12 @@ def test_loop_setpoint_refusal_names_channel_value_and_range():
     rig.lease()
     ack = rig.set("coil_temp", 500.0)
     assert ack.result == RESULT_OUT_OF_RANGE
-    assert ack.reason == "coil_temp = 500.0 outside 20.0..200.0"
+    # The configured setpoint range (board_configs/reactor.toml: at most the over-temperature
+    # trip minus its hysteresis, which the loader enforces).
+    assert ack.reason == "coil_temp = 500.0 outside 20.0..140.0"
+    assert _ack_ok(rig.set("coil_temp", 140.0))  # the top of the range is a setpoint
+    ack = rig.set("coil_temp", 140.5)
+    assert ack.reason == "coil_temp = 140.5 outside 20.0..140.0"
 
 
 def test_setpoint_refusals_for_channels_that_are_not_setpoints():
@@ -213,9 +219,10 @@ def test_configure_changes_only_the_gains_it_names_and_explains_refusals():
 
 
 def _heater_fault(rig):
-    """Latch a heater-verification trip (the verifier found the heater not heating)."""
+    """Latch a heater-verification trip (the verifier found the heater not heating) at the
+    next tick's time, as update() would."""
     lp = rig.node.loops[0]
-    lp.verifier.fault = "heater_not_heating"
+    lp.verifier._trip("heater_not_heating", None, rig.now + rig.tick_ms)
     rig.tick()
     assert rig.node.interlocks.active
     assert [t.cause for t in rig.sink.trips()][-1] == "heater_not_heating"
@@ -230,8 +237,21 @@ def test_reset_clears_a_heater_verification_trip_and_the_verifier_detects_again(
     rig = Rig("reactor")
     rig.start()
     _heater_fault(rig)
+    tripped_ms = rig.now
     _settle_aborted(rig)
     lp = rig.node.loops[0]
+    window = lp.verifier.check_gain_time_ms
+    # A heater that did not heat is re-armed by the reset, but only once a check window
+    # has passed since the trip (reset-and-start cycles keep a dead heater off).
+    rig.run_s((window - rig.tick_ms - (rig.now - tripped_ms)) / 1000)
+    ack = rig.command("reset_trip")  # one tick short of the window
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+    assert ack.reason == (
+        f"heater_verify: heater_not_heating: coil_temp tripped {window - rig.tick_ms} ms ago;"
+        f" reset possible {window} ms after the trip"
+    )
+    assert rig.node.interlocks.active and lp.verifier.fault == "heater_not_heating"
+    rig.tick()  # exactly the window
     ack = rig.command("reset_trip")
     assert ack.result == RESULT_OK and ack.reason is None
     assert not rig.node.interlocks.active and lp.verifier.fault is None
@@ -252,13 +272,22 @@ def test_a_refused_reset_changes_nothing_not_even_the_heater_verifier():
     rig.start()
     rig.plant.digital["estop"] = 1  # the e-stop input is pressed
     lp = rig.node.loops[0]
-    lp.verifier.fault = "heater_not_heating"
+    lp.verifier._trip("heater_not_heating", None, rig.now + rig.tick_ms)
     rig.tick()
     _settle_aborted(rig)
     ack = rig.command("reset_trip")
     assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
-    assert ack.reason.startswith("estop: cause persists")
-    assert "heater_verify" not in ack.reason  # the verifier fault is cleared by the reset
+    # Every refusal is named: the pressed e-stop, then the verifier's own wait (the
+    # interlock that mirrors the verifier is judged by the verifier, not as "persists").
+    causes = ack.reason.split("; ")
+    assert causes[0].startswith("estop: cause persists")
+    assert causes[1].startswith("heater_verify: heater_not_heating: coil_temp tripped")
+    assert len(causes) == 2
+    # Once the verifier's window has passed, only the e-stop holds the reset back.
+    rig.run_s(lp.verifier.check_gain_time_ms / 1000)
+    ack = rig.command("reset_trip")
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+    assert ack.reason.startswith("estop: cause persists") and "heater_verify" not in ack.reason
     assert rig.node.interlocks.active
     assert lp.verifier.fault == "heater_not_heating"  # refused: the verifier kept its fault
     assert [e.type for e in rig.sink.events].count("trip_reset") == 0
@@ -556,7 +585,10 @@ def test_ack_alarm_reports_how_many_were_acknowledged():
 
 
 def test_ack_alarm_on_a_module_without_alarms():
-    rig = Rig("reactor", mutate=lambda d: d.__setitem__("alarms", []))
+    # The valve has no configured alarms once they are removed, and no built-in ones (no
+    # stuck detection, no 1oo2 pair: those raise sensor_stuck / redundancy_lost alarms).
+    rig = Rig("valve", mutate=lambda d: d.__setitem__("alarms", []))
+    assert rig.node.alarms is None
     rig.lease()
     ack = rig.command("ack_alarm")
     assert ack.result == RESULT_OK and ack.reason == "no alarms configured"
@@ -1058,9 +1090,327 @@ def test_a_refused_state_command_does_not_reset_latched_trips():
     rig.plant.digital["estop"] = 0  # the cause is gone, but only a reset may clear the trip
     rig.tick(3)
     assert rig.node.sm.state_name == "aborted" and rig.node.interlocks.active
-    ack = rig.state("start")
-    assert (
-        ack.result == RESULT_NOT_ALLOWED_IN_STATE and ack.reason == "start not allowed in aborted"
-    )
-    assert rig.node.interlocks.active  # still latched: a start is no reset
+    for name in ("start", "unhold"):
+        ack = rig.state(name)
+        # A reset never restarts and a restart never resets: refused while a trip latches.
+        assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+        assert ack.reason == f"{name} refused: trip estop latched, reset it first"
+        assert rig.node.interlocks.active  # still latched: a start is no reset
+    assert rig.node.sm.state_name == "aborted"
     assert [e.type for e in rig.sink.events].count("trip_reset") == 0
+    # Reset, the state machine still says where a start is allowed.
+    assert _ack_ok(rig.command("reset_trip")) and not rig.node.interlocks.active
+    ack = rig.state("start")
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE
+    assert ack.reason == "start not allowed in aborted"
+
+
+# ------------------------------------------------------------------ heater verifier: reset rule
+
+
+def _uncontrolled_trip(hysteresis=5.0):
+    """Heater off at 50.0 degC; 60.5 degC rises 10.5 K > uncontrolled_rise: trips at t=1000."""
+    v = HeaterVerifier(hysteresis=hysteresis, uncontrolled_rise=10.0, name="coil")
+    assert v.update(None, 50.0, 0.0, 0) is None
+    assert v.update(None, 60.5, 0.0, 1000) == "uncontrolled_heating"
+    return v
+
+
+def test_uncontrolled_heating_refusal_names_the_reading_the_peak_and_where_it_clears():
+    v = _uncontrolled_trip()
+    # Right at the trip the reading that tripped is both the latest and the peak.
+    assert v.reset_refusal(1000) == (
+        "uncontrolled_heating: coil now 60.5 degC, peak 60.5; reset once it fell to 55.5 degC"
+    )
+    v.update(None, 58.3, 0.0, 1100)
+    assert v.reset_refusal(1100) == (
+        "uncontrolled_heating: coil now 58.3 degC, peak 60.5; reset once it fell to 55.5 degC"
+    )
+
+
+@pytest.mark.parametrize("lost", [None, float("nan")])
+def test_uncontrolled_heating_with_the_reading_lost_is_refused_as_unknown(lost):
+    v = _uncontrolled_trip()
+    assert v.update(None, lost, 0.0, 1100) == "uncontrolled_heating"
+    assert v.reset_refusal(1100) == (
+        "uncontrolled_heating: coil now ? degC, peak 60.5; reset once it fell to 55.5 degC"
+    )
+    v.update(None, 55.5, 0.0, 1200)  # the reading is back, a hysteresis below the peak
+    assert v.reset_refusal(1200) is None
+
+
+def test_a_check_window_passed_exactly_is_remembered_across_the_tick_wrap():
+    v = HeaterVerifier(heating_gain=2.0, check_gain_time_ms=1000, full_power=0.9, name="coil")
+    assert v.update(100.0, 20.0, 1.0, 0) is None  # the approach starts: 22 degC by t=1000
+    assert v.update(100.0, 20.0, 1.0, 1000) == "heater_not_heating"
+    assert v.reset_refusal(1999) == (
+        "heater_not_heating: coil tripped 999 ms ago; reset possible 1000 ms after the trip"
+    )
+    v.update(100.0, 20.0, 1.0, 2000)  # seen exactly one window after the trip
+    # Half a tick period later the wrap-safe difference is negative: only the
+    # remembered pass still allows the reset.
+    late = 1000 + (1 << 29) + 1
+    assert ticks_diff(late, 1000) < 0
+    assert v.reset_refusal(late) is None
+
+
+# ------------------------------------------------------------------ signals: stuck, uncertain
+
+
+def test_a_bad_sample_restarts_the_stuck_run_from_the_next_usable_sample():
+    ch = SensorChannel("p", stale_ms=None, stuck_ms=1000, stuck_band=0.5)
+    ch.update(10.0, 0)
+    ch.update(10.0, 1001)
+    assert ch.stuck
+    ch.update(float("nan"), 1100)  # something else happened to the signal
+    assert not ch.stuck and ch.bad_reason == "nan"
+    assert ch.update(10.0, 1200) == QUALITY_GOOD  # a fresh run starts here
+    ch.update(10.0, 2200)
+    assert not ch.stuck  # exactly stuck_ms into the new run
+    ch.update(10.0, 2201)
+    assert ch.stuck
+
+
+def test_a_bad_sample_restarts_the_uncertain_run():
+    ch = SensorChannel("i", Current4to20(0.0, 10.0), stale_ms=None, uncertain_ms=1000)
+    assert ch.update(3.7, 0) == QUALITY_UNCERTAIN  # NE43 low margin band
+    assert ch.update(3.5, 500) == QUALITY_BAD  # failure signal
+    assert ch.bad_reason == "namur_fail"
+    assert ch.update(3.7, 600) == QUALITY_UNCERTAIN  # a new uncertain run from 600
+    assert ch.update(3.7, 1600) == QUALITY_UNCERTAIN  # exactly uncertain_ms
+    assert ch.update(3.7, 1601) == QUALITY_BAD and ch.bad_reason == "uncertain"
+
+
+# ------------------------------------------------------------------ node: parked outputs
+
+
+def _pump_with_a_stirrer(d):
+    """The pump plus a second actuator (stirrer) that a held-type door interlock forces."""
+    d["channels"].append(
+        {
+            "alias": len(d["channels"]),
+            "deadman_ms": 500,
+            "driver": "emulated",
+            "name": "stirrer",
+            "range": [0.0, 1.0],
+            "resolution": 0.001,
+            "role": "actuator",
+            "safe": 0.0,
+            "unit": "",
+            "unpowered": 0.0,
+        }
+    )
+    d["channels"].append(
+        {
+            "alias": len(d["channels"]),
+            "driver": "emulated",
+            "name": "door",
+            "range": [0.0, 1.0],
+            "raw_unit": "0/1",
+            "resolution": 1.0,
+            "role": "status",
+            "unit": "",
+        }
+    )
+    d["interlocks"].append(
+        {
+            "cause": "door_open",
+            "channel": "door",
+            "condition": "input_true",
+            "hysteresis": 0.0,
+            "id": "door_open",
+            "limit": None,
+            "on_delay_ms": 0,
+            "safe": ["stirrer"],
+            "state": "held",
+            "trip_on_bad": True,
+            "unfiltered": False,
+            "values": {},
+            "window_ms": 1000,
+        }
+    )
+
+
+def _leased_ticks(rig, n, **digital):
+    for _ in range(n):
+        if rig.now % 1000 == 0:
+            rig.lease()
+        rig.plant.digital.update(digital)
+        rig.tick()
+
+
+def test_outputs_parked_by_successive_resets_all_stay_parked_until_unhold():
+    rig = Rig("pump", mutate=_pump_with_a_stirrer)
+    rig.start()
+    assert _ack_ok(rig.set("flow", 5.0)) and _ack_ok(rig.set("stirrer", 0.8))
+    _leased_ticks(rig, 5)
+    assert rig.node.outputs() == {"flow": 5.0, "stirrer": 0.8}
+    _leased_ticks(rig, 3000 // rig.tick_ms, feed=1)  # feed_empty (held) forces flow 0
+    _leased_ticks(rig, 2, feed=0)
+    assert rig.command("reset_trip").reason == "outputs stay as the trip forced them until unhold"
+    _leased_ticks(rig, 2, door=1)  # door_open (held) forces the stirrer off
+    _leased_ticks(rig, 2, door=0)
+    assert rig.node.sm.state_name == "held"
+    assert _ack_ok(rig.command("reset_trip"))
+    _leased_ticks(rig, 5)
+    # The second reset parks the stirrer without releasing the flow the first one parked.
+    assert rig.node.outputs() == {"flow": 0.0, "stirrer": 0.0}
+    assert _ack_ok(rig.state("unhold"))
+    _leased_ticks(rig, 3)
+    assert rig.node.outputs() == {"flow": 5.0, "stirrer": 0.8}
+
+
+# ------------------------------------------------------------------ fast node variants
+# tests/test_node.py proves these rules over minutes of simulated operation (a 5-minute
+# heat-up, a 10-minute degraded limit), which makes every surviving mutant of the node
+# code cost seconds: `make mutate` deselects those two and runs these short versions.
+
+
+def _coil_temperature(rig, temp, ticks=1):
+    for _ in range(ticks):
+        rig.plant.overrides["temp_a"] = temp
+        rig.plant.overrides["temp_b"] = temp
+        if rig.now % 1000 == 0:
+            rig.lease()
+        rig.tick()
+
+
+def test_uncontrolled_heating_at_rest_refuses_both_resets_until_cooled_below_the_peak():
+    rig = Rig("reactor")
+    rig.lease()
+    temp = 25.0
+    _coil_temperature(rig, temp, 10)  # heater off at rest: the rise check runs
+    while not rig.node.interlocks.active:
+        temp += 0.5
+        _coil_temperature(rig, temp)
+        assert temp < 100.0, "no trip"
+    assert rig.sink.trips()[-1].cause == "uncontrolled_heating"
+    _coil_temperature(rig, temp + 1.0, 5)  # still rising after the trip
+    peak = rig.node.loops[0].measure.value
+    for ack in (rig.command("reset_trip"), rig.state("reset")):
+        assert ack.result == RESULT_NOT_ALLOWED_IN_STATE, ack
+        assert ack.reason.startswith("heater_verify: uncontrolled_heating: ")
+        assert f"peak {peak:.1f}" in ack.reason
+    assert not [e for e in rig.sink.events if e.type == "trip_reset"]
+    hysteresis = rig.cfg["runaway"]["hysteresis"]
+    _coil_temperature(rig, peak - hysteresis + 0.5, 30)  # cooling, not enough yet
+    assert rig.state("reset").result == RESULT_NOT_ALLOWED_IN_STATE
+    _coil_temperature(rig, peak - hysteresis - 0.5, 30)
+    assert rig.state("reset").result == RESULT_OK
+    _coil_temperature(rig, peak - hysteresis - 0.5, 3)
+    assert rig.node.sm.state_name == "idle" and not rig.node.interlocks.active
+
+
+def _short_degraded_limit(d):
+    for ch in d["channels"]:
+        if "redundant" in ch:
+            ch["degraded_max_ms"] = 2000
+
+
+def test_one_probe_lost_trips_exactly_after_a_short_degraded_max_ms():
+    rig = Rig("reactor", mutate=_short_degraded_limit)
+    rig.start()
+    _coil_temperature(rig, 40.0, 10)
+    pair = [d for d in rig.node.derived if d.name == "temperature"][0]
+    assert pair.degraded_max_ms == 2000
+    rig.plant.overrides["temp_a"] = float("nan")  # probe a lost
+    rig.plant.overrides["temp_b"] = 40.0
+    rig.tick()
+    t_lost = rig.now
+    assert pair.degraded and pair.quality == QUALITY_UNCERTAIN
+    while rig.now - t_lost < 2000:
+        rig.tick()
+        assert not rig.sink.trips(), rig.now - t_lost
+    assert rig.now - t_lost == 2000  # exactly degraded_max_ms: still running on one probe
+    rig.tick()  # the first tick strictly after it
+    trips = rig.sink.trips()
+    assert trips and trips[0].cause == "sensor_bad" and "degraded" in trips[0].detail
+    assert pair.bad_reason == "degraded" and rig.node.outputs()["heater"] == 0.0
+    rig.tick(3)
+    ack = rig.state("reset")
+    assert ack.result == RESULT_NOT_ALLOWED_IN_STATE and "degraded" in ack.reason
+    _coil_temperature(rig, 40.0, 2)  # both probes back
+    assert rig.state("reset").result == RESULT_OK
+
+
+def test_1oo2_on_one_probe_takes_that_probes_unfiltered_sample_too():
+    a = SensorChannel("a", filter_tau_ms=1000, stale_ms=None)
+    b = SensorChannel("b", filter_tau_ms=1000, stale_ms=None)
+    pair = Redundant1oo2(a, b, 5.0, "t", "max")
+    a.update(50.0, 0)
+    b.update(50.0, 0)
+    pair.check(0)
+    a.update(float("nan"), 100)  # probe a lost
+    b.update(52.0, 100)  # filtered: value between 50 and 52, unfiltered 52
+    pair.check(100)
+    assert pair.degraded and pair.quality == QUALITY_UNCERTAIN
+    assert pair.value == b.value and pair.unfiltered == 52.0
+
+
+def test_a_runaway_trip_waits_one_check_window_counted_from_the_trip():
+    v = HeaterVerifier(hysteresis=0.0, max_error=10.0, check_gain_time_ms=1000, name="coil")
+    assert v.update(50.0, 50.0, 0.5, 0) is None  # holding at the target
+    assert v.update(50.0, 40.0, 0.5, 1000) == "temperature_runaway"  # 10 K for 1 s
+    assert v.reset_refusal(1500) == (
+        "temperature_runaway: coil tripped 500 ms ago; reset possible 1000 ms after the trip"
+    )
+    assert v.reset_refusal(2000) is None
+
+
+def _feed_empty_stops(d):
+    for il in d["interlocks"]:
+        if il["id"] == "feed_empty":
+            il["state"] = "stopped"
+
+
+def test_only_a_reset_resets_trips_and_a_plain_reset_reports_none():
+    rig = Rig("pump", mutate=_feed_empty_stops)
+    rig.start()
+    _leased_ticks(rig, 3000 // rig.tick_ms, feed=1)  # feed_empty trips: stopped
+    _leased_ticks(rig, 5, feed=0)  # its cause is gone
+    assert rig.node.sm.state_name == "stopped" and rig.node.interlocks.active
+    assert _ack_ok(rig.state("abort"))  # accepted in stopped, but no reset
+    assert rig.node.interlocks.active
+    assert [e.type for e in rig.sink.events].count("trip_reset") == 0
+    # A module stopped by the operator, with no trip latched: its reset is the state
+    # machine's alone, no trip_reset.
+    rig = Rig("pump")
+    rig.start()
+    assert _ack_ok(rig.state("stop"))
+    _leased_ticks(rig, 5)
+    assert rig.node.sm.state_name == "stopped" and not rig.node.interlocks.active
+    assert _ack_ok(rig.state("reset"))
+    assert [e.type for e in rig.sink.events].count("trip_reset") == 0
+
+
+def test_an_unsigned_rebirth_too_soon_is_busy_with_the_limit_in_the_reason():
+    from edge.node import UNSIGNED_REBIRTH_MIN_MS
+    from protocol.constants import RESULT_BUSY
+
+    rig = Rig("reactor")
+    rig.lease()
+    assert _ack_ok(rig.command("rebirth"))
+    ack = rig.command("rebirth")
+    assert ack.result == RESULT_BUSY
+    assert ack.reason == f"unsigned rebirth at most once per {UNSIGNED_REBIRTH_MIN_MS} ms"
+
+
+def test_a_malformed_lease_is_refused_as_malformed_and_changes_nothing():
+    rig = Rig("pump")
+    assert not rig.node.handle_lease(b"\xa1\x00", rig.now)  # a map without the lease keys
+    assert rig.node.leases_refused == 1 and rig.node.lease_refusal == "malformed"
+    assert not rig.node.lease.armed and rig.node.host_time.host_now(rig.now) is None
+
+
+def test_sign_lease_names_the_bad_module_id_key():
+    with pytest.raises(MessageError, match=r"^lease\.tags key: 'Bad Id' not in 1-32 chars"):
+        auth.sign_lease("host", 1, 1, 3000, [("Bad Id", KEY, bytes(8))])
+
+
+def test_host_time_update_reports_whether_it_moved_the_estimate():
+    est = auth.HostTimeEstimate()
+    assert est.update(1_000_000, 0) is True  # the first lease sets it
+    assert est.host_now(500) == 1_000_500
+    assert est.update(1_000_500, 500) is True  # exactly the estimate: followed
+    assert est.update(1_000_999, 1000) is False  # behind the estimate (1_001_000): held
+    assert est.host_now(1000) == 1_001_000

@@ -52,27 +52,40 @@ TARGETS = {
     "edge/interlocks.py": ["*"],
     "edge/lease.py": ["*"],
     "edge/runaway.py": ["*"],
-    # Plausibility only: NaN/range/NE43/open/short checks, quality, staleness, 1oo2 voting
-    # (not the calibration arithmetic nor the constructors' argument checks).
+    # Plausibility only: NaN/range/NE43/open/short checks, uncertain_ms, stuck detection,
+    # quality, staleness, 1oo2 voting (degraded, redundancy lost), the unfiltered view (not
+    # the calibration arithmetic nor the constructors' argument checks).
     "edge/signals.py": [
         "x_is_finite_number",
         "xǁ*ǁraw_ok",
         "xǁ*ǁbad_reason",
         "xǁ*ǁraw_uncertain",
+        "xǁSensorChannelǁstarting",
         "xǁSensorChannelǁ_set_bad",
+        "xǁSensorChannelǁ_uncertain_expired",
+        "xǁSensorChannelǁ_track_stuck",
         "xǁSensorChannelǁupdate",
         "xǁSensorChannelǁcheck",
+        "xǁRedundant1oo2ǁ_pick",
+        "xǁRedundant1oo2ǁ_bad",
         "xǁRedundant1oo2ǁcheck",
+        "xǁUnfilteredǁ*",
     ],
-    # Command and lease checking, trip reset, and the independent dead-man check.
+    # Command and lease checking (authenticated leases, the abort and unsigned-rebirth
+    # expiry exemptions, the unsigned rebirth limit), trip reset and parking (the tick
+    # pins parked outputs until start/unhold), and the independent dead-man check.
     "edge/node.py": [
         "xǁNodeǁhandle_command",
         "xǁNodeǁhandle_lease",
+        "xǁNodeǁ_refuse_lease",
         "xǁNodeǁ_apply",
         "xǁNodeǁ_reset_trips",
         "xǁNodeǁ_set_setpoint",
         "xǁNodeǁ_configure",
         "xǁNodeǁdeadman_check",
+        "xǁNodeǁtick",
+        "xǁNodeǁtrip_cause",
+        "x__is_abort",
     ],
     "protocol/auth.py": ["*"],
 }
@@ -102,9 +115,16 @@ EQUIVALENT = [
     (
         "edge/lease.py",
         "xǁLeaseWatchdogǁ__init__",
-        r"^self\.(active_at_loss = True|_last_ms = (None|1)|_lost_ms = (None|1))$",
-        "initial values never read: check() returns before its first feed (_last_ms), and"
-        " _lost_ms/active_at_loss are set at the loss before they are read",
+        r"^self\.(active_at_loss = True|_last_ms = (None|1)|_lost_ms = (None|1)|_limit_ms = None)( +#.*)?$",
+        "initial values never read: check() returns before its first feed (_last_ms and"
+        " _limit_ms, which feed() sets), and _lost_ms/active_at_loss are set at the loss"
+        " before they are read",
+    ),
+    (
+        "edge/lease.py",
+        "xǁLeaseWatchdogǁfeed",
+        r"^if duration_ms is not None and duration_ms <= limit:$",
+        "on equality both branches store the same limit",
     ),
     # edge/signals.py
     (
@@ -116,8 +136,8 @@ EQUIVALENT = [
     ("edge/signals.py", "xǁSensorChannelǁ_set_bad", r"^self\._primed = None$", _FALSY),
     (
         "edge/signals.py",
-        "xǁRedundant1oo2ǁcheck",
-        r"^self\.value = va if va (>|<) vb else vb$",
+        "xǁRedundant1oo2ǁ*",
+        r"^(self\.value = |return )va if va (>|<) vb else vb$",
         "differs only when va == vb, where both branches give the same value",
     ),
     # edge/interlocks.py
@@ -230,7 +250,8 @@ EQUIVALENT = [
     (
         "edge/signals.py",
         "xǁRedundant1oo2ǁcheck",
-        r"^if not a_ok and not b_ok and \(a\.quality (!=|==) QUALITY_BAD (and|or) b\.quality",
+        r"^if not a_ok and not b_ok and (\(a\.quality (!=|==) QUALITY_BAD (and|or) b\.quality"
+        r"|not \(a_bad or b_bad\):$)",
         "where the start-up branch is skipped instead, the final branch gives the same: BAD"
         " with the reason of the BAD input (a starting input has none); both BAD gives a's"
         " reason either way",
@@ -253,6 +274,34 @@ EQUIVALENT = [
         r'"(XXoperation not supportedXX|OPERATION NOT SUPPORTED)"$',
         "unreachable: parse_command admits only the six operations handled above",
     ),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁreset_refusal",
+        r"^clear = peak - self\.hysteresis if \(peak is not None\) or True else None$",
+        "an uncontrolled_heating trip always stores a finite peak (the reading that tripped),"
+        " and only a larger finite reading replaces it",
+    ),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁ_track_after_fault",
+        r"^if self\._peak is None or temperature >= self\._peak:$",
+        "on equality both branches store the same value",
+    ),
+    (
+        "edge/runaway.py",
+        "x__fmt",
+        r'"\{:\.1F\}"',
+        "'F' differs from 'f' only for inf and NaN, and _fmt gets only finite readings"
+        " (a non-finite one is stored as None, shown as '?')",
+    ),
+    ("edge/signals.py", "xǁSensorChannelǁ*", r"^self\.stuck = None$", _FALSY),
+    (
+        "edge/runaway.py",
+        "xǁHeaterVerifierǁupdate",
+        r"^return self\._trip\(FAULT_(RUNAWAY|NOT_HEATING), None, now_ms\)$",
+        "the temperature at the trip seeds only the peak and latest reading, which only the"
+        " uncontrolled_heating reset rule reads",
+    ),
     # edge/node.py
     (
         "edge/node.py",
@@ -268,6 +317,15 @@ EQUIVALENT = [
         "unreachable guard: PID.set_tunings reports bad gains by its result and raises nothing"
         " (pid._finite catches TypeError)",
     ),
+    (
+        "edge/node.py",
+        "xǁNodeǁ_apply",
+        r'^if name (==|!=) "(start|XXstartXX|START)" or name == "unhold":$',
+        "parked outputs exist only in holding/held (a held-type trip reset there): start is"
+        " accepted only at rest, where the tick has already dropped them, and the other"
+        " commands accepted in holding/held (stop, abort) leave the running states, where"
+        " the next tick drops them before it writes an output",
+    ),
     # protocol/auth.py
     (
         "protocol/auth.py",
@@ -280,6 +338,12 @@ EQUIVALENT = [
         "xǁHostTimeEstimateǁhost_now",
         r"- _TICKS_HALF\) & _TICKS_MAX\) - _TICKS_HALF",
         "+2^29 and -2^29 are the same modulo 2^30, which the mask takes",
+    ),
+    (
+        "protocol/auth.py",
+        "xǁHostTimeEstimateǁhost_now",
+        r"^return host if host >= self\._floor_ms else self\._floor_ms$",
+        "on equality both branches give the same value",
     ),
 ]
 
