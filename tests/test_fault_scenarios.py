@@ -76,13 +76,6 @@ NOT_BY_ORDER = {
     # detection bounds fail at 0.5 + 0.5 mL/min (coil not yet full at 60 degC): needs a
     # reagent-limited (consuming) heat model in emulator/thermal.py.
     "exotherm": "reaction heat not limited by the reagents it consumes (emulator)",
-    # The 1oo2 channel is BAD; its recorded samples carry the frozen last value (109.9
-    # degC, quality bad), which this check reads as the coil's temperature; the cool-down
-    # wait times out after 420 s and the line depressurises.  Needs: the shutdown's
-    # cool-down wait to fall back to the good probe or a cooling time from the thermal
-    # model, and this check to treat BAD samples as unknown (worst case), not as readings.
-    "sensor-drift": "voted temperature BAD: cool-down wait times out, check reads BAD samples",
-    "sensor-stuck": "voted temperature BAD: cool-down wait times out, check reads BAD samples",
 }
 
 
@@ -107,11 +100,38 @@ def _recipe_run(path, tmp_root):
     summary = run_in_process(LINE, recipe, runs_dir=tmp_root, faults=faults, log=lambda _m: None)
     rec = RunRecord.open(summary.record, readonly=True)
     try:
-        temps = [(r["host_ms"], r["value"]) for r in rec.samples("reactor1", "temperature")]
+        temps = coil_temperatures(
+            [r for r in rec.samples("reactor1") if r["channel"] in COIL_CHANNELS]
+        )
         pressures = [(r["host_ms"], r["value"]) for r in rec.samples("bpr1", "pressure")]
     finally:
         rec.close()
     return temps, pressures
+
+
+COIL_CHANNELS = ("temperature", "temp_a", "temp_b")  # the 1oo2 vote and its two probes
+
+
+def coil_temperatures(samples):
+    """[(t_ms, degC)]: the worst case the record allows for the coil's temperature at
+    each sample time, from samples of the voted channel and its probes (dicts with
+    host_ms, channel, value, quality, in time order).
+
+    A BAD sample is not a reading: its value (often the frozen last one) says nothing
+    about the coil, so its channel is unknown until it reads again.  At each time the
+    coil is taken at the highest reading of any channel whose latest sample is not BAD
+    (good or uncertain: a probe still reading); when none is, at its last such value
+    (the coil is assumed still as hot as it was last seen, never cooler)."""
+    latest: dict[str, float | None] = {}  # channel -> reading now (None: BAD)
+    out: list[tuple[int, float]] = []
+    for r in samples:
+        latest[r["channel"]] = None if r["quality"] == "bad" else r["value"]
+        known = [v for v in latest.values() if v is not None]
+        if known:
+            out.append((r["host_ms"], max(known)))
+        elif out:
+            out.append((r["host_ms"], out[-1][1]))
+    return out
 
 
 def boiling_violations(temps, pressures, solvent="acetonitrile"):
@@ -157,6 +177,34 @@ def test_the_recipe_shutdown_keeps_a_hot_coil_below_boiling(path, tmp_path_facto
     assert temps and pressures
     bad = boiling_violations(temps, pressures)
     assert not bad, bad[:3]
+
+
+def test_the_coil_temperature_ignores_bad_samples_and_takes_the_worst_case():
+    def sample(t, ch, v, q="good"):
+        return {"host_ms": t, "channel": ch, "value": v, "quality": q}
+
+    temps = coil_temperatures(
+        [
+            sample(0, "temp_a", 100.0),
+            sample(0, "temp_b", 101.0),
+            sample(0, "temperature", 100.5),
+            sample(1, "temperature", 100.5, "bad"),  # the vote frozen: unknown
+            sample(1, "temp_b", 40.0),  # one probe cool, the other still reads 100
+            sample(2, "temp_a", 30.0, "bad"),
+            sample(3, "temp_b", 35.0, "bad"),  # nothing good left
+            sample(4, "temperature", 30.0, "uncertain"),  # reads again
+        ]
+    )
+    assert temps == [
+        (0, 100.0),
+        (0, 101.0),
+        (0, 101.0),
+        (1, 101.0),  # the BAD vote counts for nothing
+        (1, 100.0),  # temp_b cool, temp_a still reads 100: the worst case
+        (2, 40.0),  # temp_a BAD now: only temp_b reads
+        (3, 40.0),  # nothing reads: as hot as last seen
+        (4, 30.0),  # the vote reads again (uncertain is a reading)
+    ]
 
 
 def test_the_boiling_check_catches_a_pressure_lost_under_a_hot_coil():
