@@ -104,9 +104,14 @@ def _recipe_run(path, tmp_root):
             [r for r in rec.samples("reactor1") if r["channel"] in COIL_CHANNELS]
         )
         pressures = [(r["host_ms"], r["value"]) for r in rec.samples("bpr1", "pressure")]
+        reactions = [
+            (e["data"]["data"].get("t_s"), e["data"]["data"].get("cause"))
+            for e in rec.entries("note")
+            if e["data"].get("kind") == "reaction" and e["data"]["data"].get("cause")
+        ]
     finally:
         rec.close()
-    return temps, pressures
+    return temps, pressures, reactions
 
 
 COIL_CHANNELS = ("temperature", "temp_a", "temp_b")  # the 1oo2 vote and its two probes
@@ -173,10 +178,24 @@ def test_the_recipe_shutdown_keeps_a_hot_coil_below_boiling(path, tmp_path_facto
     collecting): until the coil is below the solvent's normal boiling point, it stays 10 K
     below the boiling point at its measured pressure.  Every shutdown sequence turns the
     heater off first and lets the pressure go last."""
-    temps, pressures = _recipe_run(path, tmp_path_factory.getbasetemp() / "recipe-runs")
+    temps, pressures, _ = _recipe_run(path, tmp_path_factory.getbasetemp() / "recipe-runs")
     assert temps and pressures
     bad = boiling_violations(temps, pressures)
     assert not bad, bad[:3]
+
+
+def test_a_leak_at_the_hot_coil_cuts_the_heater_within_its_bound(tmp_path_factory):
+    # The leak drops the coil's pressure to ~2 bar under a 5 bar setpoint at 110 degC: no
+    # module trips on that, the sequencer's low-pressure watch runs the shutdown (heater
+    # off first) once bpr1.pressure has been below half its setpoint for 2 s.
+    leak = ROOT / "examples" / "scenarios" / "leak-reactor.toml"
+    _, _, reactions = _recipe_run(leak, tmp_path_factory.getbasetemp() / "recipe-runs")
+    t_s, cause = reactions[0]
+    assert cause == "low_pressure"
+    assert 2.0 <= t_s - HOT_AT_S <= LEAK_BOUND_S
+
+
+LEAK_BOUND_S = 5.0  # docs/safety.md: 2 s below half, seen through 1 s telemetry (twice)
 
 
 def test_the_coil_temperature_ignores_bad_samples_and_takes_the_worst_case():
