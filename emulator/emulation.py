@@ -73,6 +73,8 @@ FAULT_PARAMS: dict[str, dict[str, str]] = {
         "doubling_c": "rise that doubles it (default 10)",
         "max_w": "cap (default 10 x heat_w)",
         "needs_reagents": "scale by the reagents in the coil (default false)",
+        "enthalpy_kj_mol": "kJ per mol of limiting reagent: heat bounded by the reagents "
+        "consumed (default: unbounded)",
     },
     "sensor-open": {},
     "sensor-short": {},

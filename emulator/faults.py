@@ -201,6 +201,15 @@ PARAMS: dict[str, dict[str, ParamSpec]] = {
             ),
             _p("max_w", None, "cap on the heat; absent: 10 x heat_w", unit="W", lo=0.0, hi=1e7),
             _p("needs_reagents", False, "scale by the reagents present in the coil", type=bool),
+            _p(
+                "enthalpy_kj_mol",
+                None,
+                "reaction enthalpy per mol of limiting reagent: the heat is bounded by the "
+                "reagents consumed; absent: unbounded",
+                unit="kJ/mol",
+                lo=0.0,
+                hi=1e5,
+            ),
         ]
     ),
     "sensor-open": {},

@@ -404,6 +404,7 @@ class Plant:
                 self._rho_cp,
                 self.line.ambient_c,
                 lambda i=i: self._reagent_presence(i),
+                lambda i=i: self._limiting_inlet_mol_l(i),
             )
             down = net.edges[net.out_edges[i][0]][1] if net.out_edges[i] else -1
             p_out = p[down] if down >= 0 else 0.0
@@ -412,6 +413,17 @@ class Plant:
         for fault in self.sensor_faults.values():
             if fault.drift_rate:
                 fault.drift += fault.drift_rate * dt
+
+    def _limiting_inlet_mol_l(self, i: int) -> float:
+        """mol/L of the limiting reagent (the scarcest of every fed species, 1:1) in what
+        enters node ``i`` (its first tank: just arrived)."""
+        tanks = self.transport.tanks[i]
+        fed = [
+            tanks[s][0]
+            for s, sp in enumerate(self.transport.species)
+            if self.line.modules[sp].feed_concentration_mol_l
+        ]
+        return min(fed) if fed else 0.0
 
     def _reagent_presence(self, i: int) -> float:
         """0..1: how much of the coil holds a full mix of every pump's reagent."""
@@ -577,6 +589,7 @@ class Plant:
                 "doubling_c": float(params.get("doubling_c", 10.0)),
                 "max_w": float(params.get("max_w", 10.0 * heat)),
                 "needs_reagents": bool(params.get("needs_reagents", False)),
+                "enthalpy_kj_mol": params.get("enthalpy_kj_mol"),
             }
             return lambda: setattr(th, "fault_exotherm", None)
         if kind == "pump-stall":

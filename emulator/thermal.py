@@ -12,6 +12,16 @@ supply can release), and scaled by the reagents present in the coil when
 ``needs_reagents``.  When that rise outpaces the losses the temperature runs away: the
 case the module's interlocks and the independent thermal cut-out exist for.
 
+With ``enthalpy_kj_mol`` the heat is also bounded by the reagents it consumes:
+``heat = min(law, moles reacting per second x enthalpy)``.  The coil holds an inventory
+of unreacted limiting reagent (``unreacted_mol``): the feed brings it in (the limiting
+concentration entering the coil x flow), the reaction consumes it (heat / enthalpy),
+the flow washes the rest out (well mixed: flow / volume per second).  So a coil whose
+feeds stopped, or that was flushed with the other feed, runs out of heat source once
+its charge is spent; and no reaction can release more than its reagents hold.  Without
+``enthalpy_kj_mol`` the heat source is unbounded (an idealised source for tests of the
+detections, not a chemistry).
+
 The thermal cut-out (a bimetal switch in the heater supply) opens at ``trip_c``, whatever
 the firmware does.  Without ``reset_c`` it latches open (a limiter: only a hand on its
 reset button closes it, so a welded heater switch cannot cycle the coil back up); with
@@ -45,10 +55,14 @@ class ReactorThermal:
         self.fault_exotherm: dict | None = None
         self.heater_power_w = 0.0
         self.reaction_w = 0.0
+        self.volume_ml = float(comp.params.get("volume_ml") or 0.0)
+        self.unreacted_mol = 0.0  # limiting reagent in the coil, not yet reacted
         self.max_t = self.t
 
-    def reaction_heat(self, reagent_presence) -> float:
-        """``reagent_presence()`` -> 0..1, asked only when an exotherm needs reagents."""
+    def reaction_heat(self, reagent_presence, dt: float = 0.0) -> float:
+        """``reagent_presence()`` -> 0..1, asked only when an exotherm needs reagents.
+        With ``dt`` > 0 an exotherm with ``enthalpy_kj_mol`` consumes the coil's
+        unreacted reagent (at most all of it in ``dt``) and is bounded by it."""
         total = 0.0
         for ex in (self.exotherm, self.fault_exotherm):
             if not ex:
@@ -57,8 +71,24 @@ class ReactorThermal:
             q = min(q, ex["max_w"])
             if ex.get("needs_reagents", True):
                 q *= reagent_presence()
+            enthalpy_j = (ex.get("enthalpy_kj_mol") or 0.0) * 1000.0
+            if enthalpy_j > 0.0 and dt > 0.0:
+                q = min(q, self.unreacted_mol * enthalpy_j / dt)
+                self.unreacted_mol -= q * dt / enthalpy_j
             total += q
         return total
+
+    def _feed_reagent(self, dt: float, flow_ml_s: float, limiting_in) -> None:
+        """The coil's unreacted limiting reagent: what the flow brings in (``limiting_in()``
+        mol/L entering) less what it washes out (well mixed)."""
+        if limiting_in is None or self.volume_ml <= 0.0:
+            return
+        flow = max(flow_ml_s, 0.0)
+        washed = min(1.0, flow * dt / self.volume_ml)
+        self.unreacted_mol -= self.unreacted_mol * washed
+        self.unreacted_mol += limiting_in() * flow * dt / 1000.0
+        if self.unreacted_mol < 0.0:
+            self.unreacted_mol = 0.0
 
     def step(
         self,
@@ -68,7 +98,10 @@ class ReactorThermal:
         rho_cp_j_mlk: float,
         t_inlet: float,
         reagent_presence,
+        limiting_in=None,
     ) -> None:
+        """``limiting_in()``: mol/L of the limiting reagent entering the coil (None: no
+        reagent tracking; an exotherm with an enthalpy then has nothing to consume)."""
         for trip, reset in self.cutouts:
             if self.t >= trip:
                 self.cutout_open = True
@@ -81,7 +114,8 @@ class ReactorThermal:
         else:
             power = self.heater_w * min(max(duty, 0.0), 1.0)
         self.heater_power_w = power
-        self.reaction_w = self.reaction_heat(reagent_presence)
+        self._feed_reagent(dt, flow_ml_s, limiting_in)
+        self.reaction_w = self.reaction_heat(reagent_presence, dt)
         flow_w_k = max(flow_ml_s, 0.0) * rho_cp_j_mlk
         k = self.ua + flow_w_k
         source = power + self.reaction_w + self.ua * self.ambient + flow_w_k * t_inlet

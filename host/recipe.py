@@ -582,7 +582,7 @@ def _step(ctx, key, raw, quantities, in_shutdown: bool) -> Step | None:
     if "timeout_s" in raw:
         kw["timeout_s"] = _float(ctx, f"{key}.timeout_s", raw["timeout_s"], 0.0, 7 * 86400.0, True)
     if "on_timeout" in raw:
-        allowed = ("abort", "continue") if in_shutdown else ON_TIMEOUT
+        allowed = ON_TIMEOUT  # in a shutdown "hold" ends the sequence there (sequencer)
         kw["on_timeout"] = _str(ctx, f"{key}.on_timeout", raw["on_timeout"], allowed)
     elif in_shutdown:
         kw["on_timeout"] = "continue"

@@ -57,6 +57,20 @@ _ALREADY = {
 _SAFE_STATES = ("stopping", "stopped", "aborting", "aborted")
 _FINAL = ("stopped", "aborted", "completed")
 
+# A regulated pressure that collapses while the recipe runs (a leak, a regulator that lost
+# control): the line-level reaction is the shutdown for cause ``low_pressure`` (heater
+# off first).  Watched: every pressure setpoint the recipe commanded at or above
+# LOW_PRESSURE_MIN_BAR (a vent to 0 is not), once its measure has reached
+# LOW_PRESSURE_ARM of it (pressurising is not a collapse); it fires when the measure
+# stays below LOW_PRESSURE_FRACTION of the setpoint for LOW_PRESSURE_FOR_MS (a few
+# noisy samples do not).  No module can see this alone: the BPR does not know the coil
+# is hot, and a BPR "below" interlock would trip it while idle.
+LOW_PRESSURE_CAUSE = "low_pressure"
+LOW_PRESSURE_MIN_BAR = 1.0
+LOW_PRESSURE_ARM = 0.8
+LOW_PRESSURE_FRACTION = 0.5
+LOW_PRESSURE_FOR_MS = 2000
+
 
 @dataclass
 class _Command:
@@ -130,6 +144,9 @@ class Sequencer:
         self._manual_changed: set[tuple[str, str]] = set()
         self._outlet_moved = False
         self._lost: set[str] = set()
+        self._pressure_loops = self._regulated_pressures()
+        self._pressure_armed: dict[tuple[str, str], float] = {}  # loop -> setpoint armed at
+        self._pressure_low_since: dict[tuple[str, str], int] = {}
 
     # -- what the outside sees --------------------------------------------------------------
 
@@ -362,8 +379,52 @@ class Sequencer:
     def tick(self, now_ms: int) -> None:
         self._advance_clock(now_ms)
         self._poll_side()
+        if self.state in ("running", "held"):
+            self._watch_pressures()
         if self.state in ("running", "aborting"):
             self._step_machine()
+
+    # -- line-level watch --------------------------------------------------------------------
+
+    def _regulated_pressures(self) -> list[tuple[str, str, str]]:
+        """(module, setpoint channel, measure channel) of every pressure loop: a module
+        with a setpoint in bar and exactly one pressure sensor (a BPR)."""
+        out = []
+        for mid, chans in self.plan.channels.items():
+            sensors = [c.name for c in chans.values() if c.role == "sensor" and c.unit == "bar"]
+            for c in chans.values():
+                if c.role == "setpoint" and c.unit == "bar" and len(sensors) == 1:
+                    out.append((mid, c.name, sensors[0]))
+        return out
+
+    def _watch_pressures(self) -> None:
+        """Shut down on a regulated pressure collapsing while the recipe runs (see
+        LOW_PRESSURE_*)."""
+        for mid, sp_ch, measure in self._pressure_loops:
+            key = (mid, sp_ch)
+            setpoint = self._commanded.get(key)
+            value = self.access.value(mid, measure)
+            if setpoint is None or setpoint < LOW_PRESSURE_MIN_BAR or value is None:
+                self._pressure_low_since.pop(key, None)
+                continue
+            if self._pressure_armed.get(key) != setpoint:
+                self._pressure_low_since.pop(key, None)
+                if value >= LOW_PRESSURE_ARM * setpoint:
+                    self._pressure_armed[key] = setpoint
+                continue
+            if value >= LOW_PRESSURE_FRACTION * setpoint:
+                self._pressure_low_since.pop(key, None)
+                continue
+            since = self._pressure_low_since.setdefault(key, self.now_ms)
+            if self.now_ms - since >= LOW_PRESSURE_FOR_MS:
+                self._begin_shutdown(
+                    LOW_PRESSURE_CAUSE,
+                    f"{mid}.{measure} at {value:.3g} bar, below "
+                    f"{LOW_PRESSURE_FRACTION:g} x its setpoint {setpoint:g} bar for "
+                    f"{LOW_PRESSURE_FOR_MS / 1000:g} s: a leak or a lost regulator",
+                    mid,
+                )
+                return
 
     def _advance_clock(self, now_ms: int) -> None:
         dt = now_ms - self._last_ms
@@ -692,6 +753,9 @@ class Sequencer:
         if step.on_timeout == "continue":
             self._note("step", text + ": continuing", phase=run.phase, step=step.name)
             self._end_step(run, "timeout")
+        elif step.on_timeout == "hold" and run.shutdown:
+            self._end_step(run, "timeout")
+            self._hold_at(run, text)
         elif step.on_timeout == "hold":
             self._note("reaction", text + ": holding for the operator", step=step.name)
             run.timed_out_hold = True
@@ -700,6 +764,25 @@ class Sequencer:
         else:
             self._end_step(run, "timeout")
             self._begin_shutdown("wait_timeout", text, sequence=step.abort_sequence)
+
+    def _hold_at(self, run: _Run, text: str) -> None:
+        """A shutdown wait with ``on_timeout = "hold"`` timed out: the sequence ends here,
+        and what it has set stays as it is.  A cool-down wait before the BPR opens is the
+        case: a coil whose temperature is unknown (the voted channel BAD, the module lost)
+        or still hot keeps its pressure rather than flash; holding pressure is safe (the
+        pumps are stopped or to waste, the reliefs and ratings cover over-pressure).  The
+        run ends aborted, the pressure left is reported (``residual``) and the operator
+        decides when the coil is known cool."""
+        left = [step.name for phase, step in self._queue if phase == run.phase]
+        self._queue = [(phase, step) for phase, step in self._queue if phase != run.phase]
+        self._note(
+            "reaction",
+            f"{text}: shutdown sequence {self.shutdown_name} stops here, everything it has "
+            f"set is held; not run: {'; '.join(left) or 'nothing'}; the operator decides",
+            step=run.step.name,
+            not_run=left,
+        )
+        self.reason = f"{self.reason}; held at: {text}"
 
     def _signal_holds(self, w: Wait, value: float | None) -> bool:
         if value is None:

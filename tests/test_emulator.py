@@ -514,3 +514,66 @@ def test_the_thermal_cutout_latches_open_without_reset_c(tmp_path):
     cycling.write_text(text)
     peak, low, _ = _stuck_heater_cycle(cycling)
     assert peak >= 165.0 and 139.0 < low < 141.0
+
+
+def _coil_boiling_margin(em, solvent="acetonitrile"):
+    """(coil degC, bar gauge at its outlet, K below boiling there) from the plant itself."""
+    from host.solvents import boiling_point_c, gauge_to_absolute
+
+    t = em.plant.reactors["reactor1"].t
+    p = max(em.plant.pressure_bar("tube_r"), 0.0)  # the coil's outlet: its lowest pressure
+    return t, p, boiling_point_c(solvent, gauge_to_absolute(p)) - t
+
+
+def test_a_crashed_host_never_lets_a_hot_coil_boil():
+    # The host dies for good while the coil is at 110 degC under 5 bar (acetonitrile boils
+    # at 82 degC at 1 atm).  Nobody leases: the pumps stop at once, the reactor holds its
+    # setpoint for its 60 s grace and then cuts the heater; the BPR must keep regulating
+    # on its own until the coil has cooled below the normal boiling point.  Checked on
+    # the plant's own state (no host, nothing recorded): >= 10 K below boiling at the
+    # coil's pressure every second until the coil is below 82 degC.
+    from host.linecheck import BOILING_MARGIN_C
+    from host.solvents import ATMOSPHERE_BAR, boiling_point_c
+
+    em = running(flows=(4.545, 5.455), reactor=110.0, settle_s=400.0)
+    assert em.plant.reactors["reactor1"].t > 105.0
+    em.apply_fault(fault("host-crash", "line"))
+    bp_atm = boiling_point_c("acetonitrile", ATMOSPHERE_BAR)
+    worst = math.inf
+    for _ in range(900):
+        em.run_for(1.0)  # no leases: the host is gone
+        t, p, margin = _coil_boiling_margin(em)
+        if t < bp_atm:
+            break
+        worst = min(worst, margin)
+        assert margin >= BOILING_MARGIN_C, (em.now_ms / 1000.0, t, p, margin)
+    assert t < bp_atm, "the coil never cooled"
+    assert worst < math.inf
+
+
+def test_reaction_heat_is_bounded_by_the_reagents_it_consumes():
+    # A 10 mL coil fed 10 mL/min of 0.45 M limiting reagent at 200 kJ/mol can release at
+    # most 0.45 mol/L x 10 mL/min x 200 kJ/mol = 15 W, whatever the rate law asks (1 kW
+    # here); with the feed stopped it spends its charge (<= 0.45 M x 10 mL x 200 kJ/mol
+    # = 0.9 kJ) and the heat goes away.  Without an enthalpy the law alone rules.
+    from emulator.thermal import ReactorThermal
+
+    line = load_line(DEMO)
+    th = ReactorThermal(line, line.modules["reactor1"])
+    th.t = 80.0
+    law = {"heat_w": 1000.0, "t_ref_c": 80.0, "doubling_c": 10.0, "max_w": 1000.0}
+    th.fault_exotherm = dict(law, needs_reagents=False, enthalpy_kj_mol=200.0)
+    flow_ml_s, conc = 10.0 / 60.0, 0.45
+    released = 0.0
+    for _ in range(6000):  # 600 s fed
+        th.step(0.1, 0.0, flow_ml_s, 0.0, 80.0, lambda: 1.0, lambda: conc)
+        assert th.reaction_w <= conc * flow_ml_s / 1000.0 * 200e3 * 1.0001 + 1e-9
+    assert th.reaction_w == pytest.approx(15.0, rel=0.01)  # all of it reacts, at once
+    for _ in range(600):  # the feed stops: 60 s on the charge alone
+        th.step(0.1, 0.0, 0.0, 0.0, 80.0, lambda: 1.0, lambda: 0.0)
+        released += th.reaction_w * 0.1
+    assert th.reaction_w == 0.0 and released <= 0.45 * 10e-3 * 200e3
+    th.fault_exotherm = dict(law, needs_reagents=False)  # no enthalpy: the law alone
+    expected = 1000.0 * 2.0 ** ((th.t - 80.0) / 10.0)
+    th.step(0.1, 0.0, 0.0, 0.0, 80.0, lambda: 1.0, lambda: 0.0)
+    assert th.reaction_w == pytest.approx(expected) and expected > 15.0

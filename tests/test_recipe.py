@@ -255,8 +255,8 @@ def test_every_problem_is_reported_at_once_with_file_key_line_value_and_what_is_
         ),
         (
             '[[shutdown.steps]]\nservice = "stop"',
-            '[[shutdown.steps]]\nservice = "stop"\non_timeout = "hold"',
-            "allowed one of abort, continue",
+            '[[shutdown.steps]]\nservice = "stop"\non_timeout = "wait"',
+            "allowed one of abort, continue, hold",
         ),
         ('[[shutdown.steps]]\nservice = "stop"', '[[shutdown.steps]]\nnote = "x"', "does nothing"),
     ],

@@ -347,6 +347,87 @@ def test_a_wait_timeout_aborts_continues_or_holds(on_timeout, state, phase):
         assert seq.phase == "collect"
 
 
+HELD_COOLDOWN = UNIT.replace(
+    'wait = { signal = "reactor1.temperature", below = 40 }\ntimeout_s = 30',
+    'wait = { signal = "reactor1.temperature", below = 40 }\ntimeout_s = 30\non_timeout = "hold"',
+)
+
+
+@pytest.mark.parametrize("coil", [None, 70.0, 35.0], ids=["unknown", "hot", "cool"])
+def test_a_shutdown_cooldown_wait_that_times_out_holds_the_pressure(coil):
+    # The pressure sequence: feeds and heater off, then wait for the coil to cool before
+    # the last step stops everything (the BPR opens).  With on_timeout = "hold" a coil
+    # whose temperature is unknown (the voted channel BAD: no value) or still hot when
+    # the wait times out keeps its pressure: the sequence ends there, the BPR is never
+    # told to stop, and the run ends aborted saying so.
+    assert HELD_COOLDOWN != UNIT
+    seq, access, clock = started(HELD_COOLDOWN)
+    clock.run(10.1)
+    at_temperature(access, 80.0)
+    seq.on_trip("pump_a", "over_pressure")
+    access.values.pop(("reactor1", "temperature"))
+    if coil is not None:
+        at_temperature(access, coil)
+    clock.run(31.0)
+    assert seq.state == "aborted"
+    stops = {m for m, op, args in access.commands() if args == {"command": "stop"}}
+    if coil == 35.0:
+        assert "bpr1" in stops  # known cool: the last step runs
+        return
+    assert "bpr1" not in stops  # the BPR keeps the pressure
+    assert seq.history[-1]["result"] == "timeout"
+    assert seq.reason.startswith("pump_a tripped: over_pressure; held at:")
+    (held,) = [t for t in access.texts("reaction") if "stops here" in t]
+    assert "not run: stop" in held and "the operator decides" in held
+
+
+PRESSURISED = UNIT.replace(
+    'set = { "pump_a.flow" = "flow.amine", "pump_b.flow" = "flow.acyl" }\nwait = { seconds = 10 }',
+    'set = { "pump_a.flow" = "flow.amine", "pump_b.flow" = "flow.acyl", '
+    '"bpr1.pressure_ctl" = "pressure" }\nwait = { seconds = 10 }',
+)
+
+
+def bpr_reads(access, bar):
+    access.values[("bpr1", "pressure")] = bar
+
+
+def test_a_collapsing_line_pressure_runs_the_shutdown():
+    # A leak or a lost regulator: the BPR's pressure falls below half its setpoint while
+    # the recipe runs.  No module trips on it (the BPR does not know the coil is hot);
+    # the sequencer runs the shutdown for low_pressure (here the catch-all: heater off
+    # first) after 2 s below half, not on a pressurising line nor on a brief dip.
+    assert PRESSURISED != UNIT
+    seq, access, clock = started(PRESSURISED)
+    bpr_reads(access, 0.3)  # pressurising: not armed yet
+    clock.run(5.0)
+    assert seq.state == "running"
+    bpr_reads(access, 4.9)  # reached: armed
+    clock.run(1.0)
+    bpr_reads(access, 2.0)  # a dip of 1.5 s
+    clock.run(1.5)
+    bpr_reads(access, 4.9)
+    clock.run(1.0)
+    assert seq.state == "running"
+    bpr_reads(access, 2.0)  # the collapse
+    clock.run(1.9)
+    assert seq.state == "running"
+    clock.run(0.3)
+    assert seq.first_cause == "low_pressure" and seq.first_module == "bpr1"
+    assert seq.shutdown_name == "default"
+    assert seq.reason.startswith("bpr1.pressure at 2 bar, below 0.5 x its setpoint 5 bar")
+    assert ("reactor1", "state", {"command": "stop"}) in access.commands()
+
+
+def test_a_vented_line_is_not_a_collapse():
+    seq, access, clock = started(
+        PRESSURISED.replace('"bpr1.pressure_ctl" = "pressure"', '"bpr1.pressure_ctl" = 0')
+    )
+    bpr_reads(access, 0.0)
+    clock.run(20.0)
+    assert seq.state == "running" and seq.first_cause is None
+
+
 def test_a_band_wait_starts_over_when_the_signal_leaves_the_band():
     seq, access, clock = started()
     clock.run(10.1)
