@@ -518,7 +518,7 @@ def test_the_thermal_cutout_latches_open_without_reset_c(tmp_path):
 
 def _coil_boiling_margin(em, solvent="acetonitrile"):
     """(coil degC, bar gauge at its outlet, K below boiling there) from the plant itself."""
-    from host.solvents import boiling_point_c, gauge_to_absolute
+    from line.solvents import boiling_point_c, gauge_to_absolute
 
     t = em.plant.reactors["reactor1"].t
     p = max(em.plant.pressure_bar("tube_r"), 0.0)  # the coil's outlet: its lowest pressure
@@ -533,7 +533,7 @@ def test_a_crashed_host_never_lets_a_hot_coil_boil():
     # the plant's own state (no host, nothing recorded): >= 10 K below boiling at the
     # coil's pressure every second until the coil is below 82 degC.
     from host.linecheck import BOILING_MARGIN_C
-    from host.solvents import ATMOSPHERE_BAR, boiling_point_c
+    from line.solvents import ATMOSPHERE_BAR, boiling_point_c
 
     em = running(flows=(4.545, 5.455), reactor=110.0, settle_s=400.0)
     assert em.plant.reactors["reactor1"].t > 105.0
