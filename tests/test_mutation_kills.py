@@ -1414,3 +1414,97 @@ def test_host_time_update_reports_whether_it_moved_the_estimate():
     assert est.update(1_000_500, 500) is True  # exactly the estimate: followed
     assert est.update(1_000_999, 1000) is False  # behind the estimate (1_001_000): held
     assert est.host_now(1000) == 1_001_000
+
+
+# --- Node.tick: what the module announces (events are the host's only view) -------------------
+
+
+def _new_events(rig, n0):
+    return rig.sink.events[n0:]
+
+
+def test_a_lease_loss_and_return_are_announced_exactly_and_hold_names_the_cause():
+    rig = Rig("reactor")  # on_loss = "hold"
+    rig.start()
+    n0 = len(rig.sink.events)
+    timeout = rig.cfg["lease"]["timeout_ms"]
+    rig.tick(timeout // rig.tick_ms + 2)  # no lease: lost
+    new = _new_events(rig, n0)
+    alarm = [e for e in new if e.type == "alarm"]
+    assert [(e.severity, e.source, e.cause, e.detail) for e in alarm] == [
+        ("error", "lease", "lease_expired", "no lease")
+    ]
+    changes = [e.detail for e in new if e.type == "state_change"]
+    assert changes and changes[0] == "execute -> holding (lease_lost)", changes
+    n1 = len(rig.sink.events)
+    rig.lease()
+    rig.tick()
+    cleared = [e for e in _new_events(rig, n1) if e.type == "alarm_cleared"]
+    assert [(e.severity, e.source, e.cause) for e in cleared] == [
+        ("info", "lease", "lease_expired")
+    ]
+
+
+def test_a_lease_loss_at_rest_changes_no_state():
+    rig = Rig("reactor")
+    rig.lease()
+    rig.tick()
+    n0 = len(rig.sink.events)
+    rig.tick(rig.cfg["lease"]["timeout_ms"] // rig.tick_ms + 2)
+    assert rig.node.sm.state_name == "idle"
+    assert not [e for e in _new_events(rig, n0) if e.type == "state_change"]
+
+
+@pytest.mark.parametrize("state", ["held", "stopped", "aborted"])
+def test_a_trip_forces_its_declared_state_with_its_cause_in_the_state_change(state):
+    def declare(cfg):
+        for il in cfg["interlocks"]:
+            if il["id"] == "high_pressure":
+                il["state"] = state
+
+    rig = Rig("pump", mutate=declare)
+    rig.start()
+    assert rig.set("flow", 3.0).result == 0
+    rig.tick()
+    n0 = len(rig.sink.events)
+    rig.plant.overrides["pressure"] = 30.0  # above the 20 bar trip
+    rig.tick()
+    changes = [e.detail for e in _new_events(rig, n0) if e.type == "state_change"]
+    acting = {"held": "holding", "stopped": "stopping", "aborted": "aborting"}[state]
+    assert changes[0] == f"execute -> {acting} (over_pressure)", changes
+
+
+def test_an_alarm_event_carries_its_severity_and_value_and_its_clearing_is_info():
+    rig = Rig("reactor")
+    rig.start()
+    n0 = len(rig.sink.events)
+    for v in (141.0, 141.0):  # above the 140 degC high_temperature alarm
+        rig.plant.overrides["temp_a"] = v
+        rig.plant.overrides["temp_b"] = v
+        rig.tick(10)
+    raised = [
+        e for e in _new_events(rig, n0) if e.type == "alarm" and e.source == "high_temperature"
+    ]
+    assert raised and raised[0].severity == "warning"
+    assert raised[0].detail.startswith("value 14") and raised[0].cause == "high_temperature"
+    n1 = len(rig.sink.events)
+    for _ in range(40):
+        rig.plant.overrides["temp_a"] = 100.0
+        rig.plant.overrides["temp_b"] = 100.0
+        rig.tick()
+    cleared = [e for e in _new_events(rig, n1) if e.type == "alarm_cleared"]
+    assert [(e.severity, e.source) for e in cleared if e.source == "high_temperature"] == [
+        ("info", "high_temperature")
+    ]
+
+
+def test_telemetry_goes_out_every_telemetry_every_ticks_starting_with_that_tick():
+    rig = Rig("pump")
+    every = rig.cfg["module"]["telemetry_every"]
+    n0 = len(rig.sink.telemetry)
+    rig.tick(every - 1)
+    assert len(rig.sink.telemetry) == n0
+    rig.tick()
+    assert len(rig.sink.telemetry) == n0 + 1
+    rig.tick(every)
+    assert len(rig.sink.telemetry) == n0 + 2
