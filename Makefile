@@ -16,7 +16,7 @@ help:
 	@echo "make lint   - ruff, and pyright over edge/ and protocol/ against the MicroPython stubs"
 	@echo "make bench  - run the benchmarks, write bench/results.json"
 	@echo "make soak   - run the property-based safety suite with many more examples"
-	@echo "make mutate - mutation testing of the safety code (10-25 min): bench/mutation.json, docs/mutation-survivors.md"
+	@echo "make mutate - mutation testing of the safety code (about 20 min on 2 cores): bench/mutation.json, docs/mutation-survivors.md"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
