@@ -892,3 +892,20 @@ def test_mutated_numbers_load_or_raise_config_error(kind, edits):
     assert decompile(compiled) == cfg.data
     _construct(decompile(compiled))  # what the validator accepts, the board accepts
     _construct(decompile(compile_config(emulate(cfg))))
+
+
+def test_an_invalid_unit_on_a_loop_measure_is_reported_not_a_crash():
+    # The loop's unit used to be the validator's BAD marker here, and the setpoint
+    # cross-check crashed (TypeError) instead of reporting the unit.
+    text = mutate('unit = "degC"\nredundant', 'unit = "degF"\nredundant')
+    text = mutate(SETPOINT_RANGE, "setpoint_range = [20.0, 195.0]", text)
+    errs = errors_of(text)
+    assert [(e.key, e.code) for e in errs[:2]] == [
+        ("channels.temperature.unit", None),
+        ("pid.coil_temp.setpoint_range", "setpoint_above_trip"),
+    ]
+    assert 'is not a valid choice (did you mean "degC"?)' in str(errs[0])
+    assert str(errs[1]).endswith(
+        "allowed setpoint_max <= 145.0 (trip limit 150.0 - hysteresis 5.0)"
+    )
+    assert not any("runaway protection watches" in str(e) for e in errs)
