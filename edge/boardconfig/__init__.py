@@ -3,6 +3,11 @@
 CPython only (host and Raspberry Pi: it needs ``tomllib``); never bundled onto a
 microcontroller, which reads the compiled form with ``edge.compiled_config`` instead.
 See docs/board-config.md.
+
+``core`` is the config-validation core every TOML loader uses (board, line, recipe,
+fault scenario); ``loader.validate`` runs the section modules (``module``,
+``channels``, ``drivers``, ``loops``, ``interlocks``, ``runaway``, ``kinds``) over one
+``state.Board``; ``schema`` is the key tables (data) and ``values`` the board-only types.
 """
 
 from edge.boardconfig.compile import compile_config, config_hash, decompile
