@@ -1,4 +1,4 @@
-"""Recipes (host/recipe.py): loading, derived flows, checks against a line."""
+"""Recipes (host/recipe/): loading, derived flows, checks against a line."""
 
 from __future__ import annotations
 
