@@ -601,6 +601,23 @@ def resolve_target(
             )
         return LINE, None
     module, dot, channel = target.partition(".")
+    module_kind = _target_module(kind, target, module, line_modules, valid)
+    if kind not in SENSOR_FAULTS:
+        if dot:
+            raise FaultSpecError(
+                f"{kind} targets a whole module, not a channel: use {module!r}",
+                "target",
+                target,
+            )
+        return module, None
+    known = None if channels is None else channels.get(module)
+    return module, _sensor_channel(target, module, module_kind, channel if dot else None, known)
+
+
+def _target_module(kind, target, module, line_modules, valid) -> str:
+    """The kind of ``module`` (``target`` up to its dot), which must be on the line and
+    fit a fault of ``kind``."""
+    fits = FAULT_KINDS[kind]
     if module == LINE:
         raise FaultSpecError(
             f"{kind} needs a module as target, not {LINE!r}; valid targets: {_listing(valid)}",
@@ -627,23 +644,21 @@ def resolve_target(
             "target",
             target,
         )
-    if kind not in SENSOR_FAULTS:
-        if dot:
-            raise FaultSpecError(
-                f"{kind} targets a whole module, not a channel: use {module!r}",
-                "target",
-                target,
-            )
-        return module, None
-    known = None if channels is None else channels.get(module)
-    if not dot:
-        channel = MAIN_SENSOR.get(module_kind, "")
+    return module_kind
+
+
+def _sensor_channel(target, module, module_kind, named, known) -> str:
+    """The physical channel a sensor fault on ``target`` hits: ``named`` (the part after
+    the dot, None without one: the module's main sensor), a voted channel's first probe.
+    ``known``: the module's sensor channels, None when not checked."""
+    dot = named is not None
+    channel = named if named is not None else MAIN_SENSOR.get(module_kind, "")
     probes = VOTED_CHANNELS.get(module_kind, {}).get(channel)
     if probes and (known is None or probes[0] in known):
-        return module, probes[0]
+        return probes[0]
     if known is not None and channel not in known:
         if not dot and module_kind == "analyzer" and known:
-            return module, known[0]
+            return known[0]
         if not dot:
             raise FaultSpecError(
                 f"module {module!r} (a {module_kind}) has no main sensor {channel!r}: name the"
@@ -663,7 +678,7 @@ def resolve_target(
             "target",
             target,
         )
-    return module, channel
+    return channel
 
 
 def parse_fault_option(

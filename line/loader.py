@@ -436,7 +436,34 @@ def load_line_text(text: str, filename: str = "<line>", base: Path | None = None
             hint = difflib.get_close_matches(name, _TOP, 1)
             problem = "is not a known section" + (f" (did you mean {hint[0]!r}?)" if hint else "")
             ctx.error(name, v, problem, ", ".join(_TOP))
+    head, solvent = _line_head(ctx, doc)
+    seen: dict[str, str] = {}  # id -> where it is first used (ids are unique line-wide)
+    modules = _modules(ctx, doc, seen, base)
+    parts = _parts(ctx, doc, seen)
+    components = dict(modules)
+    components.update(parts)
+    protections = _protections(ctx, doc, seen, modules, components)
+    connections = _connections(ctx, doc, components)
+    line = Line(
+        id=head.get("id", "line"),
+        file=None if filename.startswith("<") else Path(filename),
+        solvent=solvent,
+        ambient_c=head.get("ambient_c", 22.0),
+        modules=modules,
+        parts=parts,
+        protections=protections,
+        connections=connections,
+        description=head.get("description", ""),
+    )
+    if not ctx.errors:
+        _check_graph(ctx, line)
+    if ctx.errors:
+        raise LineErrors(ctx.errors)
+    return line
 
+
+def _line_head(ctx, doc) -> tuple[dict, Solvent]:
+    """The ``[line]`` table (solvent aside) and the solvent."""
     raw_line = doc.get("line")
     if not isinstance(raw_line, dict):
         ctx.error("line", raw_line, "is required", "a [line] table", missing=raw_line is None)
@@ -448,18 +475,27 @@ def load_line_text(text: str, filename: str = "<line>", base: Path | None = None
         _LINE_KEYS,
         fixed=("solvent",),
     )
-    solvent = _solvent(ctx, raw_line.get("solvent"))
-    seen: dict[str, str] = {}
+    return head, _solvent(ctx, raw_line.get("solvent"))
 
+
+def _id_and_kind(ctx, path, raw, seen, kinds) -> tuple[str | None, str | None]:
+    """(id, kind) of one module, part or protection table; kind None when unknown."""
+    cid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
+    if "id" not in raw:
+        ctx.error(path + ".id", None, "is required", missing=True)
+    kind = raw.get("kind")
+    if kind not in kinds:
+        _check(ctx, path + ".kind", Key("choice", choices=kinds), kind)
+        return cid, None
+    return cid, kind
+
+
+def _modules(ctx, doc, seen, base: Path) -> dict[str, Component]:
     modules: dict[str, Component] = {}
     for i, raw in enumerate(_list_of_tables(ctx, doc, "modules")):
         path = f"modules[{i}]"
-        mid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
-        if "id" not in raw:
-            ctx.error(path + ".id", None, "is required", missing=True)
-        kind = raw.get("kind")
-        if kind not in MODULE_KINDS:
-            _check(ctx, path + ".kind", Key("choice", choices=MODULE_KINDS), kind)
+        mid, kind = _id_and_kind(ctx, path, raw, seen, MODULE_KINDS)
+        if kind is None:
             continue
         schema = dict(_FLOW_COMMON)
         schema.update(MODULE_SCHEMAS[kind])
@@ -476,32 +512,32 @@ def load_line_text(text: str, filename: str = "<line>", base: Path | None = None
         else:
             board = _resolve_board(ctx, path + ".board", raw["board"], base)
         if board is not None:
-            try:
-                cfg = load_board_config(board)
-            except ConfigError as exc:
-                ctx.error(path + ".board", raw["board"], f"is not a valid board config ({exc})")
-            else:
-                if cfg.kind != kind:
-                    ctx.error(
-                        path + ".board",
-                        raw["board"],
-                        f"is a {cfg.kind} board, not a {kind}",
-                        f"a {kind} board config",
-                    )
-                elif kind == "pump" and "max_flow_ml_min" not in params:
-                    params["max_flow_ml_min"] = _channel_range(cfg.data, "flow")[1]
+            _check_board(ctx, path + ".board", raw["board"], board, kind, params)
         if mid is not None:
             modules[mid] = Component(mid, kind, "module", params, board)
+    return modules
 
+
+def _check_board(ctx, key, value, board: Path, kind: str, params: dict) -> None:
+    """The module's board config must load and be of its kind; a pump without
+    ``max_flow_ml_min`` takes its board's flow range."""
+    try:
+        cfg = load_board_config(board)
+    except ConfigError as exc:
+        ctx.error(key, value, f"is not a valid board config ({exc})")
+        return
+    if cfg.kind != kind:
+        ctx.error(key, value, f"is a {cfg.kind} board, not a {kind}", f"a {kind} board config")
+    elif kind == "pump" and "max_flow_ml_min" not in params:
+        params["max_flow_ml_min"] = _channel_range(cfg.data, "flow")[1]
+
+
+def _parts(ctx, doc, seen) -> dict[str, Component]:
     parts: dict[str, Component] = {}
     for i, raw in enumerate(_list_of_tables(ctx, doc, "parts")):
         path = f"parts[{i}]"
-        pid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
-        if "id" not in raw:
-            ctx.error(path + ".id", None, "is required", missing=True)
-        kind = raw.get("kind")
-        if kind not in PART_KINDS:
-            _check(ctx, path + ".kind", Key("choice", choices=PART_KINDS), kind)
+        pid, kind = _id_and_kind(ctx, path, raw, seen, PART_KINDS)
+        if kind is None:
             continue
         schema = dict(PART_SCHEMAS[kind])
         if kind != "vessel":
@@ -511,18 +547,15 @@ def load_line_text(text: str, filename: str = "<line>", base: Path | None = None
             params.setdefault("material", _PART_MATERIAL[kind])
         if pid is not None:
             parts[pid] = Component(pid, kind, "part", params)
+    return parts
 
-    components = dict(modules)
-    components.update(parts)
+
+def _protections(ctx, doc, seen, modules, components) -> list[Protection]:
     protections: list[Protection] = []
     for i, raw in enumerate(_list_of_tables(ctx, doc, "protections")):
         path = f"protections[{i}]"
-        rid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
-        if "id" not in raw:
-            ctx.error(path + ".id", None, "is required", missing=True)
-        kind = raw.get("kind")
-        if kind not in PROTECTION_KINDS:
-            _check(ctx, path + ".kind", Key("choice", choices=PROTECTION_KINDS), kind)
+        rid, kind = _id_and_kind(ctx, path, raw, seen, PROTECTION_KINDS)
+        if kind is None:
             continue
         params = _table(ctx, path, raw, PROTECTION_SCHEMAS[kind], fixed=("id", "kind", "at"))
         at = raw.get("at")
@@ -544,7 +577,10 @@ def load_line_text(text: str, filename: str = "<line>", base: Path | None = None
             continue
         if rid is not None:
             protections.append(Protection(rid, kind, at, params))
+    return protections
 
+
+def _connections(ctx, doc, components) -> list[tuple[str, str]]:
     connections: list[tuple[str, str]] = []
     for i, raw in enumerate(_list_of_tables(ctx, doc, "connections")):
         path = f"connections[{i}]"
@@ -568,23 +604,7 @@ def load_line_text(text: str, filename: str = "<line>", base: Path | None = None
                 ctx.error(path, ends, "connects a component to itself or repeats a connection")
             else:
                 connections.append((ends[0], ends[1]))
-
-    line = Line(
-        id=head.get("id", "line"),
-        file=None if filename.startswith("<") else Path(filename),
-        solvent=solvent,
-        ambient_c=head.get("ambient_c", 22.0),
-        modules=modules,
-        parts=parts,
-        protections=protections,
-        connections=connections,
-        description=head.get("description", ""),
-    )
-    if not ctx.errors:
-        _check_graph(ctx, line)
-    if ctx.errors:
-        raise LineErrors(ctx.errors)
-    return line
+    return connections
 
 
 def _channel_range(data: dict, name: str) -> tuple[float, float]:
