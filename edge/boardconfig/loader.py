@@ -16,399 +16,35 @@ value and what is allowed::
 from __future__ import annotations
 
 import copy
-import difflib
-import math
 import re
-import tomllib
-from pathlib import Path
 
+from edge.boardconfig import core
 from edge.boardconfig import schema as S
-from edge.boardconfig.lines import index_lines, line_of
+from edge.boardconfig.core import (  # noqa: F401 - ConfigErrors, toml_repr: re-exported API
+    ConfigError,
+    ConfigErrors,
+    Context,
+    parse_toml,
+    read_text,
+    toml_repr,
+)
+from edge.boardconfig.values import check_table as _check_table
+from edge.boardconfig.values import check_value as _check_value
+from edge.boardconfig.values import ok as _ok
 
-_ID_RE = re.compile(S.ID_PATTERN + r"\Z")
-_NAME_RE = re.compile(S.NAME_PATTERN + r"\Z")
+_MISSING = core.MISSING
+_BAD = core.BAD
+_NAME_RE = core.NAME_RE
 _BUS_RE = re.compile(r"(spi|i2c)([0-9]{1,2})\Z")
-_MISSING = object()
-_BAD = object()  # a value that failed validation: later checks skip it
-_FLOAT_LIMIT = 1e300  # beyond this a number is certainly a typo (and may not convert)
+_suggest = core.suggest
+_tname = core.type_name
+_unknown_key = core.unknown_key
 
 FORMAT_VERSION = 1
 
 
-class ConfigError(ValueError):
-    """One problem in a board config.
-
-    ``file``, ``key`` (dotted path), ``line`` (1-based, None if unknown), ``value`` (None
-    when the key is missing), ``allowed`` (text), ``problem`` (text) and ``code`` (a
-    stable snake_case name for the cross-key safety checks, shown in the text in
-    brackets; None for the others)."""
-
-    def __init__(self, file, key, line, value, problem, allowed=None, code=None):
-        self.file = file
-        self.code = code
-        self.key = key
-        self.line = line
-        self.value = None if value is _MISSING else value
-        self.problem = problem
-        self.allowed = allowed
-        where = str(file) if line is None else "{}:{}".format(file, line)
-        if key is None:
-            subject = ""
-        elif value is _MISSING:
-            subject = key + " "
-        else:
-            shown = toml_repr(value)
-            if len(shown) > _VALUE_TEXT_MAX:
-                shown = (
-                    shown[: _VALUE_TEXT_MAX - 5] + " ...}"
-                    if shown[0] == "{"
-                    else shown[: _VALUE_TEXT_MAX - 4] + " ..."
-                )
-            subject = "{} = {} ".format(key, shown)
-        text = "{}: {}{}".format(where, subject, problem)
-        if code:
-            text += " [{}]".format(code)
-        if allowed:
-            text += ": allowed " + allowed
-        ValueError.__init__(self, text)
-
-
-_VALUE_TEXT_MAX = 72
-
-
-class ConfigErrors(ConfigError):
-    """Every problem found in one file; ``errors`` is the list, the attributes are the
-    first one's."""
-
-    def __init__(self, errors):
-        self.errors = list(errors)
-        first = self.errors[0]
-        ConfigError.__init__(
-            self,
-            first.file,
-            first.key,
-            first.line,
-            first.value,
-            first.problem,
-            first.allowed,
-            first.code,
-        )
-        if len(self.errors) > 1:
-            head = "{}: {} errors:".format(first.file, len(self.errors))
-            text = head + "\n" + "\n".join("  " + str(e) for e in self.errors)
-        else:
-            text = str(first)
-        self.args = (text,)
-
-    def __str__(self):
-        return self.args[0]
-
-
-def toml_repr(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_repr(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join("{} = {}".format(k, toml_repr(x)) for k, x in v.items()) + "}"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-    if isinstance(v, int) and abs(v) > 10**15:
-        return "{:.3e}".format(v)
-    return repr(v)
-
-
 def _range_text(rng, unit=""):
-    unit = "" if unit in ("", "1") else " " + unit
-    return "{}..{}{}".format(S.fmt_num(rng[0]), S.fmt_num(rng[1]), unit)
-
-
-class _Ctx:
-    def __init__(self, file, text):
-        self.file = file
-        self.text = text
-        self.errors = []
-        self._index = None
-
-    def line(self, key):
-        if self._index is None:
-            self._index = index_lines(self.text)
-        return line_of(self._index, key) if key else None
-
-    def error(self, key, value, problem, allowed=None, code=None):
-        self.errors.append(
-            ConfigError(self.file, key, self.line(key), value, problem, allowed, code)
-        )
-
-
-def _suggest(word, options):
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-# --- generic key checks ----------------------------------------------------------------------
-
-
-def _check_value(ctx, key, path, v):
-    """Validate ``v`` against ``key``; returns the normalised value or _BAD."""
-    t = key.type
-    if t == S.INT:
-        if type(v) is not int:
-            ctx.error(
-                path, v, "has the wrong type: expected an integer, got " + _tname(v), key.allowed()
-            )
-            return _BAD
-        return _bounds(ctx, key, path, v)
-    if t == S.FLOAT:
-        if not _is_number(v):
-            ctx.error(
-                path, v, "has the wrong type: expected a number, got " + _tname(v), key.allowed()
-            )
-            return _BAD
-        if not _finite(v):
-            ctx.error(path, v, "is not a finite number", key.allowed())
-            return _BAD
-        return _bounds(ctx, key, path, float(v))
-    if t == S.BOOL:
-        if type(v) is not bool:
-            ctx.error(path, v, "has the wrong type: expected true or false, got " + _tname(v))
-            return _BAD
-        return v
-    if t in (S.STR, S.PATH):
-        if not isinstance(v, str):
-            ctx.error(path, v, "has the wrong type: expected a string, got " + _tname(v))
-            return _BAD
-        limit = S.PATH_MAX_LEN if t == S.PATH else key.max_len
-        if not v or len(v) > limit or any(c in v for c in "\x00\n\r"):
-            ctx.error(path, v, "is not valid", key.allowed())
-            return _BAD
-        return v
-    if t == S.CHOICE:
-        for c in key.choices:
-            if type(c) is type(v) and c == v:
-                return v
-        hint = ""
-        if isinstance(v, str):
-            near = _suggest(v, [c for c in key.choices if isinstance(c, str)])
-            if near is not None:
-                hint = ' (did you mean "{}"?)'.format(near)
-        ctx.error(path, v, "is not a valid choice" + hint, key.allowed())
-        return _BAD
-    if t == S.ID:
-        if not isinstance(v, str) or not _ID_RE.match(v) or v == "host":
-            ctx.error(path, v, "is not a valid module id", key.allowed())
-            return _BAD
-        return v
-    if t in (S.NAME, S.REF):
-        if not isinstance(v, str) or not _NAME_RE.match(v):
-            ctx.error(path, v, "is not a valid name", S.NAME_RULE)
-            return _BAD
-        return v
-    if t == S.REFS:
-        if not isinstance(v, list):
-            ctx.error(path, v, "has the wrong type: expected a list of names, got " + _tname(v))
-            return _BAD
-        out = []
-        for i, x in enumerate(v):
-            p = "{}[{}]".format(path, i)
-            if not isinstance(x, str) or not _NAME_RE.match(x):
-                ctx.error(p, x, "is not a valid name", S.NAME_RULE)
-                return _BAD
-            if x in out:
-                ctx.error(p, x, "is listed twice", "each name once")
-                return _BAD
-            out.append(x)
-        return out
-    if t == S.VALUES:
-        if not isinstance(v, dict):
-            ctx.error(
-                path, v, "has the wrong type: expected a table name = number, got " + _tname(v)
-            )
-            return _BAD
-        out = {}
-        ok = True
-        for name, x in v.items():
-            p = path + "." + name
-            if not _NAME_RE.match(name):
-                ctx.error(p, x, "is not a valid channel name", S.NAME_RULE)
-                ok = False
-            elif not _is_number(x) or not _finite(x):
-                ctx.error(p, x, "has the wrong type: expected a finite number, got " + _tname(x))
-                ok = False
-            else:
-                out[name] = float(x)
-        return out if ok else _BAD
-    if t == S.PIN:
-        if type(v) is not int:
-            ctx.error(
-                path, v, "has the wrong type: expected an integer pin number, got " + _tname(v)
-            )
-            return _BAD
-        if v < 0:
-            ctx.error(path, v, "is not a pin number", "0 or more")
-            return _BAD
-        return v
-    if t == S.RANGE:
-        if (
-            not isinstance(v, list)
-            or len(v) != 2
-            or not all(_is_number(x) and _finite(x) for x in v)
-        ):
-            ctx.error(path, v, "is not a range", "[min, max]: two finite numbers")
-            return _BAD
-        lo, hi = float(v[0]), float(v[1])
-        if not lo < hi:
-            ctx.error(path, v, "is not a range: min must be below max", "[min, max], min < max")
-            return _BAD
-        if (key.lo is not None and lo < key.lo) or (key.hi is not None and hi > key.hi):
-            ctx.error(path, v, "is out of range", key.allowed())
-            return _BAD
-        return [lo, hi]
-    if t == S.POINTS:
-        if not isinstance(v, list) or len(v) < 2:
-            ctx.error(
-                path, v, "is not a calibration table", "[[raw, value], ...] with at least 2 points"
-            )
-            return _BAD
-        out = []
-        for i, pt in enumerate(v):
-            p = "{}[{}]".format(path, i)
-            if (
-                not isinstance(pt, list)
-                or len(pt) != 2
-                or not all(_is_number(x) and _finite(x) for x in pt)
-            ):
-                ctx.error(p, pt, "is not a point", "[raw, value]: two finite numbers")
-                return _BAD
-            raw, val = float(pt[0]), float(pt[1])
-            if out and raw <= out[-1][0]:
-                ctx.error(
-                    p,
-                    pt,
-                    "is out of order: raw must be above the previous point's raw {}".format(
-                        S.fmt_num(out[-1][0])
-                    ),
-                    "raw strictly increasing",
-                )
-                return _BAD
-            out.append([raw, val])
-        return out
-    if t == S.TABLE:
-        if not isinstance(v, dict):
-            ctx.error(path, v, "has the wrong type: expected a table, got " + _tname(v))
-            return _BAD
-        return v
-    if t == S.SPI_BUS_ID:
-        if type(v) is int:
-            return _bounds(ctx, key, path, v)
-        m = re.match(r"([0-9]{1,2})\.([0-3])\Z", v) if isinstance(v, str) else None
-        if m is None or int(m.group(1)) > key.hi:
-            ctx.error(path, v, "is not an SPI bus id", key.allowed())
-            return _BAD
-        return v
-    if t == S.GAIN:
-        if _is_number(v) and _finite(v):
-            for g, _fs in S.ADS1115_FULL_SCALE:
-                if abs(v - g) < 1e-3:
-                    return g
-        ctx.error(path, v, "is not a valid gain", key.allowed())
-        return _BAD
-    raise AssertionError("unknown key type " + t)
-
-
-def _bounds(ctx, key, path, v):
-    lo, hi = key.lo, key.hi
-    if lo is not None and (v < lo or (key.lo_open and v == lo)):
-        ctx.error(path, v, "is out of range", key.allowed())
-        return _BAD
-    if hi is not None and v > hi:
-        ctx.error(path, v, "is out of range", key.allowed())
-        return _BAD
-    return v
-
-
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _finite(v):
-    if isinstance(v, int):
-        return abs(v) <= _FLOAT_LIMIT
-    return math.isfinite(v) and abs(v) <= _FLOAT_LIMIT
-
-
-def _tname(v):
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, int):
-        return "an integer"
-    if isinstance(v, float):
-        return "a float"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, list):
-        return "an array"
-    if isinstance(v, dict):
-        return "a table"
-    return type(v).__name__
-
-
-def _unknown_key(ctx, path, name, value, allowed_names, hint=""):
-    near = _suggest(name, allowed_names)
-    problem = "is not a known key"
-    if near is not None:
-        problem += " (did you mean '{}'?)".format(near)
-    problem += hint
-    ctx.error(path + "." + name if path else name, value, problem, ", ".join(allowed_names))
-
-
-def _check_table(
-    ctx, table, keys, path, applies_to=None, applies_what="", extra=(), unknown_hint=None
-):
-    """Check ``table`` against ``keys``; returns name -> value (defaults filled; Derived
-    markers left for the caller; inapplicable keys left out; invalid values _BAD)."""
-    out = {}
-    allowed = [
-        k
-        for k in keys
-        if keys[k].applies is None or applies_to is None or applies_to in keys[k].applies
-    ]
-    allowed_all = [e for e in extra if e not in allowed] + allowed
-    for name, v in table.items():
-        if name in keys or name in extra:
-            continue
-        hint = unknown_hint(name) if unknown_hint else ""
-        _unknown_key(ctx, path, name, v, allowed_all, hint)
-    for name, key in keys.items():
-        p = path + "." + name if path else name
-        v = table.get(name, _MISSING)
-        if key.applies is not None and applies_to is not None and applies_to not in key.applies:
-            if v is not _MISSING:
-                ctx.error(
-                    p,
-                    v,
-                    "does not apply to " + applies_what.format(applies_to),
-                    "only for " + ", ".join(key.applies),
-                )
-            continue
-        if v is _MISSING:
-            if key.required:
-                ctx.error(p, _MISSING, "is missing", key.allowed() or None)
-                out[name] = _BAD
-            else:
-                out[name] = key.default
-            continue
-        out[name] = _check_value(ctx, key, p, v)
-    return out
-
-
-def _ok(*values):
-    return all(v is not _BAD and not isinstance(v, S.Derived) for v in values)
+    return core.range_text(rng[0], rng[1], unit)
 
 
 # --- the validator -----------------------------------------------------------------------------
@@ -1964,32 +1600,16 @@ class BoardConfig:
 
 def load_board_config_text(text, filename="<config>"):
     """Validate TOML ``text``; ``filename`` is used in error messages."""
-    ctx = _Ctx(str(filename), text)
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        m = re.search(r"\(at line (\d+), column \d+\)", msg)
-        line = int(m.group(1)) if m else None
-        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
-        raise ConfigErrors(
-            [ConfigError(ctx.file, None, line, _MISSING, "is not valid TOML: " + reason)]
-        ) from None
+    ctx = Context(str(filename), text)
+    doc = parse_toml(ctx)
     data = _Loader(ctx, doc).run()
-    if ctx.errors:
-        raise ConfigErrors(ctx.errors)
+    ctx.raise_errors()
     return BoardConfig(data, ctx.file)
 
 
 def load_board_config(path):
     """Read and validate the TOML file at ``path``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigErrors(
-            [ConfigError(str(path), None, None, _MISSING, "cannot be read: {}".format(exc))]
-        ) from None
-    return load_board_config_text(text, str(path))
+    return load_board_config_text(read_text(path), str(path))
 
 
 def emulate(cfg):

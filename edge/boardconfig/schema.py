@@ -12,28 +12,39 @@ used, which is a constant, ``None`` (absent stays None in the compiled form) or 
 
 from __future__ import annotations
 
-import math
+from edge.boardconfig import core
+
+# The shared key types, rules and formatting (edge.boardconfig.core), under the names the
+# section modules use (S.FLOAT, S.NAME_RULE, S.fmt_num, ...).
+from edge.boardconfig.core import (  # noqa: F401
+    BOOL,
+    CHOICE,
+    FLOAT,
+    ID,
+    ID_RULE,
+    INT,
+    NAME,
+    NAME_RULE,
+    PATH,
+    PATH_MAX_LEN,
+    RANGE,
+    REF,
+    REFS,
+    STR,
+    TABLE,
+    VALUES,
+    fmt_choice,
+    fmt_num,
+    keys,
+)
 
 # The protocol's limits and id/name rule, for the loader (S.ID_PATTERN, ...): not copies.
 from protocol.wire import ID_PATTERN, NAME_PATTERN, RAW_LIMIT, UNIT_MAX_LEN  # noqa: F401
 from protocol.wire import MAX_CHANNELS as MAX_BIRTH_CHANNELS  # noqa: F401
 
-# Key types understood by the loader's generic checker.
-INT = "int"
-FLOAT = "float"
-BOOL = "bool"
-STR = "str"
-CHOICE = "choice"  # one of ``choices`` (strings or numbers)
-ID = "id"  # a module id, like an MQTT topic id
-NAME = "name"  # a snake_case name: channels, loops, interlocks, causes
-REF = "ref"  # the name of a channel (or loop) declared elsewhere in the file
-REFS = "refs"  # a list of channel names
-VALUES = "values"  # a table channel name -> number
+# Key types of board configs only (checked by edge.boardconfig.values).
 PIN = "pin"  # a GPIO number, valid for the module's target
-RANGE = "range"  # [min, max] numbers, min < max
-PATH = "path"  # a file path string
 POINTS = "points"  # calibration table [[raw, value], ...]
-TABLE = "table"  # an inline table checked against a nested schema
 GAIN = "gain"  # ADS1115 PGA gain: 2/3, 1, 2, 4, 8 or 16
 SPI_BUS_ID = "spi_bus_id"  # an SPI bus id; on linux also "N.M" (bus N, kernel chip select M)
 
@@ -48,88 +59,19 @@ class Derived:
         return "Derived({!r})".format(self.doc)
 
 
-class Key:
-    def __init__(
-        self,
-        name,
-        type,
-        doc,
-        required=False,
-        default=None,
-        unit="",
-        lo=None,
-        hi=None,
-        lo_open=False,
-        choices=None,
-        max_len=None,
-        applies=None,
-    ):
-        self.name = name
-        self.type = type
-        self.doc = doc
-        self.required = required
-        self.default = default
-        self.unit = unit
-        self.lo = lo
-        self.hi = hi
-        self.lo_open = lo_open  # lo is exclusive ("> 0")
-        self.choices = choices
-        self.max_len = max_len
-        self.applies = applies  # roles (channels) or conditions (interlocks), None = all
+class Key(core.Key):
+    """A board-config key: ``core.Key`` with the allowed-value texts of the board types."""
 
     def allowed(self):
-        """Human-readable allowed values, as error messages and the docs show them."""
-        unit = " " + self.unit if self.unit else ""
-        if self.choices is not None:
-            return "one of " + ", ".join(fmt_choice(c) for c in self.choices)
-        if self.type == ID:
-            return ID_RULE
-        if self.type in (NAME, REF):
-            return NAME_RULE
-        if self.type == BOOL:
-            return "true or false"
-        if self.type == GAIN:
-            return "one of 2/3, 1, 2, 4, 8, 16"
-        if self.type == SPI_BUS_ID:
-            return 'a bus id {}..{} (linux: or "N.M")'.format(self.lo, self.hi)
-        if self.type == PATH:
-            return "a path of 1..{} characters".format(PATH_MAX_LEN)
-        if self.type == STR:
-            return "text of at most {} characters".format(self.max_len)
-        if self.type in (INT, FLOAT, RANGE):
-            lo, hi = self.lo, self.hi
-            prefix = "[min, max] with min < max, within " if self.type == RANGE else ""
-            if lo is not None and hi is not None and self.name == "address":
-                return "{}..{}".format(hex(lo), hex(hi))
-            if lo is not None and hi is not None:
-                return prefix + "{}..{}{}".format(fmt_num(lo), fmt_num(hi), unit)
-            if lo is not None:
-                return prefix + "{} {}{}".format(">" if self.lo_open else ">=", fmt_num(lo), unit)
-            if self.type == RANGE:
-                return "[min, max] with min < max"
-            return "any finite number" + (" ({})".format(self.unit) if self.unit else "")
-        return ""
+        if self.choices is None:
+            if self.type == GAIN:
+                return "one of 2/3, 1, 2, 4, 8, 16"
+            if self.type == SPI_BUS_ID:
+                return 'a bus id {}..{} (linux: or "N.M")'.format(self.lo, self.hi)
+            if self.type == INT and self.name == "address" and None not in (self.lo, self.hi):
+                return "{}..{}".format(hex(self.lo), hex(self.hi))
+        return core.Key.allowed(self)
 
-
-def fmt_num(x):
-    return repr(x)
-
-
-def fmt_choice(c):
-    if isinstance(c, str):
-        return '"{}"'.format(c)
-    return repr(c)
-
-
-def keys(*items):
-    return {k.name: k for k in items}
-
-
-# ID_PATTERN and NAME_PATTERN are protocol.wire's (the one id and name rule); these say it
-# in words for the error messages and docs/board-config.md.
-ID_RULE = '1-32 characters of [a-z0-9_-] starting with [a-z0-9], not "host"'
-NAME_RULE = "snake_case, 1-32 characters of [a-z0-9_] starting with a letter"
-PATH_MAX_LEN = 128
 
 MODULE_KINDS = ("pump", "reactor", "bpr", "valve", "analyzer")  # protocol MODULE_KIND_NAMES
 ROLES = ("sensor", "actuator", "status")
@@ -1133,10 +1075,6 @@ KIND_RULES = {
         doc="in-line UV/IR flow cell",
     ),
 }
-
-
-def is_finite(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # --- documentation -------------------------------------------------------------------------
