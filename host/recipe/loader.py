@@ -4,15 +4,24 @@ and what is allowed.  Reference: docs/recipes.md."""
 
 from __future__ import annotations
 
-import difflib
-import math
 import re
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edge.boardconfig.lines import index_lines, line_of
+from edge.boardconfig.core import (
+    BAD,
+    MISSING,
+    ConfigErrors,
+    Context,
+    check_keys,
+    choice,
+    is_finite,
+    number,
+    parse_toml,
+    read_text,
+    string,
+)
 from host.recipe.model import (
     HOST_CAUSES,
     ON_TIMEOUT,
@@ -22,7 +31,6 @@ from host.recipe.model import (
     Reagent,
     Recipe,
     RecipeError,
-    RecipeIssue,
     Setpoint,
     ShutdownSequence,
     SteadySpec,
@@ -42,79 +50,21 @@ _SIGNAL_RE = re.compile(r"(" + ID_PATTERN + r")\.([a-z_][a-z0-9_]*)\Z")  # modul
 # --- loading -----------------------------------------------------------------------------
 
 
-class RecipeContext:
-    def __init__(self, file: str, text: str):
-        self.file = file
-        self.text = text
-        self.issues: list[RecipeIssue] = []
-        self._index = None
-
-    def line(self, key):
-        if not key:
-            return None
-        if self._index is None:
-            try:
-                self._index = index_lines(self.text)
-            except Exception:  # noqa: BLE001 - line numbers are a courtesy
-                self._index = {}
-        try:
-            return line_of(self._index, key)
-        except Exception:  # noqa: BLE001
-            return None
-
-    def error(self, key, value, problem, allowed=None, missing=False):
-        self.issues.append(
-            RecipeIssue(self.file, key, self.line(key), value, problem, allowed, missing)
-        )
-
-
-def _number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _float(ctx, key, v, lo=None, hi=None, lo_open=False):
-    """A number in range, or None after recording an error."""
-    if not _number(v):
-        ctx.error(key, v, "is not a number", _range_text(lo, hi, lo_open))
-        return None
-    if lo is not None and (v <= lo if lo_open else v < lo) or hi is not None and v > hi:
-        ctx.error(key, v, "is out of range", _range_text(lo, hi, lo_open))
-        return None
-    return float(v)
-
-
-def _range_text(lo, hi, lo_open=False):
-    if lo is not None and hi is not None:
-        return f"{'>' if lo_open else ''}{lo:g}..{hi:g}"
-    if lo is not None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
-    return "a finite number"
+    """A number in range (the core's ``number``), or None after recording an error."""
+    out = number(ctx, key, v, lo, hi, lo_open)
+    return None if out is BAD else out
 
 
 def _str(ctx, key, v, choices=None):
-    if not isinstance(v, str) or not v:
-        ctx.error(key, v, "is not a non-empty string", ", ".join(choices) if choices else None)
-        return None
-    if choices is not None and v not in choices:
-        hint = difflib.get_close_matches(v, choices, 1)
-        problem = "is not a known choice" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        ctx.error(key, v, problem, "one of " + ", ".join(choices))
-        return None
-    return v
-
-
-def _keys(ctx, key, table, allowed):
-    """Report keys of ``table`` that are not in ``allowed``."""
-    for name in table:
-        if name not in allowed:
-            hint = difflib.get_close_matches(name, list(allowed), 1)
-            problem = "is not a known key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            ctx.error(f"{key}.{name}" if key else name, table[name], problem, ", ".join(allowed))
+    """A non-empty one-line string, one of ``choices`` if given; None after an error."""
+    out = string(ctx, key, v) if choices is None else choice(ctx, key, v, choices)
+    return None if out is BAD else out
 
 
 def _required(ctx, key, table, name):
     if name not in table:
-        ctx.error(f"{key}.{name}", None, "is required", missing=True)
+        ctx.error(f"{key}.{name}", MISSING, "is required")
         return False
     return True
 
@@ -127,7 +77,7 @@ def _table(ctx, key, v) -> dict | None:
 
 
 def _value_ref(ctx, key, v, quantities) -> ValueRef | None:
-    if _number(v):
+    if is_finite(v):
         return ValueRef(number=float(v), text=f"{v:g}")
     if isinstance(v, str):
         m = _REF_RE.match(v)
@@ -215,7 +165,7 @@ def _steady(ctx, key, raw) -> tuple[SteadySpec, ...]:
         ikey = f"{key}.steady[{i}]"
         spec = dict(shared)
         if isinstance(item, dict):
-            _keys(ctx, ikey, item, _STEADY_KEYS)
+            check_keys(ctx, ikey, item, _STEADY_KEYS)
             if not _required(ctx, ikey, item, "signal"):
                 continue
             sig = _signal(ctx, f"{ikey}.signal", item["signal"])
@@ -244,8 +194,8 @@ def _wait(ctx, key, raw, quantities) -> Wait | None:
     raw = _table(ctx, key, raw)
     if raw is None:
         return None
-    n_errors = len(ctx.issues)
-    _keys(ctx, key, raw, _WAIT_KEYS)
+    n_errors = len(ctx.errors)
+    check_keys(ctx, key, raw, _WAIT_KEYS)
     kw: dict[str, Any] = {}
     for name in ("seconds", "residence_times", "collected_ml"):
         if name in raw:
@@ -264,7 +214,7 @@ def _wait(ctx, key, raw, quantities) -> Wait | None:
             kw[name] = _value_ref(ctx, f"{key}.{name}", raw[name], quantities)
         if "target" in raw:
             if "band" not in raw:
-                ctx.error(f"{key}.band", None, "is required with target", missing=True)
+                ctx.error(f"{key}.band", MISSING, "is required with target")
             else:
                 kw["band"] = _float(ctx, f"{key}.band", raw["band"], 0.0, None)
         elif "band" in raw:
@@ -290,7 +240,7 @@ def _wait(ctx, key, raw, quantities) -> Wait | None:
             "waits for nothing",
             "seconds, residence_times, signal, steady and/or collected_ml",
         )
-    if len(ctx.issues) != n_errors:
+    if len(ctx.errors) != n_errors:
         return None
     return Wait(**kw)
 
@@ -299,8 +249,8 @@ def _step(ctx, key, raw, quantities, in_shutdown: bool) -> Step | None:
     raw = _table(ctx, key, raw)
     if raw is None:
         return None
-    n_errors = len(ctx.issues)
-    _keys(ctx, key, raw, _STEP_KEYS)
+    n_errors = len(ctx.errors)
+    check_keys(ctx, key, raw, _STEP_KEYS)
     kw: dict[str, Any] = {"key": key}
     actions = []
     if "service" in raw:
@@ -359,7 +309,7 @@ def _step(ctx, key, raw, quantities, in_shutdown: bool) -> Step | None:
         kw["name"] = _str(ctx, f"{key}.name", raw["name"])
     else:
         kw["name"] = "; ".join(actions)
-    if len(ctx.issues) != n_errors:
+    if len(ctx.errors) != n_errors:
         return None
     return Step(**kw)
 
@@ -386,14 +336,12 @@ _SHUTDOWN_KEYS = ("name", "description", "on", "steps")
 
 def load_recipe_text(text: str, filename: str = "<recipe>", base: Path | None = None) -> Recipe:
     """Validate TOML ``text``; raises RecipeError listing every problem found."""
-    ctx = RecipeContext(str(filename), text)
+    ctx = Context(filename, text)
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(
-            [RecipeIssue(filename, None, None, None, f"is not TOML: {exc}")]
-        ) from None
-    _keys(ctx, "", doc, _TOP)
+        doc = parse_toml(ctx)
+    except ConfigErrors as exc:
+        raise RecipeError(exc.errors) from None
+    check_keys(ctx, "", doc, _TOP)
     head = _head(ctx, doc, base)
     cond_vals, reactor = _conditions(ctx, doc)
     reagents, reagent_names = _reagents(ctx, doc)
@@ -401,8 +349,8 @@ def load_recipe_text(text: str, filename: str = "<recipe>", base: Path | None = 
     phases, raw_phases, phase_aborts = _phases(ctx, doc, quantities)
     shutdowns = _shutdowns(ctx, doc, quantities)
     _check_abort_refs(ctx, raw_phases, phase_aborts, shutdowns)
-    if ctx.issues:
-        raise RecipeError(ctx.issues)
+    if ctx.errors:
+        raise RecipeError(ctx.errors)
     return Recipe(
         conditions=Conditions(reactor=reactor, **cond_vals),
         reagents=reagents,
@@ -418,8 +366,8 @@ def _head(ctx, doc, base: Path | None) -> dict[str, Any]:
     """The ``[recipe]`` table: Recipe's name, line, description, solvent, line_file."""
     head = _table(ctx, "recipe", doc.get("recipe", {})) or {}
     if "recipe" not in doc:
-        ctx.error("recipe", None, "is required", "a [recipe] table", missing=True)
-    _keys(ctx, "recipe", head, _RECIPE_KEYS)
+        ctx.error("recipe", MISSING, "is required", "a [recipe] table")
+    check_keys(ctx, "recipe", head, _RECIPE_KEYS)
     out: dict[str, Any] = {"name": None, "line": None, "solvent": None, "line_file": None}
     if _required(ctx, "recipe", head, "name"):
         out["name"] = _str(ctx, "recipe.name", head["name"])
@@ -453,8 +401,8 @@ def _conditions(ctx, doc) -> tuple[dict[str, Any], str | None]:
     """The ``[conditions]`` table: (numeric conditions, reactor or None)."""
     cond_raw = _table(ctx, "conditions", doc.get("conditions", {})) or {}
     if "conditions" not in doc:
-        ctx.error("conditions", None, "is required", "a [conditions] table", missing=True)
-    _keys(ctx, "conditions", cond_raw, _CONDITION_KEYS)
+        ctx.error("conditions", MISSING, "is required", "a [conditions] table")
+    check_keys(ctx, "conditions", cond_raw, _CONDITION_KEYS)
     cond_vals = {}
     for cname, (lo, hi, lo_open) in _CONDITION_LIMITS.items():
         if _required(ctx, "conditions", cond_raw, cname):
@@ -470,13 +418,13 @@ def _reagents(ctx, doc) -> tuple[dict[str, Reagent], list[str]]:
     reagents: dict[str, Reagent] = {}
     reg_raw = _table(ctx, "reagents", doc.get("reagents", {})) or {}
     if not reg_raw:
-        ctx.error("reagents", None, "is required", "[reagents.<name>] tables", missing=True)
+        ctx.error("reagents", MISSING, "is required", "[reagents.<name>] tables")
     pumps_seen: dict[str, str] = {}
     for rname, r in reg_raw.items():
         reagent = _reagent(ctx, rname, r, pumps_seen)
         if reagent is not None:
             reagents[rname] = reagent
-    if reagents and not ctx.issues:
+    if reagents and not ctx.errors:
         least = min(r.equivalents for r in reagents.values())
         if abs(least - 1.0) > 1e-9:
             ctx.error(
@@ -496,8 +444,8 @@ def _reagent(ctx, rname, r, pumps_seen: dict[str, str]) -> Reagent | None:
     r = _table(ctx, key, r)
     if r is None:
         return None
-    n_errors = len(ctx.issues)
-    _keys(ctx, key, r, _REAGENT_KEYS)
+    n_errors = len(ctx.errors)
+    check_keys(ctx, key, r, _REAGENT_KEYS)
     vals = {}
     if _required(ctx, key, r, "pump"):
         vals["pump"] = _str(ctx, f"{key}.pump", r["pump"])
@@ -516,7 +464,7 @@ def _reagent(ctx, rname, r, pumps_seen: dict[str, str]) -> Reagent | None:
         )
     if _required(ctx, key, r, "equivalents"):
         vals["equivalents"] = _float(ctx, f"{key}.equivalents", r["equivalents"], 0.0, 1000.0, True)
-    if len(ctx.issues) != n_errors:
+    if len(ctx.errors) != n_errors:
         return None
     return Reagent(rname, **vals)
 
@@ -547,7 +495,7 @@ def _phases(ctx, doc, quantities) -> tuple[list[Phase], list, list[tuple[str, st
     phases: list[Phase] = []
     raw_phases = doc.get("phases")
     if not isinstance(raw_phases, list) or not raw_phases:
-        ctx.error("phases", raw_phases, "is required", "[[phases]] sections", missing=True)
+        ctx.error("phases", MISSING, "is required", "[[phases]] sections")
         raw_phases = []
     seen_phases: dict[str, str] = {}
     phase_aborts: list[tuple[str, str]] = []
@@ -556,7 +504,7 @@ def _phases(ctx, doc, quantities) -> tuple[list[Phase], list, list[tuple[str, st
         p = _table(ctx, key, p)
         if p is None:
             continue
-        _keys(ctx, key, p, _PHASE_KEYS)
+        check_keys(ctx, key, p, _PHASE_KEYS)
         pname = _unique_name(ctx, key, p, seen_phases)
         pdesc = _description(ctx, key, p)
         pabort = None
@@ -580,10 +528,9 @@ def _shutdowns(ctx, doc, quantities) -> list[ShutdownSequence]:
     if not isinstance(raw_sd, list) or not raw_sd:
         ctx.error(
             "shutdown",
-            raw_sd,
+            MISSING,
             "is required",
             '[[shutdown]] sequences, one of them with on = ["*"]',
-            missing=True,
         )
         raw_sd = []
     seen_sd: dict[str, str] = {}
@@ -592,7 +539,7 @@ def _shutdowns(ctx, doc, quantities) -> list[ShutdownSequence]:
         s = _table(ctx, key, s)
         if s is None:
             continue
-        _keys(ctx, key, s, _SHUTDOWN_KEYS)
+        check_keys(ctx, key, s, _SHUTDOWN_KEYS)
         sname = _unique_name(ctx, key, s, seen_sd)
         on = _causes(ctx, key, s) if _required(ctx, key, s, "on") else ()
         sdesc = _description(ctx, key, s)
@@ -648,9 +595,7 @@ def load_recipe(path) -> Recipe:
     """Read and validate the recipe file at ``path``; raises RecipeError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(
-            [RecipeIssue(str(path), None, None, None, f"cannot be read: {exc}")]
-        ) from None
+        text = read_text(path)
+    except ConfigErrors as exc:
+        raise RecipeError(exc.errors) from None
     return load_recipe_text(text, str(path), path.resolve().parent)

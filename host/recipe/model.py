@@ -8,7 +8,7 @@ import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
-from line.loader import located_text
+from edge.boardconfig.core import ConfigError
 
 SERVICE_COMMANDS = ("start", "stop", "hold", "unhold", "abort", "reset", "complete")
 ON_TIMEOUT = ("abort", "continue", "hold")
@@ -20,24 +20,9 @@ COMMAND_TIMEOUT_S = 15.0
 # --- errors ----------------------------------------------------------------------------
 
 
-class RecipeIssue:
-    """One problem: ``file``, ``key`` (dotted), ``line`` (or None), ``value``, ``problem``,
-    ``allowed`` (text or None)."""
-
-    def __init__(self, file, key, line, value, problem, allowed=None, missing=False):
-        self.file = str(file)
-        self.key = key
-        self.line = line
-        self.value = value
-        self.problem = problem
-        self.allowed = allowed
-        self.text = located_text(file, key, line, value, problem, allowed, missing)
-
-    def __str__(self):
-        return self.text
-
-    def __repr__(self):
-        return f"RecipeIssue({self.text!r})"
+class RecipeIssue(ConfigError):
+    """One problem in a recipe: the config core's located error (``file``, ``key``,
+    ``line``, ``value``, ``problem``, ``allowed``)."""
 
 
 class RecipeError(ValueError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from host.recipe.loader import RecipeContext
+from edge.boardconfig.core import Context
 from host.recipe.model import Conditions, Reagent, Recipe, RecipeIssue, Setpoint, Step, ValueRef
 from line.loader import module_config
 
@@ -133,7 +133,7 @@ def _reporter(recipe: Recipe):
     located text naming the recipe's file, key and line."""
     errors: list[str] = []
     src = str(recipe.file) if recipe.file else "<recipe>"
-    ctx = RecipeContext(src, recipe.text)
+    ctx = Context(src, recipe.text)
 
     def err(key, value, problem, allowed=None):
         errors.append(str(RecipeIssue(src, key, ctx.line(key), value, problem, allowed)))
@@ -521,7 +521,7 @@ def operating_point(recipe: Recipe, line) -> OperatingPoint:
     """``conditions.temperature_c``, unless a step sets a reactor's temperature loop
     higher (a number, or ``temperature + 5``): then that step's value and key."""
     src = str(recipe.file) if recipe.file else "<recipe>"
-    ctx = RecipeContext(src, recipe.text)
+    ctx = Context(src, recipe.text)
 
     def where(key, shown):
         n = ctx.line(key)
