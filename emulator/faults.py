@@ -64,16 +64,22 @@ with a did-you-mean; errors in a scenario file are ``ScenarioError`` (also an
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.boardconfig.lines import index_lines, line_of
-from edge.boardconfig.loader import ConfigError, ConfigErrors, toml_repr
+from edge.boardconfig.core import (
+    MISSING,
+    ConfigError,
+    ConfigErrors,
+    Context,
+    check_keys,
+    did_you_mean,
+    parse_toml,
+    read_text,
+)
 from edge.boardconfig.schema import MODULE_KINDS
 
 # The one table of fault kinds (kind -> the component kinds it fits: module kinds, the
@@ -262,28 +268,15 @@ class FaultSpecError(ValueError):
 
 
 class ScenarioError(ConfigError, FaultSpecError):
-    """A problem in a scenario file, in the style of the board-config errors::
+    """A problem in a scenario file, located and worded like every config file's (the
+    config core's formatter; ``value`` None: no value shown)::
 
-    examples/scenarios/x.toml:7: faults[0].kind = "clg": unknown fault kind 'clg' ...
+    examples/scenarios/x.toml:7: faults[0].kind = "clg" is not valid: unknown fault kind ...
     """
 
-    def __init__(self, file, key, line, value, problem):
-        ConfigError.__init__(self, file, key, line, value, problem)
-        self.key = key
-        where = str(file) if line is None else f"{file}:{line}"
-        if key is None:
-            subject = ""
-        elif value is None:
-            subject = key + ": "
-        else:
-            shown = toml_repr(value)
-            if len(shown) > 60:
-                shown = shown[:56] + " ..."
-            subject = f"{key} = {shown}: "
-        self.args = (where + ": " + subject + problem,)
-
-    def __str__(self):
-        return self.args[0]
+    def __init__(self, file, key, line, value, problem, allowed=None):
+        shown = MISSING if value is None else value
+        ConfigError.__init__(self, file, key, line, shown, problem, allowed)
 
 
 class ScenarioErrors(ConfigErrors, ScenarioError):
@@ -354,7 +347,7 @@ def parse_condition(
     modules = None if line_modules is None else _modules(line_modules)
     if modules is not None and module not in modules:
         raise FaultSpecError(
-            f"bad condition {text!r}: unknown module {module!r}{_did_you_mean(module, modules)};"
+            f"bad condition {text!r}: unknown module {module!r}{did_you_mean(module, modules)};"
             f" valid modules: {_listing(modules)}",
             "when",
             text,
@@ -362,7 +355,7 @@ def parse_condition(
     known = None if channels is None else channels.get(module)
     if known is not None and channel not in known:
         raise FaultSpecError(
-            f"bad condition {text!r}: module {module!r} has no channel {channel!r}{_did_you_mean(channel, known)}; valid channels: {_listing(known)}",
+            f"bad condition {text!r}: module {module!r} has no channel {channel!r}{did_you_mean(channel, known)}; valid channels: {_listing(known)}",
             "when",
             text,
         )
@@ -485,7 +478,7 @@ def check_params(kind: str, params: Mapping[str, object] | None) -> dict[str, fl
     for name, raw in params.items():
         if name not in specs:
             if specs:
-                hint = f"{_did_you_mean(str(name), specs)}; valid parameters of {kind}: {_listing(specs)}"
+                hint = f"{did_you_mean(str(name), specs)}; valid parameters of {kind}: {_listing(specs)}"
             else:
                 hint = f"; {kind} takes no parameters"
             raise FaultSpecError(f"unknown parameter {name!r}{hint}", f"params.{name}", raw)
@@ -601,6 +594,23 @@ def resolve_target(
             )
         return LINE, None
     module, dot, channel = target.partition(".")
+    module_kind = _target_module(kind, target, module, line_modules, valid)
+    if kind not in SENSOR_FAULTS:
+        if dot:
+            raise FaultSpecError(
+                f"{kind} targets a whole module, not a channel: use {module!r}",
+                "target",
+                target,
+            )
+        return module, None
+    known = None if channels is None else channels.get(module)
+    return module, _sensor_channel(target, module, module_kind, channel if dot else None, known)
+
+
+def _target_module(kind, target, module, line_modules, valid) -> str:
+    """The kind of ``module`` (``target`` up to its dot), which must be on the line and
+    fit a fault of ``kind``."""
+    fits = FAULT_KINDS[kind]
     if module == LINE:
         raise FaultSpecError(
             f"{kind} needs a module as target, not {LINE!r}; valid targets: {_listing(valid)}",
@@ -611,7 +621,7 @@ def resolve_target(
         raise FaultSpecError(
             "unknown target {!r}{}; valid targets for {}: {}".format(
                 module,
-                _did_you_mean(module, list(line_modules) + [LINE]),
+                did_you_mean(module, list(line_modules) + [LINE]),
                 kind,
                 _listing(valid) or "none on this line",
             )
@@ -627,23 +637,21 @@ def resolve_target(
             "target",
             target,
         )
-    if kind not in SENSOR_FAULTS:
-        if dot:
-            raise FaultSpecError(
-                f"{kind} targets a whole module, not a channel: use {module!r}",
-                "target",
-                target,
-            )
-        return module, None
-    known = None if channels is None else channels.get(module)
-    if not dot:
-        channel = MAIN_SENSOR.get(module_kind, "")
+    return module_kind
+
+
+def _sensor_channel(target, module, module_kind, named, known) -> str:
+    """The physical channel a sensor fault on ``target`` hits: ``named`` (the part after
+    the dot, None without one: the module's main sensor), a voted channel's first probe.
+    ``known``: the module's sensor channels, None when not checked."""
+    dot = named is not None
+    channel = named if named is not None else MAIN_SENSOR.get(module_kind, "")
     probes = VOTED_CHANNELS.get(module_kind, {}).get(channel)
     if probes and (known is None or probes[0] in known):
-        return module, probes[0]
+        return probes[0]
     if known is not None and channel not in known:
         if not dot and module_kind == "analyzer" and known:
-            return module, known[0]
+            return known[0]
         if not dot:
             raise FaultSpecError(
                 f"module {module!r} (a {module_kind}) has no main sensor {channel!r}: name the"
@@ -653,7 +661,7 @@ def resolve_target(
             )
         raise FaultSpecError(
             f"module {module!r} has no sensor channel {channel!r}"
-            f"{_did_you_mean(channel, known)}; valid channels: {_listing(known) or 'none'}",
+            f"{did_you_mean(channel, known)}; valid channels: {_listing(known) or 'none'}",
             "target",
             target,
         )
@@ -663,7 +671,7 @@ def resolve_target(
             "target",
             target,
         )
-    return module, channel
+    return channel
 
 
 def parse_fault_option(
@@ -892,12 +900,13 @@ def load_scenario(
     arguments).  Every problem is reported in one ScenarioError."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(file, None, None, None, f"cannot read: {exc}") from None
+        text = read_text(file)
+    except ConfigErrors as exc:
+        raise _scenario_errors(exc) from None
     return load_scenario_text(text, file, line_modules, channels)
 
 
+_INVALID = "is not valid: "  # before a FaultSpecError's text, in a scenario file's error
 _SCENARIO_KEYS = ("name", "description", "duration_s", "seed", "line")
 _FAULT_KEYS = ("kind", "target", "at_s", "when", "duration_s", "params")
 _EXPECT_KEYS = ("trip", "alarm", "safe", "signal", "safe_within_s")
@@ -919,31 +928,40 @@ def load_scenario_text(
     return loader.load()
 
 
+class _ScenarioContext(Context):
+    """The config core's context, recording ScenarioErrors (also FaultSpecErrors)."""
+
+    def error(self, key, value, problem, allowed=None, code=None):
+        self.errors.append(ScenarioError(self.file, key, self.line(key), value, problem, allowed))
+
+
+def _scenario_errors(exc: ConfigErrors) -> ScenarioError:
+    first = exc.errors[0]
+    return ScenarioError(first.file, first.key, first.line, first.value, first.problem)
+
+
 class _ScenarioLoader:
     def __init__(self, text, filename, line_modules, channels):
-        self.text = text
+        self.ctx = _ScenarioContext(filename, text)
         self.file = filename
         self.line_modules = line_modules
         self.channels = channels
-        self.errors: list[ScenarioError] = []
-        self.index: dict[str, int] = {}
+        self.errors = self.ctx.errors
 
-    def error(self, key, value, problem):
-        line = line_of(self.index, key) if key else None
-        self.errors.append(ScenarioError(self.file, key, line, value, problem))
+    def error(self, key, value, problem, allowed=None):
+        self.ctx.error(key, value, problem, allowed)
 
     def load(self) -> Scenario:
         try:
-            doc = tomllib.loads(self.text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(self.file, None, None, None, f"not valid TOML: {exc}") from None
-        self.index = index_lines(self.text)
+            doc = parse_toml(self.ctx)
+        except ConfigErrors as exc:
+            raise _scenario_errors(exc) from None
         self.unknown_keys(doc, "", ("scenario", "faults", "expect"))
         meta = doc.get("scenario")
         if not isinstance(meta, dict):
-            self.error("scenario", None if meta is None else meta, "a [scenario] table is required")
+            self.error("scenario", meta, "is required", "a [scenario] table")
             meta = {}
-        self.unknown_keys(meta, "scenario.", _SCENARIO_KEYS)
+        self.unknown_keys(meta, "scenario", _SCENARIO_KEYS)
         name = self.string(meta, "scenario.name", required=True)
         description = self.string(meta, "scenario.description") or ""
         duration_s = self.seconds(meta, "scenario.duration_s", required=True)
@@ -977,19 +995,13 @@ class _ScenarioLoader:
         )
 
     # -- pieces -------------------------------------------------------------------------
-    def unknown_keys(self, table, prefix, allowed):
-        for key in table:
-            if key not in allowed:
-                self.error(
-                    prefix + key,
-                    table[key] if not isinstance(table[key], (dict, list)) else None,
-                    f"unknown key{_did_you_mean(key, allowed)}; valid keys: {_listing(allowed)}",
-                )
+    def unknown_keys(self, table, path, allowed):
+        check_keys(self.ctx, path, table, allowed)
 
     def array(self, doc, key):
         items = doc.get(key, [])
         if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
-            self.error(key, None, f"must be an array of tables ([[{key}]])")
+            self.error(key, None, "is not an array of tables", f"[[{key}]] sections")
             return []
         return items
 
@@ -1024,12 +1036,12 @@ class _ScenarioLoader:
         try:
             return _seconds(value, short, minimum_open=True)
         except FaultSpecError as exc:
-            self.error(key, value, str(exc))
+            self.error(key, value, _INVALID + str(exc))
             return None
 
     def fault(self, i, item):
         prefix = f"faults[{i}]"
-        self.unknown_keys(item, prefix + ".", _FAULT_KEYS)
+        self.unknown_keys(item, prefix, _FAULT_KEYS)
         kind = item.get("kind")
         target = item.get("target")
         if not isinstance(kind, str):
@@ -1062,12 +1074,12 @@ class _ScenarioLoader:
                 value = item.get(exc.key)
             if exc.key == "at_s" and item.get("at_s") is None and item.get("when") is None:
                 key, value = prefix, None
-            self.error(key, value if not isinstance(value, (dict, list)) else None, str(exc))
+            self.error(key, value, _INVALID + str(exc))
             return None
 
     def expectations(self, i, item):
         prefix = f"expect[{i}]"
-        self.unknown_keys(item, prefix + ".", _EXPECT_KEYS)
+        self.unknown_keys(item, prefix, _EXPECT_KEYS)
         out = []
         if not any(k in item for k in _EXPECT_KEYS):
             self.error(prefix, None, f"names no expectation: give one of {_listing(_EXPECT_KEYS)}")
@@ -1087,7 +1099,7 @@ class _ScenarioLoader:
                     "must be a table {{{}}}".format(", ".join(f + " = ..." for f in fields)),
                 )
                 continue
-            self.unknown_keys(table, key + ".", fields)
+            self.unknown_keys(table, key, fields)
             within = self.seconds(table, key + ".within_s", required=True)
             module = cause = condition = None
             if "module" in fields:
@@ -1097,8 +1109,8 @@ class _ScenarioLoader:
                     self.error(
                         key + ".module",
                         module,
-                        f"unknown module{_did_you_mean(module, modules)};"
-                        f" valid modules: {_listing(modules)}",
+                        "is not a module of the line" + did_you_mean(module, modules),
+                        _listing(modules),
                     )
                     module = None
             if "cause" in fields:
@@ -1108,7 +1120,7 @@ class _ScenarioLoader:
                 try:
                     condition = parse_condition(text, self.line_modules, self.channels)
                 except FaultSpecError as exc:
-                    self.error(key + ".when", text, str(exc))
+                    self.error(key + ".when", text, _INVALID + str(exc))
             if within is None or (kind in ("trip", "alarm") and (module is None or cause is None)):
                 continue
             if kind == "signal" and condition is None:
@@ -1127,7 +1139,7 @@ def _check_kind(kind: object) -> None:
     raise FaultSpecError(
         "unknown fault kind {!r}{}; valid kinds: {}".format(
             shown,
-            _did_you_mean(str(kind), FAULT_KINDS) if isinstance(kind, str) else "",
+            did_you_mean(str(kind), FAULT_KINDS) if isinstance(kind, str) else "",
             ", ".join(FAULT_KINDS),
         ),
         "kind",
@@ -1159,11 +1171,6 @@ def _seconds(value: object, key: str, minimum_open: bool) -> float:
             value,
         )
     return number
-
-
-def _did_you_mean(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _listing(options: Iterable[str]) -> str:

@@ -25,13 +25,7 @@ to the host.  Units are in the key names: ``_mm``, ``_m``, ``_ml``, ``_ul``, ``_
 
 from __future__ import annotations
 
-import difflib
-import math
-import re
-import tomllib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edge.boardconfig import (
     ConfigError,
@@ -41,7 +35,28 @@ from edge.boardconfig import (
     emulate,
     load_board_config,
 )
-from edge.boardconfig.lines import index_lines, line_of
+from edge.boardconfig.core import (
+    BAD,
+    BOOL,
+    CHOICE,
+    FLOAT,
+    ID_RE,
+    ID_RULE,
+    INT,
+    MISSING,
+    STR,
+    TABLE,
+    VALUE_TYPES,
+    ConfigErrors,
+    Context,
+    Key,
+    check_table,
+    choice,
+    did_you_mean,
+    number,
+    parse_toml,
+    read_text,
+)
 from line.model import (
     MATERIALS,
     MODULE_KINDS,
@@ -55,99 +70,69 @@ from line.model import (
     Solvent,
     named_solvent,
 )
-from protocol.wire import ID_PATTERN
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_ID_RE = re.compile(ID_PATTERN + r"\Z")
-ID_RULE = '1-32 characters of [a-z0-9_-] starting with [a-z0-9], not "host"'
+
+class LineError(ConfigError):
+    """A problem in a line file (the config core's located error: ``file``, ``key``,
+    ``line``, ``value``, ``problem``, ``allowed``)."""
 
 
-class LineError(ValueError):
-    """One problem in a line file: ``file``, ``key`` (dotted), ``line`` (or None),
-    ``value`` (None when missing), ``problem`` and ``allowed`` (text or None)."""
-
-    def __init__(self, file, key, line, value, problem, allowed=None, missing=False):
-        self.file = str(file)
-        self.key = key
-        self.line = line
-        self.value = value
-        self.problem = problem
-        self.allowed = allowed
-        super().__init__(located_text(file, key, line, value, problem, allowed, missing))
-
-
-def located_text(file, key, line, value, problem, allowed=None, missing=False) -> str:
-    """``FILE[:LINE]: KEY = VALUE PROBLEM: allowed ALLOWED``: how line files and recipes
-    report a problem (``missing``: the key is absent, so no value is shown)."""
-    where = str(file) if line is None else f"{file}:{line}"
-    if key is None:
-        subject = ""
-    elif missing:
-        subject = key + " "
-    else:
-        subject = f"{key} = {_show(value)} "
-    text = f"{where}: {subject}{problem}"
-    if allowed:
-        text += ": allowed " + allowed
-    return text
-
-
-class LineErrors(LineError):
-    """Every problem found in one file (``errors``); attributes are the first one's."""
-
-    def __init__(self, errors):
-        self.errors = list(errors)
-        first = self.errors[0]
-        LineError.__init__(
-            self, first.file, first.key, first.line, first.value, first.problem, first.allowed
-        )
-        if len(self.errors) > 1:
-            text = f"{first.file}: {len(self.errors)} errors:\n" + "\n".join(
-                "  " + str(e) for e in self.errors
-            )
-        else:
-            text = str(first)
-        self.args = (text,)
-
-    def __str__(self):
-        return self.args[0]
-
-
-def _show(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v + '"'
-    text = repr(v)
-    return text if len(text) <= 60 else text[:56] + " ..."
+class LineErrors(ConfigErrors, LineError):
+    """Every problem found in one line file (``errors``); attributes are the first one's."""
 
 
 # --- schemas ---------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Key:
-    type: str  # "float", "int", "str", "bool", "choice", "ids", "table", "map"
-    default: Any = None  # None = optional without default; REQUIRED = must be given
-    lo: float | None = None
-    hi: float | None = None
-    choices: tuple = ()
-    doc: str = ""
+IDS = "ids"  # a list of component ids
+SPECIES = "species"  # a table component id -> number within lo..hi
 
 
-REQUIRED = object()
+def _ids(ctx, key, path, v):
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        ctx.error(path, v, "is not a list of ids")
+        return BAD
+    return list(v)
+
+
+def _species(ctx, key, path, v):
+    if not isinstance(v, dict):
+        ctx.error(path, v, "is not a table", "{name = number, ...}")
+        return BAD
+    out = {}
+    for name, x in v.items():
+        num = number(ctx, f"{path}.{name}", x, key.lo, key.hi)
+        if num is not BAD:
+            out[name] = num
+    return out
+
+
+LINE_TYPES = dict(VALUE_TYPES, **{IDS: _ids, SPECIES: _species})
+REQUIRED = MISSING  # the default of a key that must be given
+
+
+def _key(type_, default=None, lo=None, hi=None, doc="", choices=None) -> Key:
+    """A line-file key; ``default`` REQUIRED: it must be given, None: optional."""
+    required = default is REQUIRED
+    return Key("", type_, doc, required, None if required else default, "", lo, hi, False, choices)
 
 
 def _f(default=REQUIRED, lo=None, hi=None, doc=""):
-    return Key("float", default, lo, hi, doc=doc)
+    return _key(FLOAT, default, lo, hi, doc)
+
+
+def _named(schema: dict[str, Key]) -> dict[str, Key]:
+    for name, key in schema.items():
+        key.name = name
+    return schema
 
 
 _FLOW_COMMON = {
     "rating_bar": _f(REQUIRED, 0.5, 2000.0, "pressure rating of the component (bar)"),
-    "material": Key("choice", None, choices=MATERIALS, doc="wetted material (tube swelling)"),
+    "material": _key(CHOICE, None, choices=MATERIALS, doc="wetted material (tube swelling)"),
     "compliance_ul_bar": _f(None, 0.0, 1000.0, "override: volume taken up per bar (uL/bar)"),
-    "tanks": Key("int", None, 1, 500, doc="override: stirred tanks modelling dispersion"),
+    "tanks": _key(INT, None, 1, 500, doc="override: stirred tanks modelling dispersion"),
 }
 
 MODULE_SCHEMAS: dict[str, dict[str, Key]] = {
@@ -169,7 +154,7 @@ MODULE_SCHEMAS: dict[str, dict[str, Key]] = {
         "ua_w_k": _f(REQUIRED, 0.0, 1000.0, "heat loss to ambient per kelvin"),
         "heater_w": _f(REQUIRED, 0.0, 100000.0, "heater power at full duty"),
         "probe_tau_s": _f(2.0, 0.0, 120.0, "temperature probe lag"),
-        "exotherm": Key("table", None, doc="reaction heat (see EXOTHERM_SCHEMA)"),
+        "exotherm": _key(TABLE, None, doc="reaction heat (see EXOTHERM_SCHEMA)"),
     },
     "bpr": {
         "open_conductance_ml_min_bar": _f(20.0, 0.001, 1e5, "flow per bar, valve fully open"),
@@ -181,14 +166,14 @@ MODULE_SCHEMAS: dict[str, dict[str, Key]] = {
         "cell_volume_ul": _f(10.0, 0.1, 100000.0, "flow cell volume"),
         "inner_diameter_mm": _f(1.0, 0.05, 50.0),
         "path_mm": _f(1.0, 0.01, 1000.0, "optical path length"),
-        "absorptivity": Key("map", None, 0.0, 1e6, doc="species (pump id) -> L/(mol cm)"),
-        "species": Key("str", None, doc="species a concentration channel reports (pump id)"),
+        "absorptivity": _key(SPECIES, None, 0.0, 1e6, doc="species (pump id) -> L/(mol cm)"),
+        "species": _key(STR, None, doc="species a concentration channel reports (pump id)"),
         "molar_mass_g_mol": _f(100.0, 1.0, 1e6, "for g/L, mg/mL and ppm channels"),
         "response_s": _f(0.2, 0.0, 60.0, "detector electronics lag"),
     },
     "valve": {
-        "outlets": Key("ids", REQUIRED, doc="component downstream per position [0, 1]"),
-        "switch_ms": Key("int", 150, 0, 60000, doc="time to move between positions"),
+        "outlets": _key(IDS, REQUIRED, doc="component downstream per position [0, 1]"),
+        "switch_ms": _key(INT, 150, 0, 60000, doc="time to move between positions"),
         "dead_volume_ml": _f(0.005, 0.0001, 100.0),
         "inner_diameter_mm": _f(0.5, 0.05, 50.0),
     },
@@ -200,7 +185,7 @@ EXOTHERM_SCHEMA = {
     "t_ref_c": _f(REQUIRED, -50.0, 500.0),
     "doubling_c": _f(10.0, 0.1, 200.0, "the rate doubles every this many kelvin"),
     "max_w": _f(None, 0.0, 1e7, "limit set by the reagent supply (default 10 x heat_w)"),
-    "needs_reagents": Key("bool", True, doc="scaled by the reagents present in the coil"),
+    "needs_reagents": _key(BOOL, True, doc="scaled by the reagents present in the coil"),
 }
 
 PART_SCHEMAS: dict[str, dict[str, Key]] = {
@@ -213,7 +198,7 @@ PART_SCHEMAS: dict[str, dict[str, Key]] = {
         "inner_diameter_mm": _f(0.5, 0.05, 50.0),
     },
     "vessel": {
-        "role": Key("choice", REQUIRED, choices=VESSEL_ROLES),
+        "role": _key(CHOICE, REQUIRED, choices=VESSEL_ROLES),
         "volume_ml": _f(REQUIRED, 0.1, 1e7),
     },
 }
@@ -233,7 +218,7 @@ PROTECTION_SCHEMAS: dict[str, dict[str, Key]] = {
 }
 
 SOLVENT_KEYS = {
-    "name": Key("choice", None, choices=tuple(SOLVENTS)),
+    "name": _key(CHOICE, None, choices=tuple(SOLVENTS)),
     "viscosity_mPas": _f(None, 0.01, 100000.0),
     "density_g_ml": _f(None, 0.1, 25.0),
     "heat_capacity_j_gk": _f(None, 0.1, 20.0),
@@ -247,117 +232,15 @@ SOLVENT_KEYS = {
 # --- loading -----------------------------------------------------------------------------
 
 
-class _Ctx:
-    def __init__(self, file: str, text: str):
-        self.file = file
-        self.text = text
-        self.errors: list[LineError] = []
-        self._index = None
-
-    def line(self, key):
-        if self._index is None:
-            self._index = index_lines(self.text)
-        return line_of(self._index, key) if key else None
-
-    def error(self, key, value, problem, allowed=None, missing=False):
-        self.errors.append(
-            LineError(self.file, key, self.line(key), value, problem, allowed, missing)
-        )
-
-
-def _range_text(k: Key) -> str:
-    if k.lo is not None and k.hi is not None:
-        return f"{k.lo:g}..{k.hi:g}"
-    if k.lo is not None:
-        return f">= {k.lo:g}"
-    return "any finite number"
-
-
-def _number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _check(ctx: _Ctx, path: str, k: Key, v):
-    """Validated value, or None after recording an error."""
-    if k.type in ("float", "int"):
-        ok = _number(v) and math.isfinite(v) and (k.type == "float" or isinstance(v, int))
-        if not ok:
-            ctx.error(
-                path, v, f"is not a{'n integer' if k.type == 'int' else ' number'}", _range_text(k)
-            )
-            return None
-        if (k.lo is not None and v < k.lo) or (k.hi is not None and v > k.hi):
-            ctx.error(path, v, "is out of range", _range_text(k))
-            return None
-        return float(v) if k.type == "float" else v
-    if k.type == "bool":
-        if not isinstance(v, bool):
-            ctx.error(path, v, "is not a boolean", "true or false")
-            return None
-        return v
-    if k.type == "str":
-        if not isinstance(v, str) or not v:
-            ctx.error(path, v, "is not a non-empty string")
-            return None
-        return v
-    if k.type == "choice":
-        if v not in k.choices:
-            hint = difflib.get_close_matches(str(v), k.choices, 1)
-            problem = "is not a known choice" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            ctx.error(path, v, problem, "one of " + ", ".join(k.choices))
-            return None
-        return v
-    if k.type == "ids":
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            ctx.error(path, v, "is not a list of ids")
-            return None
-        return list(v)
-    if k.type == "map":
-        if not isinstance(v, dict):
-            ctx.error(path, v, "is not a table", "{name = number, ...}")
-            return None
-        out = {}
-        for name, x in v.items():
-            num = _check(ctx, f"{path}.{name}", Key("float", None, k.lo, k.hi), x)
-            if num is not None:
-                out[name] = num
-        return out
-    if k.type == "table":
-        if not isinstance(v, dict):
-            ctx.error(path, v, "is not a table")
-            return None
-        return v
-    raise AssertionError(k.type)
-
-
-def _table(ctx: _Ctx, path: str, data: dict, schema: dict[str, Key], fixed=()) -> dict:
-    """Check every key of ``data`` against ``schema``; defaults filled in."""
-    out = {}
-    for name, v in data.items():
-        if name in fixed:
-            continue
-        k = schema.get(name)
-        if k is None:
-            allowed = sorted(set(schema) | set(fixed))
-            hint = difflib.get_close_matches(name, allowed, 1)
-            problem = "is not a known key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            ctx.error(f"{path}.{name}", v, problem, ", ".join(allowed))
-            continue
-        checked = _check(ctx, f"{path}.{name}", k, v)
-        if checked is not None:
-            out[name] = checked
-    for name, k in schema.items():
-        if name in out or name in data:
-            continue
-        if k.default is REQUIRED:
-            ctx.error(f"{path}.{name}", None, "is required", missing=True)
-        elif k.default is not None:
-            out[name] = k.default
-    return out
+def _table(ctx: Context, path: str, data: dict, schema: dict[str, Key], fixed=()) -> dict:
+    """The valid keys of ``data`` checked against ``schema``, defaults filled in (the
+    core's ``check_table``; keys in ``fixed`` are the caller's)."""
+    checked = check_table(ctx, data, schema, path, extra=fixed, types=LINE_TYPES)
+    return {k: v for k, v in checked.items() if v is not None and v is not BAD}
 
 
 def _id(ctx, path, v, seen: dict):
-    if not isinstance(v, str) or not _ID_RE.match(v) or v == "host":
+    if not isinstance(v, str) or not ID_RE.match(v) or v == "host":
         ctx.error(path, v, "is not a valid id", ID_RULE)
         return None
     if v in seen:
@@ -373,7 +256,7 @@ def _solvent(ctx, raw) -> Solvent:
         return default
     if isinstance(raw, str):
         if raw not in SOLVENTS:
-            _check(ctx, "line.solvent", Key("choice", choices=tuple(SOLVENTS)), raw)
+            choice(ctx, "line.solvent", raw, SOLVENTS)
             return default
         return named_solvent(raw)
     if not isinstance(raw, dict):
@@ -384,7 +267,7 @@ def _solvent(ctx, raw) -> Solvent:
     if name is None:
         for req in ("viscosity_mPas", "density_g_ml"):
             if req not in raw:
-                ctx.error(f"line.solvent.{req}", None, "is required without a name", missing=True)
+                ctx.error(f"line.solvent.{req}", MISSING, "is required without a name")
         base = Solvent("custom", 1.0, 1.0)
     else:
         base = named_solvent(name)
@@ -394,12 +277,22 @@ def _solvent(ctx, raw) -> Solvent:
 
 
 _LINE_KEYS = {
-    "id": Key("str", REQUIRED),
-    "description": Key("str", None),
+    "id": _key(STR, REQUIRED),
+    "description": _key(STR, None),
     "ambient_c": _f(22.0, -40.0, 60.0, "room temperature"),
-    "solvent": Key("table", None),  # name or table: checked by _solvent
+    "solvent": _key(TABLE, None),  # name or table: checked by _solvent
 }
 _TOP = ("line", "modules", "parts", "protections", "connections")
+for _schema in (
+    _FLOW_COMMON,
+    EXOTHERM_SCHEMA,
+    SOLVENT_KEYS,
+    _LINE_KEYS,
+    *MODULE_SCHEMAS.values(),
+    *PART_SCHEMAS.values(),
+    *PROTECTION_SCHEMAS.values(),
+):
+    _named(_schema)
 
 
 def _list_of_tables(ctx, doc, name):
@@ -423,152 +316,24 @@ def _resolve_board(ctx, key, value, base: Path) -> Path | None:
 
 def load_line_text(text: str, filename: str = "<line>", base: Path | None = None) -> Line:
     """Validate TOML ``text``; board paths resolve against ``base`` (default: the repo)."""
-    ctx = _Ctx(str(filename), text)
+    ctx = Context(filename, text)
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise LineErrors(
-            [LineError(ctx.file, None, None, None, f"is not valid TOML: {exc}")]
-        ) from None
+        doc = parse_toml(ctx)
+    except ConfigErrors as exc:
+        raise LineErrors(exc.errors) from None
     base = base if base is not None else ROOT
     for name, v in doc.items():
         if name not in _TOP:
-            hint = difflib.get_close_matches(name, _TOP, 1)
-            problem = "is not a known section" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            problem = "is not a known section" + did_you_mean(name, _TOP)
             ctx.error(name, v, problem, ", ".join(_TOP))
-
-    raw_line = doc.get("line")
-    if not isinstance(raw_line, dict):
-        ctx.error("line", raw_line, "is required", "a [line] table", missing=raw_line is None)
-        raw_line = {}
-    head = _table(
-        ctx,
-        "line",
-        {k: v for k, v in raw_line.items() if k != "solvent"},
-        _LINE_KEYS,
-        fixed=("solvent",),
-    )
-    solvent = _solvent(ctx, raw_line.get("solvent"))
-    seen: dict[str, str] = {}
-
-    modules: dict[str, Component] = {}
-    for i, raw in enumerate(_list_of_tables(ctx, doc, "modules")):
-        path = f"modules[{i}]"
-        mid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
-        if "id" not in raw:
-            ctx.error(path + ".id", None, "is required", missing=True)
-        kind = raw.get("kind")
-        if kind not in MODULE_KINDS:
-            _check(ctx, path + ".kind", Key("choice", choices=MODULE_KINDS), kind)
-            continue
-        schema = dict(_FLOW_COMMON)
-        schema.update(MODULE_SCHEMAS[kind])
-        params = _table(ctx, path, raw, schema, fixed=("id", "kind", "board"))
-        params.setdefault("material", _MODULE_MATERIAL[kind])
-        if "exotherm" in params:
-            params["exotherm"] = _table(
-                ctx, path + ".exotherm", params["exotherm"], EXOTHERM_SCHEMA
-            )
-            params["exotherm"].setdefault("max_w", 10.0 * params["exotherm"].get("heat_w", 0.0))
-        board = None
-        if "board" not in raw:
-            ctx.error(path + ".board", None, "is required", missing=True)
-        else:
-            board = _resolve_board(ctx, path + ".board", raw["board"], base)
-        if board is not None:
-            try:
-                cfg = load_board_config(board)
-            except ConfigError as exc:
-                ctx.error(path + ".board", raw["board"], f"is not a valid board config ({exc})")
-            else:
-                if cfg.kind != kind:
-                    ctx.error(
-                        path + ".board",
-                        raw["board"],
-                        f"is a {cfg.kind} board, not a {kind}",
-                        f"a {kind} board config",
-                    )
-                elif kind == "pump" and "max_flow_ml_min" not in params:
-                    params["max_flow_ml_min"] = _channel_range(cfg.data, "flow")[1]
-        if mid is not None:
-            modules[mid] = Component(mid, kind, "module", params, board)
-
-    parts: dict[str, Component] = {}
-    for i, raw in enumerate(_list_of_tables(ctx, doc, "parts")):
-        path = f"parts[{i}]"
-        pid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
-        if "id" not in raw:
-            ctx.error(path + ".id", None, "is required", missing=True)
-        kind = raw.get("kind")
-        if kind not in PART_KINDS:
-            _check(ctx, path + ".kind", Key("choice", choices=PART_KINDS), kind)
-            continue
-        schema = dict(PART_SCHEMAS[kind])
-        if kind != "vessel":
-            schema.update(_FLOW_COMMON)
-        params = _table(ctx, path, raw, schema, fixed=("id", "kind"))
-        if kind != "vessel":
-            params.setdefault("material", _PART_MATERIAL[kind])
-        if pid is not None:
-            parts[pid] = Component(pid, kind, "part", params)
-
+    head, solvent = _line_head(ctx, doc)
+    seen: dict[str, str] = {}  # id -> where it is first used (ids are unique line-wide)
+    modules = _modules(ctx, doc, seen, base)
+    parts = _parts(ctx, doc, seen)
     components = dict(modules)
     components.update(parts)
-    protections: list[Protection] = []
-    for i, raw in enumerate(_list_of_tables(ctx, doc, "protections")):
-        path = f"protections[{i}]"
-        rid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
-        if "id" not in raw:
-            ctx.error(path + ".id", None, "is required", missing=True)
-        kind = raw.get("kind")
-        if kind not in PROTECTION_KINDS:
-            _check(ctx, path + ".kind", Key("choice", choices=PROTECTION_KINDS), kind)
-            continue
-        params = _table(ctx, path, raw, PROTECTION_SCHEMAS[kind], fixed=("id", "kind", "at"))
-        at = raw.get("at")
-        target = components.get(at) if isinstance(at, str) else None
-        if kind == "relief_valve":
-            allowed = sorted(c for c, comp in components.items() if comp.kind != "vessel")
-            ok = target is not None and target.kind != "vessel"
-        else:
-            allowed = sorted(m for m, comp in modules.items() if comp.kind == "reactor")
-            ok = target is not None and target.kind == "reactor"
-        if not ok:
-            ctx.error(
-                path + ".at",
-                at,
-                "names no component it can protect" if at is not None else "is required",
-                ", ".join(allowed) or "none in this line",
-                missing=at is None,
-            )
-            continue
-        if rid is not None:
-            protections.append(Protection(rid, kind, at, params))
-
-    connections: list[tuple[str, str]] = []
-    for i, raw in enumerate(_list_of_tables(ctx, doc, "connections")):
-        path = f"connections[{i}]"
-        for k in raw:
-            if k not in ("from", "to"):
-                ctx.error(f"{path}.{k}", raw[k], "is not a known key", "from, to")
-        ends = []
-        for end in ("from", "to"):
-            v = raw.get(end)
-            if v not in components:
-                hint = difflib.get_close_matches(str(v), list(components), 1)
-                problem = ("is required" if v is None else "names no module or part") + (
-                    f" (did you mean {hint[0]!r}?)" if hint else ""
-                )
-                ctx.error(
-                    f"{path}.{end}", v, problem, ", ".join(sorted(components)), missing=v is None
-                )
-            ends.append(v)
-        if all(e in components for e in ends):
-            if ends[0] == ends[1] or tuple(ends) in connections:
-                ctx.error(path, ends, "connects a component to itself or repeats a connection")
-            else:
-                connections.append((ends[0], ends[1]))
-
+    protections = _protections(ctx, doc, seen, modules, components)
+    connections = _connections(ctx, doc, components)
     line = Line(
         id=head.get("id", "line"),
         file=None if filename.startswith("<") else Path(filename),
@@ -587,6 +352,148 @@ def load_line_text(text: str, filename: str = "<line>", base: Path | None = None
     return line
 
 
+def _line_head(ctx, doc) -> tuple[dict, Solvent]:
+    """The ``[line]`` table (solvent aside) and the solvent."""
+    raw_line = doc.get("line")
+    if not isinstance(raw_line, dict):
+        shown = MISSING if raw_line is None else raw_line
+        ctx.error("line", shown, "is required", "a [line] table")
+        raw_line = {}
+    head = _table(
+        ctx,
+        "line",
+        {k: v for k, v in raw_line.items() if k != "solvent"},
+        _LINE_KEYS,
+        fixed=("solvent",),
+    )
+    return head, _solvent(ctx, raw_line.get("solvent"))
+
+
+def _id_and_kind(ctx, path, raw, seen, kinds) -> tuple[str | None, str | None]:
+    """(id, kind) of one module, part or protection table; kind None when unknown."""
+    cid = _id(ctx, path + ".id", raw.get("id"), seen) if "id" in raw else None
+    if "id" not in raw:
+        ctx.error(path + ".id", MISSING, "is required")
+    kind = raw.get("kind")
+    if kind not in kinds:
+        choice(ctx, path + ".kind", kind, kinds)
+        return cid, None
+    return cid, kind
+
+
+def _modules(ctx, doc, seen, base: Path) -> dict[str, Component]:
+    modules: dict[str, Component] = {}
+    for i, raw in enumerate(_list_of_tables(ctx, doc, "modules")):
+        path = f"modules[{i}]"
+        mid, kind = _id_and_kind(ctx, path, raw, seen, MODULE_KINDS)
+        if kind is None:
+            continue
+        schema = dict(_FLOW_COMMON)
+        schema.update(MODULE_SCHEMAS[kind])
+        params = _table(ctx, path, raw, schema, fixed=("id", "kind", "board"))
+        params.setdefault("material", _MODULE_MATERIAL[kind])
+        if "exotherm" in params:
+            params["exotherm"] = _table(
+                ctx, path + ".exotherm", params["exotherm"], EXOTHERM_SCHEMA
+            )
+            params["exotherm"].setdefault("max_w", 10.0 * params["exotherm"].get("heat_w", 0.0))
+        board = None
+        if "board" not in raw:
+            ctx.error(path + ".board", MISSING, "is required")
+        else:
+            board = _resolve_board(ctx, path + ".board", raw["board"], base)
+        if board is not None:
+            _check_board(ctx, path + ".board", raw["board"], board, kind, params)
+        if mid is not None:
+            modules[mid] = Component(mid, kind, "module", params, board)
+    return modules
+
+
+def _check_board(ctx, key, value, board: Path, kind: str, params: dict) -> None:
+    """The module's board config must load and be of its kind; a pump without
+    ``max_flow_ml_min`` takes its board's flow range."""
+    try:
+        cfg = load_board_config(board)
+    except ConfigError as exc:
+        ctx.error(key, value, f"is not a valid board config ({exc})")
+        return
+    if cfg.kind != kind:
+        ctx.error(key, value, f"is a {cfg.kind} board, not a {kind}", f"a {kind} board config")
+    elif kind == "pump" and "max_flow_ml_min" not in params:
+        params["max_flow_ml_min"] = _channel_range(cfg.data, "flow")[1]
+
+
+def _parts(ctx, doc, seen) -> dict[str, Component]:
+    parts: dict[str, Component] = {}
+    for i, raw in enumerate(_list_of_tables(ctx, doc, "parts")):
+        path = f"parts[{i}]"
+        pid, kind = _id_and_kind(ctx, path, raw, seen, PART_KINDS)
+        if kind is None:
+            continue
+        schema = dict(PART_SCHEMAS[kind])
+        if kind != "vessel":
+            schema.update(_FLOW_COMMON)
+        params = _table(ctx, path, raw, schema, fixed=("id", "kind"))
+        if kind != "vessel":
+            params.setdefault("material", _PART_MATERIAL[kind])
+        if pid is not None:
+            parts[pid] = Component(pid, kind, "part", params)
+    return parts
+
+
+def _protections(ctx, doc, seen, modules, components) -> list[Protection]:
+    protections: list[Protection] = []
+    for i, raw in enumerate(_list_of_tables(ctx, doc, "protections")):
+        path = f"protections[{i}]"
+        rid, kind = _id_and_kind(ctx, path, raw, seen, PROTECTION_KINDS)
+        if kind is None:
+            continue
+        params = _table(ctx, path, raw, PROTECTION_SCHEMAS[kind], fixed=("id", "kind", "at"))
+        at = raw.get("at")
+        target = components.get(at) if isinstance(at, str) else None
+        if kind == "relief_valve":
+            allowed = sorted(c for c, comp in components.items() if comp.kind != "vessel")
+            ok = target is not None and target.kind != "vessel"
+        else:
+            allowed = sorted(m for m, comp in modules.items() if comp.kind == "reactor")
+            ok = target is not None and target.kind == "reactor"
+        if not ok:
+            ctx.error(
+                path + ".at",
+                MISSING if at is None else at,
+                "names no component it can protect" if at is not None else "is required",
+                ", ".join(allowed) or "none in this line",
+            )
+            continue
+        if rid is not None:
+            protections.append(Protection(rid, kind, at, params))
+    return protections
+
+
+def _connections(ctx, doc, components) -> list[tuple[str, str]]:
+    connections: list[tuple[str, str]] = []
+    for i, raw in enumerate(_list_of_tables(ctx, doc, "connections")):
+        path = f"connections[{i}]"
+        for k in raw:
+            if k not in ("from", "to"):
+                ctx.error(f"{path}.{k}", raw[k], "is not a known key", "from, to")
+        ends = []
+        for end in ("from", "to"):
+            v = raw.get(end)
+            if v not in components:
+                problem = "is required" if v is None else "names no module or part"
+                problem += did_you_mean(str(v), components)
+                shown = MISSING if v is None else v
+                ctx.error(f"{path}.{end}", shown, problem, ", ".join(sorted(components)))
+            ends.append(v)
+        if all(e in components for e in ends):
+            if ends[0] == ends[1] or tuple(ends) in connections:
+                ctx.error(path, ends, "connects a component to itself or repeats a connection")
+            else:
+                connections.append((ends[0], ends[1]))
+    return connections
+
+
 def _channel_range(data: dict, name: str) -> tuple[float, float]:
     for ch in data["channels"]:
         if ch["name"] == name:
@@ -594,7 +501,7 @@ def _channel_range(data: dict, name: str) -> tuple[float, float]:
     raise KeyError(name)
 
 
-def _check_graph(ctx: _Ctx, line: Line) -> None:
+def _check_graph(ctx: Context, line: Line) -> None:
     """Pumps feed the line, everything flows on to a vessel, nothing loops."""
     comps = line.components()
     index = {c: i for i, c in enumerate(line.modules)}
@@ -604,7 +511,7 @@ def _check_graph(ctx: _Ctx, line: Line) -> None:
         return f"{'modules' if cid in line.modules else 'parts'}[{index[cid]}]"
 
     if not line.modules_of("pump"):
-        ctx.error("modules", None, "has no pump", "at least one module of kind pump", True)
+        ctx.error("modules", MISSING, "has no pump", "at least one module of kind pump")
     for cid, comp in comps.items():
         up, down = line.upstream(cid), line.downstream(cid)
         if comp.kind == "pump" and up:
@@ -655,11 +562,9 @@ def load_line(path) -> Line:
     """Read and validate the line file at ``path``; raises LineErrors."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LineErrors(
-            [LineError(str(path), None, None, None, f"cannot be read: {exc}")]
-        ) from None
+        text = read_text(path)
+    except ConfigErrors as exc:
+        raise LineErrors(exc.errors) from None
     return load_line_text(text, str(path), path.resolve().parent)
 
 

@@ -771,7 +771,8 @@ def test_scenario_errors_name_file_line_key_and_value():
     text = GOOD.replace('kind = "clog"', 'kind = "clg"')
     error = scenario_error(text)
     assert str(error).startswith(
-        "bad.toml:10: faults[0].kind = \"clg\": unknown fault kind 'clg' (did you mean 'clog'?);"
+        "bad.toml:10: faults[0].kind = \"clg\" is not valid: unknown fault kind 'clg'"
+        " (did you mean 'clog'?);"
         " valid kinds: clog, leak,"
     )
     assert isinstance(error, ConfigError) and isinstance(error, FaultSpecError)
@@ -789,102 +790,106 @@ def test_scenario_errors_name_file_line_key_and_value():
         (
             'target = "reactor1"',
             'target = "reactr"',
-            "bad.toml:11: faults[0].target = \"reactr\": unknown target 'reactr' (did you mean 'reactor1'?)",
+            "bad.toml:11: faults[0].target = \"reactr\" is not valid: unknown target 'reactr' (did you mean 'reactor1'?)",
         ),
         ('target = "reactor1"', 'target = "pump_a"', None),
         (
             'target = "reactor1"',
             'target = "reactor1.temp_a"',
-            'faults[0].target = "reactor1.temp_a": clog targets a whole module',
+            'faults[0].target = "reactor1.temp_a" is not valid: clog targets a whole module',
         ),
         (
             'target = "reactor1.temp_b"',
             'target = "reactor1.temp_x"',
-            "bad.toml:17: faults[1].target = \"reactor1.temp_x\": module 'reactor1' has no sensor channel 'temp_x'",
+            "bad.toml:17: faults[1].target = \"reactor1.temp_x\" is not valid: module 'reactor1' has no sensor channel 'temp_x'",
         ),
         (
             "at_s = 60",
             "at_s = -60",
-            "bad.toml:12: faults[0].at_s = -60: at_s must be a number of seconds >= 0",
+            "bad.toml:12: faults[0].at_s = -60 is not valid: at_s must be a number of seconds >= 0",
         ),
-        ("at_s = 60", 'at_s = "60"', 'faults[0].at_s = "60": at_s must be a number'),
-        ("at_s = 60", "", "bad.toml:9: faults[0]: fault clog:reactor1 needs exactly one trigger"),
+        ("at_s = 60", 'at_s = "60"', 'faults[0].at_s = "60" is not valid: at_s must be a number'),
+        (
+            "at_s = 60",
+            "",
+            "bad.toml:9: faults[0] is not valid: fault clog:reactor1 needs exactly one trigger",
+        ),
         (
             "at_s = 60",
             'at_s = 60\nwhen = "bpr1.pressure > 2"',
-            "faults[0].at_s = 60: fault clog:reactor1 needs exactly one trigger",
+            "faults[0].at_s = 60 is not valid: fault clog:reactor1 needs exactly one trigger",
         ),
         (
             "rate = 0.05",
             "rate = -1",
-            "bad.toml:13: faults[0].params.rate = -1: parameter rate of clog = -1 is out of range",
+            "bad.toml:13: faults[0].params.rate = -1 is not valid: parameter rate of clog = -1 is out of range",
         ),
         (
             "rate = 0.05",
             "rat = 1",
-            "faults[0].params.rat = 1: unknown parameter 'rat' (did you mean 'rate'?)",
+            "faults[0].params.rat = 1 is not valid: unknown parameter 'rat' (did you mean 'rate'?)",
         ),
         (
             "rate = 0.05",
             "rate = true",
-            "faults[0].params.rate = true: bad value True for parameter rate",
+            "faults[0].params.rate = true is not valid: bad value True for parameter rate",
         ),
         (
             'when = "reactor1.temperature > 80"',
             'when = "reactor1.temp > 80"',
-            'bad.toml:18: faults[1].when = "reactor1.temp > 80": bad condition',
+            'bad.toml:18: faults[1].when = "reactor1.temp > 80" is not valid: bad condition',
         ),
         (
             "duration_s = 30\n",
             "duration_s = 0\n",
-            "faults[1].duration_s = 0: duration_s must be a number of seconds > 0",
+            "faults[1].duration_s = 0 is not valid: duration_s must be a number of seconds > 0",
         ),
         (
             'kind = "clog"',
             "",
-            "bad.toml:9: faults[0].kind: is required: a fault kind, one of clog, leak",
+            "bad.toml:9: faults[0].kind is required: a fault kind, one of clog, leak",
         ),
-        ("duration_s = 300", "", "bad.toml:2: scenario.duration_s: is required (seconds)"),
+        ("duration_s = 300", "", "bad.toml:2: scenario.duration_s is required (seconds)"),
         (
             "duration_s = 300",
             "duration_s = 0",
-            "scenario.duration_s = 0: duration_s must be a number of seconds > 0",
+            "scenario.duration_s = 0 is not valid: duration_s must be a number of seconds > 0",
         ),
-        ("seed = 7", "seed = -1", "bad.toml:6: scenario.seed = -1: must be an integer"),
-        ('name = "clog-reactor"', 'name = ""', 'scenario.name = "": must be a non-empty string'),
+        ("seed = 7", "seed = -1", "bad.toml:6: scenario.seed = -1 must be an integer"),
+        ('name = "clog-reactor"', 'name = ""', 'scenario.name = "" must be a non-empty string'),
         (
             'name = "clog-reactor"',
             'nam = "x"',
-            "scenario.nam = \"x\": unknown key (did you mean 'name'?)",
+            "scenario.nam = \"x\" is not a known key (did you mean 'name'?)",
         ),
         (
             "seed = 7",
             "seed = 7\n[scenaro]\nx = 1",
-            "bad.toml:7: scenaro: unknown key (did you mean 'scenario'?)",
+            "is not a known key (did you mean 'scenario'?): allowed scenario, faults, expect",
         ),
-        ('cause = "over_pressure", ', "", "expect[0].trip.cause: is required: a cause code"),
-        ('"over_pressure"', "[]", "expect[0].trip.cause = []: is required: a cause code"),
-        ('"over_pressure"', '["a", 3]', 'expect[0].trip.cause = ["a", 3]: is required'),
+        ('cause = "over_pressure", ', "", "expect[0].trip.cause is required: a cause code"),
+        ('"over_pressure"', "[]", "expect[0].trip.cause = [] is required: a cause code"),
+        ('"over_pressure"', '["a", 3]', 'expect[0].trip.cause = ["a", 3] is required'),
         (
             'module = "pump_a", cause = "over',
             'module = "pmp_a", cause = "over',
-            "bad.toml:22: expect[0].trip.module = \"pmp_a\": unknown module (did you mean 'pump_a'?)",
+            "bad.toml:22: expect[0].trip.module = \"pmp_a\" is not a module of the line (did you mean 'pump_a'?)",
         ),
         (
             "within_s = 40",
             "within = 40",
-            "expect[0].trip.within = 40: unknown key (did you mean 'within_s'?)",
+            "expect[0].trip.within = 40 is not a known key (did you mean 'within_s'?)",
         ),
         (
             '"pump_a.pressure > 15"',
             '"pump_a.pressure ~ 15"',
-            'expect[1].signal.when = "pump_a.pressure ~ 15": bad condition',
+            'expect[1].signal.when = "pump_a.pressure ~ 15" is not valid: bad condition',
         ),
-        ("safe_within_s = 60", "safe_within = 60", "expect[1].safe_within = 60: unknown key"),
+        ("safe_within_s = 60", "safe_within = 60", "expect[1].safe_within = 60 is not a known key"),
         (
             "[[expect]]\ntrip",
             "[[expect]]\nnote = 1\n[[expect]]\ntrip",
-            "expect[0]: names no expectation",
+            "expect[0] names no expectation",
         ),
     ],
 )
@@ -910,14 +915,18 @@ def test_scenario_reports_every_problem_at_once():
 
 
 def test_scenario_file_level_errors(tmp_path):
-    with pytest.raises(ScenarioError, match="not valid TOML"):
+    with pytest.raises(ScenarioError, match="x.toml:1: is not valid TOML"):
         load_scenario_text("[scenario\n", "x.toml", DEMO)
-    with pytest.raises(ScenarioError, match="x.toml: scenario: a \\[scenario\\] table is required"):
+    with pytest.raises(
+        ScenarioError, match="x.toml: scenario is required: allowed a \\[scenario\\] table"
+    ):
         load_scenario_text("", "x.toml", DEMO)
-    with pytest.raises(ScenarioError, match="must be an array of tables"):
+    with pytest.raises(
+        ScenarioError, match="faults is not an array of tables: allowed \\[\\[faults\\]\\] sections"
+    ):
         load_scenario_text('faults = 3\n[scenario]\nname = "x"\nduration_s = 1\n', "x.toml", DEMO)
     missing = tmp_path / "missing.toml"
-    with pytest.raises(ScenarioError, match="cannot read"):
+    with pytest.raises(ScenarioError, match="missing.toml: cannot be read"):
         load_scenario(missing, DEMO)
 
 

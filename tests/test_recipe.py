@@ -1,4 +1,4 @@
-"""Recipes (host/recipe.py): loading, derived flows, checks against a line."""
+"""Recipes (host/recipe/): loading, derived flows, checks against a line."""
 
 from __future__ import annotations
 
@@ -197,10 +197,13 @@ def test_every_problem_is_reported_at_once_with_file_key_line_value_and_what_is_
     message = str(info.value)
     assert message.startswith("t.toml: 4 errors:")
     assert (
-        "t.toml:7: conditions.residence_time_min = -1 is out of range: allowed >0..1440" in message
+        "t.toml:7: conditions.residence_time_min = -1.0 is out of range: allowed 0.0..1440.0"
+        in message
     )
-    assert 'phases[0].steps[3].service = "halt" is not a known choice' in message
-    assert "allowed one of start, stop, hold, unhold, abort, reset, complete" in message
+    assert 'phases[0].steps[3].service = "halt" is not a valid choice' in message
+    assert (
+        'allowed one of "start", "stop", "hold", "unhold", "abort", "reset", "complete"' in message
+    )
     assert "reagents.acyl.equivalnts = 1.5 is not a known key (did you mean 'equivalents'?)" in (
         message
     )
@@ -211,11 +214,11 @@ def test_every_problem_is_reported_at_once_with_file_key_line_value_and_what_is_
     "old, new, expected",
     [
         ('name = "small"\n', "", "recipe.name is required"),
-        ('line = "demo"', "line = 3", "recipe.line = 3 is not a non-empty string"),
+        ('line = "demo"', "line = 3", "recipe.line = 3 has the wrong type: expected a string"),
         (
             "pressure_bar = 5.0",
             'pressure_bar = "high"',
-            'conditions.pressure_bar = "high" is not a number',
+            'conditions.pressure_bar = "high" has the wrong type: expected a number',
         ),
         ("temperature_c = 60.0", "temperature_c = 900.0", "temperature_c = 900.0 is out of range"),
         ('pump = "pump_b"', 'pump = "pump_a"', "also feeds reagent 'amine'"),
@@ -241,7 +244,7 @@ def test_every_problem_is_reported_at_once_with_file_key_line_value_and_what_is_
         (
             "timeout_s = 300",
             'timeout_s = 300\non_timeout = "retry"',
-            'on_timeout = "retry" is not a known choice',
+            'on_timeout = "retry" is not a valid choice',
         ),
         (
             "timeout_s = 300",
@@ -256,7 +259,7 @@ def test_every_problem_is_reported_at_once_with_file_key_line_value_and_what_is_
         (
             '[[shutdown.steps]]\nservice = "stop"',
             '[[shutdown.steps]]\nservice = "stop"\non_timeout = "wait"',
-            "allowed one of abort, continue, hold",
+            'allowed one of "abort", "continue", "hold"',
         ),
         ('[[shutdown.steps]]\nservice = "stop"', '[[shutdown.steps]]\nnote = "x"', "does nothing"),
     ],
@@ -269,7 +272,7 @@ def test_each_kind_of_loader_error_names_key_value_and_allowed(old, new, expecte
 
 
 def test_a_toml_syntax_error_and_an_unreadable_file_are_recipe_errors(tmp_path):
-    with pytest.raises(RecipeError, match="t.toml: is not TOML"):
+    with pytest.raises(RecipeError, match="t.toml:1: is not valid TOML"):
         load("[recipe\nname=")
     with pytest.raises(RecipeError, match="missing.toml: cannot be read"):
         load_recipe(tmp_path / "missing.toml")
