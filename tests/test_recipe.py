@@ -197,7 +197,7 @@ def test_every_problem_is_reported_at_once_with_file_key_line_value_and_what_is_
     message = str(info.value)
     assert message.startswith("t.toml: 4 errors:")
     assert (
-        "t.toml:7: conditions.residence_time_min = -1.0 is out of range: allowed 0.0..1440.0"
+        "t.toml:7: conditions.residence_time_min = -1 is out of range: allowed > 0.0 and <= 1440.0"
         in message
     )
     assert 'phases[0].steps[3].service = "halt" is not a valid choice' in message

@@ -380,6 +380,8 @@ class Key:
         if self.type in (INT, FLOAT, RANGE):
             lo, hi = self.lo, self.hi
             prefix = "[min, max] with min < max, within " if self.type == RANGE else ""
+            if lo is not None and hi is not None and self.lo_open:
+                return prefix + "> {} and <= {}{}".format(fmt_num(lo), fmt_num(hi), unit)
             if lo is not None and hi is not None:
                 return prefix + "{}..{}{}".format(fmt_num(lo), fmt_num(hi), unit)
             if lo is not None:
@@ -426,7 +428,9 @@ def _float(ctx, key, path, v):
     if not is_finite(v):
         ctx.error(path, v, "is not a finite number", key.allowed())
         return BAD
-    return bounds(ctx, key, path, float(v))
+    # The bounds check reports the value as the file spells it (-1, not -1.0).
+    checked = bounds(ctx, key, path, v)
+    return checked if checked is BAD else float(checked)
 
 
 def _bool(ctx, key, path, v):
