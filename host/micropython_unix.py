@@ -11,8 +11,10 @@ board packages from source (``MICROPYPATH``: the port's frozen modules, then ``r
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -51,3 +53,56 @@ def micropython_env(root: Path | str = ROOT, base: dict | None = None) -> dict:
     env = dict(os.environ if base is None else base)
     env["MICROPYPATH"] = ".frozen:" + str(root)
     return env
+
+
+def module_command(directory: Path | str) -> list[str]:
+    """The command line of one emulated module under the Unix port (``edge.emulated_main``)."""
+    return [micropython_binary(), "-m", "edge.emulated_main", str(directory)]
+
+
+def write_module_dir(
+    directory: Path | str,
+    board_file: bytes,
+    *,
+    broker_host: str,
+    broker_port: int,
+    line_id: str,
+    epoch: float,
+    speed: float,
+    client_id: str,
+    key: bytes | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> Path:
+    """Write what ``edge.emulated_main`` boots from: ``config.bin`` and ``module.json``
+    (0600: it may hold the command key and broker credentials)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.bin").write_bytes(board_file)
+    settings = {
+        "broker_host": broker_host,
+        "broker_port": broker_port,
+        "line": line_id,
+        "epoch": epoch,
+        "speed": speed,
+        "client_id": client_id,
+    }
+    if key is not None:
+        settings["key_hex"] = key.hex()
+    if username:
+        settings["username"] = username
+        settings["password"] = password or ""
+    path = directory / "module.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(settings, f)
+    return directory
+
+
+def broker_address(host: str) -> str:
+    """``host`` as a numeric IPv4 address: the board code never resolves names on its
+    tick path (``edge.link.client``), so the host resolves once for it."""
+    try:
+        return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except (OSError, IndexError) as exc:
+        raise ValueError(f"broker host {host!r} does not resolve: {exc}") from None
