@@ -12,9 +12,10 @@ drivers on the two sides are mirrored over MQTT:
   ``step(now_ms)`` applies the outputs received since the last step to the shadow
   actuators, applies physical faults on their schedule, steps the plant and returns one
   sensors message per powered module.
-* ``RemotePlantPort`` (module process) is the node's ``before_tick``: it copies the
-  latest sensors message into the node's emulated sensor drivers and hands back the
-  node's actuator values when they changed (and every ``heartbeat_ms``).
+* ``edge.plantport.PlantPort`` (module process, CPython or MicroPython) is the node's
+  ``before_tick``: it copies the latest sensors message into the node's emulated sensor
+  drivers and hands back the node's actuator values when they changed (and every
+  ``heartbeat_ms``).  Its docstring specifies the two topics.
 * ``PlantLink`` is the paho-mqtt shell both sides use (never the module's own MqttLink,
   which stays the board's code path).
 
@@ -40,15 +41,14 @@ from urllib.parse import urlparse
 import cbor2
 
 from edge.build import build_node
+from edge.plantport import SIM_PREFIX, PlantPort, sim_topic
 from edge.runner import NullSink
 from emulator.emulation import FAULT_KINDS
 from emulator.plant import Plant
 from line.loader import module_config
 from line.model import Line
 
-SIM_PREFIX = "skidsim"
 STEP_MS = 100  # plant step (simulated ms), as LineEmulation's default tick
-HEARTBEAT_MS = 500  # a module re-sends unchanged outputs this often (simulated ms)
 
 # Faults the plant process cannot carry out: they act on processes and the network.
 # power-loss is done by host.launcher (SIGKILL the module's process, restart it later).
@@ -59,12 +59,6 @@ PLANT_FAULTS = frozenset(FAULT_KINDS) - PROCESS_FAULTS - NETWORK_FAULTS
 
 class RemotePlantError(ValueError):
     """Bad broker-mode wiring (a fault the plant process cannot do, an unknown module)."""
-
-
-def sim_topic(line_id: str, module_id: str, kind: str) -> str:
-    if kind not in ("sensors", "outputs"):
-        raise ValueError(f"sim topic kind {kind!r}: allowed sensors, outputs")
-    return f"{SIM_PREFIX}/{line_id}/{module_id}/{kind}"
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
@@ -215,96 +209,8 @@ def sensors_payload(node, now_ms: int) -> bytes:
     return cbor2.dumps(msg)
 
 
-# --- module side -----------------------------------------------------------------------
-
-
-class RemotePlantPort:
-    """The module process's end: ``step(now_ms)`` is the runner's ``before_tick``.
-
-    ``publish(topic, payload)`` sends the node's actuator values (the ones its previous
-    tick wrote) when they changed or every ``heartbeat_ms``; sensors messages given to
-    ``on_sensors`` (any thread) reach the emulated drivers just before the next tick."""
-
-    def __init__(
-        self,
-        node,
-        line_id: str,
-        publish: Callable[[str, bytes], None],
-        heartbeat_ms: int = HEARTBEAT_MS,
-    ):
-        self.node = node
-        self.line_id = line_id
-        self.publish = publish
-        self.heartbeat_ms = heartbeat_ms
-        self.sensors_topic = sim_topic(line_id, node.module_id, "sensors")
-        self.outputs_topic = sim_topic(line_id, node.module_id, "outputs")
-        self._drivers = {ch.name: drv for ch, drv in node.sensors}
-        self._latest: dict | None = None
-        self._applied: dict | None = None
-        self._last_sent: dict | None = None
-        self._last_sent_ms: int | None = None
-        self.sensors_received = 0
-        self.outputs_sent = 0
-        self.last_step_ms = 0
-        # Tick timing as this port sees it (simulated ms): the largest delay of a tick
-        # past its period, and how many ticks came a whole period or more late.
-        self.tick_ms = node.tick_ms
-        self.steps = 0
-        self.max_late_ms = 0
-        self.late_steps = 0
-
-    @property
-    def has_sensors(self) -> bool:
-        return self._applied is not None or self._latest is not None
-
-    def on_sensors(self, payload: bytes) -> None:
-        try:
-            msg = cbor2.loads(payload)
-        except (ValueError, cbor2.CBORDecodeError):
-            return
-        if isinstance(msg, dict) and isinstance(msg.get("raw"), dict):
-            self._latest = msg  # one reference swap: safe across threads
-            self.sensors_received += 1
-
-    def step(self, now_ms: int) -> None:
-        if self._applied is not None:  # timing of the ticks since the readings came
-            gap = now_ms - self.last_step_ms
-            self.steps += 1
-            if gap - self.tick_ms > self.max_late_ms:
-                self.max_late_ms = gap - self.tick_ms
-            if gap >= 2 * self.tick_ms:
-                self.late_steps += 1
-        self.last_step_ms = now_ms
-        self.send_outputs(now_ms)
-        msg = self._latest
-        if msg is None or msg is self._applied:
-            return
-        self._applied = msg
-        faults = msg.get("fault") or {}
-        for name, raw in msg["raw"].items():
-            drv = self._drivers.get(name)
-            if drv is None:
-                continue
-            drv.set_fault(faults.get(name))
-            drv.set_raw(raw)
-
-    def outputs(self) -> dict[str, float]:
-        return {slot.name: slot.driver.value for slot in self.node.actuators}
-
-    def send_outputs(self, now_ms: int, force: bool = False) -> None:
-        out = self.outputs()
-        due = (
-            force
-            or out != self._last_sent
-            or self._last_sent_ms is None
-            or now_ms - self._last_sent_ms >= self.heartbeat_ms
-        )
-        if not due:
-            return
-        self._last_sent = out
-        self._last_sent_ms = now_ms
-        self.outputs_sent += 1
-        self.publish(self.outputs_topic, cbor2.dumps({"t": now_ms, "out": out}))
+# --- module side: edge.plantport.PlantPort (MicroPython-compatible, so a module under
+# the MicroPython Unix port speaks the same wiring) ------------------------------------
 
 
 # --- the paho-mqtt shell ----------------------------------------------------------------
@@ -377,10 +283,10 @@ class PlantLink:
         self.client.loop_stop()
 
 
-def connect_port(node, line_id: str, broker_url: str) -> tuple[RemotePlantPort, PlantLink]:
-    """A RemotePlantPort for ``node`` wired to the broker (started; connects by itself).
+def connect_port(node, line_id: str, broker_url: str) -> tuple[PlantPort, PlantLink]:
+    """A PlantPort for ``node`` wired to the broker (started; connects by itself).
     Its will tells the plant the module lost power if the process dies."""
-    holder: list[RemotePlantPort] = []
+    holder: list[PlantPort] = []
     outputs = sim_topic(line_id, node.module_id, "outputs")
     sensors = sim_topic(line_id, node.module_id, "sensors")
 
@@ -402,7 +308,7 @@ def connect_port(node, line_id: str, broker_url: str) -> tuple[RemotePlantPort, 
         will=(outputs, b""),
         on_connect=on_connect,
     )
-    port = RemotePlantPort(node, line_id, link.publish)
+    port = PlantPort(node, line_id, link.publish)
     holder.append(port)
     link.start()
     return port, link

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from edge.boardconfig import load_board_config
 from emulator.faults import Fault, line_targets, parse_fault_option
 from emulator.remote import (
     PROCESS_FAULTS,
@@ -43,7 +44,15 @@ from emulator.remote import (
     parse_broker_url,
     shared_sim_ms,
 )
-from line.loader import load_line
+from host.edgeproc import read_key
+from host.micropython_unix import (
+    broker_address,
+    micropython_binary,
+    micropython_env,
+    module_command,
+    write_module_dir,
+)
+from line.loader import load_line, module_board_file
 from protocol.topics import validate_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +80,11 @@ class EmulatedLineProcesses:
         seed: int = 0,
         epoch: float | None = None,
         log_dir: str | Path | None = None,
+        micropython_modules: Iterable[str] = (),
     ):
+        """``micropython_modules``: modules run as MicroPython Unix-port processes
+        (``edge.emulated_main``, the board's own link and asyncio) instead of ``skid
+        edge`` under CPython; ``host.micropython_unix``."""
         self.line_file = Path(line_file).resolve()
         self.line = load_line(self.line_file)
         self.broker_url = broker_url
@@ -85,6 +98,15 @@ class EmulatedLineProcesses:
         self.seed = seed
         self.log = log or (lambda text: None)
         self.modules = list(self.line.modules)
+        self.micropython_modules = set(micropython_modules)
+        unknown = sorted(self.micropython_modules - set(self.modules))
+        if unknown:
+            raise ValueError(
+                f"--micropython-modules {','.join(unknown)}: no such module in line "
+                f"{self.line.id}; allowed {', '.join(self.modules)}"
+            )
+        if self.micropython_modules:
+            micropython_binary()  # a clear error now if the Unix port is missing
         modules, channels = line_targets(self.line)
         parsed = [
             f if isinstance(f, Fault) else parse_fault_option(f, modules, channels) for f in faults
@@ -131,7 +153,30 @@ class EmulatedLineProcesses:
 
     # -- processes ------------------------------------------------------------------------
 
+    def _micropython_dir(self, name: str) -> Path:
+        """Write the module's config.bin and settings (host.micropython_unix)."""
+        key = None
+        if not self.insecure:
+            board = Path(self.line.modules[name].board)
+            key_file = load_board_config(board).data["module"].get("key_file")
+            key = read_key(board, key_file)
+        return write_module_dir(
+            self.log_path(name).with_suffix(".mpy"),
+            module_board_file(self.line, name),
+            broker_host=broker_address(self.host),
+            broker_port=self.port,
+            line_id=self.line_id,
+            epoch=self.epoch,
+            speed=self.speed,
+            client_id=f"{self.line_id}-{name}",
+            key=key,
+            username=os.environ.get("SKID_MQTT_USERNAME") or None,
+            password=os.environ.get("SKID_MQTT_PASSWORD") or None,
+        )
+
     def _command(self, name: str) -> list[str]:
+        if name in self.micropython_modules:
+            return module_command(self._micropython_dir(name))
         base = [sys.executable, "-m", "host.cli"]
         common = ["--speed", repr(self.speed), "--epoch", repr(self.epoch)]
         common += ["--parent-pid", str(os.getpid())]  # no process outlives the launcher
@@ -157,11 +202,16 @@ class EmulatedLineProcesses:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
+        micropython = name in self.micropython_modules
+        if micropython:
+            env = micropython_env(ROOT, env)
         proc = subprocess.Popen(
             self._command(name),
             cwd=str(ROOT),
             env=env,
-            stdin=subprocess.DEVNULL,
+            # A MicroPython module stops cleanly when its standard input closes (it has
+            # no signal handlers), and so also when the launcher dies.
+            stdin=subprocess.PIPE if micropython else subprocess.DEVNULL,
             stdout=logf,
             stderr=subprocess.STDOUT,
         )
@@ -303,7 +353,10 @@ class EmulatedLineProcesses:
         procs.sort(key=lambda item: item[0] == EMULATOR)
         for _, proc in procs:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                if proc.stdin is not None:
+                    proc.stdin.close()  # a MicroPython module's clean stop
+                else:
+                    proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for name, proc in procs:
             try:

@@ -35,6 +35,7 @@ from edge.boardconfig import (
     emulate,
     load_board_config,
 )
+from edge.boardconfig.compile import board_file
 from edge.boardconfig.core import (
     BAD,
     BOOL,
@@ -574,6 +575,11 @@ _COMPILED: dict[tuple[str, str], tuple[dict, bytes, dict]] = {}
 
 
 def _compiled(line: Line, module_id: str) -> tuple[dict, bytes, dict]:
+    blob, digest, hardware = _compiled_blob(line, module_id)
+    return decompile(blob), digest, hardware
+
+
+def _compiled_blob(line: Line, module_id: str) -> tuple[bytes, bytes, dict]:
     module = line.modules[module_id]
     cache_key = (str(module.board), module_id)
     hit = _COMPILED.get(cache_key)
@@ -585,8 +591,7 @@ def _compiled(line: Line, module_id: str) -> tuple[dict, bytes, dict]:
         blob = compile_config(emulated)
         hit = (blob, config_hash(blob), hardware)
         _COMPILED[cache_key] = hit
-    blob, digest, hardware = hit
-    return decompile(blob), digest, hardware
+    return hit
 
 
 def module_config(line: Line, module_id: str) -> tuple[dict, bytes]:
@@ -600,3 +605,9 @@ def board_channels(line: Line, module_id: str) -> dict[str, dict]:
     """The hardware channel specs (before emulation): what the real driver would be, so
     the emulator can reproduce its resolution (ADC bits, reference resistor, shunt)."""
     return _compiled(line, module_id)[2]
+
+
+def module_board_file(line: Line, module_id: str) -> bytes:
+    """The board file (``config.bin``: hash + compiled emulated config) of ``module_id``:
+    what a module process under the MicroPython Unix port boots from."""
+    return board_file(_compiled_blob(line, module_id)[0])

@@ -55,7 +55,10 @@ def _rel(path: Path) -> str:
 
 def _sources(package: str | None = None) -> list[Path]:
     roots = [ROOT / package] if package else [ROOT / p for p in sorted(OUR_PACKAGES)]
-    return sorted(p for r in roots for p in r.rglob("*.py") if "mpy" not in p.parts)
+    # "mpy" relative to the repository: a clone may itself live in a directory named mpy.
+    return sorted(
+        p for r in roots for p in r.rglob("*.py") if "mpy" not in p.relative_to(ROOT).parts
+    )
 
 
 def imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:

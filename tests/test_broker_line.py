@@ -18,7 +18,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from emulator.remote import PlantServer, RemotePlantError, RemotePlantPort, sim_topic
+from edge.plantport import PlantPort, sim_topic
+from emulator.remote import PlantServer, RemotePlantError
 from host.launcher import EmulatedLineProcesses, LauncherError
 from line.loader import load_line, module_config
 from protocol import host_messages, messages
@@ -267,7 +268,7 @@ def test_plant_server_and_port_mirror_drivers_without_a_broker():
     for mid in ("reactor1", "uv1"):
         cfg, digest = module_config(demo, mid)
         nodes[mid] = build_node(cfg, None, NullSink(), 0, b"\x01" * 8, config_hash=digest)
-        ports[mid] = RemotePlantPort(nodes[mid], "t1", lambda t, p: sent.append((t, p)))
+        ports[mid] = PlantPort(nodes[mid], "t1", lambda t, p: sent.append((t, p)))
     heater = next(s for s in nodes["reactor1"].actuators if s.name == "heater")
     heater.driver.value = 1.0  # as if the firmware drove the heater fully on
     ports["reactor1"].step(0)

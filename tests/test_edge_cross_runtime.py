@@ -12,11 +12,13 @@ on values and could shift a threshold crossing by a tick.
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 from pathlib import Path
 
 from edge.boardconfig import compile_config, emulate, load_board_config
 from edge.boardconfig.compile import board_file
+from host.micropython_unix import micropython_binary, micropython_env
 from tools.micropython import run_node
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,25 +55,51 @@ def _same(a: str, b: str) -> bool:
     return True
 
 
-def test_reactor_scenario_is_identical_on_cpython_and_micropython():
-    blob = _blob()
-    expected = _cpython_lines(blob)
-    code = (
+def _script(blob: bytes) -> str:
+    return (
         "import reactor_scenario\n"
         "blob = bytes.fromhex(" + repr(blob.hex()) + ")\n"
         "for line in reactor_scenario.run(blob):\n"
         "    print(line)\n"
     )
-    out = run_node(
-        code,
-        packages=("protocol", "edge"),
-        extra_files={"/lib/reactor_scenario.py": SCENARIO.read_bytes()},
-    )
+
+
+def _assert_same(expected: list[str], out: str) -> None:
     got = out.strip().splitlines()
     assert len(got) == len(expected)
     pairs = enumerate(zip(expected, got, strict=True))
     diffs = [(i, e, g) for i, (e, g) in pairs if not _same(e, g)]
     assert not diffs, diffs[:5]
+
+
+def test_reactor_scenario_is_identical_on_the_micropython_unix_port(tmp_path):
+    """The same scenario on the Unix port (64-bit, the runtime that runs modules over real
+    sockets in broker mode), importing the board packages from source."""
+    blob = _blob()
+    script = tmp_path / "main.py"
+    script.write_text(_script(blob))
+    env = micropython_env(ROOT)
+    env["MICROPYPATH"] += ":" + str(SCENARIO.parent)
+    out = subprocess.run(
+        [micropython_binary(), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    _assert_same(_cpython_lines(blob), out.stdout)
+
+
+def test_reactor_scenario_is_identical_on_cpython_and_micropython():
+    blob = _blob()
+    expected = _cpython_lines(blob)
+    out = run_node(
+        _script(blob),
+        packages=("protocol", "edge"),
+        extra_files={"/lib/reactor_scenario.py": SCENARIO.read_bytes()},
+    )
+    _assert_same(expected, out)
     # The scenario really exercises what it claims.
     text = "\n".join(expected)
     assert "event 1 state_change None starting" in text

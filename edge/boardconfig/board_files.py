@@ -22,6 +22,8 @@ BOARD_PACKAGES = ("edge", "protocol")
 NOT_ON_BOARD = (
     "edge/boardconfig/",  # TOML loader and config compiler: host and Raspberry Pi (tomllib)
     "edge/linux/",  # Raspberry Pi hardware provider and /dev/watchdog
+    "edge/emulated_main.py",  # an emulated module under the MicroPython Unix port
+    "edge/plantport.py",  # the emulated plant's wiring (broker-mode emulation)
     "edge/link/broker_packets.py",  # the broker's side of MQTT: fake brokers in tests
     "protocol/host_messages.py",  # parsers of BIRTH, TELEMETRY, EVENT, ACK...: the host's job
     "protocol/frame.py",  # COBS serial framing: no board link uses it (yet)
