@@ -227,7 +227,7 @@ def module_keys(line) -> tuple[dict[str, bytes], dict[str, str]]:
     be had to why (config or key file unreadable, wrong length).  Never raises: one bad
     key file must not keep the other modules from being stopped."""
     from edge.boardconfig import load_board_config
-    from host.edgeproc import read_key
+    from host.keys import read_key
     from protocol.auth import KEY_MAX_LEN, KEY_MIN_LEN
 
     keys: dict[str, bytes] = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from host.service import DEFAULT_PREFIX, DEFAULT_USER
+from host.installer import DEFAULT_PREFIX, DEFAULT_USER
 
 
 def register(sub) -> None:
@@ -63,7 +63,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from edge.boardconfig import ConfigError
-    from host.service import InstallError, apply_plan, plan_install, render_plan
+    from host.installer import InstallError, apply_plan, plan_install, render_plan
 
     try:
         plan = plan_install(
