@@ -332,11 +332,11 @@ def _attach_plant(node, emulated: bool, plant: str, line: str, broker: str | Non
     # so a module driving real hardware on a Pi never loads the plant emulator (and this
     # module is not one that loads the emulator on import, tests/test_architecture.py).
     if emulated and plant == "remote":
-        from emulator.remote import connect_port
+        from emulator.remote import connect_port  # lazy: --emulate only, see above
 
         return connect_port(node, line, broker)
     if emulated:
-        from emulator.standin import StandinPlant
+        from emulator.standin import StandinPlant  # lazy: --emulate only, see above
 
         return StandinPlant(node), None
     return None, None
