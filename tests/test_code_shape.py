@@ -5,8 +5,9 @@
   decode loop kept in one piece for speed on a board);
 * pylint's ``duplicate-code`` check (at least 8 similar lines, imports, docstrings and
   comments ignored) finds no copied blocks across those packages;
-* the id rule's character pattern is written once, in ``protocol/wire.py``; every other
-  module imports ``ID_PATTERN`` from there.
+* (that the id and name patterns are written once, in ``protocol/wire.py``, is checked
+  over every file, tests included, by
+  ``tests/test_topics.py::test_the_id_and_name_patterns_appear_once_in_the_code``.)
 
 Each rule has a self-test on a small made-up tree, so a checker that stopped seeing
 anything would fail too.
@@ -15,7 +16,6 @@ anything would fail too.
 from __future__ import annotations
 
 import ast
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCT_PACKAGES = ("edge", "protocol", "host", "line", "emulator")
 MAX_FUNCTION_LINES = 80
 MIN_SIMILARITY_LINES = 8
-ID_CHARS = re.compile(re.escape("[a-z0-9][a-z0-9_-]"))
-ID_RULE_HOME = "protocol/wire.py"
 
 
 def product_files(root: Path = ROOT) -> list[Path]:
@@ -81,7 +79,7 @@ def long_functions(path: Path) -> list[tuple[str, int, int]]:
 
 def test_there_is_product_code_to_check():
     names = {_rel(p) for p in product_files()}
-    assert {"host/cli.py", "edge/node.py", ID_RULE_HOME, "line/loader.py"} <= names
+    assert {"host/cli.py", "edge/node.py", "protocol/wire.py", "line/loader.py"} <= names
     assert any(n.startswith("emulator/") for n in names)
 
 
@@ -184,33 +182,3 @@ def test_the_duplicate_check_finds_a_copied_block(tmp_path):
     report = pylint_duplicates(["pkg"], tmp_path)
     assert "R0801" in report and "pkg.a" in report and "pkg.b" in report
     assert "pkg.c" not in report
-
-
-# --- the id rule ----------------------------------------------------------------------------
-
-
-def id_pattern_sites(root: Path = ROOT) -> list[str]:
-    return [
-        f"{_rel(p, root)}:{n}"
-        for p in product_files(root)
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
-        if ID_CHARS.search(line)
-    ]
-
-
-def test_the_id_pattern_is_written_once():
-    sites = id_pattern_sites()
-    assert len(sites) == 1 and sites[0].startswith(ID_RULE_HOME + ":"), (
-        f"the id rule's pattern is written at {sites}: write it only in {ID_RULE_HOME} "
-        "(ID_PATTERN) and import it from there"
-    )
-
-
-def test_the_id_pattern_search_sees_copies(tmp_path):
-    (tmp_path / "protocol").mkdir()
-    (tmp_path / "protocol" / "wire.py").write_text('ID_PATTERN = "[a-z0-9][a-z0-9_-]{0,31}"\n')
-    (tmp_path / "host").mkdir()
-    (tmp_path / "host" / "copy.py").write_text(
-        'import re\n\nRULE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\\Z")\n'
-    )
-    assert id_pattern_sites(tmp_path) == ["host/copy.py:3", "protocol/wire.py:1"]
