@@ -62,7 +62,7 @@ class RemotePlantError(ValueError):
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
-    """``mqtt://HOST[:PORT]`` -> (host, port); the same rule as host.edgeproc (the
+    """``mqtt://HOST[:PORT]`` -> (host, port); the same rule as host.brokerurl (the
     emulator may not import host)."""
     parsed = urlparse(url)
     if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:

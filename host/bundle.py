@@ -36,6 +36,8 @@ from pathlib import Path
 from edge.boardconfig import compile_config, load_board_config
 from edge.boardconfig.board_files import MPY_CROSS_ARGS, ROOT, board_files
 from edge.boardconfig.compile import board_file
+from host.keys import decode_key, key_path
+from protocol.auth import KEY_MAX_LEN, KEY_MIN_LEN
 from protocol.wire import ID_PATTERN, ID_RULE
 
 CONFIG_FILE = "config.bin"  # edge.boardmain.CONFIG_FILE
@@ -155,7 +157,6 @@ SECRET_NAMES = {
     "MQTT_PASSWORD": (str,),
     "COMMAND_KEY": (bytes,),
 }
-KEY_MIN_LEN, KEY_MAX_LEN = 16, 32  # protocol.auth
 _ID_RE = re.compile(ID_PATTERN + r"\Z")  # line ids, as module ids
 
 # -- mpy-cross ----------------------------------------------------------------------------
@@ -248,18 +249,21 @@ def _secret_str(file, key, value, lo, hi) -> str:
 
 
 def read_command_key(file: Path, key: str, text: str) -> bytes:
-    """A key file holds hex text or raw bytes (as host/edgeproc.read_key reads it)."""
-    path = Path(text)
-    if not path.is_absolute():
-        path = file.parent / path
+    """A key file holds hex text or raw bytes (read as ``host.keys`` reads every key)."""
+    path = key_path(file, text)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise SecretsError(f"{file}: {key}: cannot read {path}: {exc.strerror}") from None
-    try:
-        return bytes.fromhex(data.strip().decode())
-    except (UnicodeDecodeError, ValueError):
-        return data
+    return decode_key(data)
+
+
+_SECRETS_KEYS = {
+    "line": None,
+    "wifi": {"ssid", "password"},
+    "broker": {"url", "username", "password"},
+    "command_key": {"file", "hex"},
+}
 
 
 def secrets_from_toml(path: Path) -> dict:
@@ -278,6 +282,23 @@ def secrets_from_toml(path: Path) -> dict:
         [command_key]
         file = "keys/reactor1.key"     # or hex = "<32-64 hex digits>"
     """
+    doc = _read_secrets_toml(path)
+    out: dict = {}
+    if "line" in doc:
+        line = doc["line"]
+        if not isinstance(line, str) or not _ID_RE.match(line):
+            raise SecretsError(f"{path}: line = {line!r}: expected {ID_RULE}")
+        out["LINE"] = line
+    out.update(_wifi_secrets(path, doc.get("wifi", {})))
+    out.update(_broker_secrets(path, doc.get("broker", {})))
+    key = _command_key(path, doc.get("command_key", {}))
+    if key is not None:
+        out["COMMAND_KEY"] = key
+    return out
+
+
+def _read_secrets_toml(path: Path) -> dict:
+    """The secrets TOML, with only known tables and keys in it (SecretsError)."""
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -285,31 +306,24 @@ def secrets_from_toml(path: Path) -> dict:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         # The decoder's message may quote the offending text: a password, say.
         raise SecretsError(f"{path}: is not valid TOML (details withheld: secrets)") from None
-    allowed = {
-        "line": None,
-        "wifi": {"ssid", "password"},
-        "broker": {"url", "username", "password"},
-    }
-    allowed["command_key"] = {"file", "hex"}
     for key, value in doc.items():
-        if key not in allowed:
-            raise SecretsError(f"{path}: {key}: unknown key: allowed {', '.join(allowed)}")
-        sub = allowed[key]
-        if sub is not None:
-            if not isinstance(value, dict):
-                raise SecretsError(f"{path}: {key}: a table required")
-            for k in value:
-                if k not in sub:
-                    raise SecretsError(
-                        f"{path}: {key}.{k}: unknown key: allowed {', '.join(sorted(sub))}"
-                    )
-    out: dict = {}
-    if "line" in doc:
-        line = doc["line"]
-        if not isinstance(line, str) or not _ID_RE.match(line):
-            raise SecretsError(f"{path}: line = {line!r}: expected {ID_RULE}")
-        out["LINE"] = line
-    wifi = doc.get("wifi", {})
+        if key not in _SECRETS_KEYS:
+            raise SecretsError(f"{path}: {key}: unknown key: allowed {', '.join(_SECRETS_KEYS)}")
+        sub = _SECRETS_KEYS[key]
+        if sub is None:
+            continue
+        if not isinstance(value, dict):
+            raise SecretsError(f"{path}: {key}: a table required")
+        for k in value:
+            if k not in sub:
+                raise SecretsError(
+                    f"{path}: {key}.{k}: unknown key: allowed {', '.join(sorted(sub))}"
+                )
+    return doc
+
+
+def _wifi_secrets(path: Path, wifi: dict) -> dict:
+    out = {}
     if "ssid" in wifi:
         out["WIFI_SSID"] = _secret_str(path, "wifi.ssid", wifi["ssid"], 1, 32)
     if "password" in wifi:
@@ -318,7 +332,11 @@ def secrets_from_toml(path: Path) -> dict:
         if not isinstance(pw, str) or not (pw == "" or 8 <= len(pw) <= 63):
             raise SecretsError(f"{path}: wifi.password: 8-63 characters (or empty) required")
         out["WIFI_PASSWORD"] = pw
-    broker = doc.get("broker", {})
+    return out
+
+
+def _broker_secrets(path: Path, broker: dict) -> dict:
+    out = {}
     if "url" in broker:
         url = broker["url"]
         m = re.match(r"(mqtt|tcp)://([A-Za-z0-9.-]+)(?::(\d{1,5}))?/?\Z", str(url))
@@ -334,7 +352,10 @@ def secrets_from_toml(path: Path) -> dict:
         out["MQTT_USER"] = _secret_str(path, "broker.username", broker["username"], 1, 64)
     if "password" in broker:
         out["MQTT_PASSWORD"] = _secret_str(path, "broker.password", broker["password"], 1, 128)
-    ck = doc.get("command_key", {})
+    return out
+
+
+def _command_key(path: Path, ck: dict) -> bytes | None:
     if len(ck) > 1:
         raise SecretsError(f"{path}: command_key: give either file or hex, not both")
     key = None
@@ -345,13 +366,11 @@ def secrets_from_toml(path: Path) -> dict:
             key = bytes.fromhex(str(ck["hex"]))
         except ValueError:
             raise SecretsError(f"{path}: command_key.hex: not hexadecimal") from None
-    if key is not None:
-        if not KEY_MIN_LEN <= len(key) <= KEY_MAX_LEN:
-            raise SecretsError(
-                f"{path}: command_key: {KEY_MIN_LEN}-{KEY_MAX_LEN} bytes required, got {len(key)}"
-            )
-        out["COMMAND_KEY"] = key
-    return out
+    if key is not None and not KEY_MIN_LEN <= len(key) <= KEY_MAX_LEN:
+        raise SecretsError(
+            f"{path}: command_key: {KEY_MIN_LEN}-{KEY_MAX_LEN} bytes required, got {len(key)}"
+        )
+    return key
 
 
 def check_secrets_py(path: Path) -> bytes:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from pathlib import Path
 
 import cbor2
 
+from host.keys import decode_key
 from protocol.topics import PREFIX, validate_id
 
 ACTIONS = ("hold", "resume", "abort", "stop", "manual", "auto", "set", "reset", "ack")
@@ -105,10 +107,6 @@ def check_signature(body: dict, key: bytes | None, now_ms: int, seen: set[str]) 
 
 def read_operator_key(path) -> bytes:
     """The operator key file: raw bytes, or hex text (as ``head -c 32 /dev/urandom``)."""
-    from pathlib import Path
-
-    from host.edgeproc import decode_key
-
     key = decode_key(Path(path).read_bytes())
     if len(key) < 16:
         raise ControlError(f"{path}: an operator key needs at least 16 bytes")

@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 from edge.boardconfig import compile_config, config_hash, decompile, emulate, load_board_config
 from edge.build import build_node
+from edge.link.client import MqttLink, standard_subscriptions
+from edge.linux.hardware import LinuxHardware
+from edge.linux.watchdog import LinuxWatchdog
 from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
+from host.brokerurl import ENV_PASSWORD, ENV_USERNAME, parse_broker_url
+from host.keys import read_key
+from host.service import WatchdogChain, systemd_watchdog
 from line.loader import load_line, module_config
+from protocol.messages import build_death
+from protocol.wire import ID_PATTERN
 
 TICKS_MASK = (1 << 30) - 1
 
@@ -48,56 +56,6 @@ class ScaledClock:
 
     async def sleep_ms(self, ms: int) -> None:
         await asyncio.sleep(max(0, ms) / 1000 / self.speed)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    try:
-        parsed = urlparse(url)
-        if parsed.password is None:
-            return url
-        netloc = parsed.netloc.replace(":" + parsed.password + "@", ":***@", 1)
-        return parsed._replace(netloc=netloc).geturl()
-    except ValueError:
-        return "<unparsable URL>"
-
-
-def parse_broker_url(url: str) -> tuple[str, int]:
-    try:
-        parsed = urlparse(url)
-        port = parsed.port
-    except ValueError:  # e.g. a port that is not a number
-        parsed, port = None, None
-    if parsed is None or parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-        raise ValueError(f"broker URL {redact_url(url)!r}: expected mqtt://HOST[:PORT]")
-    return parsed.hostname, port or 1883
-
-
-def read_key(config_path: Path, key_file: str | None) -> bytes | None:
-    """The module's command key (raw bytes, or hex text), or None when none is configured."""
-    if not key_file:
-        return None
-    path = Path(key_file)
-    if not path.is_absolute():
-        path = config_path.parent / path
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(
-            f"{config_path}: module.key_file = {key_file!r}: {path} not found "
-            "(create it with 32 random bytes, e.g. `head -c 32 /dev/urandom > FILE`, "
-            "or run with --insecure)"
-        ) from None
-    return decode_key(data)
-
-
-def decode_key(data: bytes) -> bytes:
-    """A key file's content: hex text (e.g. ``head -c 32 /dev/urandom | xxd -p``) or the
-    raw bytes themselves."""
-    try:
-        return bytes.fromhex(data.strip().decode())
-    except (UnicodeDecodeError, ValueError):
-        return data
 
 
 DEFAULT_STATE_DIR = "/var/lib/flowskid"
@@ -174,101 +132,32 @@ class EdgeProcess:
             raise ValueError(f"plant {plant!r}: allowed standin, remote")
         if plant == "remote" and not (emulated and broker):
             raise ValueError("plant 'remote' needs emulated drivers and a broker")
-        if line_file is not None:
-            self.cfg, self.hash, self.config_path = _line_module(line_file, module_id, emulated)
-        else:
-            if config_path is None:
-                raise ValueError("a board config or a line file and module id is needed")
-            self.config_path = Path(config_path)
-            cfg = load_board_config(self.config_path)
-            if emulated:
-                cfg = emulate(cfg)
-            if module_id is not None:
-                _check_module_id(module_id)
-                cfg.data["module"]["id"] = module_id
-            blob = compile_config(cfg)
-            self.cfg = decompile(blob)
-            self.hash = config_hash(blob)
-        module = self.cfg["module"]
-        self.module_id = module["id"]
+        self.cfg, self.hash, self.config_path = _load_config(
+            config_path, line_file, module_id, emulated
+        )
+        self.module_id = self.cfg["module"]["id"]
         self.line = line
-        key = None
-        if not insecure:
-            key = read_key(self.config_path, module["key_file"])
+        key = None if insecure else read_key(self.config_path, self.cfg["module"]["key_file"])
         self.clock = ScaledClock(speed, epoch)
-        hw = None
-        if not emulated:
-            from edge.linux.hardware import LinuxHardware
-
-            hw = LinuxHardware()
         self.link = None
         if broker:
-            from edge.link.client import MqttLink, standard_subscriptions
-            from protocol.messages import build_death
-
-            host, port = parse_broker_url(broker)
-            self.link = MqttLink(
-                host,
-                port,
-                f"{line}-{self.module_id}",
-                death_topic(line, self.module_id),
-                build_death(0),
-                standard_subscriptions(line, self.module_id),
-                on_message=lambda topic, payload: self.runner.on_message(topic, payload),
-                on_connect=lambda: self.runner.on_connect(),
-                # Broker credentials (`skid broker-config`): from the environment, which a
-                # systemd unit fills from a 0600 EnvironmentFile; never on the command line.
-                username=os.environ.get("SKID_MQTT_USERNAME") or None,
-                password=os.environ.get("SKID_MQTT_PASSWORD") or None,
-            )
+            self.link = self._mqtt_link(broker)
             sink = LinkSink(self.link, line, self.module_id)
         if state_dir is None and not emulated:
             state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR
         self.marker = None if state_dir is None else CleanStopMarker(state_dir, self.module_id)
         # The watchdog is opened before the node so its boot status can decide whether
         # the node boots latched; a failure below closes it again (no reset for a typo).
-        self.watchdog = None
-        if not emulated and self.cfg["watchdog"]["hardware"] and Path("/dev/watchdog").exists():
-            from edge.linux.watchdog import LinuxWatchdog
-
-            self.watchdog = LinuxWatchdog(
-                timeout_s=max(1, self.cfg["watchdog"]["timeout_ms"] // 1000)
-            )
+        self.watchdog = None if emulated else _open_watchdog(self.cfg)
         try:
-            self.reset_cause = "power_on"
-            if self.marker is not None:
-                by_watchdog = self.watchdog.caused_last_reset() if self.watchdog else None
-                self.reset_cause = boot_reset_cause(self.marker.consume(), by_watchdog)
-            self.node = build_node(
-                self.cfg,
-                hw,
-                sink if sink is not None else NullSink(),
-                self.clock(),
-                os.urandom(8),
-                reset_cause=self.reset_cause,
-                key=key,
-                config_hash=self.hash,
-            )
+            self.node = self._build_node(None if emulated else LinuxHardware(), sink, key)
         except BaseException:
             if self.watchdog is not None:
                 self.watchdog.close()
             raise
-        self.plant = None
-        self.plant_link = None
-        # The emulator is imported here, not at the top: only an emulated module needs it,
-        # and general host modules import this one (URL and key helpers) without it.
-        if emulated and plant == "remote":
-            from emulator.remote import connect_port
-
-            self.plant, self.plant_link = connect_port(self.node, line, broker)
-        elif emulated:
-            from emulator.standin import StandinPlant
-
-            self.plant = StandinPlant(self.node)
+        self.plant, self.plant_link = _attach_plant(self.node, emulated, plant, line, broker)
         # Under systemd (NOTIFY_SOCKET): READY=1 after the first completed tick, WATCHDOG=1
         # after completed ticks, fed exactly where the hardware watchdog is (host.service).
-        from host.service import WatchdogChain, systemd_watchdog
-
         self.systemd = systemd_watchdog(f"module {self.module_id} on line {line}")
         self.runner = EdgeRunner(
             self.node,
@@ -282,6 +171,41 @@ class EdgeProcess:
         self._stop_deadman = threading.Event()
         self._stopping = False
         self._parent_pid: int | None = None
+
+    def _mqtt_link(self, broker: str) -> MqttLink:
+        host, port = parse_broker_url(broker)
+        return MqttLink(
+            host,
+            port,
+            f"{self.line}-{self.module_id}",
+            death_topic(self.line, self.module_id),
+            build_death(0),
+            standard_subscriptions(self.line, self.module_id),
+            on_message=lambda topic, payload: self.runner.on_message(topic, payload),
+            on_connect=lambda: self.runner.on_connect(),
+            # Broker credentials (`skid broker-config`): from the environment, which a
+            # systemd unit fills from a 0600 EnvironmentFile; never on the command line.
+            username=os.environ.get(ENV_USERNAME) or None,
+            password=os.environ.get(ENV_PASSWORD) or None,
+        )
+
+    def _build_node(self, hw, sink, key):
+        """The node, booting with the reset cause the clean-stop marker and the watchdog
+        tell (``boot_reset_cause``); "power_on" when there is no marker (emulated)."""
+        self.reset_cause = "power_on"
+        if self.marker is not None:
+            by_watchdog = self.watchdog.caused_last_reset() if self.watchdog else None
+            self.reset_cause = boot_reset_cause(self.marker.consume(), by_watchdog)
+        return build_node(
+            self.cfg,
+            hw,
+            sink if sink is not None else NullSink(),
+            self.clock(),
+            os.urandom(8),
+            reset_cause=self.reset_cause,
+            key=key,
+            config_hash=self.hash,
+        )
 
     def _deadman_loop(self) -> None:
         period = min(s.deadman_ms for s in self.node.actuators) / 4 / 1000 / self.clock.speed
@@ -371,15 +295,51 @@ class EdgeProcess:
 
 
 def _check_module_id(module_id: str) -> None:
-    import re
-
-    from protocol.wire import ID_PATTERN
-
     if not re.fullmatch(ID_PATTERN, module_id) or module_id == "host":
         raise ValueError(
             f"module id {module_id!r}: expected {ID_PATTERN} (lowercase letters, digits, "
             "_ and -, up to 32 characters; not 'host')"
         )
+
+
+def _load_config(config_path, line_file, module_id, emulated) -> tuple[dict, bytes, Path]:
+    """The decompiled config the node runs, its hash, and its board config's path."""
+    if line_file is not None:
+        return _line_module(line_file, module_id, emulated)
+    if config_path is None:
+        raise ValueError("a board config or a line file and module id is needed")
+    config_path = Path(config_path)
+    cfg = load_board_config(config_path)
+    if emulated:
+        cfg = emulate(cfg)
+    if module_id is not None:
+        _check_module_id(module_id)
+        cfg.data["module"]["id"] = module_id
+    blob = compile_config(cfg)
+    return decompile(blob), config_hash(blob), config_path
+
+
+def _open_watchdog(cfg: dict) -> LinuxWatchdog | None:
+    """The hardware watchdog when the config asks for it and the Pi has one."""
+    if not cfg["watchdog"]["hardware"] or not Path("/dev/watchdog").exists():
+        return None
+    return LinuxWatchdog(timeout_s=max(1, cfg["watchdog"]["timeout_ms"] // 1000))
+
+
+def _attach_plant(node, emulated: bool, plant: str, line: str, broker: str | None):
+    """What feeds an emulated module's drivers: (plant, plant link or None)."""
+    # The emulator is imported here, not at the top: only `skid edge --emulate` needs it,
+    # so a module driving real hardware on a Pi never loads the plant emulator (and this
+    # module is not one that loads the emulator on import, tests/test_architecture.py).
+    if emulated and plant == "remote":
+        from emulator.remote import connect_port  # lazy: --emulate only, see above
+
+        return connect_port(node, line, broker)
+    if emulated:
+        from emulator.standin import StandinPlant  # lazy: --emulate only, see above
+
+        return StandinPlant(node), None
+    return None, None
 
 
 def _line_module(line_file, module_id, emulated) -> tuple[dict, bytes, Path]:

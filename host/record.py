@@ -24,6 +24,7 @@ since the last flush; the next session records the gap.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -34,6 +35,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from protocol.constants import EVENT_TYPE_NAMES, SEVERITY_NAMES
 
 SCHEMA_VERSION = 1
 GENESIS_HASH = "0" * 64
@@ -603,8 +606,6 @@ class RunRecord:
 
 
 def _event_data(event) -> dict:
-    from protocol.constants import EVENT_TYPE_NAMES, SEVERITY_NAMES
-
     if not isinstance(event, dict):  # a protocol Event: its field "state" is the new state
         event = {f: getattr(event, f, None) for f in _EVENT_FIELDS[:-1]} | {
             "new_state": getattr(event, "state", None)
@@ -663,22 +664,50 @@ def verify(path) -> VerifyResult:
         conn.close()
 
 
+class _Chain:
+    """What walking the audit chain found: entries, head hash, sample batches recorded
+    (batch -> (seq, count, sha256)), the run description and the finish entry."""
+
+    def __init__(self):
+        self.head = GENESIS_HASH
+        self.n = 0
+        self.batches: dict[int, tuple[int, int, str]] = {}
+        self.run_entry: dict | None = None
+        self.finish_entry: tuple[int, dict] | None = None
+
+    def bad(self, seq, reason) -> VerifyResult:
+        return VerifyResult(False, self.n, seq, reason, self.head)
+
+
 def _verify(conn: sqlite3.Connection) -> VerifyResult:
-    head = GENESIS_HASH
+    chain = _Chain()
+    failure = _verify_chain(conn, chain)
+    if failure is None:
+        total, failure = _verify_samples(conn, chain)
+    if failure is None:
+        failure = _verify_meta(conn, chain)
+    if failure is not None:
+        return failure
+    return VerifyResult(
+        True,
+        chain.n,
+        None,
+        f"intact: {chain.n} chained entries, {total} samples in {len(chain.batches)} batches",
+        chain.head,
+        total,
+        len(chain.batches),
+    )
+
+
+def _verify_chain(conn: sqlite3.Connection, chain: _Chain) -> VerifyResult | None:
+    """Walk the audit log in seq order: every entry chained to the one before and hashing
+    to its stored hash; collects what the later checks need into ``chain``."""
     expected_seq = 1
-    batches: dict[int, tuple[int, int, str]] = {}  # batch -> (seq, count, sha256)
-    run_entry: dict | None = None
-    finish_entry: tuple[int, dict] | None = None
-    n = 0
-
-    def bad(seq, reason) -> VerifyResult:
-        return VerifyResult(False, n, seq, reason, head)
-
     rows = conn.execute(
         "SELECT seq, host_ms, kind, module, body, prev_hash, hash FROM audit ORDER BY seq"
     )
     for seq, host_ms, kind, module, body, prev, digest in rows:
-        n += 1
+        chain.n += 1
         if seq != expected_seq:
             if seq > expected_seq:
                 missing = (
@@ -686,153 +715,134 @@ def _verify(conn: sqlite3.Connection) -> VerifyResult:
                     if seq == expected_seq + 1
                     else f"entries {expected_seq}..{seq - 1}"
                 )
-                return bad(expected_seq, f"{missing} missing (deleted) before entry {seq}")
-            return bad(seq, f"entry {seq} out of order")
-        if prev != head:
-            # Entry seq-1 hashed consistently, but not to what this entry was chained to:
-            # if this entry's own hash still covers its stored prev_hash, it is intact and
-            # entry seq-1 was rewritten and re-hashed; otherwise this entry's prev_hash moved.
-            own = chain_hash(str(prev), entry_text(seq, int(host_ms), str(kind), module, str(body)))
-            if own == digest and seq > 1:
-                return bad(
-                    seq - 1,
-                    f"entry {seq - 1} altered and re-hashed: entry {seq} was chained to a "
-                    "different hash",
-                )
-            return bad(seq, f"entry {seq} altered: its prev_hash does not match the chain")
-        try:
-            recomputed = chain_hash(
-                prev, entry_text(seq, int(host_ms), str(kind), module, str(body))
-            )
-            data = json.loads(body)
-        except (TypeError, ValueError) as exc:
-            return bad(seq, f"entry {seq} ({kind}): unreadable ({exc})")
-        if recomputed != digest:
-            return bad(seq, f"entry {seq} ({kind}) altered: its content does not match its hash")
-        if canonical_json(data) != body:
-            return bad(seq, f"entry {seq} ({kind}): body is not canonical JSON")
-        head = digest
+                return chain.bad(expected_seq, f"{missing} missing (deleted) before entry {seq}")
+            return chain.bad(seq, f"entry {seq} out of order")
+        failure, data = _check_entry(chain, seq, host_ms, kind, module, body, prev, digest)
+        if failure is not None:
+            return failure
+        chain.head = digest
         expected_seq += 1
         if kind == KIND_SAMPLES:
             b = data.get("batch")
-            if b in batches:
-                return bad(seq, f"entry {seq}: sample batch {b} recorded twice")
-            batches[b] = (seq, data.get("count"), data.get("sha256"))
-        elif kind == KIND_RUN and run_entry is None:
-            run_entry = data
+            if b in chain.batches:
+                return chain.bad(seq, f"entry {seq}: sample batch {b} recorded twice")
+            chain.batches[b] = (seq, data.get("count"), data.get("sha256"))
+        elif kind == KIND_RUN and chain.run_entry is None:
+            chain.run_entry = data
         elif kind == KIND_FINISH:
-            finish_entry = (host_ms, data)
-    if n == 0:
+            chain.finish_entry = (host_ms, data)
+    if chain.n == 0:
         return VerifyResult(False, 0, 1, "the audit log is empty (entry 1 missing)")
-    if run_entry is None:
-        return bad(1, "the chain has no run description entry")
+    if chain.run_entry is None:
+        return chain.bad(1, "the chain has no run description entry")
+    return None
 
-    # Samples: stream in storage order; each batch's rows are contiguous.
+
+def _check_entry(chain: _Chain, seq, host_ms, kind, module, body, prev, digest):
+    """One audit entry: chained to the head so far, its hash and its canonical body.
+    (the first failure or None, the entry's parsed body)."""
+    if prev != chain.head:
+        # Entry seq-1 hashed consistently, but not to what this entry was chained to:
+        # if this entry's own hash still covers its stored prev_hash, it is intact and
+        # entry seq-1 was rewritten and re-hashed; otherwise this entry's prev_hash moved.
+        own = chain_hash(str(prev), entry_text(seq, int(host_ms), str(kind), module, str(body)))
+        if own == digest and seq > 1:
+            return chain.bad(
+                seq - 1,
+                f"entry {seq - 1} altered and re-hashed: entry {seq} was chained to a "
+                "different hash",
+            ), None
+        return chain.bad(seq, f"entry {seq} altered: its prev_hash does not match the chain"), None
+    try:
+        recomputed = chain_hash(prev, entry_text(seq, int(host_ms), str(kind), module, str(body)))
+        data = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        return chain.bad(seq, f"entry {seq} ({kind}): unreadable ({exc})"), None
+    if recomputed != digest:
+        return chain.bad(
+            seq, f"entry {seq} ({kind}) altered: its content does not match its hash"
+        ), None
+    if canonical_json(data) != body:
+        return chain.bad(seq, f"entry {seq} ({kind}): body is not canonical JSON"), None
+    return None, data
+
+
+def _check_batch(chain: _Chain, batch, count: int, digest) -> VerifyResult | None:
+    """One batch's sample rows against the audit entry that recorded them."""
+    if batch not in chain.batches:  # first_bad 0: the fault lies outside the chain
+        return chain.bad(
+            0,
+            f"{count} sample row(s) in batch {batch}, which no audit "
+            "entry records (inserted samples)",
+        )
+    seq, want_count, want_sha = chain.batches[batch]
+    if count != want_count:
+        return chain.bad(
+            seq,
+            f"entry {seq}: sample batch {batch} holds {count} rows, "
+            f"recorded {want_count} (samples deleted or inserted)",
+        )
+    if digest.hexdigest() != want_sha:
+        return chain.bad(seq, f"entry {seq}: sample batch {batch} altered (digest mismatch)")
+    return None
+
+
+def _verify_samples(conn: sqlite3.Connection, chain: _Chain) -> tuple[int, VerifyResult | None]:
+    """Stream the samples in storage order (each batch's rows are contiguous) and check
+    every batch; (samples seen, the first failure or None)."""
     total = 0
     seen: set[int] = set()
     current: int | None = None
     digest = hashlib.sha256()
     count = 0
-
-    def close_batch() -> VerifyResult | None:
-        if current is None:
-            return None
-        if current not in batches:  # first_bad 0: the fault lies outside the chain
-            return VerifyResult(
-                False,
-                n,
-                0,
-                f"{count} sample row(s) in batch {current}, which no audit "
-                "entry records (inserted samples)",
-                head,
-            )
-        seq, want_count, want_sha = batches[current]
-        if count != want_count:
-            return VerifyResult(
-                False,
-                n,
-                seq,
-                f"entry {seq}: sample batch {current} holds {count} rows, "
-                f"recorded {want_count} (samples deleted or inserted)",
-                head,
-            )
-        if digest.hexdigest() != want_sha:
-            return VerifyResult(
-                False,
-                n,
-                seq,
-                f"entry {seq}: sample batch {current} altered (digest mismatch)",
-                head,
-            )
-        return None
-
     for row in conn.execute(
         "SELECT batch, host_ms, module, module_ms, seq, channel, value, quality "
         "FROM samples ORDER BY id"
     ):
         b = row[0]
         if b != current:
-            failure = close_batch()
+            failure = None if current is None else _check_batch(chain, current, count, digest)
             if failure:
-                return failure
+                return total, failure
             if b in seen:
-                seq = batches.get(b, (0,))[0]
-                return VerifyResult(
-                    False,
-                    n,
-                    seq,
-                    f"sample rows of batch {b} are not contiguous (moved or inserted samples)",
-                    head,
+                seq = chain.batches.get(b, (0,))[0]
+                return total, chain.bad(
+                    seq, f"sample rows of batch {b} are not contiguous (moved or inserted samples)"
                 )
             seen.add(b)
             current, digest, count = b, hashlib.sha256(), 0
         digest.update(sample_row_text(row[1:]))
         count += 1
         total += 1
-    failure = close_batch()
+    failure = None if current is None else _check_batch(chain, current, count, digest)
     if failure:
-        return failure
-    for b, (seq, want_count, _) in sorted(batches.items(), key=lambda kv: kv[1][0]):
+        return total, failure
+    for b, (seq, want_count, _) in sorted(chain.batches.items(), key=lambda kv: kv[1][0]):
         if b not in seen and want_count:
-            return VerifyResult(
-                False,
-                n,
-                seq,
-                f"entry {seq}: sample batch {b} ({want_count} rows) is missing",
-                head,
+            return total, chain.bad(
+                seq, f"entry {seq}: sample batch {b} ({want_count} rows) is missing"
             )
+    return total, None
 
-    # The meta table is a convenience copy: it must agree with the chain.
+
+def _verify_meta(conn: sqlite3.Connection, chain: _Chain) -> VerifyResult | None:
+    """The meta table is a convenience copy: it must agree with the chain."""
     meta = {k: v for k, v in conn.execute("SELECT key, value FROM meta")}
-    for key, value in run_entry.items():
+    assert chain.run_entry is not None  # _verify_chain returned a failure otherwise
+    for key, value in chain.run_entry.items():
         if meta.get(key) != canonical_json(value):
-            return VerifyResult(
-                False, n, 1, f"meta table key {key!r} differs from the chained run entry", head
-            )
-    if finish_entry is not None:
-        fin_ms, fin = finish_entry
-        for key, value in (
-            ("outcome", fin.get("outcome")),
-            ("summary", fin.get("summary")),
-            ("finished_ms", fin_ms),
-        ):
-            if key in meta and meta[key] != canonical_json(value):
-                return VerifyResult(
-                    False,
-                    n,
-                    0,
-                    f"meta table key {key!r} differs from the chained finish entry",
-                    head,
-                )
-    return VerifyResult(
-        True,
-        n,
-        None,
-        f"intact: {n} chained entries, {total} samples in {len(batches)} batches",
-        head,
-        total,
-        len(batches),
-    )
+            return chain.bad(1, f"meta table key {key!r} differs from the chained run entry")
+    if chain.finish_entry is None:
+        return None
+    fin_ms, fin = chain.finish_entry
+    for key, value in (
+        ("outcome", fin.get("outcome")),
+        ("summary", fin.get("summary")),
+        ("finished_ms", fin_ms),
+    ):
+        if key in meta and meta[key] != canonical_json(value):
+            return chain.bad(0, f"meta table key {key!r} differs from the chained finish entry")
+    return None
 
 
 # --- finding runs ---------------------------------------------------------------------
@@ -873,148 +883,144 @@ def find_run(run, runs_dir="runs") -> Path:
 # --- export ---------------------------------------------------------------------------
 
 
+_SAMPLE_COLUMNS = [
+    "host_ms",
+    "t_s",
+    "module",
+    "module_ms",
+    "seq",
+    "channel",
+    "unit",
+    "value",
+    "quality",
+]
+_COMMAND_COLUMNS = [
+    "seq",
+    "sent_ms",
+    "module",
+    "command_id",
+    "op",
+    "args",
+    "ack_ms",
+    "result",
+    "reason",
+    "latency_ms",
+]
+
+
+def _sample_rows(rec: RunRecord, t0: int, units: dict):
+    for s in rec.samples():
+        yield [
+            s["host_ms"],
+            f"{(s['host_ms'] - t0) / 1000:.3f}",
+            s["module"],
+            s["module_ms"],
+            s["seq"],
+            s["channel"],
+            units.get((s["module"], s["channel"]), ""),
+            "" if s["value"] is None else repr(s["value"]),
+            s["quality"],
+        ]
+
+
+def _command_rows(rec: RunRecord) -> list[list]:
+    """Each command joined with its first ack, then the acks of commands this record
+    never saw sent."""
+    acks: dict[tuple[str | None, int], dict] = {}
+    for a in rec.acks():
+        acks.setdefault((a["module"], a["command_id"]), a)
+    rows = []
+    for c in rec.commands():
+        a = acks.pop((c["module"], c["command_id"]), None)
+        rows.append(
+            [
+                c["seq"],
+                c["host_ms"],
+                c["module"],
+                c["command_id"],
+                c["op"],
+                canonical_json(c["args"]),
+                _cell(a and a["host_ms"]),
+                _cell(a and a["result"]),
+                _cell(a and a["reason"]),
+                _cell(a and a["host_ms"] - c["host_ms"]),
+            ]
+        )
+    for a in acks.values():
+        rows.append(
+            [a["seq"], "", a["module"], a["command_id"], "", "", a["host_ms"], a["result"]]
+            + [_cell(a["reason"]), ""]
+        )
+    return rows
+
+
+def _audit_rows(rec: RunRecord):
+    for e in rec.entries():
+        yield [
+            e["seq"],
+            e["host_ms"],
+            e["kind"],
+            _cell(e["module"]),
+            canonical_json(e["data"]),
+            e["prev_hash"],
+            e["hash"],
+        ]
+
+
+def _write_tables(rec: RunRecord, out: Path, t0: int, units: dict) -> list[Path]:
+    """The CSV files of ``export_csv``; the paths written, in order."""
+    written: list[Path] = []
+
+    def table(name: str, header: list[str], rows) -> None:
+        p = out / name
+        with p.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+        written.append(p)
+
+    table("samples.csv", _SAMPLE_COLUMNS, _sample_rows(rec, t0, units))
+    table(
+        "events.csv",
+        ["seq", "host_ms", "module", *_EVENT_FIELDS],
+        (
+            [e["seq"], e["host_ms"], e["module"], *(_cell(e.get(f)) for f in _EVENT_FIELDS)]
+            for e in rec.events()
+        ),
+    )
+    table("commands.csv", _COMMAND_COLUMNS, _command_rows(rec))
+    table(
+        "operator_actions.csv",
+        ["seq", "host_ms", "who", "what", "reason"],
+        (
+            [o["seq"], o["host_ms"], o["who"], o["what"], o["reason"]]
+            for o in rec.operator_actions()
+        ),
+    )
+    table(
+        "phases.csv",
+        ["seq", "host_ms", "phase", "step", "text"],
+        ([p["seq"], p["host_ms"], p["phase"], _cell(p["step"]), p["text"]] for p in rec.phases()),
+    )
+    table(
+        "audit.csv",
+        ["seq", "host_ms", "kind", "module", "data", "prev_hash", "hash"],
+        _audit_rows(rec),
+    )
+    return written
+
+
 def export_csv(path, out_dir) -> list[Path]:
     """Write samples.csv (long format: one row per channel value), events.csv,
     commands.csv (each command joined with its ack), operator_actions.csv, phases.csv,
     audit.csv and meta.json (with the verify result) into ``out_dir``."""
-    import csv
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord.open(Path(path), readonly=True)
-    written: list[Path] = []
     try:
         meta = rec.meta()
-        t0 = meta.get("created_ms") or 0
         units = rec.channel_units()
-
-        def table(name: str, header: list[str], rows) -> None:
-            p = out / name
-            with p.open("w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f)
-                w.writerow(header)
-                w.writerows(rows)
-            written.append(p)
-
-        table(
-            "samples.csv",
-            [
-                "host_ms",
-                "t_s",
-                "module",
-                "module_ms",
-                "seq",
-                "channel",
-                "unit",
-                "value",
-                "quality",
-            ],
-            (
-                [
-                    s["host_ms"],
-                    f"{(s['host_ms'] - t0) / 1000:.3f}",
-                    s["module"],
-                    s["module_ms"],
-                    s["seq"],
-                    s["channel"],
-                    units.get((s["module"], s["channel"]), ""),
-                    "" if s["value"] is None else repr(s["value"]),
-                    s["quality"],
-                ]
-                for s in rec.samples()
-            ),
-        )
-        table(
-            "events.csv",
-            ["seq", "host_ms", "module", *_EVENT_FIELDS],
-            (
-                [e["seq"], e["host_ms"], e["module"], *(_cell(e.get(f)) for f in _EVENT_FIELDS)]
-                for e in rec.events()
-            ),
-        )
-        acks: dict[tuple[str | None, int], dict] = {}
-        for a in rec.acks():
-            acks.setdefault((a["module"], a["command_id"]), a)
-        rows = []
-        for c in rec.commands():
-            a = acks.pop((c["module"], c["command_id"]), None)
-            rows.append(
-                [
-                    c["seq"],
-                    c["host_ms"],
-                    c["module"],
-                    c["command_id"],
-                    c["op"],
-                    canonical_json(c["args"]),
-                    _cell(a and a["host_ms"]),
-                    _cell(a and a["result"]),
-                    _cell(a and a["reason"]),
-                    _cell(a and a["host_ms"] - c["host_ms"]),
-                ]
-            )
-        for a in acks.values():  # acks of commands this record never saw sent
-            rows.append(
-                [
-                    a["seq"],
-                    "",
-                    a["module"],
-                    a["command_id"],
-                    "",
-                    "",
-                    a["host_ms"],
-                    a["result"],
-                    _cell(a["reason"]),
-                    "",
-                ]
-            )
-        table(
-            "commands.csv",
-            [
-                "seq",
-                "sent_ms",
-                "module",
-                "command_id",
-                "op",
-                "args",
-                "ack_ms",
-                "result",
-                "reason",
-                "latency_ms",
-            ],
-            rows,
-        )
-        table(
-            "operator_actions.csv",
-            ["seq", "host_ms", "who", "what", "reason"],
-            (
-                [o["seq"], o["host_ms"], o["who"], o["what"], o["reason"]]
-                for o in rec.operator_actions()
-            ),
-        )
-        table(
-            "phases.csv",
-            ["seq", "host_ms", "phase", "step", "text"],
-            (
-                [p["seq"], p["host_ms"], p["phase"], _cell(p["step"]), p["text"]]
-                for p in rec.phases()
-            ),
-        )
-        table(
-            "audit.csv",
-            ["seq", "host_ms", "kind", "module", "data", "prev_hash", "hash"],
-            (
-                [
-                    e["seq"],
-                    e["host_ms"],
-                    e["kind"],
-                    _cell(e["module"]),
-                    canonical_json(e["data"]),
-                    e["prev_hash"],
-                    e["hash"],
-                ]
-                for e in rec.entries()
-            ),
-        )
+        written = _write_tables(rec, out, meta.get("created_ms") or 0, units)
     finally:
         rec.close()
     result = verify(path)

@@ -110,38 +110,38 @@ class _Markers:
         self.lines = lines  # (t_s, label, color, dashed)
 
 
-def _plot_svg(title: str, unit: str, series: dict, t_end: float, markers: _Markers) -> str:
-    """One plot: ``series`` maps a label to [(t_s, value)]."""
-    plot_w = WIDTH - MARGIN_L - MARGIN_R
-    plot_h = HEIGHT - MARGIN_T - MARGIN_B
-    values = [v for pts in series.values() for _, v in pts if v is not None]
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 1.0, hi + 1.0
-    pad = (hi - lo) * 0.06
-    lo, hi = lo - pad, hi + pad
-    t_end = max(t_end, 1e-3)
-    minutes = t_end > 300
-    t_scale = 60.0 if minutes else 1.0
+class _Axes:
+    """The plot area's scales: seconds to x, values to y (the value range padded 6 %)."""
 
-    def x(t: float) -> float:
-        return MARGIN_L + max(0.0, min(t, t_end)) / t_end * plot_w
+    def __init__(self, series: dict, t_end: float):
+        self.plot_w = WIDTH - MARGIN_L - MARGIN_R
+        self.plot_h = HEIGHT - MARGIN_T - MARGIN_B
+        self.bottom = MARGIN_T + self.plot_h
+        values = [v for pts in series.values() for _, v in pts if v is not None]
+        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+        if hi - lo < 1e-9:
+            lo, hi = lo - 1.0, hi + 1.0
+        pad = (hi - lo) * 0.06
+        self.lo, self.hi = lo - pad, hi + pad
+        self.t_end = max(t_end, 1e-3)
+        self.minutes = self.t_end > 300
+        self.t_scale = 60.0 if self.minutes else 1.0
 
-    def y(v: float) -> float:
-        return MARGIN_T + (hi - v) / (hi - lo) * plot_h
+    def x(self, t: float) -> float:
+        return MARGIN_L + max(0.0, min(t, self.t_end)) / self.t_end * self.plot_w
 
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{_esc(title)}">',
-        f'<text x="{MARGIN_L}" y="16" font-size="14" font-weight="bold">'
-        f"{_esc(title)}{f' ({_esc(unit)})' if unit else ''}</text>",
-    ]
-    bottom = MARGIN_T + plot_h
+    def y(self, v: float) -> float:
+        return MARGIN_T + (self.hi - v) / (self.hi - self.lo) * self.plot_h
+
+
+def _svg_bands(ax: _Axes, markers: _Markers) -> list[str]:
+    """Phase bands (named when wide enough) and hatched gaps."""
+    out = []
     for i, (start, end, name) in enumerate(markers.phases):
-        x0, x1 = x(start), x(end)
+        x0, x1 = ax.x(start), ax.x(end)
         out.append(
             f'<rect class="phase" x="{x0:.1f}" y="{MARGIN_T}" width="{max(x1 - x0, 0.5):.1f}" '
-            f'height="{plot_h}" fill="{PHASE_FILLS[i % len(PHASE_FILLS)]}"/>'
+            f'height="{ax.plot_h}" fill="{PHASE_FILLS[i % len(PHASE_FILLS)]}"/>'
         )
         if x1 - x0 > 24:
             out.append(
@@ -149,52 +149,66 @@ def _plot_svg(title: str, unit: str, series: dict, t_end: float, markers: _Marke
                 f"{_esc(name)}</text>"
             )
     for start, end, reason in markers.gaps:
-        x0, x1 = x(start), x(end)
+        x0, x1 = ax.x(start), ax.x(end)
         out.append(
             f'<rect class="gap" x="{x0:.1f}" y="{MARGIN_T}" width="{max(x1 - x0, 1):.1f}" '
-            f'height="{plot_h}" fill="url(#hatch)" stroke="#999"><title>gap: {_esc(reason)}'
+            f'height="{ax.plot_h}" fill="url(#hatch)" stroke="#999"><title>gap: {_esc(reason)}'
             "</title></rect>"
         )
-    # Axes and grid.
-    for v in _ticks(lo, hi):
-        yy = y(v)
+    return out
+
+
+def _svg_axes(ax: _Axes) -> list[str]:
+    """Value grid lines, time ticks, the frame and the time axis's label."""
+    out = []
+    for v in _ticks(ax.lo, ax.hi):
+        yy = ax.y(v)
         out.append(
-            f'<line x1="{MARGIN_L}" x2="{MARGIN_L + plot_w}" y1="{yy:.1f}" y2="{yy:.1f}" '
+            f'<line x1="{MARGIN_L}" x2="{MARGIN_L + ax.plot_w}" y1="{yy:.1f}" y2="{yy:.1f}" '
             'stroke="#ddd"/>'
             f'<text x="{MARGIN_L - 4}" y="{yy + 3:.1f}" font-size="10" text-anchor="end">'
             f"{_fmt(v)}</text>"
         )
-    for t in _ticks(0, t_end / t_scale, 10):
-        xx = x(t * t_scale)
+    bottom = ax.bottom
+    for t in _ticks(0, ax.t_end / ax.t_scale, 10):
+        xx = ax.x(t * ax.t_scale)
         out.append(
             f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{bottom}" y2="{bottom + 4}" stroke="#333"/>'
             f'<text x="{xx:.1f}" y="{bottom + 15}" font-size="10" text-anchor="middle">'
             f"{_fmt(t)}</text>"
         )
     out.append(
-        f'<rect x="{MARGIN_L}" y="{MARGIN_T}" width="{plot_w}" height="{plot_h}" fill="none" '
-        'stroke="#333"/>'
-        f'<text x="{MARGIN_L + plot_w / 2:.0f}" y="{HEIGHT - 4}" font-size="11" '
-        f'text-anchor="middle">time since start ({"min" if minutes else "s"})</text>'
+        f'<rect x="{MARGIN_L}" y="{MARGIN_T}" width="{ax.plot_w}" height="{ax.plot_h}" '
+        'fill="none" stroke="#333"/>'
+        f'<text x="{MARGIN_L + ax.plot_w / 2:.0f}" y="{HEIGHT - 4}" font-size="11" '
+        f'text-anchor="middle">time since start ({"min" if ax.minutes else "s"})</text>'
     )
-    # Data.
+    return out
+
+
+def _line_runs(ax: _Axes, pts: list, gaps: list) -> list[list[str]]:
+    """The polyline pieces of one series: None values (bad quality) and unrecorded gaps
+    break the line."""
+    runs, current = [], []
+    prev_t = None
+    for t, v in pts:
+        across_gap = prev_t is not None and any(prev_t <= g0 and t >= g1 for g0, g1, _ in gaps)
+        if (v is None or across_gap) and current:
+            runs.append(current)
+            current = []
+        if v is not None:
+            current.append(f"{ax.x(t):.1f},{ax.y(v):.1f}")
+        prev_t = t
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _svg_series(ax: _Axes, series: dict, gaps: list) -> list[str]:
+    out = []
     for i, (label, pts) in enumerate(series.items()):
         color = COLORS[i % len(COLORS)]
-        runs, current = [], []
-        prev_t = None
-        for t, v in pts:  # None values (bad quality) and unrecorded gaps break the line
-            across_gap = prev_t is not None and any(
-                prev_t <= g0 and t >= g1 for g0, g1, _ in markers.gaps
-            )
-            if (v is None or across_gap) and current:
-                runs.append(current)
-                current = []
-            if v is not None:
-                current.append(f"{x(t):.1f},{y(v):.1f}")
-            prev_t = t
-        if current:
-            runs.append(current)
-        for run in runs:
+        for run in _line_runs(ax, pts, gaps):
             if len(run) == 1:
                 cx, cy = run[0].split(",")
                 out.append(f'<circle cx="{cx}" cy="{cy}" r="1.5" fill="{color}"/>')
@@ -203,20 +217,29 @@ def _plot_svg(title: str, unit: str, series: dict, t_end: float, markers: _Marke
                     f'<polyline fill="none" stroke="{color}" stroke-width="1.3" '
                     f'points="{" ".join(run)}"><title>{_esc(label)}</title></polyline>'
                 )
-    # Trips and alarms, labels staggered so neighbours stay readable.
-    for j, (t, label, color, dashed) in enumerate(markers.lines):
-        xx = x(t)
+    return out
+
+
+def _svg_marker_lines(ax: _Axes, lines: list) -> list[str]:
+    """Trips and alarms, labels staggered so neighbours stay readable."""
+    out = []
+    for j, (t, label, color, dashed) in enumerate(lines):
+        xx = ax.x(t)
         dash = ' stroke-dasharray="4 3"' if dashed else ""
         ly = MARGIN_T + 24 + (j % 4) * 12
-        anchor = "end" if xx > MARGIN_L + plot_w * 0.8 else "start"
+        anchor = "end" if xx > MARGIN_L + ax.plot_w * 0.8 else "start"
         dx = -3 if anchor == "end" else 3
         out.append(
-            f'<line class="marker" x1="{xx:.1f}" x2="{xx:.1f}" y1="{MARGIN_T}" y2="{bottom}" '
+            f'<line class="marker" x1="{xx:.1f}" x2="{xx:.1f}" y1="{MARGIN_T}" y2="{ax.bottom}" '
             f'stroke="{color}" stroke-width="1.5"{dash}/>'
             f'<text x="{xx + dx:.1f}" y="{ly}" font-size="10" fill="{color}" '
             f'text-anchor="{anchor}">{_esc(label)}</text>'
         )
-    # Legend.
+    return out
+
+
+def _svg_legend(series: dict) -> list[str]:
+    out = []
     lx = MARGIN_L + 220
     for i, label in enumerate(series):
         color = COLORS[i % len(COLORS)]
@@ -225,6 +248,23 @@ def _plot_svg(title: str, unit: str, series: dict, t_end: float, markers: _Marke
             f'<text x="{lx + 13}" y="17" font-size="11">{_esc(label)}</text>'
         )
         lx += 24 + 7 * len(label)
+    return out
+
+
+def _plot_svg(title: str, unit: str, series: dict, t_end: float, markers: _Markers) -> str:
+    """One plot: ``series`` maps a label to [(t_s, value)]."""
+    ax = _Axes(series, t_end)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{_esc(title)}">',
+        f'<text x="{MARGIN_L}" y="16" font-size="14" font-weight="bold">'
+        f"{_esc(title)}{f' ({_esc(unit)})' if unit else ''}</text>",
+    ]
+    out += _svg_bands(ax, markers)
+    out += _svg_axes(ax)
+    out += _svg_series(ax, series, markers.gaps)
+    out += _svg_marker_lines(ax, markers.lines)
+    out += _svg_legend(series)
     out.append("</svg>")
     return "\n".join(out)
 
@@ -275,23 +315,21 @@ def _safe_at_end(summary: dict) -> str:
     return "yes: every output safe, no pressure left" if safe else "NO: an output not safe"
 
 
-def build_report(rec: RunRecord) -> str:
-    """The report's HTML for an open record."""
-    meta = rec.meta()
-    t0 = meta.get("created_ms") or 0
-    units = rec.channel_units()
+def _series(rec: RunRecord, t0: int) -> dict[tuple[str, str], list]:
+    """(module, channel) -> [(seconds since start, value)], in record order."""
     series: dict[tuple[str, str], list] = {}
-    t_last = (meta.get("finished_ms") or meta.get("last_ms") or t0) - t0
     for s in rec.samples():
         key = (s["module"], s["channel"])
         pts = series.get(key)
         if pts is None:
             pts = series[key] = []
         pts.append(((s["host_ms"] - t0) / 1000.0, s["value"]))
-    t_end = max([t_last / 1000.0] + [pts[-1][0] for pts in series.values() if pts])
+    return series
 
-    phases_rows = rec.phases()
-    bands = []
+
+def _phase_bands(phases_rows: list, t0: int, t_end: float) -> list[tuple]:
+    """(start_s, end_s, phase): a band per phase, steps inside a phase merged."""
+    bands: list[list] = []
     for p in phases_rows:
         start = (p["host_ms"] - t0) / 1000.0
         if bands and bands[-1][2] == p["phase"]:
@@ -299,11 +337,12 @@ def build_report(rec: RunRecord) -> str:
         if bands:
             bands[-1][1] = start
         bands.append([start, t_end, p["phase"]])
-    gaps = [
-        ((g["start_ms"] - t0) / 1000.0, (g["end_ms"] - t0) / 1000.0, g["reason"])
-        for g in rec.gaps()
-    ]
-    events = rec.events()
+    return [tuple(b) for b in bands]
+
+
+def _marker_lines(events: list, notes: list, t0: int) -> list[tuple]:
+    """(t_s, label, color, dashed) of trips, alarms and module deaths, in time order; a
+    coordinator's trip note is left out when the module's own trip event marks it."""
     lines = []
     seen_trips: list[tuple[str | None, str | None, float]] = []
     for e in events:
@@ -313,7 +352,6 @@ def build_report(rec: RunRecord) -> str:
             seen_trips.append((e["module"], e.get("cause"), t))
         elif e.get("type") == "alarm":
             lines.append((t, f"alarm {e['module']}: {e.get('cause')}", "#e37400", True))
-    notes = rec.notes()
     for n in notes:
         t = (n["host_ms"] - t0) / 1000.0
         data = n.get("data") or {}
@@ -327,8 +365,11 @@ def build_report(rec: RunRecord) -> str:
             lines.append((t, f"TRIP {module}: {cause or n['text']}", "#c5221f", False))
         elif n["kind"] == "death":
             lines.append((t, f"death {module}", "#5f6368", True))
-    markers = _Markers([tuple(b) for b in bands], gaps, sorted(lines))
+    return sorted(lines)
 
+
+def _plots(series: dict, units: dict, t_end: float, markers: _Markers) -> list[str]:
+    """One plot per unit (GROUP_ORDER first), each series decimated."""
     groups: dict[str, dict[str, list]] = {}
     for (module, channel), pts in sorted(series.items()):
         unit = units.get((module, channel))
@@ -344,11 +385,12 @@ def build_report(rec: RunRecord) -> str:
         plots.append(_plot_svg(title, unit, groups[unit], t_end, markers))
     if not plots:  # a run with no telemetry still shows its phases and trips
         plots.append(_plot_svg("No telemetry recorded", "", {}, t_end, markers))
+    return plots
 
-    result = verify(rec.path)
-    duration = t_end
+
+def _description_rows(meta: dict, duration: float) -> list[list]:
     md = meta.get("metadata") or {}
-    desc_rows = [
+    return [
         ["run id", meta.get("run_id")],
         ["line", f"{meta.get('line_id')} (hash {meta.get('line_hash')})"],
         ["recipe", f"{meta.get('recipe_name') or '-'} (hash {meta.get('recipe_hash') or '-'})"],
@@ -360,21 +402,28 @@ def build_report(rec: RunRecord) -> str:
         ["audit entries", meta.get("entries")],
         ["head hash", meta.get("head_hash")],
     ]
-    verdict = (
-        f'<p class="ok">Record intact: {_esc(result.reason)}</p>'
-        if result.ok
-        else f'<p class="bad">Record TAMPERED OR DAMAGED: first bad entry {result.first_bad}: '
+
+
+def _verdict(rec: RunRecord) -> str:
+    result = verify(rec.path)
+    if result.ok:
+        return f'<p class="ok">Record intact: {_esc(result.reason)}</p>'
+    return (
+        f'<p class="bad">Record TAMPERED OR DAMAGED: first bad entry {result.first_bad}: '
         f"{_esc(result.reason)}</p>"
     )
-    cmd_rows = []
-    acks = {}
-    for a in rec.acks():
-        acks.setdefault((a["module"], a["command_id"]), a)
-    commands = rec.commands()
+
+
+def _failed_command_rows(commands: list, acks: list, t0: int) -> list[list]:
+    """Commands without an ack or with one that is not "ok" (the first ack counts)."""
+    first_ack = {}
+    for a in acks:
+        first_ack.setdefault((a["module"], a["command_id"]), a)
+    rows = []
     for c in commands:
-        a = acks.get((c["module"], c["command_id"]))
+        a = first_ack.get((c["module"], c["command_id"]))
         if a is None or a.get("result") != "ok":
-            cmd_rows.append(
+            rows.append(
                 [
                     _t(c["host_ms"], t0),
                     c["module"],
@@ -385,33 +434,30 @@ def build_report(rec: RunRecord) -> str:
                     (a or {}).get("reason") or "",
                 ]
             )
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Run {_esc(meta.get('run_id'))}</title><style>{_CSS}</style></head><body>",
-        _HATCH,
-        f"<h1>Run {_esc(meta.get('run_id'))}</h1>",
-        verdict,
-        _table(["", ""], desc_rows),
-        "<h2>Plots</h2>",
-        "<p>Shaded bands: phases. Red lines: trips; orange dashed: alarms; grey dashed: module "
-        "deaths; hatched: time nobody recorded (host restart).</p>",
-        *plots,
+    return rows
+
+
+_EVENT_KEYS = ("type", "severity", "cause", "detail", "new_state")
+
+
+def _record_tables(rec: RunRecord, t0: int, events, phases_rows, notes) -> list[str]:
+    """The events, operator actions, phases, gaps, failed commands and notes sections."""
+    commands = rec.commands()
+    cmd_rows = _failed_command_rows(commands, rec.acks(), t0)
+    gap_rows = [
+        [
+            _t(g["start_ms"], t0),
+            _t(g["end_ms"], t0),
+            f"{(g['end_ms'] - g['start_ms']) / 1000:.1f}",
+            g["reason"],
+        ]
+        for g in rec.gaps()
+    ]
+    return [
         "<h2>Events</h2>",
         _table(
             ["t (s)", "module", "type", "severity", "cause", "detail", "new state"],
-            [
-                [
-                    _t(e["host_ms"], t0),
-                    e["module"],
-                    e.get("type"),
-                    e.get("severity"),
-                    e.get("cause"),
-                    e.get("detail"),
-                    e.get("new_state"),
-                ]
-                for e in events
-            ],
+            [[_t(e["host_ms"], t0), e["module"], *map(e.get, _EVENT_KEYS)] for e in events],
         ),
         "<h2>Operator actions</h2>",
         _table(
@@ -427,18 +473,7 @@ def build_report(rec: RunRecord) -> str:
             [[_t(p["host_ms"], t0), p["phase"], p.get("step"), p.get("text")] for p in phases_rows],
         ),
         "<h2>Gaps</h2>",
-        _table(
-            ["from (s)", "to (s)", "length (s)", "reason"],
-            [
-                [
-                    _t(g["start_ms"], t0),
-                    _t(g["end_ms"], t0),
-                    f"{(g['end_ms'] - g['start_ms']) / 1000:.1f}",
-                    g["reason"],
-                ]
-                for g in rec.gaps()
-            ],
-        ),
+        _table(["from (s)", "to (s)", "length (s)", "reason"], gap_rows),
         f"<h2>Commands refused or unanswered ({len(cmd_rows)} of {len(commands)})</h2>",
         _table(["t (s)", "module", "id", "op", "args", "result", "reason"], cmd_rows),
         "<h2>Notes</h2>",
@@ -446,6 +481,38 @@ def build_report(rec: RunRecord) -> str:
             ["t (s)", "kind", "module", "text"],
             [[_t(n["host_ms"], t0), n["kind"], n.get("module") or "", n["text"]] for n in notes],
         ),
+    ]
+
+
+def build_report(rec: RunRecord) -> str:
+    """The report's HTML for an open record."""
+    meta = rec.meta()
+    t0 = meta.get("created_ms") or 0
+    series = _series(rec, t0)
+    t_last = (meta.get("finished_ms") or meta.get("last_ms") or t0) - t0
+    t_end = max([t_last / 1000.0] + [pts[-1][0] for pts in series.values() if pts])
+    phases_rows = rec.phases()
+    gaps = [
+        ((g["start_ms"] - t0) / 1000.0, (g["end_ms"] - t0) / 1000.0, g["reason"])
+        for g in rec.gaps()
+    ]
+    events = rec.events()
+    notes = rec.notes()
+    markers = _Markers(_phase_bands(phases_rows, t0, t_end), gaps, _marker_lines(events, notes, t0))
+    plots = _plots(series, rec.channel_units(), t_end, markers)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Run {_esc(meta.get('run_id'))}</title><style>{_CSS}</style></head><body>",
+        _HATCH,
+        f"<h1>Run {_esc(meta.get('run_id'))}</h1>",
+        _verdict(rec),
+        _table(["", ""], _description_rows(meta, t_end)),
+        "<h2>Plots</h2>",
+        "<p>Shaded bands: phases. Red lines: trips; orange dashed: alarms; grey dashed: module "
+        "deaths; hatched: time nobody recorded (host restart).</p>",
+        *plots,
+        *_record_tables(rec, t0, events, phases_rows, notes),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"

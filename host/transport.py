@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable
 from urllib.parse import urlparse
+
+from host.brokerurl import ENV_CA, ENV_PASSWORD, ENV_USERNAME, parse_broker_url, redact_url
 
 Handler = Callable[[str, bytes], None]  # (topic, payload)
 Will = tuple[str, bytes, int, bool]  # (topic, payload, qos, retain)
@@ -440,8 +443,6 @@ def parse_url(url: str) -> tuple[str, int, str | None, str | None]:
     Without credentials in the URL they come from ``SKID_MQTT_USERNAME`` and
     ``SKID_MQTT_PASSWORD`` (a password in a URL shows in ``ps`` to every local user).
     ``mqtts`` (TLS, default port 8883) is handled by ``MqttTransport``."""
-    from host.edgeproc import parse_broker_url, redact_url
-
     parsed = urlparse(url)
     try:
         if parsed.scheme == "mqtts":
@@ -452,11 +453,34 @@ def parse_url(url: str) -> tuple[str, int, str | None, str | None]:
             host, port = parse_broker_url(url)
     except ValueError as exc:
         raise TransportError(str(exc), "usage") from None
-    user = parsed.username or os.environ.get("SKID_MQTT_USERNAME") or None
+    user = parsed.username or os.environ.get(ENV_USERNAME) or None
     password = parsed.password
     if password is None and user is not None:
-        password = os.environ.get("SKID_MQTT_PASSWORD") or None
+        password = os.environ.get(ENV_PASSWORD) or None
     return host, port, user, password
+
+
+# paho-mqtt is imported where it is first used, not at the top: it costs ~95 ms (ssl, dns)
+# that in-process runs (skid demo) and `skid --help` never need.
+
+
+def _mqtt_properties(packet_type: str, **values):
+    """MQTT 5 properties of ``packet_type`` ("CONNECT", "PUBLISH", ...) set to ``values``."""
+    from paho.mqtt.packettypes import PacketTypes  # lazy: start-up cost, see above
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(getattr(PacketTypes, packet_type))
+    for name, value in values.items():
+        setattr(properties, name, value)
+    return properties
+
+
+def _disconnect_with_will():
+    """The DISCONNECT reason code asking the broker to publish our will (0x04)."""
+    from paho.mqtt.packettypes import PacketTypes  # lazy: start-up cost, see above
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    return ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
 
 
 class MqttTransport(Transport):
@@ -483,7 +507,7 @@ class MqttTransport(Transport):
         session_expiry_s: int = 0,
         resume_session: bool = False,
     ):
-        import paho.mqtt.client as paho
+        import paho.mqtt.client as paho  # lazy: start-up cost, see _mqtt_properties
 
         self.url = url
         # > 0: connections resume the client id's session (pick a fresh id for a fresh
@@ -527,7 +551,7 @@ class MqttTransport(Transport):
             client.will_set(topic, payload, qos, retain)
         if urlparse(url).scheme == "mqtts":
             # TLS against the system's CAs, or the line's own CA (skid broker-config).
-            client.tls_set(ca_certs=os.environ.get("SKID_MQTT_CA") or None)
+            client.tls_set(ca_certs=os.environ.get(ENV_CA) or None)
         client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
@@ -535,8 +559,6 @@ class MqttTransport(Transport):
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "disconnected"
-        from host.edgeproc import redact_url
-
         return f"MqttTransport({redact_url(self.url)!r}, {self.client_id!r}, {state})"
 
     @property
@@ -570,18 +592,12 @@ class MqttTransport(Transport):
     def connect(self, timeout_s: float = 10.0) -> None:
         """Connect (clean start) and start paho's network thread; TransportError with the
         reason when the broker is unreachable, refuses us or does not answer in time."""
-        import socket
-
         where = f"broker {self.host}:{self.port}"
         client = self._client
         client.connect_timeout = timeout_s
         try:
             if self.session_expiry_s > 0:
-                from paho.mqtt.packettypes import PacketTypes
-                from paho.mqtt.properties import Properties
-
-                props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = self.session_expiry_s
+                props = _mqtt_properties("CONNECT", SessionExpiryInterval=self.session_expiry_s)
                 client.connect(
                     self.host,
                     self.port,
@@ -632,12 +648,10 @@ class MqttTransport(Transport):
         _check_qos(qos)
         properties = None
         if expiry_s is not None:
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            properties = Properties(PacketTypes.PUBLISH)
             # Whole seconds on the wire; round up so a command never dies early.
-            properties.MessageExpiryInterval = max(1, math.ceil(expiry_s))
+            properties = _mqtt_properties(
+                "PUBLISH", MessageExpiryInterval=max(1, math.ceil(expiry_s))
+            )
         if not self._client.is_connected():
             self.dropped += 1
             return
@@ -696,16 +710,9 @@ class MqttTransport(Transport):
         reason = None
         properties = None
         if send_will:
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.reasoncodes import ReasonCode
-
-            reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+            reason = _disconnect_with_will()
         if self.session_expiry_s > 0:  # a clean goodbye: the broker may forget the session
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            properties = Properties(PacketTypes.DISCONNECT)
-            properties.SessionExpiryInterval = 0
+            properties = _mqtt_properties("DISCONNECT", SessionExpiryInterval=0)
         try:
             self._client.disconnect(reason, properties)
         except Exception:  # noqa: BLE001 - closing anyway

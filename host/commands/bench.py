@@ -38,6 +38,6 @@ def run(args) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
-    from bench import run as bench_run
+    from bench import run as bench_run  # lazy: bench/ is in a checkout, not the package
 
     return bench_run.main(list(args.names))

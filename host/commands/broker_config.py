@@ -15,7 +15,13 @@ from __future__ import annotations
 import json
 import sys
 
-from host.brokerconfig import DEFAULT_CONF_DIR, DEFAULT_PERSISTENCE_DIR
+from host.brokerconfig import (
+    DEFAULT_CONF_DIR,
+    DEFAULT_PERSISTENCE_DIR,
+    BrokerConfigError,
+    generate,
+)
+from protocol.topics import TopicError, validate_id
 
 
 def register(sub) -> None:
@@ -48,9 +54,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from host.brokerconfig import BrokerConfigError, generate
-    from line.loader import LineError, load_line
-    from protocol.topics import TopicError, validate_id
+    from line.loader import LineError, load_line  # lazy: start-up
 
     try:
         line = load_line(args.line_file)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
+from edge.boardconfig import ConfigErrors
 from host.bundle import TARGET_NAMES, BundleError, SecretsError, TargetMismatch, build_bundle
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -42,8 +43,6 @@ def _kib(n: int) -> str:
 
 
 def run(args) -> int:
-    from edge.boardconfig import ConfigErrors
-
     try:
         bundle = build_bundle(args.config, args.target, args.output, args.secrets)
     except ConfigErrors as exc:

@@ -16,6 +16,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.boardconfig import ConfigError, load_board_config
+
 
 @dataclass
 class FileResult:
@@ -142,8 +144,6 @@ def _jsonable(v):
 
 
 def check_board(path: Path) -> FileResult:
-    from edge.boardconfig import ConfigError, load_board_config
-
     res = FileResult(str(path), "board")
     try:
         load_board_config(path)
@@ -153,8 +153,8 @@ def check_board(path: Path) -> FileResult:
 
 
 def check_line_file(path: Path) -> FileResult:
-    from host.linecheck import check_line
-    from line.loader import LineError, load_line
+    from host.linecheck import check_line  # lazy: start-up
+    from line.loader import LineError, load_line  # lazy: start-up
 
     res = FileResult(str(path), "line")
     try:
@@ -170,7 +170,7 @@ def check_line_file(path: Path) -> FileResult:
 
 
 def check_recipe_file(path: Path, lines: list) -> FileResult:
-    from host import recipe as recipe_mod
+    from host import recipe as recipe_mod  # lazy: start-up
 
     res = FileResult(str(path), "recipe")
     try:
@@ -203,8 +203,8 @@ def _line_at_operating_point(recipe, line, flows) -> tuple[list[dict], list[dict
     """The line checks that need the recipe's temperature, pressure, solvent and flows
     (boiling margin at pressure, setpoint against the interlock, BPR after the coil),
     located at the recipe keys that set them, exactly as ``skid run`` checks them."""
-    from host.linecheck import check_line
-    from host.recipe import operating_point
+    from host.linecheck import check_line  # lazy: start-up
+    from host.recipe import operating_point  # lazy: start-up
 
     point = operating_point(recipe, line)
     report = check_line(
@@ -221,8 +221,8 @@ def _line_at_operating_point(recipe, line, flows) -> tuple[list[dict], list[dict
 def _line_for_recipe(path: Path, recipe, lines: list):
     """The recipe's own line file, else the line given on the command line with the
     recipe's line id, else the only line given."""
-    from line.loader import LineError, load_line
-    from line.model import Line
+    from line.loader import LineError, load_line  # lazy: start-up
+    from line.model import Line  # lazy: start-up
 
     declared = getattr(recipe, "line_file", None) or getattr(recipe, "line", None)
     if isinstance(declared, Line):

@@ -19,7 +19,12 @@ import time
 import uuid
 from pathlib import Path
 
+from edge.boardconfig import load_board_config
 from host.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from host.keys import read_key
+from protocol import auth, messages
+from protocol.auth import KEY_MAX_LEN, KEY_MIN_LEN
+from protocol.topics import TopicError, host_topic, line_filter, validate_id
 
 REPLY_TIMEOUT_S = 5.0
 LEASE_WAIT_S = 1.0  # how long `skid stop` listens for a coordinator's lease first
@@ -90,7 +95,7 @@ def _common(p, line_help: str = "line id on the broker (default 'demo')") -> Non
 
 
 def _connect(url: str, name: str):
-    from host.transport import MqttTransport
+    from host.transport import MqttTransport  # lazy: start-up
 
     t = MqttTransport(url, f"{name}-{uuid.uuid4().hex[:8]}")
     t.connect()
@@ -108,7 +113,7 @@ def ask(
     **args,
 ):
     """Publish one control request and wait for the coordinator's reply (or None)."""
-    from host import control
+    from host import control  # lazy: start-up
 
     request_id = uuid.uuid4().hex[:12]
     replies: list[dict] = []
@@ -143,7 +148,7 @@ def run(args) -> int:
             extra[key] = getattr(args, key)
     key = None
     if args.operator_key_file:
-        from host.control import ControlError, read_operator_key
+        from host.control import ControlError, read_operator_key  # lazy: start-up
 
         try:
             key = read_operator_key(args.operator_key_file)
@@ -177,9 +182,8 @@ def run_stop(args) -> int:
     """The line-wide emergency stop.  Exit 0 when every module of the line confirmed its
     abort, 1 when some did not (each is named, with why), 2 for a usage error (bad line
     file, line id or broker URL: nothing was sent)."""
-    from host.transport import TransportError
-    from line.loader import LineError, load_line
-    from protocol.topics import TopicError, validate_id
+    from host.transport import TransportError  # lazy: start-up
+    from line.loader import LineError, load_line  # lazy: start-up
 
     try:
         line = load_line(args.line_file)
@@ -226,10 +230,6 @@ def module_keys(line) -> tuple[dict[str, bytes], dict[str, str]]:
     key file: ``(keys, unsigned)``, ``unsigned`` mapping each module whose key could not
     be had to why (config or key file unreadable, wrong length).  Never raises: one bad
     key file must not keep the other modules from being stopped."""
-    from edge.boardconfig import load_board_config
-    from host.edgeproc import read_key
-    from protocol.auth import KEY_MAX_LEN, KEY_MIN_LEN
-
     keys: dict[str, bytes] = {}
     unsigned: dict[str, str] = {}
     for mid, comp in line.modules.items():
@@ -266,8 +266,6 @@ class EstopLease:
 
     def due(self, registry, host_now: int) -> bytes | None:
         """The lease to send now, or None when the last one still covers every module."""
-        from protocol import auth
-
         nonces = {}
         for mid in self.keys:
             view = registry.modules.get(mid)
@@ -288,9 +286,8 @@ class LineStop:
     coordinator's answer or None."""
 
     def __init__(self, transport, line, line_id: str, keys: dict[str, bytes]):
-        from host.commander import Commander
-        from host.registry import Registry
-        from protocol.topics import host_topic, line_filter
+        from host.commander import Commander  # lazy: start-up
+        from host.registry import Registry  # lazy: start-up
 
         self.transport = transport
         self.line = line
@@ -321,8 +318,6 @@ class LineStop:
         )
 
     def run(self, who: str, reason: str, timeout_s: float) -> None:
-        from protocol.topics import host_topic
-
         lease_wait_end = time.monotonic() + LEASE_WAIT_S  # overlaps the coordinator's reply
         self.reply = ask(self.transport, self.line_id, "stop", who, reason, COORDINATOR_REPLY_S)
         end = time.monotonic() + timeout_s
@@ -407,8 +402,6 @@ class HostClock:
         self._at = 0.0
 
     def on_lease(self, _topic: str, payload: bytes) -> None:
-        from protocol import messages
-
         try:
             lease = messages.parse_lease(payload)
         except ValueError:

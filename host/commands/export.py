@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from host.record import RecordError, export_csv, find_run
+    from host.record import RecordError, export_csv, find_run  # lazy: start-up
 
     try:
         path = find_run(args.run, args.runs_dir)

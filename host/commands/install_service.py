@@ -14,7 +14,15 @@ from __future__ import annotations
 import os
 import sys
 
-from host.service import DEFAULT_PREFIX, DEFAULT_USER
+from edge.boardconfig import ConfigError
+from host.installer import (
+    DEFAULT_PREFIX,
+    DEFAULT_USER,
+    InstallError,
+    apply_plan,
+    plan_install,
+    render_plan,
+)
 
 
 def register(sub) -> None:
@@ -62,9 +70,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from edge.boardconfig import ConfigError
-    from host.service import InstallError, apply_plan, plan_install, render_plan
-
     try:
         plan = plan_install(
             args.config,

@@ -28,8 +28,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from host.record import RecordError, find_run
-    from host.report import write_report
+    from host.record import RecordError, find_run  # lazy: start-up
+    from host.report import write_report  # lazy: start-up
 
     try:
         path = find_run(args.run, args.runs_dir)

@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+from protocol.topics import TopicError, line_filter, validate_id
+
 # Stop listening early once every module heard from has been seen born and reporting and
 # no new module appeared for this long.
 QUIET_S = 1.0
@@ -84,7 +86,7 @@ def module_summary(view, now_ms: int) -> dict:
 
 
 def render_table(registry, now_ms: int):
-    from rich.table import Table
+    from rich.table import Table  # lazy: start-up
 
     table = Table(title=f"line {registry.line_id}", expand=False)
     for col in ("module", "kind", "link", "state", "values", "alarms", "trips (first-out)"):
@@ -127,11 +129,10 @@ def _settled(registry, last_new_ms: int, now_ms: int) -> bool:
 
 
 def run(args) -> int:
-    from rich.console import Console
+    from rich.console import Console  # lazy: start-up
 
-    from host.registry import Registry
-    from host.transport import MqttTransport, TransportError
-    from protocol.topics import TopicError, line_filter, validate_id
+    from host.registry import Registry  # lazy: start-up
+    from host.transport import MqttTransport, TransportError  # lazy: start-up
 
     try:
         validate_id("line", args.line_id)
@@ -189,7 +190,7 @@ def run(args) -> int:
 
 
 def _watch(transport, registry, console) -> None:
-    from rich.live import Live
+    from rich.live import Live  # lazy: start-up
 
     with Live(render_table(registry, _now_ms()), console=console, refresh_per_second=2) as live:
         next_draw = time.monotonic()

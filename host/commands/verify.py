@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from host.record import RecordError, find_run, verify
+    from host.record import RecordError, find_run, verify  # lazy: start-up
 
     try:
         path = find_run(args.run, args.runs_dir)
@@ -70,7 +70,7 @@ def run(args) -> int:
 
 
 def _entry_with_hash(path, digest: str) -> int | None:
-    from host.record import RunRecord
+    from host.record import RunRecord  # lazy: start-up
 
     rec = RunRecord.open(path, readonly=True)
     try:
