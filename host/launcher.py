@@ -44,7 +44,7 @@ from emulator.remote import (
     parse_broker_url,
     shared_sim_ms,
 )
-from host.edgeproc import read_key
+from host.keys import read_key
 from host.micropython_unix import (
     broker_address,
     micropython_binary,
