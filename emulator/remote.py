@@ -24,8 +24,8 @@ payload means "this module has no power" (the module's will, or its last word on
 clean stop): the plant unbinds it, so its outputs fall to their de-energised values, as
 ``LineEmulation`` does on a power loss; the next outputs message binds it again.
 
-Every process computes simulated time from one shared origin: ``shared_sim_ms(epoch,
-speed)`` = (wall time - epoch) x speed, in ms.
+Every process computes simulated time from one shared origin: ``edge.clock.shared_ms``
+= (wall time - epoch) x speed, in ms.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 import cbor2
 
 from edge.build import build_node
+from edge.clock import shared_ms
 from edge.runner import NullSink
 from emulator.emulation import FAULT_KINDS
 from emulator.plant import Plant
@@ -74,11 +75,6 @@ def parse_broker_url(url: str) -> tuple[str, int]:
     if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
         raise ValueError(f"broker URL {url!r}: expected mqtt://HOST[:PORT]")
     return parsed.hostname, parsed.port or 1883
-
-
-def shared_sim_ms(epoch: float, speed: float, wall: float | None = None) -> int:
-    """Simulated ms since ``epoch`` (Unix seconds) at ``speed`` x real time."""
-    return int(((time.time() if wall is None else wall) - epoch) * speed * 1000.0)
 
 
 def _fault_kind(fault) -> str:
@@ -429,14 +425,14 @@ def serve_plant(
     busy_s = 0.0
     next_status = None
     try:
-        now = shared_sim_ms(epoch, speed)
+        now = shared_ms(time.time(), epoch, speed)
         due = (now // STEP_MS + 1) * STEP_MS
         while not stop.is_set():
-            wait_s = (due - shared_sim_ms(epoch, speed)) / 1000.0 / speed
+            wait_s = (due - shared_ms(time.time(), epoch, speed)) / 1000.0 / speed
             if wait_s > 0 and stop.wait(wait_s):
                 break
             t0 = time.perf_counter()
-            now = shared_sim_ms(epoch, speed)
+            now = shared_ms(time.time(), epoch, speed)
             late = now - due
             if late > max_late_ms:
                 max_late_ms = late

@@ -35,13 +35,13 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from edge.clock import shared_ms
 from emulator.faults import Fault, line_targets, parse_fault_option
 from emulator.remote import (
     PROCESS_FAULTS,
     SIM_PREFIX,
     check_plant_faults,
     parse_broker_url,
-    shared_sim_ms,
 )
 from line.loader import load_line
 from protocol.topics import validate_id
@@ -115,7 +115,7 @@ class EmulatedLineProcesses:
         """Simulated ms since the epoch (the modules' and the plant's time)."""
         if self.epoch is None:
             raise RuntimeError("not started")
-        return shared_sim_ms(self.epoch, self.speed)
+        return shared_ms(time.time(), self.epoch, self.speed)
 
     def log_path(self, name: str) -> Path:
         if self.log_dir is None:
