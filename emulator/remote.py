@@ -38,11 +38,13 @@ from collections.abc import Callable, Iterable
 from urllib.parse import urlparse
 
 import cbor2
+import paho.mqtt.client as paho
 
 from edge.build import build_node
 from edge.clock import shared_ms
 from edge.runner import NullSink
 from emulator.emulation import FAULT_KINDS
+from emulator.faults import FaultSchedule
 from emulator.plant import Plant
 from line.loader import module_config
 from line.model import Line
@@ -111,8 +113,6 @@ class PlantServer:
     scheduled on simulated time since the epoch."""
 
     def __init__(self, line: Line, line_id: str, seed: int = 0, faults: Iterable = ()):
-        from emulator.faults import FaultSchedule  # emulator.faults imports emulation
-
         faults = list(faults)
         check_plant_faults(faults)
         self.line = line
@@ -321,8 +321,6 @@ class PlantLink:
         will: tuple[str, bytes] | None = None,
         on_connect: Callable[[], None] | None = None,
     ):
-        import paho.mqtt.client as paho
-
         self.host, self.port = parse_broker_url(broker_url)
         self.subscriptions = list(subscriptions)
         self._on_message = on_message

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from emulator.emulation import LineEmulation
 from emulator.faults import Fault, FaultSchedule, Scenario
+from protocol.constants import RESULT_NAMES
 
 # The demo line's operating point (examples/lines/demo.toml): what the example scenarios
 # assume.  Module kind -> list of (channel, value) setpoints.
@@ -97,8 +98,6 @@ class DemoHost:
 def _ack_text(ack) -> str:
     if ack is None:
         return "unreachable"
-    from protocol.constants import RESULT_NAMES
-
     return RESULT_NAMES[ack.result] + (f" ({ack.reason})" if ack.reason else "")
 
 

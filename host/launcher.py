@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import paho.mqtt.client as paho
+
 from edge.clock import shared_ms
 from emulator.faults import Fault, line_targets, parse_fault_option
 from emulator.remote import (
@@ -352,8 +354,6 @@ class _BirthMonitor:
     """Counts BIRTHs of the line's modules (paho network thread)."""
 
     def __init__(self, host: str, port: int, line_id: str, on_birth: Callable[[str], None]):
-        import paho.mqtt.client as paho
-
         self.host = host
         self.port = port
         self.pattern = f"skid/v1/{line_id}/+/birth"
@@ -386,8 +386,6 @@ class _BirthMonitor:
 def clear_retained(host: str, port: int, patterns: list[str], settle_s: float = 0.3) -> int:
     """Publish an empty retained message on every topic under ``patterns`` that holds a
     retained one; returns how many were cleared."""
-    import paho.mqtt.client as paho
-
     found: set[str] = set()
     subscribed = threading.Event()
     client = paho.Client(
