@@ -50,8 +50,11 @@ class InProcessSite(Site):
     """The emulated modules and plant in this process, on an ``InProcessBus``, with
     ``faults`` injected when due."""
 
-    def __init__(self, line, say: Callable[[str], None], *, faults=(), seed: int = 0):
+    def __init__(
+        self, line, say: Callable[[str], None], *, recipe_name: str, faults=(), seed: int = 0
+    ):
         self.line = line
+        self.recipe_name = recipe_name
         self.say = say
         self.line_id = line.id
         self.bus = InProcessBus()
@@ -64,7 +67,6 @@ class InProcessSite(Site):
         self.hashes = dict(self.emu.hashes)
         self.metadata = {}
         self.schedule = FaultSchedule(list(faults))
-        self.recipe_name = ""
 
     def banner(self, run_id: str) -> str:
         return f"skid: run {run_id}: line {self.line.id}, recipe {self.recipe_name}"
@@ -108,8 +110,7 @@ def run_in_process(
     """
     say = log or (lambda text: None)
     prep = prepare_and_warn(line_path, recipe_path, say)
-    site = InProcessSite(prep.line, say, faults=faults, seed=seed)
-    site.recipe_name = prep.recipe.name
+    site = InProcessSite(prep.line, say, recipe_name=prep.recipe.name, faults=faults, seed=seed)
     return run_recipe(prep, site, log=say, **options)
 
 

@@ -117,8 +117,7 @@ def test_a_run_that_cannot_open_its_record_still_closes_its_site(tmp_path):
 def test_the_in_process_site_runs_the_recipe_on_the_emulations_clock(tmp_path):
     prep = prepare(LINE, QUICK)
     said: list[str] = []
-    site = InProcessSite(prep.line, said.append, seed=0)
-    site.recipe_name = prep.recipe.name
+    site = InProcessSite(prep.line, said.append, recipe_name=prep.recipe.name, seed=0)
     assert isinstance(site.clock, EmulationClock) and site.clock.now_ms() == 0
     seen = []
     summary = run_recipe(
