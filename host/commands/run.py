@@ -108,7 +108,6 @@ def run(args) -> int:
 
 def execute(args, line_path, recipe_path, command: str) -> int:
     """Check the options, run the recipe where ``args`` say, report; the exit code."""
-
     from emulator.faults import FaultSpecError  # start-up cost: see the imports above
     from host.control import ControlError
     from host.session import RunRefused
@@ -124,10 +123,11 @@ def execute(args, line_path, recipe_path, command: str) -> int:
         return EXIT_USAGE
     try:
         faults = _faults(line_path, args.fault)
-        operator_key = _operator_key(args.operator_key_file)
     except (LineError, FaultSpecError) as exc:
         log(f"skid {command}: {exc}")
         return EXIT_USAGE
+    try:
+        operator_key = _operator_key(args.operator_key_file)
     except (OSError, ControlError) as exc:
         log(f"skid {command}: --operator-key-file: {exc}")
         return EXIT_USAGE
