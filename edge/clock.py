@@ -33,3 +33,11 @@ def ticks_diff(end, start):
 def ticks_wrap(ms):
     """Reduce an unbounded millisecond count (e.g. simulated time) to a tick value."""
     return ms & _TICKS_MAX
+
+
+def shared_ms(wall_s, epoch_s, speed):
+    """Simulated ms at wall time ``wall_s`` since ``epoch_s`` (both Unix seconds), at
+    ``speed`` x real time: the one clock every process of a broker-mode line computes (the
+    coordinator, the plant process, each ``skid edge --epoch``).  Unbounded: wrap it with
+    ``ticks_wrap`` where a tick value is wanted."""
+    return int((wall_s - epoch_s) * speed * 1000.0)

@@ -306,11 +306,26 @@ class Plant:
             self._write_sensors(mid, dt_total)
 
     def _physics(self, dt: float) -> None:
+        """One step of ``dt`` seconds, in order: pumps, clogs, conductances and valves,
+        the hydraulic network, bookkeeping, heat and reaction, sensor drift."""
+        self.elapsed_s += dt
+        self._pumps_step(dt)
+        for clog in self.clogs.values():
+            if clog["rate"]:
+                clog["open"] = max(clog["min_open"], clog["open"] - clog["rate"] * dt)
+        self._conductances()
+        self._valves_step(dt)
+        self.net.solve(dt)
+        self._bookkeeping(dt)
+        self._reactors_step(dt)
+        for fault in self.sensor_faults.values():
+            if fault.drift_rate:
+                fault.drift += fault.drift_rate * dt
+
+    def _pumps_step(self, dt: float) -> None:
+        """Each pump's commanded flow through its lag, pulsation, stall and dry feed."""
         net = self.net
         idx = net.index
-        self.elapsed_s += dt
-        amb_mu = self.solvent.viscosity_at(self.line.ambient_c)
-        # pumps
         for pid, pump in self.pumps.items():
             unit = self._units[pid].get("flow", "mL/min")
             cmd = self._actuator(pid, "flow")
@@ -329,12 +344,13 @@ class Plant:
             if pump.stalled or pump.dry:
                 q = 0.0
             net.pump_q[idx[pid]] = q / 60.0
-        # clogs progress
-        for clog in self.clogs.values():
-            if clog["rate"]:
-                clog["open"] = max(clog["min_open"], clog["open"] - clog["rate"] * dt)
-        # conductances
-        for cid, i in idx.items():
+
+    def _conductances(self) -> None:
+        """Each node's outlet conductance (BPR valve opening, viscosity at its
+        temperature, clogs) and leak."""
+        net = self.net
+        amb_mu = self.solvent.viscosity_at(self.line.ambient_c)
+        for cid, i in net.index.items():
             comp = self._comps[cid]
             if comp.kind == "bpr":
                 u = min(
@@ -361,6 +377,9 @@ class Plant:
                 g *= clog["open"] ** 2  # laminar: conductance goes with the open area squared
             net.g_out[i] = g
             net.g_leak[i] = self.leaks.get(cid, 0.0)
+
+    def _valves_step(self, dt: float) -> None:
+        net = self.net
         for vid, valve in self.valves.items():
             target = 1.0 if self._actuator(vid, "position") >= 0.5 else 0.0
             if valve.switch_s <= 0.0:
@@ -370,9 +389,13 @@ class Plant:
                 valve.x = (
                     min(valve.x + step, target) if target > valve.x else max(valve.x - step, target)
                 )
-            net.split[idx[vid]] = [1.0 - valve.x, valve.x]
-        net.solve(dt)
-        # bookkeeping
+            net.split[net.index[vid]] = [1.0 - valve.x, valve.x]
+
+    def _bookkeeping(self, dt: float) -> None:
+        """After the network solve: delivered flows, feeds, vessels, relief and leaks,
+        pressure peaks, and the species carried along."""
+        net = self.net
+        idx = net.index
         for pid, pump in self.pumps.items():
             q = net.pump_delivered[idx[pid]]
             pump.delivered = q * 60.0
@@ -392,9 +415,13 @@ class Plant:
                     self.max_pressure_seen = p[i]
         feed_ok = {idx[pid]: not pump.dry for pid, pump in self.pumps.items()}
         self.transport.step(dt, feed_ok)
-        # reactors
+
+    def _reactors_step(self, dt: float) -> None:
+        """Heat and reaction in each reactor; boiling at its outlet pressure."""
+        net = self.net
+        p = net.p
         for rid, th in self.reactors.items():
-            i = idx[rid]
+            i = net.index[rid]
             duty = _fraction(self._actuator(rid, "heater"), self._units[rid].get("heater", "1"))
             flow = net.outflow(i)
             th.step(
@@ -410,9 +437,6 @@ class Plant:
             p_out = p[down] if down >= 0 else 0.0
             bp = self.solvent.boiling_point_c(p_out + ATMOSPHERE_BAR)
             self.boiling[rid] = bp is not None and th.t > bp
-        for fault in self.sensor_faults.values():
-            if fault.drift_rate:
-                fault.drift += fault.drift_rate * dt
 
     def _limiting_inlet_mol_l(self, i: int) -> float:
         """mol/L of the limiting reagent (the scarcest of every fed species, 1:1) in what

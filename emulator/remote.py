@@ -25,8 +25,8 @@ payload means "this module has no power" (the module's will, or its last word on
 clean stop): the plant unbinds it, so its outputs fall to their de-energised values, as
 ``LineEmulation`` does on a power loss; the next outputs message binds it again.
 
-Every process computes simulated time from one shared origin: ``shared_sim_ms(epoch,
-speed)`` = (wall time - epoch) x speed, in ms.
+Every process computes simulated time from one shared origin: ``edge.clock.shared_ms``
+= (wall time - epoch) x speed, in ms.
 """
 
 from __future__ import annotations
@@ -39,11 +39,14 @@ from collections.abc import Callable, Iterable
 from urllib.parse import urlparse
 
 import cbor2
+import paho.mqtt.client as paho
 
 from edge.build import build_node
+from edge.clock import shared_ms
 from edge.plantport import SIM_PREFIX, PlantPort, sim_topic
 from edge.runner import NullSink
 from emulator.emulation import FAULT_KINDS
+from emulator.faults import FaultSchedule
 from emulator.plant import Plant
 from line.loader import module_config
 from line.model import Line
@@ -68,11 +71,6 @@ def parse_broker_url(url: str) -> tuple[str, int]:
     if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
         raise ValueError(f"broker URL {url!r}: expected mqtt://HOST[:PORT]")
     return parsed.hostname, parsed.port or 1883
-
-
-def shared_sim_ms(epoch: float, speed: float, wall: float | None = None) -> int:
-    """Simulated ms since ``epoch`` (Unix seconds) at ``speed`` x real time."""
-    return int(((time.time() if wall is None else wall) - epoch) * speed * 1000.0)
 
 
 def _fault_kind(fault) -> str:
@@ -109,8 +107,6 @@ class PlantServer:
     scheduled on simulated time since the epoch."""
 
     def __init__(self, line: Line, line_id: str, seed: int = 0, faults: Iterable = ()):
-        from emulator.faults import FaultSchedule  # emulator.faults imports emulation
-
         faults = list(faults)
         check_plant_faults(faults)
         self.line = line
@@ -231,8 +227,6 @@ class PlantLink:
         will: tuple[str, bytes] | None = None,
         on_connect: Callable[[], None] | None = None,
     ):
-        import paho.mqtt.client as paho
-
         self.host, self.port = parse_broker_url(broker_url)
         self.subscriptions = list(subscriptions)
         self._on_message = on_message
@@ -335,14 +329,14 @@ def serve_plant(
     busy_s = 0.0
     next_status = None
     try:
-        now = shared_sim_ms(epoch, speed)
+        now = shared_ms(time.time(), epoch, speed)
         due = (now // STEP_MS + 1) * STEP_MS
         while not stop.is_set():
-            wait_s = (due - shared_sim_ms(epoch, speed)) / 1000.0 / speed
+            wait_s = (due - shared_ms(time.time(), epoch, speed)) / 1000.0 / speed
             if wait_s > 0 and stop.wait(wait_s):
                 break
             t0 = time.perf_counter()
-            now = shared_sim_ms(epoch, speed)
+            now = shared_ms(time.time(), epoch, speed)
             late = now - due
             if late > max_late_ms:
                 max_late_ms = late

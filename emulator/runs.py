@@ -18,6 +18,7 @@ from pathlib import Path
 
 from emulator.emulation import LineEmulation
 from emulator.faults import Fault, FaultSchedule, Scenario
+from protocol.constants import RESULT_NAMES
 
 # The demo line's operating point (examples/lines/demo.toml): what the example scenarios
 # assume.  Module kind -> list of (channel, value) setpoints.
@@ -97,8 +98,6 @@ class DemoHost:
 def _ack_text(ack) -> str:
     if ack is None:
         return "unreachable"
-    from protocol.constants import RESULT_NAMES
-
     return RESULT_NAMES[ack.result] + (f" ({ack.reason})" if ack.reason else "")
 
 
@@ -116,83 +115,29 @@ def run_line(
 ) -> RunRecord:
     emu = LineEmulation(line, seed=seed)
     record = RunRecord(line=emu.line.id, seed=seed, duration_s=duration_s)
-    say = log or record.log.append
-    host = DemoHost(emu, say)
-    schedule = FaultSchedule(list(faults))
-    seen_trips: dict[str, int] = {}
-    seen_events: dict[str, int] = {mid: 0 for mid in emu.nodes}
-    boots: dict[str, object] = dict(emu.nodes)
+    run = _ScriptedRun(emu, record, log or record.log.append, faults)
+    host = DemoHost(emu, run.say)
     host.start()
     aborted = False
-
-    def value_of(module: str, channel: str):
-        node = emu.nodes.get(module)
-        if node is None:
-            return None
-        for (kind, obj), ch in zip(node.sources, node.channels, strict=True):
-            if ch.name == channel:
-                return obj.value if kind == 0 else (obj.driver.value if kind == 1 else None)
-        return None
-
     steps = int(round(duration_s * 1000 / emu.tick_ms))
     next_lease = 0
     next_status = status_every_s
     for _ in range(steps):
-        now_s = emu.now_ms / 1000.0
-        for action, fault in schedule.due(now_s, value_of):
-            if action == "apply":
-                emu.apply_fault(fault)
-                if record.first_fault_s is None:
-                    record.first_fault_s = now_s
-            else:
-                emu.clear_fault(fault)
-            record.faults.append((action, str(fault), now_s))
-            say(f"t={now_s:7.1f} s  fault {action}: {fault}")
+        run.apply_due_faults()
         if emu.now_ms >= next_lease:
             emu.lease_all()
             next_lease = emu.now_ms + 1000
         emu.step()
         t = emu.now_ms / 1000.0
-        for mid, node in emu.nodes.items():
-            if boots[mid] is not node:  # rebooted after a power loss: a new runtime
-                boots[mid] = node
-                seen_trips[mid] = 0
-                seen_events[mid] = 0
-            trips = node.interlocks.trips
-            for rec in trips[seen_trips.get(mid, 0) :]:
-                cause = node.trip_cause(rec)
-                record.trips.append(TripSeen(mid, cause, t, rec.interlock_id))
-                say(f"t={t:7.1f} s  {mid}: TRIP {cause} ({rec.interlock_id})")
-            seen_trips[mid] = len(trips)
-            sink = emu.sinks[mid]
-            events = sink.events
-            for ev in events[seen_events[mid] :]:
-                if ev.type == "alarm":
-                    record.alarms.append((mid, ev.cause, t))
-            seen_events[mid] = len(events)
-            for ch, _drv in node.sensors:
-                _peak(record.peaks, f"{mid}.{ch.name}", ch.value)
-            for ch in node.derived:
-                _peak(record.peaks, f"{mid}.{ch.name}", ch.value)
+        run.watch_modules(t)
         if record.first_fault_s is not None:
-            every = True
-            for mid, node in emu.nodes.items():
-                safe = mid in emu.powered_off or node.all_safe()
-                every = every and safe
-                if safe and mid not in record.safe_times:
-                    record.safe_times[mid] = t
-            if every and record.all_safe_time is None:
-                record.all_safe_time = t
-            for cond in watch:
-                key = str(cond)
-                if key not in record.signal_times and cond.holds(value_of):
-                    record.signal_times[key] = t
+            run.watch_safety(t, watch)
         if status is not None and t >= next_status:
             status(emu)
             next_status += status_every_s
         if abort_line_on_trip and record.trips and not aborted:
             aborted = True
-            say(f"t={t:7.1f} s  host: trip on {record.trips[0].module}: stopping the line")
+            run.say(f"t={t:7.1f} s  host: trip on {record.trips[0].module}: stopping the line")
             host.shutdown()
     if stop_at_end and not aborted:
         host.shutdown()
@@ -204,6 +149,85 @@ def run_line(
     )
     record.states = {mid: node.sm.state_name for mid, node in emu.nodes.items()}
     return record
+
+
+class _ScriptedRun:
+    """What ``run_line`` watches on the emulated modules each step, into ``record``."""
+
+    def __init__(self, emu: LineEmulation, record: RunRecord, say, faults):
+        self.emu = emu
+        self.record = record
+        self.say = say
+        self.schedule = FaultSchedule(list(faults))
+        self.seen_trips: dict[str, int] = {}
+        self.seen_events: dict[str, int] = {mid: 0 for mid in emu.nodes}
+        self.boots: dict[str, object] = dict(emu.nodes)
+
+    def value_of(self, module: str, channel: str):
+        """A module's current reading, straight from its runtime (not over the wire)."""
+        node = self.emu.nodes.get(module)
+        if node is None:
+            return None
+        for (kind, obj), ch in zip(node.sources, node.channels, strict=True):
+            if ch.name == channel:
+                return obj.value if kind == 0 else (obj.driver.value if kind == 1 else None)
+        return None
+
+    def apply_due_faults(self) -> None:
+        emu = self.emu
+        record = self.record
+        now_s = emu.now_ms / 1000.0
+        for action, fault in self.schedule.due(now_s, self.value_of):
+            if action == "apply":
+                emu.apply_fault(fault)
+                if record.first_fault_s is None:
+                    record.first_fault_s = now_s
+            else:
+                emu.clear_fault(fault)
+            record.faults.append((action, str(fault), now_s))
+            self.say(f"t={now_s:7.1f} s  fault {action}: {fault}")
+
+    def watch_modules(self, t: float) -> None:
+        """New trips and alarms of every module (seen on the module itself), and peaks."""
+        record = self.record
+        for mid, node in self.emu.nodes.items():
+            if self.boots[mid] is not node:  # rebooted after a power loss: a new runtime
+                self.boots[mid] = node
+                self.seen_trips[mid] = 0
+                self.seen_events[mid] = 0
+            trips = node.interlocks.trips
+            for rec in trips[self.seen_trips.get(mid, 0) :]:
+                cause = node.trip_cause(rec)
+                record.trips.append(TripSeen(mid, cause, t, rec.interlock_id))
+                self.say(f"t={t:7.1f} s  {mid}: TRIP {cause} ({rec.interlock_id})")
+            self.seen_trips[mid] = len(trips)
+            events = self.emu.sinks[mid].events
+            for ev in events[self.seen_events[mid] :]:
+                if ev.type == "alarm":
+                    record.alarms.append((mid, ev.cause, t))
+            self.seen_events[mid] = len(events)
+            for ch, _drv in node.sensors:
+                _peak(record.peaks, f"{mid}.{ch.name}", ch.value)
+            for ch in node.derived:
+                _peak(record.peaks, f"{mid}.{ch.name}", ch.value)
+
+    def watch_safety(self, t: float, watch) -> None:
+        """After the first fault: when each module, and every module, was first safe, and
+        when each watched condition first held."""
+        emu = self.emu
+        record = self.record
+        every = True
+        for mid, node in emu.nodes.items():
+            safe = mid in emu.powered_off or node.all_safe()
+            every = every and safe
+            if safe and mid not in record.safe_times:
+                record.safe_times[mid] = t
+        if every and record.all_safe_time is None:
+            record.all_safe_time = t
+        for cond in watch:
+            key = str(cond)
+            if key not in record.signal_times and cond.holds(self.value_of):
+                record.signal_times[key] = t
 
 
 def _peak(peaks: dict[str, float], key: str, value) -> None:

@@ -30,7 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from host import control
+from host.commander import Commander
 from host.ingest import Ingest
+from host.registry import Registry
+from host.sequencer import Sequencer
 from protocol import auth, host_messages, messages, wire
 from protocol.constants import RESULT_NAMES
 from protocol.topics import host_topic, line_filter, parse_topic
@@ -144,9 +147,6 @@ class Coordinator:
         resume_cause: str | None = None,
         operator_key: bytes | None = None,
     ):
-        from host.commander import Commander
-        from host.registry import Registry
-
         if keys and len(keys) > wire.LEASE_MAX_TAGS:
             raise ValueError(
                 f"{len(keys)} keyed modules on line {line_id}: one lease carries the tags of "
@@ -166,10 +166,7 @@ class Coordinator:
         # Each module's acceptable config hashes (its board config with the line's module
         # id, compiled; with real or emulated drivers): checked at attach, not by the
         # registry, which takes one hash per module.
-        self.accepted_hashes: dict[str, set[bytes]] = {}
-        for mid, h in (expected_hashes or {}).items():
-            if h:
-                self.accepted_hashes[mid] = {h} if isinstance(h, bytes | bytearray) else set(h)
+        self.accepted_hashes = _accepted(expected_hashes or {})
         self.expected = {mid: (c.kind, None) for mid, c in line.modules.items()}
         self.registry = Registry(line_id, self.expected)
         self.resume_cause = resume_cause
@@ -180,29 +177,10 @@ class Coordinator:
             transport, line_id, self.registry, keys or {}, host_ms=host_ms, subscribe=False
         )
         self.access = LineAccess(self)
-        self.started_ms = now_ms
-        self.now_ms = now_ms
-        self.phase = "attaching"  # attaching | running | finished
-        self.refused = False  # finished before the recipe started (nothing was run)
-        self.outcome: str | None = None
-        self.reason = ""
-        self.trips: list[TripSeen] = []
-        self.all_safe_at_end: bool | None = None  # set by the loop before close()
-        self.residual: list[dict] | None = None  # likewise: pressure trapped at the end
         self.ingest = Ingest(self.registry, record, host_ms, flush_every_ms=FLUSH_EVERY_MS)
         self.peaks = self.ingest.peaks  # module.channel -> max of every sensor channel
-        self._lease_seq = 0
-        self._acks_seen: set[tuple[str, int]] = set()
-        self._boot_nonces: dict[str, bytes] = {}  # module -> boot nonce of its session
-        self._reconnects = getattr(transport, "reconnects", 0)
-        self._link_down_ms: int | None = None
-        self._grace_until = now_ms
-        self._suspects: dict[str, int] = {}  # module -> when to decide it is lost
-        self._next_lease = now_ms
-        self._next_flush = now_ms + FLUSH_EVERY_MS
-        self._attach_deadline = now_ms + attach_timeout_ms
-        self.sequencer = None
         self._sequencer_factory = sequencer_factory
+        self._start_clock(now_ms)
         self._topic_state = host_topic(line_id, "state")
         self._topic_lease = host_topic(line_id, "lease")
         self._topic_control = control.control_topic(line_id)
@@ -214,6 +192,29 @@ class Coordinator:
         )
         record.host_session(host_ms(), host_id)
         self.note("session", f"coordinator attached to line {line_id}")
+
+    def _start_clock(self, now_ms: int) -> None:
+        """The run's state at ``now_ms``: attaching, nothing seen, every timer from now."""
+        self.started_ms = now_ms
+        self.now_ms = now_ms
+        self.phase = "attaching"  # attaching | running | finished
+        self.refused = False  # finished before the recipe started (nothing was run)
+        self.outcome: str | None = None
+        self.reason = ""
+        self.trips: list[TripSeen] = []
+        self.all_safe_at_end: bool | None = None  # set by the loop before close()
+        self.residual: list[dict] | None = None  # likewise: pressure trapped at the end
+        self._lease_seq = 0
+        self._acks_seen: set[tuple[str, int]] = set()
+        self._boot_nonces: dict[str, bytes] = {}  # module -> boot nonce of its session
+        self._reconnects = getattr(self.transport, "reconnects", 0)
+        self._link_down_ms: int | None = None
+        self._grace_until = now_ms
+        self._suspects: dict[str, int] = {}  # module -> when to decide it is lost
+        self._next_lease = now_ms
+        self._next_flush = now_ms + FLUSH_EVERY_MS
+        self._attach_deadline = now_ms + self.attach_timeout_ms
+        self.sequencer = None
 
     # -- the clock ----------------------------------------------------------------------------
 
@@ -317,11 +318,7 @@ class Coordinator:
         self.note("attached", "every module of the line is present: " + ", ".join(self.expected))
         self.phase = "running"
         if self.recipe is not None:
-            factory = self._sequencer_factory
-            if factory is None:
-                from host.sequencer import Sequencer
-
-                factory = Sequencer
+            factory = self._sequencer_factory or Sequencer
             self.sequencer = factory(self.recipe, self.line, self.access, now_ms)
             if self.resume_cause is None:
                 self.sequencer.start(now_ms)
@@ -377,12 +374,12 @@ class Coordinator:
     def _registry_event(self, ev) -> None:
         kind = ev.kind
         module = ev.module
-        data = ev.data or {}
+        data = ev.data
         host_ms = self.host_ms()
         if kind in _EVENT_KINDS:
-            self.record.add_event(host_ms, module, _event_fields(kind, data))
+            self.record.add_event(host_ms, module, _event_fields(ev.message))
         if kind == "trip":
-            cause = data.get("cause") or "unknown"
+            cause = ev.message.cause or "unknown"
             t_s = (self.now_ms - self.started_ms) / 1000.0
             self.trips.append(TripSeen(module, cause, t_s))
             self.log(f"coordinator: TRIP {module}: {cause} at {t_s:.1f} s")
@@ -402,7 +399,7 @@ class Coordinator:
                 self._boot_nonces[module] = nonce
             if view is not None and view.channels:
                 self.record.add_channels(host_ms, module, view.kind, view.channels)
-            fields = {f"birth_{k}" if k == "kind" else k: v for k, v in data.items()}
+            fields = _birth_fields(ev.message, data["reboot"])
             self.note("birth", f"{module} born", module=module, **_jsonable(fields))
             return
         if kind in ("death", "stale"):
@@ -599,6 +596,15 @@ class Coordinator:
         )
 
 
+def _accepted(expected_hashes: dict) -> dict[str, set[bytes]]:
+    """module -> its acceptable config hashes, from one hash or a set of them each."""
+    out: dict[str, set[bytes]] = {}
+    for mid, h in expected_hashes.items():
+        if h:
+            out[mid] = {h} if isinstance(h, bytes | bytearray) else set(h)
+    return out
+
+
 def _args_text(args: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in args.items())
 
@@ -614,17 +620,27 @@ _EVENT_KINDS = (
 )
 
 
-def _event_fields(kind: str, data: dict) -> dict:
-    """A registry event back into the module EVENT's fields, for the run record."""
-    out = {
-        "type": "state_change" if kind == "state" else kind,
-        "number": data.get("number"),
-        "t_ms": data.get("module_t_ms"),
-    }
+def _event_fields(e) -> dict:
+    """The fields of a module's EVENT (``protocol.messages.Event``), for the run record."""
+    out = {"type": e.type, "number": e.number, "t_ms": e.t_ms}
     for name in ("severity", "source", "cause", "detail", "count", "state"):
-        if data.get(name) is not None:
-            out[name] = data[name]
+        value = getattr(e, name)
+        if value is not None:
+            out[name] = value
     return out
+
+
+def _birth_fields(b, reboot: bool) -> dict:
+    """What the run record notes of a module's BIRTH (``protocol.messages.Birth``)."""
+    return {
+        "birth_kind": b.module_kind,
+        "bdseq": b.bdseq,
+        "state": b.state,
+        "reset_cause": b.reset_cause,
+        "config_hash": b.config_hash.hex(),
+        "reboot": reboot,
+        "channels": [ch.name for ch in b.channels],
+    }
 
 
 def _jsonable(data: dict) -> dict:

@@ -10,6 +10,10 @@ messages they would send over MQTT.  It runs as fast as the CPU allows.
 separate processes (one ``skid edge`` per module, one ``skid emulate`` owning the plant;
 ``host/launcher.py``) on a shared scaled clock and coordinates them over a real broker
 with ``host.session.run_over_broker``, the same loop that runs real modules.
+
+Both are configurations of the one run orchestration, ``host.session.run_recipe``: the
+in-process run is an ``InProcessSite`` (the emulation's clock, the in-process bus, the
+fault schedule), the broker runs a ``host.session.BrokerSite``.
 """
 
 from __future__ import annotations
@@ -21,19 +25,71 @@ from emulator.faults import FaultSchedule
 from host.coordinator import Coordinator, Summary
 from host.inproc import attach_emulation
 from host.launcher import EmulatedLineProcesses
-from host.record import RunRecord
-from host.session import (
-    PROGRESS_EVERY_S,
-    SETTLE_AFTER_MS,
-    Progress,
-    RunLimits,
-    judge_end,
-    prepare,
-    run_over_broker,
-)
+from host.session import Site, prepare_and_warn, run_over_broker, run_recipe
 from host.transport import InProcessBus
 from protocol import messages
 from protocol.topics import host_topic
+
+
+class EmulationClock:
+    """The in-process run's clock: the emulation's simulated time; ``advance()`` is one
+    emulation step (plant, modules, and what the bus carries to them)."""
+
+    def __init__(self, emu: LineEmulation):
+        self.emu = emu
+        self.host_ms = emu.host_ms
+
+    def now_ms(self) -> int:
+        return self.emu.now_ms
+
+    def advance(self) -> None:
+        self.emu.step()
+
+
+class InProcessSite(Site):
+    """The emulated modules and plant in this process, on an ``InProcessBus``, with
+    ``faults`` injected when due."""
+
+    def __init__(
+        self, line, say: Callable[[str], None], *, recipe_name: str, faults=(), seed: int = 0
+    ):
+        self.line = line
+        self.recipe_name = recipe_name
+        self.say = say
+        self.line_id = line.id
+        self.bus = InProcessBus()
+        self.plant = self.emu = LineEmulation(line, seed=seed)
+        self.clock = EmulationClock(self.emu)
+        state_topic = host_topic(line.id, "state")
+        self.transport = self.bus.client(
+            f"{line.id}-host", will=(state_topic, messages.build_state(False, 0), 1, True)
+        )
+        self.hashes = dict(self.emu.hashes)
+        self.metadata = {}
+        self.schedule = FaultSchedule(list(faults))
+
+    def banner(self, run_id: str) -> str:
+        return f"skid: run {run_id}: line {self.line.id}, recipe {self.recipe_name}"
+
+    def start(self) -> None:
+        # The modules' side of the bus (host/inproc.py): after the host subscribed, so it
+        # hears the births.
+        attach_emulation(self.emu, self.bus, self.line_id)
+
+    def before_turn(self, coord: Coordinator) -> None:
+        emu = self.emu
+        now_s = emu.now_ms / 1000.0
+        for action, fault in self.schedule.due(now_s, coord.access.value):
+            if action == "apply":
+                emu.apply_fault(fault)
+            else:
+                emu.clear_fault(fault)
+            coord.note("fault", f"emulator: fault {action}: {fault}")
+            self.say(f"t={now_s:7.1f} s  emulator: fault {action}: {fault}")
+
+    def outputs_safe(self, coord: Coordinator) -> bool:
+        emu = self.emu
+        return all(mid in emu.powered_off or node.all_safe() for mid, node in emu.nodes.items())
 
 
 def run_in_process(
@@ -42,89 +98,20 @@ def run_in_process(
     *,
     faults=(),
     seed: int = 0,
-    runs_dir="runs",
-    metadata: dict[str, str] | None = None,
     log: Callable[[str], None] | None = None,
-    progress_every_s: float = PROGRESS_EVERY_S,
-    max_s: float = 3600.0,
-    should_abort: Callable[[], str | None] | None = None,
-    on_tick: Callable[[Coordinator, object], None] | None = None,
-    operator_key: bytes | None = None,
+    **options,
 ) -> Summary:
-    """Run ``recipe_path`` on the emulated ``line_path`` in this process; return the summary.
+    """Run ``recipe_path`` on the emulated ``line_path`` in this process; return the summary
+    (``options``: those of ``host.session.run_recipe``).
 
     ``should_abort()`` (polled every step) returns a reason to abort (e.g. Ctrl-C was
     pressed), after which the recipe's shutdown sequence runs to its end.  ``on_tick(coord,
     emu)`` is for tests and fault scripts.
     """
     say = log or (lambda text: None)
-    prep = prepare(line_path, recipe_path)
-    for w in prep.warnings:
-        say(f"warning: {w}")
-    line = prep.line
-    bus = InProcessBus()
-    emu = LineEmulation(line, seed=seed)
-    state_topic = host_topic(line.id, "state")
-    host = bus.client(
-        f"{line.id}-host", will=(state_topic, messages.build_state(False, 0), 1, True)
-    )
-    record = RunRecord.create(
-        runs_dir,
-        line.id,
-        line_hash=prep.line_hash,
-        recipe_name=prep.recipe.name,
-        recipe_hash=prep.recipe_hash,
-        config_hashes={mid: h.hex() for mid, h in emu.hashes.items()},
-        metadata=dict(metadata or {}),
-        now_ms=emu.host_ms(),
-    )
-    coord = Coordinator(
-        line,
-        prep.recipe,
-        host,
-        record,
-        line_id=line.id,
-        now_ms=emu.now_ms,
-        host_ms=emu.host_ms,
-        expected_hashes=dict(emu.hashes),
-        log=say,
-        operator_key=operator_key,
-    )
-    attach_emulation(emu, bus, line.id)  # after the host subscribed: it hears the births
-    say(f"skid: run {record.run_id}: line {line.id}, recipe {prep.recipe.name}")
-    schedule = FaultSchedule(list(faults))
-    progress = Progress(say, progress_every_s)
-    value_of = coord.access.value
-    limits = RunLimits(coord, max_s, emu.now_ms, should_abort)
-    try:
-        while True:
-            now_s = emu.now_ms / 1000.0
-            for action, fault in schedule.due(now_s, value_of):
-                if action == "apply":
-                    emu.apply_fault(fault)
-                else:
-                    emu.clear_fault(fault)
-                coord.note("fault", f"emulator: fault {action}: {fault}")
-                say(f"t={now_s:7.1f} s  emulator: fault {action}: {fault}")
-            emu.step()
-            coord.step(emu.now_ms)
-            if on_tick is not None:
-                on_tick(coord, emu)
-            progress(coord, emu.now_ms)
-            if coord.finished or limits.give_up(emu.now_ms):
-                break
-        settle_end = emu.now_ms + SETTLE_AFTER_MS
-        while emu.now_ms < settle_end:
-            emu.step()
-            coord.step(emu.now_ms)
-        outputs_safe = all(
-            mid in emu.powered_off or node.all_safe() for mid, node in emu.nodes.items()
-        )
-        judge_end(coord, outputs_safe)
-        summary = coord.close()
-    finally:
-        record.close()
-    return summary
+    prep = prepare_and_warn(line_path, recipe_path, say)
+    site = InProcessSite(prep.line, say, recipe_name=prep.recipe.name, faults=faults, seed=seed)
+    return run_recipe(prep, site, log=say, **options)
 
 
 def run_emulated_over_broker(

@@ -79,14 +79,15 @@ class Ingest:
     def _store(self, ev) -> None:
         module = ev.module
         data = ev.data
+        t = ev.message  # the TELEMETRY; data has its values by channel name
         values = data["values"]
         host_ms = self.host_ms()
-        self.record.add_sample(host_ms, module, data["t_ms"], data["seq"], values, data["quality"])
+        self.record.add_sample(host_ms, module, t.t_ms, t.seq, values, data["quality"])
         self.samples += 1
         if self._oldest_ms is None:
             self._oldest_ms = host_ms
         if self._module_ms is not None:
-            self._module_ms.append(data["t_ms"])
+            self._module_ms.append(t.t_ms)
         sensors, prefix = self._sensors_of(module)
         peaks = self.peaks
         for name in sensors:

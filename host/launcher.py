@@ -35,14 +35,16 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import paho.mqtt.client as paho
+
 from edge.boardconfig import load_board_config
+from edge.clock import shared_ms
 from emulator.faults import Fault, line_targets, parse_fault_option
 from emulator.remote import (
     PROCESS_FAULTS,
     SIM_PREFIX,
     check_plant_faults,
     parse_broker_url,
-    shared_sim_ms,
 )
 from host.keys import read_key
 from host.micropython_unix import (
@@ -137,7 +139,7 @@ class EmulatedLineProcesses:
         """Simulated ms since the epoch (the modules' and the plant's time)."""
         if self.epoch is None:
             raise RuntimeError("not started")
-        return shared_sim_ms(self.epoch, self.speed)
+        return shared_ms(time.time(), self.epoch, self.speed)
 
     def log_path(self, name: str) -> Path:
         if self.log_dir is None:
@@ -405,8 +407,6 @@ class _BirthMonitor:
     """Counts BIRTHs of the line's modules (paho network thread)."""
 
     def __init__(self, host: str, port: int, line_id: str, on_birth: Callable[[str], None]):
-        import paho.mqtt.client as paho
-
         self.host = host
         self.port = port
         self.pattern = f"skid/v1/{line_id}/+/birth"
@@ -439,8 +439,6 @@ class _BirthMonitor:
 def clear_retained(host: str, port: int, patterns: list[str], settle_s: float = 0.3) -> int:
     """Publish an empty retained message on every topic under ``patterns`` that holds a
     retained one; returns how many were cleared."""
-    import paho.mqtt.client as paho
-
     found: set[str] = set()
     subscribed = threading.Event()
     client = paho.Client(

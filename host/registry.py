@@ -27,7 +27,6 @@ first-out order across modules is the order the host learned of them.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 
 from protocol import host_messages, messages
 from protocol.constants import QUALITY_GOOD, QUALITY_NAMES
@@ -70,12 +69,25 @@ EVENT_KINDS = (
 MAX_PERIOD_MS = 10_000  # telemetry gaps above this do not count as the module's period
 
 
-@dataclass
 class RegistryEvent:
-    kind: str  # one of EVENT_KINDS
-    module: str | None
-    t_ms: int  # host time it was learned
-    data: dict = field(default_factory=dict)
+    """One change the registry saw.  ``message`` is the parsed module message behind it
+    (``protocol.messages.Birth``, ``Death``, ``Telemetry`` or ``Event``), unchanged; ``data``
+    holds only what the registry itself found out (a birth's ``reboot``, a sample's values
+    by channel name, a trip's ``first_out``, a state change's ``previous``, the reasons of
+    stale/fresh/gap/mismatch/malformed).  Kinds: ``EVENT_KINDS`` (an EVENT's type, except
+    that ``state_change`` is reported as ``state``)."""
+
+    __slots__ = ("kind", "module", "t_ms", "message", "data")
+
+    def __init__(self, kind: str, module: str | None, t_ms: int, message=None, data=None):
+        self.kind = kind  # one of EVENT_KINDS
+        self.module = module
+        self.t_ms = t_ms  # host time it was learned
+        self.message = message
+        self.data = {} if data is None else data
+
+    def __repr__(self) -> str:
+        return f"RegistryEvent({self.kind!r}, {self.module!r}, {self.t_ms}, {self.data!r})"
 
 
 class ModuleView:
@@ -128,6 +140,36 @@ class ModuleView:
         if self.stale or not self.online or self.quality.get(name) != "good":
             return None
         return self.values.get(name)
+
+
+def _start_session(view: ModuleView, b, reboot: bool, now_ms: int) -> None:
+    """A birth starts a session: take its kind, channels, states and hashes; a reboot
+    (new boot nonce) also drops the latched trips and alarms the module had."""
+    view.born = True
+    view.births += 1
+    view.kind = b.module_kind
+    view.online = True
+    view.bdseq = b.bdseq
+    view.config_hash = b.config_hash
+    view.firmware = b.firmware
+    view.reset_cause = b.reset_cause
+    view.states = b.states
+    view.state = b.state
+    if [ch.name for ch in view.channels] != [ch.name for ch in b.channels]:
+        view.values = {ch.name: None for ch in b.channels}
+        view.quality = {ch.name: "uncertain" for ch in b.channels}
+    view.channels = b.channels
+    view._codec = messages.TelemetryCodec(b.channels)
+    view.last_seq = None  # the next sample is seq 0
+    if reboot:
+        view.boot_nonce = b.boot_nonce
+        view.alarms = set()
+        view.trips = []
+        view.last_event_number = None
+        view._recent_events.clear()
+    view.last_seen_ms = now_ms
+    view.last_data_ms = None
+    view.period_ms = DEFAULT_PERIOD_MS
 
 
 class Registry:
@@ -209,7 +251,9 @@ class Registry:
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             self.malformed += 1
             return [
-                RegistryEvent("malformed", mid, now_ms, {"topic": topic, "reason": str(exc)[:200]})
+                RegistryEvent(
+                    "malformed", mid, now_ms, data={"topic": topic, "reason": str(exc)[:200]}
+                )
             ]
         return []
 
@@ -225,82 +269,39 @@ class Registry:
             raise ValueError(f"birth of module {b.module_id!r} on the topic of {mid!r}")
         view = self._view(mid)
         reboot = view.boot_nonce != b.boot_nonce
-        view.born = True
-        view.births += 1
-        view.kind = b.module_kind
-        view.online = True
-        view.bdseq = b.bdseq
-        view.config_hash = b.config_hash
-        view.firmware = b.firmware
-        view.reset_cause = b.reset_cause
-        view.states = b.states
-        view.state = b.state
-        if [ch.name for ch in view.channels] != [ch.name for ch in b.channels]:
-            view.values = {ch.name: None for ch in b.channels}
-            view.quality = {ch.name: "uncertain" for ch in b.channels}
-        view.channels = b.channels
-        view._codec = messages.TelemetryCodec(b.channels)
-        view.last_seq = None  # the next sample is seq 0
-        if reboot:
-            view.boot_nonce = b.boot_nonce
-            view.alarms = set()
-            view.trips = []
-            view.last_event_number = None
-            view._recent_events.clear()
-        view.last_seen_ms = now_ms
-        view.last_data_ms = None
-        view.period_ms = DEFAULT_PERIOD_MS
+        _start_session(view, b, reboot, now_ms)
         self._rebirth.discard(mid)
         self._asked.pop(mid, None)
-        events = []
+        events = [RegistryEvent("birth", mid, now_ms, b, {"reboot": reboot})]
         if view.stale:
             view.stale = False
-            events.append(RegistryEvent("fresh", mid, now_ms, {"reason": "birth"}))
-        events.insert(
-            0,
-            RegistryEvent(
-                "birth",
-                mid,
-                now_ms,
-                {
-                    "kind": b.module_kind,
-                    "bdseq": b.bdseq,
-                    "state": b.state,
-                    "reset_cause": b.reset_cause,
-                    "config_hash": b.config_hash.hex(),
-                    "reboot": reboot,
-                    "channels": [ch.name for ch in b.channels],
-                },
-            ),
-        )
+            events.append(RegistryEvent("fresh", mid, now_ms, data={"reason": "birth"}))
+        events.extend(self._check_birth(view, b, now_ms))
+        return events
+
+    def _check_birth(self, view: ModuleView, b, now_ms: int) -> list[RegistryEvent]:
+        """The birth against what the line expects: kind, config hash, known module."""
+        mid = view.id
         want = self.expected.get(mid)
         if want is None:
             view.hash_ok = None
             if self.expected:
-                events.append(
-                    RegistryEvent("unexpected_module", mid, now_ms, {"kind": b.module_kind})
-                )
+                return [RegistryEvent("unexpected_module", mid, now_ms, b)]
+            return []
+        events = []
+        want_kind, want_hash = want
+        if want_kind is not None and want_kind != b.module_kind:
+            events.append(RegistryEvent("kind_mismatch", mid, now_ms, b, {"expected": want_kind}))
+        if want_hash is None:
+            view.hash_ok = None
         else:
-            want_kind, want_hash = want
-            if want_kind is not None and want_kind != b.module_kind:
+            view.hash_ok = bytes(want_hash) == b.config_hash
+            if not view.hash_ok:
                 events.append(
                     RegistryEvent(
-                        "kind_mismatch", mid, now_ms, {"expected": want_kind, "got": b.module_kind}
+                        "hash_mismatch", mid, now_ms, b, {"expected": bytes(want_hash).hex()}
                     )
                 )
-            if want_hash is None:
-                view.hash_ok = None
-            else:
-                view.hash_ok = bytes(want_hash) == b.config_hash
-                if not view.hash_ok:
-                    events.append(
-                        RegistryEvent(
-                            "hash_mismatch",
-                            mid,
-                            now_ms,
-                            {"expected": bytes(want_hash).hex(), "got": b.config_hash.hex()},
-                        )
-                    )
         return events
 
     def _death(self, mid, payload, now_ms):
@@ -312,10 +313,10 @@ class Registry:
             return []
         view.online = False
         view.last_seen_ms = now_ms
-        events = [RegistryEvent("death", mid, now_ms, {"bdseq": d.bdseq})]
+        events = [RegistryEvent("death", mid, now_ms, d)]
         if not view.stale:
             view.stale = True
-            events.append(RegistryEvent("stale", mid, now_ms, {"reason": "death"}))
+            events.append(RegistryEvent("stale", mid, now_ms, data={"reason": "death"}))
         return events
 
     def _telemetry(self, mid, payload, now_ms):
@@ -338,6 +339,7 @@ class Registry:
                     "seq_gap",
                     mid,
                     now_ms,
+                    t,
                     {"stream": "telemetry", "expected": expected, "got": t.seq},
                 )
             )
@@ -361,14 +363,10 @@ class Registry:
         view.quality = quality
         if view.stale:
             view.stale = False
-            events.append(RegistryEvent("fresh", mid, now_ms, {"reason": "telemetry"}))
+            events.append(RegistryEvent("fresh", mid, now_ms, data={"reason": "telemetry"}))
+        # The message's values in channel order, and the same by channel name.
         events.append(
-            RegistryEvent(
-                "sample",
-                mid,
-                now_ms,
-                {"t_ms": t.t_ms, "values": values, "quality": quality, "seq": t.seq},
-            )
+            RegistryEvent("sample", mid, now_ms, t, {"values": values, "quality": quality})
         )
         return events
 
@@ -392,19 +390,13 @@ class Registry:
                     "seq_gap",
                     mid,
                     now_ms,
+                    e,
                     {"stream": "event", "expected": last + 1, "got": e.number},
                 )
             )
             self._need_rebirth(mid)
         view.last_event_number = e.number
-        data = {
-            "number": e.number,
-            "module_t_ms": e.t_ms,
-            "severity": e.severity,
-            "source": e.source,
-            "cause": e.cause,
-            "detail": e.detail,
-        }
+        data = {}
         kind = e.type
         if kind == "trip":
             if all(cause != e.cause for cause, _t in view.trips):
@@ -419,12 +411,10 @@ class Registry:
         elif kind == "state_change":
             data["previous"] = view.state
             view.state = e.state
-            data["state"] = e.state
             kind = "state"
         elif kind == "dropped":
-            data["count"] = e.count
             self._need_rebirth(mid)  # lost events: the state may be wrong
-        events.append(RegistryEvent(kind, mid, now_ms, data))
+        events.append(RegistryEvent(kind, mid, now_ms, e, data))
         return events
 
     def tick(self, now_ms: int) -> list[RegistryEvent]:
@@ -440,7 +430,7 @@ class Registry:
                 view.stale = True
                 events.append(
                     RegistryEvent(
-                        "stale", view.id, now_ms, {"reason": "silent", "silent_ms": silent}
+                        "stale", view.id, now_ms, data={"reason": "silent", "silent_ms": silent}
                     )
                 )
         return events

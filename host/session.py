@@ -1,13 +1,20 @@
-"""Running a recipe on a line: the loops around the coordinator.
+"""Running a recipe on a line: the one loop around the coordinator.
 
-``run_over_broker`` puts the coordinator on a real MQTT broker and coordinates the modules
-of the line out there: real boards, or an emulated line's processes (``launch`` starts
-them; ``host/dryrun.py`` passes it, this module never imports the emulator).  The
-in-process dry run (``skid demo``, ``skid run --emulate``) is ``host.dryrun.run_in_process``,
-built from the same pieces here.
+``run_recipe(prep, site)`` is the run orchestration: it opens the run record, puts the
+coordinator on the site's transport and clock, lets the modules in, turns the loop until
+the recipe ends (or the run time limit, or Ctrl-C, asks for the shutdown sequence), lets
+final events land, judges the end and closes everything.  A ``Site`` is all that differs
+between where the modules are:
 
-Both validate the line and the recipe before anything moves (``prepare``): a line or
-recipe that fails its checks raises ``RunRefused`` and nothing is commanded.
+* ``BrokerSite`` (here): a real MQTT broker, with real boards or an emulated line's
+  processes (``run_over_broker``; ``launch`` starts them, passed by ``host/dryrun.py``:
+  this module never imports the emulator), on a wall clock (``SharedClock``);
+* ``host.dryrun.InProcessSite``: the emulated modules and plant in this process, on the
+  emulation's simulated clock, through the in-process bus (``skid demo``,
+  ``skid run --emulate``).
+
+Every run validates the line and the recipe before anything moves (``prepare``): a line
+or recipe that fails its checks raises ``RunRefused`` and nothing is commanded.
 """
 
 from __future__ import annotations
@@ -19,15 +26,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.coordinator import Coordinator, Summary
+from edge.boardconfig import compile_config, config_hash, load_board_config
+from edge.clock import shared_ms
+from host.coordinator import ATTACH_TIMEOUT_MS, Coordinator, Summary
 from host.linecheck import check_line
 from host.recipe import RecipeError, check_recipe, load_recipe, module_channels, operating_point
+from host.record import RunRecord
+from host.transport import MqttTransport
 from line.loader import LineError, load_line, module_config
+from protocol import messages
+from protocol.topics import host_topic
 
 PROGRESS_EVERY_S = 30.0
-SETTLE_AFTER_MS = 3000
+SETTLE_AFTER_MS = 3000  # keep the loop turning briefly after the end, so final events land
 SHUTDOWN_BOUND_MS = 1_800_000  # after the run time limit: how long the shutdown may take
-SESSION_EXPIRY_S = 3600  # how long the broker keeps a vanished host's queued messages  # keep the loops turning briefly after the end, so final events land
+SESSION_EXPIRY_S = 3600  # how long the broker keeps a vanished host's queued messages
 
 
 class RunRefused(Exception):
@@ -120,21 +133,52 @@ class RunLimits:
 
 class Progress:
     """A line of progress to stderr every ``every_s`` of run time: phase, elapsed,
-    residence times, time to the next phase."""
+    residence times, time to the next phase, and the readings ``status_signals`` picks."""
 
     def __init__(self, log: Callable[[str], None], every_s: float = PROGRESS_EVERY_S):
         self.log = log
         self.every_ms = int(every_s * 1000)
         self._next = 0
+        self._signals: list[tuple[str, str]] | None = None
 
     def __call__(self, coord: Coordinator, now_ms: int) -> None:
         if now_ms - coord.started_ms < self._next:
             return
         self._next += self.every_ms
-        self.log(status_line(coord, now_ms))
+        if self._signals is None:
+            self._signals = status_signals(coord.line, coord.recipe)
+        self.log(status_line(coord, now_ms, self._signals))
 
 
-def status_line(coord: Coordinator, now_ms: int) -> str:
+def status_signals(line, recipe) -> list[tuple[str, str]]:
+    """The (module, channel) readings a progress line shows: every signal the recipe waits
+    on (its steps and shutdown sequences), and the pressure at the head of the line (the
+    first pump's pressure sensor, where a clog shows first); in the line's module order."""
+    wanted: set[tuple[str, str]] = set()
+    if recipe is not None:
+        steps = [st for _, st in recipe.steps()] + [
+            st for sd in recipe.shutdowns for st in sd.steps
+        ]
+        for step in steps:
+            wait = step.wait
+            if wait is None:
+                continue
+            if wait.signal is not None:
+                wanted.add(tuple(wait.signal))
+            wanted.update((s.module, s.channel) for s in wait.steady)
+    pumps = [mid for mid, m in line.modules.items() if m.kind == "pump"]
+    if pumps:
+        for ch in module_channels(line, pumps[0]).values():
+            if ch.role == "sensor" and ch.unit == "bar":
+                wanted.add((pumps[0], ch.name))
+                break
+    order = {mid: i for i, mid in enumerate(line.modules)}
+    return sorted(wanted, key=lambda sig: (order.get(sig[0], len(order)), sig[1]))
+
+
+def status_line(coord: Coordinator, now_ms: int, signals=None) -> str:
+    """One progress line: run time, the sequencer's phase and step, and the ``signals``
+    readings (default: ``status_signals`` of the run's line and recipe)."""
     t = (now_ms - coord.started_ms) / 1000.0
     parts = [f"t={t:7.1f} s"]
     seq = coord.sequencer
@@ -151,12 +195,13 @@ def status_line(coord: Coordinator, now_ms: int) -> str:
             parts.append(f"next phase in ~{info['next_phase_in_s']:.0f} s")
         if info.get("collected_ml"):
             parts.append(f"collected {info['collected_ml']:.1f} mL")
+    if signals is None:
+        signals = status_signals(coord.line, coord.recipe)
     values = []
-    for key in ("reactor1.temperature", "pump_a.pressure", "bpr1.pressure", "uv1.uv"):
-        mid, ch = key.split(".")
+    for mid, ch in signals:
         v = coord.access.value(mid, ch)
         if v is not None:
-            values.append(f"{key}={v:.2f}")
+            values.append(f"{mid}.{ch}={v:.2f}")
     if values:
         parts.append(" ".join(values))
     if coord.trips:
@@ -164,27 +209,306 @@ def status_line(coord: Coordinator, now_ms: int) -> str:
     return "  ".join(parts)
 
 
-def shared_sim_ms(epoch: float, speed: float) -> int:
-    """Simulated ms since ``epoch`` (Unix seconds) at ``speed`` x real time: the clock every
-    process of a broker-mode line computes.  The emulator's processes use
-    ``emulator.remote.shared_sim_ms``; this copy keeps a run on real modules free of the
-    emulator, and tests/test_architecture.py checks the two agree."""
-    return int((time.time() - epoch) * speed * 1000.0)
-
-
 def expected_hashes(line, emulated: bool) -> dict[str, bytes]:
     """The config hash each module of ``line`` must announce: its board config with the
     line's module id, compiled (with emulated drivers when the line is emulated)."""
     if emulated:
         return {mid: module_config(line, mid)[1] for mid in line.modules}
-    from edge.boardconfig import compile_config, config_hash, load_board_config
-
     out = {}
     for mid, comp in line.modules.items():
         cfg = load_board_config(comp.board)
         cfg.data["module"]["id"] = mid
         out[mid] = config_hash(compile_config(cfg))
     return out
+
+
+# --- the one run orchestration ----------------------------------------------------------------
+
+
+class SharedClock:
+    """A broker-mode run's clock: ``speed`` x real time since ``epoch`` (Unix seconds), the
+    clock every process of the line computes (``edge.clock.shared_ms``).  ``advance()`` lets
+    ``poll_s`` of wall time pass."""
+
+    def __init__(self, epoch: float, speed: float, poll_s: float = 0.005):
+        self.epoch = epoch
+        self.speed = speed
+        self.poll_s = poll_s
+        self._epoch_ms = int(epoch * 1000)
+
+    def now_ms(self) -> int:
+        return shared_ms(time.time(), self.epoch, self.speed)
+
+    def host_ms(self) -> int:
+        # Host time on the run's clock, so modules' expiry checks agree at any speed.
+        return self._epoch_ms + self.now_ms()
+
+    def advance(self) -> None:
+        time.sleep(self.poll_s)
+
+
+class Site:
+    """Where the modules of a run are and how its time passes: all that the in-process dry
+    run (``host.dryrun.InProcessSite``) and a run over a broker (``BrokerSite``) differ in.
+    ``run_recipe`` does everything else, the same way for both.
+
+    Set by a site: ``line_id``; ``clock`` (``now_ms()`` the modules' ms, ``host_ms()`` the
+    host time stamped in the record, ``advance()`` lets time pass: a simulation step or a
+    short sleep); ``transport`` (connected, with the host's will); ``hashes`` (the config
+    hash each module must announce, recorded); ``metadata`` (added to the record's)."""
+
+    line_id: str
+    clock: object
+    transport: object
+    hashes: dict[str, bytes]
+    metadata: dict[str, str]
+    keys: dict[str, bytes] | None = None  # per-module command keys
+    attach_timeout_ms: int = ATTACH_TIMEOUT_MS
+    resume: str | None = None  # a run id or record path to re-attach to
+    plant: object = None  # what ``on_tick(coord, plant)`` gets (tests, fault scripts)
+
+    def banner(self, run_id: str) -> str:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Once the coordinator listens: let the modules in (they birth)."""
+
+    def before_turn(self, coord: Coordinator) -> None:
+        """Before each turn of the main loop (in-process: due faults)."""
+
+    def outputs_safe(self, coord: Coordinator) -> bool | None:
+        """Whether every module's outputs are safe at the end (None: cannot tell)."""
+        return _all_stopped(coord)
+
+    def close(self, clean: bool) -> None:
+        """After the run (``clean``: the coordinator closed the run normally)."""
+
+
+def prepare_and_warn(line_path, recipe_path, say: Callable[[str], None]) -> Prepared:
+    prep = prepare(line_path, recipe_path)
+    for w in prep.warnings:
+        say(f"warning: {w}")
+    return prep
+
+
+def run_recipe(
+    prep: Prepared,
+    site: Site,
+    *,
+    runs_dir="runs",
+    metadata: dict[str, str] | None = None,
+    log: Callable[[str], None] | None = None,
+    progress_every_s: float = PROGRESS_EVERY_S,
+    max_s: float = 3600.0,
+    should_abort: Callable[[], str | None] | None = None,
+    on_tick: Callable[[Coordinator, object], None] | None = None,
+    operator_key: bytes | None = None,
+) -> Summary:
+    """Run the prepared recipe on ``site``'s modules until it finishes, the run time limit
+    ``max_s`` passes (then the shutdown sequence, bounded), or ``should_abort()`` gives a
+    reason (then the shutdown sequence runs to its end); return the summary.  Closes the
+    record and the site whatever happens."""
+    say = log or (lambda text: None)
+    try:
+        record = _open_record(prep, site, runs_dir, metadata)
+    except BaseException:
+        site.close(clean=False)
+        raise
+    closed = False
+    try:
+        coord = _coordinator(prep, site, record, say, operator_key)
+        say(site.banner(record.run_id))
+        site.start()
+        _loop(coord, site, Progress(say, progress_every_s), max_s, should_abort, on_tick)
+        _settle(coord, site.clock)
+        judge_end(coord, site.outputs_safe(coord))
+        summary = coord.close()
+        closed = True
+    finally:
+        record.close()
+        site.close(clean=closed)
+    return summary
+
+
+def _open_record(prep: Prepared, site: Site, runs_dir, metadata) -> RunRecord:
+    clock = site.clock
+    if site.resume is not None:
+        record = RunRecord.open(site.resume, runs_dir)
+        last_ms = record.meta().get("last_ms") or clock.host_ms()
+        record.add_gap(last_ms, clock.host_ms(), "coordinator restarted: nothing recorded")
+        return record
+    return RunRecord.create(
+        runs_dir,
+        site.line_id,
+        line_hash=prep.line_hash,
+        recipe_name=prep.recipe.name,
+        recipe_hash=prep.recipe_hash,
+        config_hashes={mid: h.hex() for mid, h in site.hashes.items()},
+        metadata={**(metadata or {}), **site.metadata},
+        now_ms=clock.host_ms(),
+    )
+
+
+def _coordinator(prep: Prepared, site: Site, record, say, operator_key) -> Coordinator:
+    return Coordinator(
+        prep.line,
+        prep.recipe,
+        site.transport,
+        record,
+        line_id=site.line_id,
+        now_ms=site.clock.now_ms(),
+        host_ms=site.clock.host_ms,
+        keys=site.keys,
+        expected_hashes={mid: {h} for mid, h in site.hashes.items()},
+        log=say,
+        attach_timeout_ms=site.attach_timeout_ms,
+        resume_cause=None
+        if site.resume is None
+        else "coordinator restarted mid-run: re-attached, shutting the line down",
+        operator_key=operator_key,
+    )
+
+
+def _loop(coord, site: Site, progress: Progress, max_s, should_abort, on_tick) -> None:
+    clock = site.clock
+    limits = RunLimits(coord, max_s, clock.now_ms(), should_abort)
+    while True:
+        site.before_turn(coord)
+        clock.advance()
+        now = clock.now_ms()
+        coord.step(now)
+        if on_tick is not None:
+            on_tick(coord, site.plant)
+        progress(coord, now)
+        if coord.finished or limits.give_up(now):
+            return
+
+
+def _settle(coord: Coordinator, clock) -> None:
+    """Keep the loop turning briefly after the end, so final events land."""
+    settle_end = clock.now_ms() + SETTLE_AFTER_MS
+    while clock.now_ms() < settle_end:
+        clock.advance()
+        coord.step(clock.now_ms())
+
+
+# --- over a broker ---------------------------------------------------------------------------
+
+
+class BrokerSite(Site):
+    """The modules of the line on a real MQTT broker: real boards (in real time, or on the
+    shared clock of an emulated line someone else launched: ``epoch``), or an emulated
+    line's processes (``procs``, ``host.launcher.EmulatedLineProcesses``: started once the
+    coordinator listens, stopped at the end when ``own_procs``)."""
+
+    def __init__(
+        self,
+        line,
+        broker_url: str,
+        say: Callable[[str], None],
+        *,
+        procs=None,
+        own_procs: bool = False,
+        line_id: str | None = None,
+        epoch: float | None = None,
+        speed: float = 1.0,
+        keys: dict[str, bytes] | None = None,
+        resume: str | None = None,
+        resumed: dict | None = None,
+        poll_s: float = 0.005,
+    ):
+        self.line = line
+        self.broker_url = broker_url
+        self.procs = self.plant = procs
+        self.own_procs = own_procs
+        self.keys = keys
+        self.resume = resume
+        resumed = resumed or {}
+        resumed_with = resumed.get("metadata") or {}
+        epoch, speed, emulated = _broker_clock(procs, epoch, speed, resume, resumed_with)
+        self.line_id = (
+            procs.line_id if procs is not None else (line_id or resumed.get("line_id") or line.id)
+        )
+        self.clock = SharedClock(epoch, speed, poll_s)
+        # Processes take a few wall seconds to start: allow a minute of wall time.
+        self.attach_timeout_ms = int(60_000 * speed)
+        # Said before anything starts: `skid status` / `skid stop` need it from another terminal.
+        lid = self.line_id
+        say(f"skid: line id {lid} on {broker_url} (skid status/stop --line-id {lid})")
+        # One broker session per run (a restarted coordinator takes the same one over): what
+        # modules publish while the coordinator is away waits for it at the broker.
+        client_id = resumed_with.get("host_client_id") or f"{lid}-host-{uuid.uuid4().hex[:6]}"
+        self.transport = self._connect(client_id)
+        # Emulated modules run the emulated form of their board config; real ones the real
+        # form.  A run on a real line never accepts an emulated stand-in.
+        self.hashes = expected_hashes(line, emulated)
+        self.metadata = {
+            "broker": broker_url,
+            "speed": f"{speed:g}",
+            "host_client_id": client_id,
+            "epoch": repr(epoch),
+        }
+
+    def _connect(self, client_id: str) -> MqttTransport:
+        state_topic = host_topic(self.line_id, "state")
+        transport = MqttTransport(
+            self.broker_url,
+            client_id,
+            will=(state_topic, messages.build_state(False, 0), 1, True),
+            # A durable session: events modules publish while the host reconnects (or is
+            # being restarted) wait for it at the broker instead of being lost.
+            session_expiry_s=SESSION_EXPIRY_S,
+            resume_session=self.resume is not None,
+        )
+        try:
+            transport.connect()
+        except Exception:
+            if self.own_procs:
+                self.procs.stop()
+            raise
+        return transport
+
+    def banner(self, run_id: str) -> str:
+        return f"skid: run {run_id}: line {self.line.id} as {self.line_id} on {self.broker_url}" + (
+            f", emulated at {self.clock.speed:g}x" if self.procs is not None else ""
+        )
+
+    def start(self) -> None:
+        if self.procs is not None and not self.procs.procs:  # not started yet: host listens first
+            self.procs.start()
+
+    def close(self, clean: bool) -> None:
+        # A clean goodbye discards our will: after a crash, send it, so the retained host
+        # state says offline.
+        self.transport.close(send_will=not clean)
+        if self.own_procs:
+            self.procs.stop()
+
+
+def _broker_clock(procs, epoch, speed, resume, resumed_with) -> tuple[float, float, bool]:
+    """(epoch, speed, emulated) of a broker-mode run: the launched processes' clock; on
+    re-attaching to an emulated line, the one the run started on; with ``epoch``, the
+    shared clock of an emulated line launched elsewhere; else real time from now."""
+    if procs is not None:
+        return (procs.epoch if procs.epoch is not None else procs._epoch), procs.speed, True
+    if resume is not None and epoch is None:
+        if resumed_with.get("epoch") and resumed_with.get("speed", "1") != "1":
+            epoch = float(resumed_with["epoch"])
+            speed = float(resumed_with["speed"])
+    if epoch is None:
+        return time.time(), 1.0, False
+    return epoch, speed, True
+
+
+def _resumed_meta(resume: str | None, runs_dir) -> dict:
+    """The description of the run being resumed (read once), or {}."""
+    if resume is None:
+        return {}
+    earlier = RunRecord.open(resume, runs_dir, readonly=True)
+    try:
+        return earlier.meta()
+    finally:
+        earlier.close()
 
 
 def run_over_broker(
@@ -194,21 +518,17 @@ def run_over_broker(
     *,
     launch: Callable[[float], object] | None = None,
     speed: float = 10.0,
-    runs_dir="runs",
-    metadata: dict[str, str] | None = None,
-    log: Callable[[str], None] | None = None,
-    progress_every_s: float = PROGRESS_EVERY_S,
-    max_s: float = 3600.0,
-    should_abort: Callable[[], str | None] | None = None,
     line_id: str | None = None,
     keys: dict[str, bytes] | None = None,
     launched=None,
     poll_s: float = 0.005,
     epoch: float | None = None,
     resume: str | None = None,
-    operator_key: bytes | None = None,
+    runs_dir="runs",
+    log: Callable[[str], None] | None = None,
+    **options,
 ) -> Summary:
-    """Run ``recipe_path`` over a real MQTT broker.
+    """Run ``recipe_path`` over a real MQTT broker (``options``: those of ``run_recipe``).
 
     ``launch(epoch)`` (an emulated line: ``host.dryrun.run_emulated_over_broker``) is
     called once the line and recipe passed ``prepare`` and returns the line's processes,
@@ -224,156 +544,30 @@ def run_over_broker(
     asked to rebirth, and the recipe's ``host_restart`` shutdown sequence brings the line
     to its safe end (a run is not continued across a gap in coordination).
     """
-    from host.record import RunRecord
-    from host.transport import MqttTransport
-    from protocol import messages
-    from protocol.topics import host_topic
-
     say = log or (lambda text: None)
-    prep = prepare(line_path, recipe_path)
-    for w in prep.warnings:
-        say(f"warning: {w}")
-    line = prep.line
-    resumed: dict = {}  # the description of the run being resumed: read once
-    if resume is not None:
-        earlier = RunRecord.open(resume, runs_dir, readonly=True)
-        try:
-            resumed = earlier.meta()
-        finally:
-            earlier.close()
-    resumed_with = resumed.get("metadata") or {}
+    prep = prepare_and_warn(line_path, recipe_path, say)
+    resumed = _resumed_meta(resume, runs_dir)
     procs = launched
-    own_procs = False
-    epoch_given = False
-    if launch is not None and procs is None:
+    own_procs = launch is not None and procs is None
+    if own_procs:
         # The clock starts now, so the coordinator (subscribed before the modules start,
         # to hear their births) and the processes share it from the first message.
         procs = launch(time.time())
-        own_procs = True
-    if procs is not None:
-        line_id = procs.line_id
-        epoch = procs.epoch if procs.epoch is not None else procs._epoch
-        speed = procs.speed
-    else:
-        if resume is not None and epoch is None:
-            # Re-attaching to an emulated line: its clock is the one the run started on.
-            if resumed_with.get("epoch") and resumed_with.get("speed", "1") != "1":
-                epoch = float(resumed_with["epoch"])
-                speed = float(resumed_with["speed"])
-        if epoch is None:
-            epoch = time.time()
-            speed = 1.0
-        else:
-            epoch_given = True
-        line_id = line_id or resumed.get("line_id") or line.id
-
-    # Said before anything starts: `skid status` / `skid stop` need it from another terminal.
-    say(f"skid: line id {line_id} on {broker_url} (skid status/stop --line-id {line_id})")
-
-    def sim_ms() -> int:
-        return shared_sim_ms(epoch, speed)
-
-    epoch_ms = int(epoch * 1000)
-
-    def host_ms() -> int:
-        # Host time on the run's clock, so modules' expiry checks agree at any speed.
-        return epoch_ms + sim_ms()
-
-    state_topic = host_topic(line_id, "state")
-    # One broker session per run (a restarted coordinator takes the same one over): what
-    # modules publish while the coordinator is away waits for it at the broker.
-    client_id = resumed_with.get("host_client_id") or f"{line_id}-host-{uuid.uuid4().hex[:6]}"
-    transport = MqttTransport(
+    site = BrokerSite(
+        prep.line,
         broker_url,
-        client_id,
-        will=(state_topic, messages.build_state(False, 0), 1, True),
-        # A durable session: events modules publish while the host reconnects (or is
-        # being restarted) wait for it at the broker instead of being lost.
-        session_expiry_s=SESSION_EXPIRY_S,
-        resume_session=resume is not None,
-    )
-    try:
-        transport.connect()
-    except Exception:
-        if own_procs:
-            procs.stop()
-        raise
-    # Emulated modules run the emulated form of their board config; real ones the real
-    # form.  A run on a real line never accepts an emulated stand-in.
-    emulated = procs is not None or epoch_given
-    hashes = expected_hashes(line, emulated)
-    accepted = {mid: {h} for mid, h in hashes.items()}
-    if resume is not None:
-        record = RunRecord.open(resume, runs_dir)
-        last_ms = record.meta().get("last_ms") or host_ms()
-        record.add_gap(last_ms, host_ms(), "coordinator restarted: nothing recorded")
-    else:
-        record = RunRecord.create(
-            runs_dir,
-            line_id,
-            line_hash=prep.line_hash,
-            recipe_name=prep.recipe.name,
-            recipe_hash=prep.recipe_hash,
-            config_hashes={mid: h.hex() for mid, h in hashes.items()},
-            metadata={
-                **(metadata or {}),
-                "broker": broker_url,
-                "speed": f"{speed:g}",
-                "host_client_id": client_id,
-                "epoch": repr(epoch),
-            },
-            now_ms=host_ms(),
-        )
-    coord = Coordinator(
-        line,
-        prep.recipe,
-        transport,
-        record,
+        say,
+        procs=procs,
+        own_procs=own_procs,
         line_id=line_id,
-        now_ms=sim_ms(),
-        host_ms=host_ms,
+        epoch=epoch,
+        speed=speed,
         keys=keys,
-        expected_hashes=accepted,
-        log=say,
-        # Processes take a few wall seconds to start: allow a minute of wall time.
-        attach_timeout_ms=int(60_000 * speed),
-        resume_cause=None
-        if resume is None
-        else "coordinator restarted mid-run: re-attached, shutting the line down",
-        operator_key=operator_key,
+        resume=resume,
+        resumed=resumed,
+        poll_s=poll_s,
     )
-    say(
-        f"skid: run {record.run_id}: line {line.id} as {line_id} on {broker_url}"
-        + (f", emulated at {speed:g}x" if procs is not None else "")
-    )
-    progress = Progress(say, progress_every_s)
-    closed = False
-    try:
-        if procs is not None and not procs.procs:  # not started yet: the host listens first
-            procs.start()
-        limits = RunLimits(coord, max_s, sim_ms(), should_abort)
-        while True:
-            now = sim_ms()
-            coord.step(now)
-            progress(coord, now)
-            if coord.finished or limits.give_up(now):
-                break
-            time.sleep(poll_s)
-        settle_end = sim_ms() + SETTLE_AFTER_MS
-        while sim_ms() < settle_end:
-            coord.step(sim_ms())
-            time.sleep(poll_s)
-        judge_end(coord, _all_stopped(coord))
-        summary = coord.close()
-        closed = True
-    finally:
-        record.close()
-        # A clean goodbye discards our will: after a crash, send it, so the retained host
-        # state says offline.
-        transport.close(send_will=not closed)
-        if own_procs:
-            procs.stop()
-    return summary
+    return run_recipe(prep, site, runs_dir=runs_dir, log=say, **options)
 
 
 SAFE_STATES = ("idle", "stopped", "aborted", "completed")

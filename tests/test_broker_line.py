@@ -307,14 +307,14 @@ def test_plant_server_and_port_mirror_drivers_without_a_broker():
 
 
 def test_the_shared_clock_counts_simulated_ms_from_the_epoch():
-    from emulator.remote import shared_sim_ms
+    from edge.clock import shared_ms
     from host.edgeproc import TICKS_MASK, ScaledClock
 
     epoch = time.time() - 2.0
     clock = ScaledClock(10.0, epoch=epoch)
     assert 20_000 <= clock() <= 21_000
-    assert 20_000 <= shared_sim_ms(epoch, 10.0) <= 21_000
-    assert shared_sim_ms(100.0, 10.0, wall=103.5) == 35_000
+    assert 20_000 <= shared_ms(time.time(), epoch, 10.0) <= 21_000
+    assert shared_ms(103.5, 100.0, 10.0) == 35_000
     # Before the epoch the ticks wrap like a board's 30-bit ticks_ms(): ticks_diff
     # arithmetic still sees them 10,000 ms before zero.
     before = ScaledClock(10.0, epoch=time.time() + 1.0)()

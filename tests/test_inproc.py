@@ -107,7 +107,7 @@ def test_births_leases_telemetry_and_commands_travel_over_the_bus():
     h.run(2)
     assert h.registry.value("pump_a", "flow") == 0.5
     assert h.registry.module_state("pump_a") == "execute"
-    assert any(e.data.get("state") == "execute" for e in h.kinds("pump_a", "state"))
+    assert any(e.message.state == "execute" for e in h.kinds("pump_a", "state"))
     # rebirth: the node births again after its tick (same boot, same bdSeq)
     births = len(h.kinds("pump_a", "birth"))
     assert h.send("pump_a", "rebirth").ok
@@ -122,7 +122,7 @@ def test_a_partitioned_module_is_silent_its_will_arrives_and_it_reconnects_with_
     h.emu.apply_fault(f)
     h.run(0.1)
     (death,) = h.kinds("pump_b", "death")
-    assert death.data["bdseq"] == 0 and not h.registry.online("pump_b")
+    assert death.message.bdseq == 0 and not h.registry.online("pump_b")
     h.traffic.clear()
     p = h.commander.send("pump_b", "rebirth", now_ms=h.emu.now_ms, timeout_ms=2000)
     h.run(5)
@@ -134,7 +134,7 @@ def test_a_partitioned_module_is_silent_its_will_arrives_and_it_reconnects_with_
     h.emu.clear_fault(f)
     h.run(0.2)
     birth = h.kinds("pump_b", "birth")[-1]
-    assert birth.data["bdseq"] == 1 and not birth.data["reboot"]  # a new connection
+    assert birth.message.bdseq == 1 and not birth.data["reboot"]  # a new connection
     assert h.registry.online("pump_b") and h.registry.modules["pump_b"].bdseq == 1
 
 
@@ -147,7 +147,7 @@ def test_power_loss_publishes_the_death_and_the_reboot_births_with_a_new_nonce()
     assert h.kinds("valve1", "death") and h.registry.modules["valve1"].stale
     h.run(3)
     birth = h.kinds("valve1", "birth")[-1]
-    assert birth.data["reboot"] and birth.data["reset_cause"] == "power_on"
+    assert birth.data["reboot"] and birth.message.reset_cause == "power_on"
     view = h.registry.modules["valve1"]
     assert view.online and not view.stale and view.boot_nonce == h.emu.nonces["valve1"]
     assert h.emu.boots["valve1"] == 2
@@ -166,7 +166,7 @@ def test_broker_outage_disconnects_everyone_and_everything_births_again_after():
     h.emu.clear_fault(f)
     h.run(0.2)
     assert h.client.connected
-    births = {e.module for e in h.events if e.kind == "birth" and e.data["bdseq"] == 1}
+    births = {e.module for e in h.events if e.kind == "birth" and e.message.bdseq == 1}
     assert births == MODULES
 
 

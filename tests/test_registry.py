@@ -48,7 +48,9 @@ def kinds(events):
 def test_birth_then_telemetry_decodes_values_by_channel_name():
     reg = Registry(LINE, {"pump1": ("pump", HASH)})
     (ev,) = reg.on_message(topic("birth"), birth(), 100)
-    assert ev.kind == "birth" and ev.data["kind"] == "pump" and ev.data["reboot"]
+    # The event carries the parsed BIRTH itself; data only what the registry concluded.
+    assert ev.kind == "birth" and ev.data == {"reboot": True}
+    assert isinstance(ev.message, messages.Birth) and ev.message.module_kind == "pump"
     view = reg.modules["pump1"]
     assert view.born and view.online and not view.stale and view.hash_ok is True
     assert view.state == "idle" and view.boot_nonce == NONCE1 and view.bdseq == 0
@@ -56,7 +58,8 @@ def test_birth_then_telemetry_decodes_values_by_channel_name():
     assert reg.value("pump1", "pressure") is None  # nothing measured yet
 
     (sample,) = reg.on_message(topic("data"), data(0), 200)
-    assert sample.kind == "sample" and sample.data["seq"] == 0 and sample.data["t_ms"] == 1000
+    assert sample.kind == "sample" and isinstance(sample.message, messages.Telemetry)
+    assert sample.message.seq == 0 and sample.message.t_ms == 1000
     assert sample.data["values"] == {"flow": 1.5, "pressure": 12.34, "speed": 50.0}
     assert reg.value("pump1", "pressure") == 12.34 and view.quality["flow"] == "good"
     reg.on_message(topic("data"), data(1, (None, 40.0, 50.0), [QUALITY_BAD, QUALITY_BAD, 0]), 300)
@@ -73,7 +76,7 @@ def test_death_with_matching_bdseq_marks_stale_and_an_old_sessions_death_is_igno
     assert reg.on_message(topic("death"), messages.build_death(3), 20) == []
     assert reg.online("pump1") and reg.value("pump1", "flow") == 1.5
     events = reg.on_message(topic("death"), messages.build_death(4), 30)
-    assert kinds(events) == ["death", "stale"] and events[0].data["bdseq"] == 4
+    assert kinds(events) == ["death", "stale"] and events[0].message.bdseq == 4
     view = reg.modules["pump1"]
     assert not view.online and view.stale and not reg.online("pump1")
     assert view.values["flow"] == 1.5 and reg.value("pump1", "flow") is None  # kept, stale
@@ -129,10 +132,12 @@ def test_config_hash_and_kind_are_checked_against_the_line():
     reg = Registry(LINE, {"pump1": ("pump", HASH), "valve1": ("valve", None)})
     events = reg.on_message(topic("birth"), birth(config_hash=b"\xff" * 8), 0)
     assert kinds(events) == ["birth", "hash_mismatch"]
-    assert events[1].data == {"expected": HASH.hex(), "got": "ff" * 8}
+    assert events[1].data == {"expected": HASH.hex()}
+    assert events[1].message.config_hash == b"\xff" * 8
     assert reg.modules["pump1"].hash_ok is False
     events = reg.on_message(topic("birth", "valve1"), birth(module="valve1", kind="pump"), 0)
     assert kinds(events) == ["birth", "kind_mismatch"] and reg.modules["valve1"].hash_ok is None
+    assert events[1].data == {"expected": "valve"} and events[1].message.module_kind == "pump"
     events = reg.on_message(topic("birth", "stray"), birth(module="stray"), 0)
     assert kinds(events) == ["birth", "unexpected_module"]
 
@@ -149,10 +154,12 @@ def test_events_track_trips_first_out_alarms_and_state():
     (ev,) = reg.on_message(
         topic("event"), event(3, "trip", severity="critical", cause="overpressure"), 30
     )
-    assert ev.kind == "trip" and ev.data["first_out"] == "overpressure"
+    assert ev.kind == "trip" and ev.data == {"first_out": "overpressure"}
+    assert ev.message.cause == "overpressure" and ev.message.number == 3
     reg.on_message(topic("event"), event(4, "trip", severity="critical", cause="estop"), 40)
     (ev,) = reg.on_message(topic("event"), event(5, "state_change", state="aborted"), 50)
     assert ev.kind == "state" and ev.data["previous"] == "idle" and view.state == "aborted"
+    assert ev.message.type == "state_change" and ev.message.state == "aborted"
     assert view.trips == [("overpressure", 30), ("estop", 40)]  # first-out first
     # A QoS 1 duplicate (same number and module time) after a reconnect is ignored.
     assert (
@@ -182,7 +189,7 @@ def test_lost_events_are_reported_and_ask_for_a_rebirth():
         event(5, "dropped", severity="warning", count=3, detail="event queue overflow"),
         30,
     )
-    assert ev.kind == "dropped" and ev.data["count"] == 3
+    assert ev.kind == "dropped" and ev.message.count == 3
     assert reg.rebirth_needed() == []  # asked just now; retried after REBIRTH_RETRY_MS
     reg.on_message(topic("event"), event(6, "dropped", severity="warning", count=1), 6000)
     assert reg.rebirth_needed() == ["pump1"]

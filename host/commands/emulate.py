@@ -18,6 +18,12 @@ import sys
 import threading
 import time
 
+from protocol.topics import TopicError, validate_id
+
+# The emulator and the line loader are imported when the plant process starts (in run):
+# host/cli.py imports every command module for `skid --help`, and these would add to its
+# start-up time for no use.
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -67,23 +73,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from emulator.faults import FaultSpecError, line_targets, parse_fault_option
-    from emulator.remote import PlantServer, RemotePlantError, parse_broker_url, serve_plant
-    from line.loader import LineError, load_line
-    from protocol.topics import TopicError, validate_id
+    from emulator.faults import FaultSpecError  # start-up cost: see the imports above
+    from emulator.remote import RemotePlantError, serve_plant
+    from line.loader import LineError
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
     try:
-        if args.speed <= 0:
-            raise ValueError(f"--speed {args.speed:g}: must be > 0")
-        parse_broker_url(args.broker)
-        line = load_line(args.line)
-        validate_id("line", args.line_id)
-        modules, channels = line_targets(line)
-        faults = [parse_fault_option(text, modules, channels) for text in args.fault]
-        server = PlantServer(line, args.line_id, seed=args.seed, faults=faults)
+        line, server, faults = _plant_server(args)
     except (LineError, FaultSpecError, RemotePlantError, TopicError, ValueError) as exc:
         log(f"skid emulate: {exc}")
         return 2
@@ -92,27 +90,9 @@ def run(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     if args.parent_pid:
-
-        def watch_parent() -> None:
-            while not stop.wait(0.5):
-                if os.getppid() != args.parent_pid:
-                    log("skid emulate: launcher gone: stopping")
-                    stop.set()
-
-        threading.Thread(target=watch_parent, daemon=True).start()
-
-    def status(srv: PlantServer) -> None:
-        plant = srv.plant
-        parts = []
-        for rid in plant.reactors:
-            parts.append(f"{rid} {plant.temperature_c(rid):.1f} degC")
-        for pid in plant.pumps:
-            parts.append(f"{pid} {plant.pressure_bar(pid):.2f} bar")
-        off = [m for m, on in srv.powered.items() if not on]
-        if off:
-            parts.append("no power: " + ",".join(off))
-        log(f"skid emulate: t={(srv.now_ms or 0) / 1000:7.1f} s  " + "  ".join(parts))
-
+        threading.Thread(
+            target=_watch_parent, args=(args.parent_pid, stop, log), daemon=True
+        ).start()
     log(
         f"skid emulate: line {line.id} as {args.line_id} ({len(line.modules)} modules) "
         f"on {args.broker}, {args.speed:g}x, epoch {epoch:.3f}"
@@ -125,9 +105,52 @@ def run(args) -> int:
         args.speed,
         stop,
         duration_s=args.duration,
-        status=status if args.status_every > 0 else None,
+        status=(lambda srv: log(_status_line(srv))) if args.status_every > 0 else None,
         status_every_s=args.status_every or 10.0,
     )
+    _report(args, server, stats, log)
+    return 0
+
+
+def _plant_server(args):
+    """(line, PlantServer, faults) from the options; raises on any bad one."""
+    from emulator.faults import line_targets, parse_fault_option  # start-up cost
+    from emulator.remote import PlantServer, parse_broker_url
+    from line.loader import load_line
+
+    if args.speed <= 0:
+        raise ValueError(f"--speed {args.speed:g}: must be > 0")
+    parse_broker_url(args.broker)
+    line = load_line(args.line)
+    validate_id("line", args.line_id)
+    modules, channels = line_targets(line)
+    faults = [parse_fault_option(text, modules, channels) for text in args.fault]
+    return line, PlantServer(line, args.line_id, seed=args.seed, faults=faults), faults
+
+
+def _watch_parent(parent_pid: int, stop: threading.Event, log) -> None:
+    """Stop when the launcher (our parent) is gone."""
+    while not stop.wait(0.5):
+        if os.getppid() != parent_pid:
+            log("skid emulate: launcher gone: stopping")
+            stop.set()
+
+
+def _status_line(srv) -> str:
+    plant = srv.plant
+    parts = []
+    for rid in plant.reactors:
+        parts.append(f"{rid} {plant.temperature_c(rid):.1f} degC")
+    for pid in plant.pumps:
+        parts.append(f"{pid} {plant.pressure_bar(pid):.2f} bar")
+    off = [m for m, on in srv.powered.items() if not on]
+    if off:
+        parts.append("no power: " + ",".join(off))
+    return f"skid emulate: t={(srv.now_ms or 0) / 1000:7.1f} s  " + "  ".join(parts)
+
+
+def _report(args, server, stats: dict, log) -> None:
+    """The faults applied, timing and CPU to stderr; ``--json``: the same as one object."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = usage.ru_utime + usage.ru_stime
     for t_s, action, text in server.fault_log:
@@ -137,22 +160,16 @@ def run(args) -> int:
         f"{stats['steps']} steps; max lateness {stats['max_late_ms']:.0f} simulated ms, "
         f"{stats['late_steps']} steps late by a step or more; cpu {cpu_s:.2f} s"
     )
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "line_id": args.line_id,
-                    "simulated_s": round((server.now_ms or 0) / 1000, 3),
-                    "steps": stats["steps"],
-                    "max_late_ms": stats["max_late_ms"],
-                    "late_steps": stats["late_steps"],
-                    "cpu_s": round(cpu_s, 3),
-                    "faults": [
-                        {"t_s": round(t, 3), "action": a, "fault": f}
-                        for t, a, f in server.fault_log
-                    ],
-                    "outputs_seen": server.outputs_seen,
-                }
-            )
-        )
-    return 0
+    if not args.json:
+        return
+    summary = {
+        "line_id": args.line_id,
+        "simulated_s": round((server.now_ms or 0) / 1000, 3),
+        "steps": stats["steps"],
+        "max_late_ms": stats["max_late_ms"],
+        "late_steps": stats["late_steps"],
+        "cpu_s": round(cpu_s, 3),
+        "faults": [{"t_s": round(t, 3), "action": a, "fault": f} for t, a, f in server.fault_log],
+        "outputs_seen": server.outputs_seen,
+    }
+    print(json.dumps(summary))

@@ -28,6 +28,11 @@ import sys
 from pathlib import Path
 
 from host.cli import EXIT_ABORTED, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from protocol.topics import TopicError, validate_id
+
+# The run machinery (line loader, coordinator, MQTT, the SQLite record, the report, the
+# emulator) is imported when a run starts, in the functions below: host/cli.py imports
+# every command module for `skid --help`, and these would about double its start-up time.
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SPEED = 10.0
@@ -102,115 +107,42 @@ def run(args) -> int:
 
 
 def execute(args, line_path, recipe_path, command: str) -> int:
-    from emulator.faults import FaultSpecError, line_targets, parse_fault_option
+    """Check the options, run the recipe where ``args`` say, report; the exit code."""
+    from emulator.faults import FaultSpecError  # start-up cost: see the imports above
+    from host.control import ControlError
     from host.session import RunRefused
     from host.transport import TransportError
-    from line.loader import LineError, load_line
+    from line.loader import LineError
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    if args.resume and args.emulate:
-        log(
-            f"skid {command}: --resume re-attaches to modules that are still out there; "
-            "it cannot be combined with --emulate (which launches a new line)"
-        )
-        return EXIT_USAGE
-    if (args.resume or args.epoch is not None or args.line_id) and not args.broker:
-        log(f"skid {command}: --resume, --epoch and --line-id need --broker")
-        return EXIT_USAGE
-    if args.line_id:
-        from protocol.topics import TopicError, validate_id
-
-        try:
-            validate_id("line", args.line_id)
-        except TopicError as exc:
-            log(f"skid {command}: --line-id: {exc}")
-            return EXIT_USAGE
-    if args.fault and not args.emulate:
-        log(f"skid {command}: --fault needs --emulate (faults are injected into the emulator)")
-        return EXIT_USAGE
-    if not args.emulate and not args.broker:
-        log(
-            f"skid {command}: say where the modules are: --emulate (in this process), "
-            "--emulate --broker URL (emulated, over MQTT) or --broker URL (real modules)"
-        )
+    problem = _option_problem(args)
+    if problem:
+        log(f"skid {command}: {problem}")
         return EXIT_USAGE
     try:
-        line = load_line(line_path)
-        modules, channels = line_targets(line)
-        faults = [parse_fault_option(text, modules, channels) for text in args.fault]
+        faults = _faults(line_path, args.fault)
     except (LineError, FaultSpecError) as exc:
         log(f"skid {command}: {exc}")
         return EXIT_USAGE
-    operator_key = None
-    if args.operator_key_file:
-        from host.control import ControlError, read_operator_key
-
-        try:
-            operator_key = read_operator_key(args.operator_key_file)
-        except (OSError, ControlError) as exc:
-            log(f"skid {command}: --operator-key-file: {exc}")
-            return EXIT_USAGE
-    metadata = {"operator": args.operator, "command": command}
-    if args.batch:
-        metadata["batch"] = args.batch
-    if args.lot:
-        metadata["lot"] = args.lot
-
+    try:
+        operator_key = _operator_key(args.operator_key_file)
+    except (OSError, ControlError) as exc:
+        log(f"skid {command}: --operator-key-file: {exc}")
+        return EXIT_USAGE
     interrupts: list[str] = []
-
-    def on_signal(signum, _frame) -> None:
-        if interrupts:
-            raise KeyboardInterrupt
-        name = signal.Signals(signum).name
-        interrupts.append(f"{name} received: shutting the line down")
-        log(f"skid {command}: {name}: running the shutdown sequence (again to leave at once)")
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = _trap_signals(interrupts, command, log)
     try:
         options = dict(
             runs_dir=args.runs_dir,
-            metadata=metadata,
+            metadata=_metadata(args, command),
             log=log,
             max_s=args.max_s,
             should_abort=lambda: interrupts[0] if interrupts else None,
             operator_key=operator_key,
         )
-        if args.broker and args.emulate:
-            from host.dryrun import run_emulated_over_broker
-
-            summary = run_emulated_over_broker(
-                line_path,
-                recipe_path,
-                args.broker,
-                speed=args.speed,
-                faults=faults,
-                seed=args.seed,
-                line_id=args.line_id,
-                epoch=args.epoch,
-                resume=args.resume,
-                **options,
-            )
-        elif args.broker:
-            from host.session import run_over_broker
-
-            summary = run_over_broker(
-                line_path,
-                recipe_path,
-                args.broker,
-                speed=args.speed,
-                line_id=args.line_id,
-                epoch=args.epoch,
-                resume=args.resume,
-                **options,
-            )
-        else:
-            from host.dryrun import run_in_process
-
-            summary = run_in_process(
-                line_path, recipe_path, faults=faults, seed=args.seed, **options
-            )
+        summary = _dispatch(args, line_path, recipe_path, faults, options)
     except RunRefused as exc:
         log(f"skid {command}: refused before anything moved:")
         for problem in exc.problems:
@@ -222,6 +154,90 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+    return _finish(args, summary, command, log)
+
+
+def _option_problem(args) -> str | None:
+    """What is wrong with the combination of options (nothing was started), or None."""
+    if args.resume and args.emulate:
+        return (
+            "--resume re-attaches to modules that are still out there; "
+            "it cannot be combined with --emulate (which launches a new line)"
+        )
+    if (args.resume or args.epoch is not None or args.line_id) and not args.broker:
+        return "--resume, --epoch and --line-id need --broker"
+    if args.line_id:
+        try:
+            validate_id("line", args.line_id)
+        except TopicError as exc:
+            return f"--line-id: {exc}"
+    if args.fault and not args.emulate:
+        return "--fault needs --emulate (faults are injected into the emulator)"
+    if not args.emulate and not args.broker:
+        return (
+            "say where the modules are: --emulate (in this process), "
+            "--emulate --broker URL (emulated, over MQTT) or --broker URL (real modules)"
+        )
+    return None
+
+
+def _faults(line_path, options: list[str]) -> list:
+    """The ``--fault`` options, checked against the line (LineError, FaultSpecError)."""
+    from emulator.faults import line_targets, parse_fault_option  # start-up cost
+    from line.loader import load_line
+
+    line = load_line(line_path)
+    modules, channels = line_targets(line)
+    return [parse_fault_option(text, modules, channels) for text in options]
+
+
+def _operator_key(path) -> bytes | None:
+    from host.control import read_operator_key  # start-up cost
+
+    return None if not path else read_operator_key(path)
+
+
+def _metadata(args, command: str) -> dict[str, str]:
+    metadata = {"operator": args.operator, "command": command}
+    if args.batch:
+        metadata["batch"] = args.batch
+    if args.lot:
+        metadata["lot"] = args.lot
+    return metadata
+
+
+def _trap_signals(interrupts: list[str], command: str, log) -> dict:
+    """Ctrl-C / SIGTERM: the first asks for the shutdown sequence (``interrupts`` gets the
+    reason), a second leaves at once.  Returns the previous handlers."""
+
+    def on_signal(signum, _frame) -> None:
+        if interrupts:
+            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        interrupts.append(f"{name} received: shutting the line down")
+        log(f"skid {command}: {name}: running the shutdown sequence (again to leave at once)")
+
+    return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _dispatch(args, line_path, recipe_path, faults, options):
+    """Run where the modules are: emulated over a broker, real on a broker, or in process."""
+    from host import dryrun  # start-up cost (and it loads the emulator)
+    from host.session import run_over_broker
+
+    broker = dict(speed=args.speed, line_id=args.line_id, epoch=args.epoch, resume=args.resume)
+    if args.broker and not args.emulate:
+        return run_over_broker(line_path, recipe_path, args.broker, **broker, **options)
+
+    if args.broker:
+        return dryrun.run_emulated_over_broker(
+            line_path, recipe_path, args.broker, faults=faults, seed=args.seed, **broker, **options
+        )
+    return dryrun.run_in_process(line_path, recipe_path, faults=faults, seed=args.seed, **options)
+
+
+def _finish(args, summary, command: str, log) -> int:
+    """Say how the run ended, write the report, print the JSON; the exit code."""
     trips = ", ".join(f"{t['module']} {t['cause']} at {t['t_s']:.1f} s" for t in summary.trips)
     log(
         f"skid {command}: {summary.outcome}"
@@ -230,7 +246,7 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     )
     if getattr(args, "report", True):
         try:
-            from host.report import write_report
+            from host.report import write_report  # start-up cost
 
             path = write_report(summary.record, Path(summary.record).parent)
             log(f"skid {command}: report: {path}")
