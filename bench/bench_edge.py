@@ -299,7 +299,7 @@ def print_breakdown(rows: list[dict]) -> None:
 
 
 def reaction_record(blob: bytes) -> dict:
-    from edge.signals import cvd_resistance
+    from edge.rtd import cvd_resistance
 
     probe = _probe().Probe()
     probe.boot(blob)
