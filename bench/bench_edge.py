@@ -221,7 +221,8 @@ def mpy_size_record() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for rel in board_files(ROOT):
             total += len(_mpy_cross(ROOT / rel, Path(tmp) / "out.mpy"))
-    return record("edge.mpy_size_bytes", total, "B", target="<65536")
+    # No target any more: what a board holds in RAM is the metric (edge.ram_*, per kind).
+    return record("edge.mpy_size_bytes", total, "B")
 
 
 def _read_uint(data: bytes, i: int) -> tuple[int, int]:
@@ -299,7 +300,7 @@ def print_breakdown(rows: list[dict]) -> None:
 
 
 def reaction_record(blob: bytes) -> dict:
-    from edge.signals import cvd_resistance
+    from edge.rtd import cvd_resistance
 
     probe = _probe().Probe()
     probe.boot(blob)
@@ -334,11 +335,198 @@ def run() -> list[dict]:
     records = cpython_records(blob)
     records += micropython_records(blob)
     records.append(mpy_size_record())
+    records += board_ram_records()[0]
     records.append(reaction_record(blob))
     return records
 
 
+# -- RAM per shipped kind (the metric that replaced the .mpy size target) -----------------
+
+STUBS = ROOT / "bench" / "mpy" / "stubs"
+BOARD_RAM_PROBE = ROOT / "bench" / "mpy" / "board_ram.py"
+RAM_TABLE = ROOT / "host" / "board_ram_table.py"
+RAM_TICKS = 1000
+RAM_TOTAL_TARGET = 80 * 1024
+RAM_RUNTIME_TARGET = 16 * 1024
+KIND_WARMUP_TICKS = 6_000
+KIND_GROWTH_CYCLES = 10  # of 1,000 ticks per kind (the reference reactor has 40)
+
+RAM_NODE_CODE = """
+import gc, asyncio
+# Every global exists before the first reading (a new global could grow the module dict).
+names = {names!r}
+mem = [0] * (len(names) + 1)
+i = m_boot = m_run = m_after = 0
+blob = bytes.fromhex({blob!r})
+import machine  # the stub: not part of a bundle, imported before the first reading
+import board_ram
+b = board_ram.Board()
+async def settle():
+    await asyncio.sleep_ms(0)
+    gc.collect()
+    return gc.mem_alloc()
+mem[0] = await settle()
+while i < len(names):
+    __import__(names[i])
+    i += 1
+    mem[i] = await settle()
+b.boot(blob)
+m_boot = await settle()
+b.run({ticks})
+b.fill_queues()
+m_run = await settle()
+b.run({ticks})
+m_after = await settle()
+print(' '.join(str(x) for x in mem))
+print(m_boot, m_run, m_after)
+print(b.summary())
+"""
+
+RAM_WASI_CODE = """
+import gc
+import sys
+sys.path.insert(0, '/input/bench/mpy/stubs')
+sys.path.insert(0, '/input/bench/mpy')
+import board_ram
+blob = bytes.fromhex({blob!r})
+heap = [0] * ({cycles} + 1)
+k = 0
+b = board_ram.Board()
+b.boot(blob)
+b.fill_queues()
+for k in range({warm} // 1000):
+    b.run(1000)
+    gc.collect()
+heap[0] = gc.mem_alloc()
+for k in range({cycles}):
+    b.run(1000)
+    gc.collect()  # module top level: nothing of ours lives only in a function's locals
+    heap[k + 1] = gc.mem_alloc()
+print(' '.join(str(x) for x in heap))
+print(b.summary())
+"""
+
+
+def shipped_kinds() -> dict[str, Path]:
+    """kind -> board config of every shipped kind that runs on MicroPython."""
+    out = {}
+    for path in sorted((ROOT / "board_configs").glob("*.toml")):
+        cfg = load_board_config(path)
+        if cfg.target != "linux":
+            out[cfg.kind] = path
+    return out
+
+
+def measure_board_ram(config: Path, ticks: int = RAM_TICKS) -> dict:
+    """Heap use of one kind under the Node build, from its bundle's .mpy files as
+    shipped (``skid bundle --target generic``): per imported module, then boot, then
+    ``ticks`` ticks with the outage queues full.  Bytes; see docs/deploy.md, "Memory"."""
+    from host.bundle import build_bundle  # bench -> host: the bundle exactly as shipped
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = build_bundle(config, "generic", Path(tmp) / "b")
+        files = {
+            "/lib/" + rel: (Path(tmp) / "b" / "lib" / rel).read_bytes()
+            for rel in (
+                p.relative_to(Path(tmp) / "b" / "lib").as_posix()
+                for p in (Path(tmp) / "b" / "lib").rglob("*.mpy")
+            )
+        }
+        blob = (Path(tmp) / "b" / "config.bin").read_bytes()
+    files["/lib/machine.py"] = (STUBS / "machine.py").read_bytes()
+    files["/lib/board_ram.py"] = BOARD_RAM_PROBE.read_bytes()
+    order = bundle.modules
+    names = [m[: -len(".py")].replace("/", ".").removesuffix(".__init__") for m in order]
+    out = run_node(
+        RAM_NODE_CODE.format(names=names, blob=blob.hex(), ticks=ticks),
+        packages=(),
+        async_=True,
+        extra_files=files,
+    )
+    mem_line, boot_line, summary = out.strip().splitlines()[-3:]
+    if "state=execute" not in summary or "up=False" not in summary:
+        raise AssertionError(f"{config.name}: board not running as expected: {summary}")
+    mem = [int(x) for x in mem_line.split()]
+    m_boot, m_run, m_after = (int(x) for x in boot_line.split())
+    per_module = {order[i]: mem[i + 1] - mem[i] for i in range(len(order))}
+    return {
+        "imports": mem[-1] - mem[0],
+        "boot": m_boot - mem[-1],
+        "runtime": m_run - mem[-1],
+        "total": m_run - mem[0],
+        "second_1000_ticks": m_after - m_run,
+        "per_module": per_module,
+        "summary": summary,
+    }
+
+
+def kind_heap_growth(config: Path, cycles: int = KIND_GROWTH_CYCLES) -> list[int]:
+    """``gc.mem_alloc()`` after the warm-up and after each further 1,000 ticks of one kind
+    booted by the RAM probe (WASI build, sources; collections at top level)."""
+    blob = board_file(compile_config(load_board_config(config)))
+    code = RAM_WASI_CODE.format(blob=blob.hex(), cycles=cycles, warm=KIND_WARMUP_TICKS)
+    heap, summary = run_wasi(code).stdout.strip().splitlines()[-2:]
+    if "state=execute" not in summary:
+        raise AssertionError(f"{config.name}: board not running as expected: {summary}")
+    return [int(x) for x in heap.split()]
+
+
+def board_ram_records(kinds: dict[str, Path] | None = None) -> tuple[list[dict], dict]:
+    """Records per shipped kind, and the table host/board_ram.py is written from."""
+    records = []
+    table = {}
+    for kind, path in (kinds or shipped_kinds()).items():
+        m = measure_board_ram(path)
+        heap = kind_heap_growth(path)
+        growth_blocks = round((heap[-1] - heap[0]) / 16 / (len(heap) - 1))
+        table[kind] = {k: m[k] for k in ("imports", "runtime", "total", "per_module")}
+        records += [
+            record(f"edge.ram_total_bytes.{kind}", m["total"], "B", target=f"<={RAM_TOTAL_TARGET}"),
+            record(f"edge.ram_imports_bytes.{kind}", m["imports"], "B"),
+            record(
+                f"edge.ram_runtime_bytes.{kind}",
+                m["runtime"],
+                "B",
+                target=f"<={RAM_RUNTIME_TARGET}",
+            ),
+            record(
+                f"edge.ram_growth_1000_ticks.{kind}",
+                growth_blocks * 16,
+                "B (whole GC blocks)",
+                target="<=0",
+            ),
+        ]
+    return records, table
+
+
+def write_ram_table(table: dict) -> None:
+    """host/board_ram_table.py: the measured figures ``skid bundle`` checks a bundle against."""
+    lines = [
+        '"""Measured RAM per shipped board kind: written by `python -m bench.bench_edge',
+        "--ram-table` (bench/bench_edge.py, board_ram_records); do not edit by hand.",
+        "",
+        "Bytes of MicroPython heap (gc.mem_alloc) under the 32-bit Node WebAssembly build,",
+        "MicroPython 1.27, from each kind's bundle (.mpy, as shipped): ``imports`` is the",
+        "import closure of edge/boardmain.py, ``runtime`` what boot and 1,000 ticks add with",
+        "the link's outage queues full, ``per_module`` what importing each file added (in",
+        "dependency order).  docs/deploy.md, section Memory.",
+        '"""',
+        "",
+        "# fmt: off",
+        f"MEASURED = {table!r}",
+        "# fmt: on",
+        "",
+    ]
+    RAM_TABLE.write_text("\n".join(lines))
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--sizes"]:
-        raise SystemExit("usage: python -m bench.bench_edge --sizes")
-    print_breakdown(mpy_breakdown())
+    if sys.argv[1:] == ["--sizes"]:
+        print_breakdown(mpy_breakdown())
+    elif sys.argv[1:] == ["--ram-table"]:
+        recs, ram = board_ram_records()
+        write_ram_table(ram)
+        for rec in recs:
+            print(rec["name"], rec["value"], rec["unit"], rec["target"] or "")
+    else:
+        raise SystemExit("usage: python -m bench.bench_edge --sizes | --ram-table")

@@ -13,17 +13,13 @@ from edge.interlocks import INPUT_TRUE, Action, Interlock
 from edge.lease import LeaseWatchdog
 from edge.node import SRC_ACTUATOR, SRC_SENSOR, SRC_SETPOINT, ActuatorSlot, Loop, Node
 from edge.pid import PID
-from edge.runaway import HeaterVerifier
-from edge.signals import (
-    Current4to20,
-    Linear,
-    Pt100,
-    Redundant1oo2,
-    SensorChannel,
-    Table,
-    Unfiltered,
-)
+from edge.signals import Current4to20, Linear, SensorChannel, Unfiltered
 from protocol.wire import Channel
+
+# Feature modules (edge.rtd, edge.table, edge.voter, edge.runaway) are imported inside the
+# functions that need them: only boards whose config uses a feature carry its file
+# (edge.boardconfig.board_files.files_for_config), and an imported module costs RAM for
+# as long as the board runs (docs/deploy.md, "Memory").
 
 # Causes of the built-in alarms (docs/board-config.md): a frozen reading, a 1oo2 pair
 # running on one probe.
@@ -40,8 +36,14 @@ def build_calibration(cal):
     if t == "4-20mA":
         return Current4to20(cal["lo_value"], cal["hi_value"])
     if t == "pt100":
+        # Only boards whose config has a PT100 channel carry edge/rtd.py.
+        from edge.rtd import Pt100  # noqa: PLC0415
+
         return Pt100(cal["r0"], cal["r_short"], cal["r_open"])
     if t == "table":
+        # Only boards whose config has a calibration table carry edge/table.py.
+        from edge.table import Table  # noqa: PLC0415
+
         return Table(cal["points"], cal["low_reason"], cal["high_reason"])
     raise ValueError("calibration type {!r} unknown".format(t))
 
@@ -98,6 +100,9 @@ def build_node(
             obj = by_name[name]
             sources.append((SRC_ACTUATOR, obj))
         elif "redundant" in ch and ch.get("driver") is None:
+            # Only boards whose config has a 1oo2 pair carry edge/voter.py.
+            from edge.voter import Redundant1oo2  # noqa: PLC0415
+
             a, b = ch["redundant"]
             obj = Redundant1oo2(
                 by_name[a],
@@ -168,6 +173,9 @@ def build_node(
 
     ra = cfg.get("runaway")
     if ra:
+        # Only boards whose config has [runaway] carry edge/runaway.py.
+        from edge.runaway import HeaterVerifier  # noqa: PLC0415
+
         for lp in loops:
             if lp.name == ra["pid"]:
                 lp.verifier = HeaterVerifier(

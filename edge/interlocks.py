@@ -168,11 +168,14 @@ class Interlock:
 
     def _sample_rate(self, now_ms):
         """Record history and compute ``self.rate`` (None without a full window)."""
-        if self._channel_bad():
+        v = self.channel.value
+        if v is None or self._channel_bad():
+            # No reading yet (a sensor still starting, e.g. a MAX31865 settling after
+            # boot) is not history: a None kept in the ring would fail the subtraction
+            # below once a window old, and the tick with it.
             self._rn = 0
             self.rate = None
             return
-        v = self.channel.value
         last = (self._rhead - 1) % _RATE_SLOTS
         if self._rn == 0 or ticks_diff(now_ms, self._rt[last]) >= self._rinterval:
             self._rt[self._rhead] = now_ms

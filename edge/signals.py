@@ -5,10 +5,16 @@ Pieces:
 * Calibrations turn one raw reading into an engineering value.  Each has
   ``convert(raw)``, ``raw_ok(raw)`` (physically plausible at all), ``bad_reason(raw)``
   (why not, as a short code) and ``raw_uncertain(raw)`` (plausible but outside the
-  trustworthy band).  ``Linear``, ``Current4to20`` (NAMUR NE43), ``Table`` (piecewise
-  linear, e.g. thermocouple mV -> degC) and ``Pt100`` (Callendar-Van Dusen).
+  trustworthy band).  ``Linear`` and ``Current4to20`` (NAMUR NE43) here; ``Table``
+  (piecewise linear, e.g. thermocouple mV -> degC) in ``edge.table`` and ``Pt100``
+  (Callendar-Van Dusen) in ``edge.rtd``.
 * ``SensorChannel`` validates, range-checks, filters and timestamps one input.
-* ``Redundant1oo2`` derives one value from two channels measuring the same thing.
+* ``Redundant1oo2`` (``edge.voter``) derives one value from two channels measuring the
+  same thing.
+
+The table, PT100 and 1oo2 parts live in their own modules so that only a board whose
+config uses them loads them (``edge.build`` imports them lazily; every module a board
+imports costs RAM, see docs/deploy.md, "Memory").
 
 Quality rules (shared by every channel here):
 
@@ -34,8 +40,6 @@ from the next usable sample, so a stale pre-fault value never leaks into the new
 Allocation: ``update``/``check`` create no containers (floats are still boxed on ports
 with object representation A; that cannot be avoided in Python).
 """
-
-import math
 
 from edge.clock import ticks_diff
 from edge.hal import FAULT_STARTING
@@ -65,11 +69,6 @@ BAD_REASONS = (
     REASON_STUCK,
     REASON_DEGRADED,
 )
-
-SELECT_MAX = "max"
-SELECT_MIN = "min"
-SELECT_AVG = "avg"
-_SELECTS = (SELECT_MAX, SELECT_MIN, SELECT_AVG)
 
 
 def is_finite_number(x):
@@ -194,131 +193,6 @@ class Current4to20(Calibration):
 
     def raw_uncertain(self, raw):
         return raw < NE43_GOOD_LOW_MA or raw > NE43_GOOD_HIGH_MA
-
-
-class Table(Calibration):
-    """Piecewise-linear interpolation through ``points`` = ((raw, value), ...).
-
-    Raw points must be strictly increasing (values may go either way, e.g. NTC).  A raw
-    reading outside the table is implausible; ``low_reason``/``high_reason`` name the
-    cause (an RTD table would use "short" below and "open" above).
-    """
-
-    def __init__(self, points, low_reason=REASON_OUT_OF_RANGE, high_reason=REASON_OUT_OF_RANGE):
-        raws = []
-        values = []
-        for i, point in enumerate(points):
-            if len(point) != 2:
-                raise ValueError("points[{}] must be (raw, value), got {!r}".format(i, point))
-            raw, value = point
-            _require_number("points[{}] raw".format(i), raw)
-            _require_number("points[{}] value".format(i), value)
-            if raws and raw <= raws[-1]:
-                raise ValueError(
-                    "points[{}] raw {} must be > previous raw {} (sorted, no duplicates)".format(
-                        i, raw, raws[-1]
-                    )
-                )
-            raws.append(raw)
-            values.append(value)
-        if len(raws) < 2:
-            raise ValueError("points needs at least 2 entries, got {}".format(len(raws)))
-        self._raws = tuple(raws)
-        self._values = tuple(values)
-        self.raw_min = raws[0]
-        self.raw_max = raws[-1]
-        self.low_reason = low_reason
-        self.high_reason = high_reason
-
-    def raw_ok(self, raw):
-        return self.raw_min <= raw <= self.raw_max
-
-    def bad_reason(self, raw):
-        return self.low_reason if raw < self.raw_min else self.high_reason
-
-    def convert(self, raw):
-        raws = self._raws
-        # Binary search for the segment [raws[lo], raws[lo + 1]] holding raw.
-        lo = 0
-        hi = len(raws) - 1
-        while hi - lo > 1:
-            mid = (lo + hi) >> 1
-            if raws[mid] <= raw:
-                lo = mid
-            else:
-                hi = mid
-        r0 = raws[lo]
-        v0 = self._values[lo]
-        return v0 + (raw - r0) * (self._values[hi] - v0) / (raws[hi] - r0)
-
-
-# IEC 60751 Callendar-Van Dusen coefficients.
-CVD_A = 3.9083e-3
-CVD_B = -5.775e-7
-CVD_C = -4.183e-12  # only below 0 degC
-
-
-def cvd_resistance(t_c, r0=100.0):
-    """Resistance of a platinum RTD at ``t_c`` degC (IEC 60751), for tests and tables."""
-    r = 1.0 + CVD_A * t_c + CVD_B * t_c * t_c
-    if t_c < 0:
-        r += CVD_C * (t_c - 100.0) * t_c * t_c * t_c
-    return r0 * r
-
-
-class Pt100(Calibration):
-    """Platinum RTD, raw in ohms -> degC by Callendar-Van Dusen.
-
-    0..850 degC (R >= R0): the quadratic R = R0 (1 + A T + B T^2) solved exactly for T, in
-    the cancellation-free form T = 2 (R/R0 - 1) / (A + sqrt(A^2 + 4 B (R/R0 - 1))), which
-    keeps its precision in single-precision floats.  Below 0 degC the quadratic root is
-    refined by Newton steps on the full equation (with the C term), so the usual
-    -200..0 degC range is accurate too.
-
-    Raw above ``r_open`` (default 4 * R0: 400 ohm for a Pt100, beyond 850 degC) is an open
-    circuit; below ``r_short`` (default 0.18 * R0: 18 ohm, about -200 degC) a short.
-    ``r0=1000`` gives a Pt1000.
-    """
-
-    def __init__(self, r0=100.0, r_short=None, r_open=None):
-        _require_number("r0", r0)
-        if r0 <= 0:
-            raise ValueError("r0 must be > 0 ohm, got {}".format(r0))
-        if r_short is None:
-            r_short = 0.18 * r0
-        if r_open is None:
-            r_open = 4.0 * r0
-        _require_number("r_short", r_short)
-        _require_number("r_open", r_open)
-        if not 0 < r_short < r0 < r_open:
-            raise ValueError(
-                "need 0 < r_short < r0 < r_open, got r_short={} r0={} r_open={}".format(
-                    r_short, r0, r_open
-                )
-            )
-        self.r0 = r0
-        self.r_short = r_short
-        self.r_open = r_open
-
-    def raw_ok(self, raw):
-        return self.r_short <= raw <= self.r_open
-
-    def bad_reason(self, raw):
-        return REASON_SHORT if raw < self.r_short else REASON_OPEN
-
-    def convert(self, raw):
-        x = raw / self.r0 - 1.0
-        t = 2.0 * x / (CVD_A + math.sqrt(CVD_A * CVD_A + 4.0 * CVD_B * x))
-        if t < 0:
-            # The C term is -4.2e-12 (t - 100) t^3: tiny near 0, ~2.5 degC at -200 degC.
-            n = 4
-            while n > 0:
-                n -= 1
-                t2 = t * t
-                f = CVD_A * t + CVD_B * t2 + CVD_C * (t - 100.0) * t2 * t - x
-                df = CVD_A + 2.0 * CVD_B * t + CVD_C * (4.0 * t - 300.0) * t2
-                t -= f / df
-        return t
 
 
 # ------------------------------------------------------------------------------ channels
@@ -537,119 +411,6 @@ class SensorChannel:
             since = self._start_ms
         if ticks_diff(now_ms, since) > self.stale_ms:
             self._set_bad(REASON_STALE)
-        return self.quality
-
-    def __repr__(self):
-        return _repr(self)
-
-
-class Redundant1oo2:
-    """One value from two channels measuring the same variable (1-out-of-2).
-
-    * both usable and ``|a - b| <= max_disagreement``: value by ``select`` ("max" for
-      high-trip variables such as over-temperature, so either sensor alone can trip;
-      "min" for low-trip variables; "avg"), quality GOOD (UNCERTAIN if either is);
-    * both usable but further apart: BAD "disagreement" (one of them is lying and we
-      cannot tell which);
-    * one BAD, the other usable: *degraded* (``degraded`` True, the moment it happens):
-      the other's value, quality UNCERTAIN (redundancy lost; still usable), but only
-      for ``degraded_max_ms``: running 1oo1 for strictly longer is BAD "degraded" until
-      both inputs are usable again (None = no limit);
-    * both BAD: BAD with ``a``'s reason (``b``'s if ``a`` has none).
-
-    An input that is merely starting (no sample yet, not BAD) does not make the pair
-    degraded: the inputs' own ``stale_ms`` bounds that.  ``unfiltered`` is selected from
-    the inputs' ``unfiltered`` values the same way as ``value``.
-
-    Derived: call ``check(now_ms)`` each tick after the inputs were updated; it also runs
-    the inputs' own time limits.  As for ``SensorChannel``, ``value`` keeps the last
-    usable value while BAD.
-    """
-
-    def __init__(self, a, b, max_disagreement, name=None, select=SELECT_AVG, degraded_max_ms=None):
-        _require_number("max_disagreement", max_disagreement)
-        if max_disagreement < 0:
-            raise ValueError("max_disagreement must be >= 0, got {}".format(max_disagreement))
-        if select not in _SELECTS:
-            raise ValueError("select must be one of {}, got {!r}".format(_SELECTS, select))
-        if degraded_max_ms is not None and degraded_max_ms <= 0:
-            raise ValueError(
-                "degraded_max_ms must be > 0 ms or None, got {!r}".format(degraded_max_ms)
-            )
-        self.a = a
-        self.b = b
-        self.max_disagreement = max_disagreement
-        self.name = name if name is not None else "{}|{}".format(a.name, b.name)
-        self.select = select
-        self.degraded_max_ms = degraded_max_ms
-        self.value = None
-        self.unfiltered = None
-        self.quality = QUALITY_UNCERTAIN
-        self.bad_reason = None
-        self.last_good_ms = None
-        self.degraded = False
-        self._degraded_ms0 = 0
-
-    def _pick(self, va, vb):
-        if self.select == SELECT_MAX:
-            return va if va >= vb else vb
-        if self.select == SELECT_MIN:
-            return va if va <= vb else vb
-        return (va + vb) * 0.5
-
-    def _bad(self, reason):
-        self.quality = QUALITY_BAD
-        self.bad_reason = reason
-        return QUALITY_BAD
-
-    def check(self, now_ms):
-        a = self.a
-        b = self.b
-        a.check(now_ms)
-        b.check(now_ms)
-        va = a.value
-        vb = b.value
-        a_bad = a.quality == QUALITY_BAD
-        b_bad = b.quality == QUALITY_BAD
-        a_ok = not a_bad and va is not None
-        b_ok = not b_bad and vb is not None
-        # Degraded: exactly one input BAD and the other delivering.
-        degraded = (a_bad and b_ok) or (b_bad and a_ok)
-        if degraded and not self.degraded:
-            self._degraded_ms0 = now_ms
-        self.degraded = degraded
-        if not a_ok and not b_ok and not (a_bad and b_bad):
-            # At least one input is still starting and none has a value yet.
-            if a_bad or b_bad:
-                return self._bad(a.bad_reason if a_bad else b.bad_reason)
-            self.quality = QUALITY_UNCERTAIN
-            self.bad_reason = None
-            return self.quality
-        if a_ok and b_ok:
-            # a_ok and b_ok imply both values are numbers (pyright cannot follow that)
-            if abs(va - vb) > self.max_disagreement:  # pyright: ignore[reportOptionalOperand]
-                return self._bad(REASON_DISAGREEMENT)
-            self.value = self._pick(va, vb)
-            self.unfiltered = self._pick(a.unfiltered, b.unfiltered)
-            if a.quality == QUALITY_GOOD and b.quality == QUALITY_GOOD:
-                self.quality = QUALITY_GOOD
-            else:
-                self.quality = QUALITY_UNCERTAIN
-        elif a_ok or b_ok:
-            if (
-                degraded
-                and self.degraded_max_ms is not None
-                and ticks_diff(now_ms, self._degraded_ms0) > self.degraded_max_ms
-            ):
-                return self._bad(REASON_DEGRADED)
-            one = a if a_ok else b
-            self.value = one.value
-            self.unfiltered = one.unfiltered
-            self.quality = QUALITY_UNCERTAIN
-        else:
-            return self._bad(a.bad_reason or b.bad_reason)
-        self.bad_reason = None
-        self.last_good_ms = now_ms
         return self.quality
 
     def __repr__(self):

@@ -9,7 +9,9 @@ here too (``open_circuit_raw``/``short_circuit_raw``).
 
 from __future__ import annotations
 
-from edge.signals import Calibration, Current4to20, Linear, Pt100, Table, cvd_resistance
+from edge.rtd import Pt100, cvd_resistance
+from edge.signals import Calibration, Current4to20, Linear
+from edge.table import Table
 
 
 def raw_for(calibration: Calibration | None, value: float) -> float:

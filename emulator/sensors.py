@@ -16,7 +16,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from edge.signals import Current4to20, Pt100
+from edge.rtd import Pt100
+from edge.signals import Current4to20
 from emulator.electrical import open_circuit_raw, raw_for, short_circuit_raw
 
 NE43_SATURATION_MA = (3.8, 20.5)  # a healthy transmitter's output never leaves this band

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.boardconfig import compile_config, load_board_config
-from edge.boardconfig.board_files import MPY_CROSS_ARGS, ROOT, board_files
+from edge.boardconfig.board_files import MPY_CROSS_ARGS, ROOT, features_of, files_for_config
 from edge.boardconfig.compile import board_file
+from host.board_ram_table import MEASURED
 from host.keys import decode_key, key_path
 from protocol.auth import KEY_MAX_LEN, KEY_MIN_LEN
 from protocol.wire import ID_PATTERN, ID_RULE
@@ -67,6 +68,8 @@ class Target:
     free_flash: int  # bytes of filesystem a typical board offers with the stock firmware
     flash_note: str  # where that number comes from
     config_targets: tuple[str, ...]  # board config targets this bundle may carry
+    heap: int = 0  # bytes of MicroPython GC heap the node may use (docs/deploy.md, "Memory")
+    heap_note: str = ""  # where that number comes from
 
 
 TARGETS = {
@@ -78,6 +81,15 @@ TARGETS = {
         "(MICROPY_HW_FLASH_STORAGE_BYTES in ports/rp2/boards/RPI_PICO_W/mpconfigboard.h; "
         "the plain Pico has 1408 KiB)",
         ("rp2", "generic"),
+        # docs/deploy.md, "Memory": the GC heap is all RAM the firmware leaves free
+        # (micropython PR #10968, v1.20): ~192 KiB on a Pico (less on a Pico W, whose
+        # Wi-Fi driver's static buffers come out of the same RAM: check yours with
+        # micropython.mem_info()), minus 16 KiB for the interpreter's own start-up
+        # objects, asyncio, the socket and Wi-Fi objects (estimate).
+        (192 - 16) * KIB,
+        "Raspberry Pi Pico (W), stock MicroPython v1.20+: GC heap ~192 KiB, all SRAM the "
+        "firmware leaves free (micropython PR #10968; a Pico W has less: estimate) minus "
+        "16 KiB for interpreter, asyncio and sockets (estimate)",
     ),
     "esp32": Target(
         "esp32",
@@ -86,6 +98,12 @@ TARGETS = {
         "ESP32 with 4 MiB flash, stock MicroPython: 960 KiB vfs partition "
         "(0xF0000 in ports/esp32/partitions-4MiB.csv; older builds gave 2 MiB)",
         ("esp32", "generic"),
+        # Stock ESP32_GENERIC without PSRAM: 111,936 B of GC heap once grown (micropython
+        # PR #13219, v1.22+), the IDF keeps ~40 KiB for Wi-Fi and sockets itself.
+        111936 - 16 * KIB,
+        "ESP32 without PSRAM, stock MicroPython v1.22+: GC heap 111,936 B once grown "
+        "(micropython PR #13219) minus 16 KiB for interpreter, asyncio and sockets "
+        "(estimate)",
     ),
     "generic": Target(
         "generic",
@@ -94,6 +112,8 @@ TARGETS = {
         "any MicroPython port (bytecode only); compared with the smallest board above, "
         "the Pico W's 848 KiB",
         ("rp2", "esp32", "generic"),
+        111936 - 16 * KIB,
+        "any MicroPython port: compared with the smallest heap above, the ESP32's",
     ),
 }
 TARGET_NAMES = tuple(TARGETS)
@@ -426,6 +446,44 @@ def secrets_bytes(path: Path | None) -> tuple[bytes, bool]:
     return render_secrets(secrets_from_toml(path)), True
 
 
+# -- RAM ----------------------------------------------------------------------------------
+
+# With the board packages frozen into the firmware, imports cost what the module objects
+# (globals, classes, functions) take, not the bytecode.  Measured outside this repository:
+# MicroPython 1.29-preview, qemu port MPS2_AN385, every board file frozen, the reference
+# reactor: gc.mem_alloc() 7 KB before the imports and 29 KB after (docs/deploy.md).
+FROZEN_IMPORTS = 22_000
+RAM_SOURCE = "Node WebAssembly MicroPython 1.27, bench/bench_edge.py (host/board_ram_table.py)"
+
+
+def estimate(kind: str, modules: list[str], frozen: bool = False) -> dict:
+    """Heap a board needs after boot: ``imports`` (its modules, loaded from .mpy) +
+    ``runtime`` (node, link, full outage queues), from the measured table.  A shipped kind
+    with its own file set gets its measured figure; anything else the sum of each module's
+    measured cost (largest over the kinds; modules never measured at the mean) plus the
+    kind's runtime (the largest if the kind was not measured)."""
+    m = MEASURED.get(kind)
+    if m and set(m["per_module"]) == set(modules) and not frozen:
+        return {
+            "bytes": m["total"],
+            "imports": m["imports"],
+            "runtime": m["runtime"],
+            "how": f"measured ({kind}; {RAM_SOURCE})",
+        }
+    per: dict[str, int] = {}
+    for k in MEASURED.values():
+        for rel, n in k["per_module"].items():
+            per[rel] = max(per.get(rel, 0), n)
+    mean = sum(per.values()) // len(per) if per else 0
+    imports = sum(per.get(rel, mean) for rel in modules)
+    runtime = m["runtime"] if m else max((k["runtime"] for k in MEASURED.values()), default=0)
+    how = f"estimated from per-module figures ({RAM_SOURCE})"
+    if frozen:
+        imports = FROZEN_IMPORTS
+        how = "estimated: runtime measured, frozen imports from the qemu measurement"
+    return {"bytes": imports + runtime, "imports": imports, "runtime": runtime, "how": how}
+
+
 # -- the bundle ---------------------------------------------------------------------------
 
 
@@ -438,6 +496,10 @@ class Bundle:
     mpy_cross: str  # its --version line
     files: dict[str, int] = field(default_factory=dict)  # relative path -> bytes
     has_secrets: bool = False
+    modules: list[str] = field(default_factory=list)  # board sources, dependencies first
+    features: list[str] = field(default_factory=list)  # optional modules the config uses
+    frozen: bool = False  # no lib/: the board packages are frozen into the firmware
+    ram: dict = field(default_factory=dict)  # host.board_ram.estimate (see check_ram)
 
     def parts(self) -> dict[str, int]:
         """Bytes per part: lib/edge, lib/protocol, config, entry (boot/main), secrets."""
@@ -483,6 +545,16 @@ class Bundle:
             "free_flash_assumed": t.flash_note,
             "fraction_of_free_flash": round(self.on_flash / t.free_flash, 4),
             "secrets": "included" if self.has_secrets else "template",
+            "frozen": self.frozen,
+            "modules": len(self.modules),
+            "features": self.features,
+            "ram_bytes": self.ram["bytes"],
+            "ram_imports_bytes": self.ram["imports"],
+            "ram_runtime_bytes": self.ram["runtime"],
+            "ram_how": self.ram["how"],
+            "heap_bytes": t.heap,
+            "heap_assumed": t.heap_note,
+            "heap_headroom_bytes": t.heap - self.ram["bytes"],
         }
 
 
@@ -505,8 +577,16 @@ def build_bundle(
     out_dir: Path | str,
     secrets_path: Path | str | None = None,
     root: Path = ROOT,
+    module_id: str | None = None,
+    frozen: bool = False,
 ) -> Bundle:
     """Validate the board config, then write the bundle to ``out_dir``.
+
+    Only the files the compiled config needs go in (``files_for_config``: a pump carries
+    no heater verification, 1oo2 voter, PT100 calibration or MAX31865 driver).
+    ``module_id`` replaces the config's ``module.id`` (one pump.toml for pump_a and
+    pump_b; the config hash changes with it).  ``frozen``: no ``lib/`` at all, for a
+    firmware with the board packages frozen in (firmware/manifest.py).
 
     Raises ``edge.boardconfig.ConfigErrors`` for a config that fails validation,
     ``SecretsError`` for bad secrets and ``BundleError`` for anything else.  Nothing is
@@ -525,6 +605,10 @@ def build_bundle(
                 else ""
             )
         )
+    if module_id is not None:
+        if not _ID_RE.match(module_id):
+            raise TargetMismatch(f"--module-id {module_id!r}: expected {ID_RULE}")
+        cfg.data["module"]["id"] = module_id
     compiled = compile_config(cfg)
     blob = board_file(compiled)
     secrets, has_secrets = secrets_bytes(Path(secrets_path) if secrets_path else None)
@@ -538,7 +622,11 @@ def build_bundle(
         if (lib / pkg).exists():
             shutil.rmtree(lib / pkg)  # no stale module from an earlier bundle
     bundle = Bundle(out, tgt, cfg.module_id, blob[:8].hex(), version, has_secrets=has_secrets)
-    for rel in board_files(root):
+    bundle.modules = files_for_config(cfg.data, root)
+    bundle.features = features_of(cfg.data)
+    bundle.frozen = frozen
+    bundle.ram = estimate(cfg.kind, bundle.modules, frozen)
+    for rel in [] if frozen else bundle.modules:
         dest = lib / (rel[: -len(".py")] + ".mpy")
         dest.parent.mkdir(parents=True, exist_ok=True)
         cmd = mpy_cross_command(exe, root / rel, dest, rel, target)

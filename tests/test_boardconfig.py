@@ -190,8 +190,11 @@ def _construct(data):
     from edge.drivers import build_actuator, build_sensor
     from edge.interlocks import Action, Interlock, InterlockSet
     from edge.pid import PID
+    from edge.rtd import Pt100
     from edge.runaway import HeaterVerifier
-    from edge.signals import Current4to20, Linear, Pt100, Redundant1oo2, SensorChannel, Table
+    from edge.signals import Current4to20, Linear, SensorChannel
+    from edge.table import Table
+    from edge.voter import Redundant1oo2
 
     calibrations = {"linear": Linear, "4-20mA": Current4to20, "pt100": Pt100, "table": Table}
     hw = _FakeHardware()  # one board: ADS1115 chips are shared between their channels

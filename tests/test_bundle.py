@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge.boardconfig import compile_config, load_board_config
-from edge.boardconfig.board_files import board_files
+from edge.boardconfig.board_files import files_for_config
 from host import bundle as hb
 from host.cli import main as skid
 from protocol import host_messages
@@ -72,7 +72,10 @@ def test_layout_mirrors_the_board_file_list_and_reports_sizes(tmp_path, capsys):
         capsys, "bundle", str(REACTOR), "--target", "rp2", "-o", str(out), "--json"
     )
     assert code == 0, err
-    expected = {"lib/" + rel[:-3] + ".mpy" for rel in board_files()}
+    # Only what the reactor's config needs (tests/test_board_memory.py: per-kind sets).
+    expected = {
+        "lib/" + rel[:-3] + ".mpy" for rel in files_for_config(load_board_config(REACTOR).data)
+    }
     got = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     top = {"main.py", "boot.py", "config.bin", "board_secrets.py"}
     assert got == expected | top
@@ -363,6 +366,16 @@ def _guest_files(bundle_dir: Path) -> dict[str, bytes]:
         if p.is_file()
     }
     files["/lib/bundle_boot.py"] = BOOT.read_bytes()
+    # bundle_boot feeds the plant through the emulated drivers, which a board config's
+    # bundle does not carry (only an emulated config's would): added here, compiled the
+    # same way.  tests/test_board_memory.py boots each kind from its bundle alone.
+    emulated = bundle_dir.parent / "emulated.mpy"
+    src = ROOT / "edge" / "drivers" / "emulated.py"
+    cmd = hb.mpy_cross_command(
+        hb.mpy_cross_path(), src, emulated, "edge/drivers/emulated.py", "generic"
+    )
+    subprocess.run(cmd, check=True)
+    files["/lib/edge/drivers/emulated.mpy"] = emulated.read_bytes()
     return files
 
 

@@ -30,7 +30,7 @@ from edge.drivers.max31865 import Max31865, config_byte, describe_fault
 from edge.hal import UNIT_DIGITAL, UNIT_MILLIAMP, UNIT_OHM, UNIT_VOLT
 from edge.linux.hardware import SmbusBus, SpidevBus, SysfsPwm, parse_pwm_pin
 from edge.linux.watchdog import LinuxWatchdog
-from edge.signals import Pt100
+from edge.rtd import Pt100
 from tools.micropython import run_node
 
 # ----------------------------------------------------------------------------- bus fakes

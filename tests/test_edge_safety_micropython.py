@@ -12,7 +12,9 @@ from tools.micropython import node_available, run_node
 
 SCENARIO = r"""
 import gc
-from edge.signals import SensorChannel, Pt100, Linear, Redundant1oo2, cvd_resistance
+from edge.rtd import Pt100, cvd_resistance
+from edge.signals import SensorChannel, Linear
+from edge.voter import Redundant1oo2
 from edge.interlocks import Interlock, InterlockSet, Action
 from edge.runaway import HeaterVerifier
 

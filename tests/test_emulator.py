@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from edge.signals import cvd_resistance
+from edge.rtd import cvd_resistance
 from emulator.emulation import FAULT_KINDS, LineEmulation
 from line.hydraulics import hagen_poiseuille_bar
 from line.loader import load_line

@@ -457,6 +457,28 @@ def test_slow_rise_does_not_trip_rate():
     assert _ramp(iset, ch, 0.5, 20_000) is None
 
 
+def test_rate_of_rise_on_a_channel_still_starting_waits_for_readings():
+    # A hardware sensor delivers nothing for its first ticks (MAX31865 settle time):
+    # value None with quality UNCERTAIN, not BAD.  The rate must start from the first
+    # reading, not fail on the empty ones a window later.
+    ch = channel()
+    ror = Interlock("R", ch, "rate_of_rise", 1.0, window_ms=1000)
+    iset = InterlockSet([ror], SAFE)
+    for t in range(0, 500, 100):
+        ch.check(t)
+        iset.evaluate(t)
+        assert ch.value is None and ror.rate is None
+    for t in range(500, 1500, 100):
+        ch.update(20.0, t)
+        iset.evaluate(t)
+        assert ror.rate is None  # less than a full window of readings yet
+    for t in range(1500, 2600, 100):
+        ch.update(20.0 + 2.0 * (t - 1500) / 1000.0, t)
+        iset.evaluate(t)
+    assert ror.rate == pytest.approx(2.0)
+    assert iset.active and iset.first_out.cause == ror.cause
+
+
 def test_rate_history_restarts_after_bad_period():
     ch = channel()
     ror = Interlock("R", ch, "rate_of_rise", 1.0, window_ms=1000, trip_on_bad=False)

@@ -18,8 +18,10 @@ from edge.hal import Actuator
 from edge.interlocks import Action, Interlock, InterlockSet
 from edge.lease import LEASE_LOST, LEASE_OK, LEASE_RESTORED, LeaseWatchdog
 from edge.node import ActuatorSlot
+from edge.rtd import Pt100
 from edge.runaway import HeaterVerifier
-from edge.signals import Current4to20, Linear, Pt100, Redundant1oo2, SensorChannel
+from edge.signals import Current4to20, Linear, SensorChannel
+from edge.voter import Redundant1oo2
 from protocol import auth, messages, wire
 from protocol.constants import (
     QUALITY_BAD,

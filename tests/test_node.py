@@ -1023,7 +1023,7 @@ def test_runaway_measure_names_the_sensor_the_verifier_watches():
     the heater off while the coil probes stay at 25 degC."""
     from edge.boardconfig import compile_config, decompile, emulate, load_board_config_text
     from edge.build import build_node
-    from edge.signals import cvd_resistance
+    from edge.rtd import cvd_resistance
     from emulator.emulation import RecordingSink
     from tests.edge_harness import NONCE, ROOT
 

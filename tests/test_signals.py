@@ -9,18 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.clock import TICKS_PERIOD, ticks_add, ticks_wrap
+from edge.rtd import Pt100, cvd_resistance
 from edge.signals import (
     Calibration,
     Current4to20,
     Linear,
-    Pt100,
-    Redundant1oo2,
     SensorChannel,
-    Table,
     Unfiltered,
-    cvd_resistance,
     is_finite_number,
 )
+from edge.table import Table
+from edge.voter import Redundant1oo2
 from protocol.constants import QUALITY_BAD, QUALITY_GOOD, QUALITY_UNCERTAIN
 
 NAN = float("nan")

@@ -66,10 +66,16 @@ TARGETS = {
         "xǁSensorChannelǁ_track_stuck",
         "xǁSensorChannelǁupdate",
         "xǁSensorChannelǁcheck",
+        "xǁUnfilteredǁ*",
+    ],
+    # Split from edge/signals.py (so that only boards using them load them): the PT100
+    # and table plausibility checks and the 1oo2 vote, scored as they were there.
+    "edge/rtd.py": ["xǁ*ǁraw_ok", "xǁ*ǁbad_reason", "xǁ*ǁraw_uncertain"],
+    "edge/table.py": ["xǁ*ǁraw_ok", "xǁ*ǁbad_reason", "xǁ*ǁraw_uncertain"],
+    "edge/voter.py": [
         "xǁRedundant1oo2ǁ_pick",
         "xǁRedundant1oo2ǁ_bad",
         "xǁRedundant1oo2ǁcheck",
-        "xǁUnfilteredǁ*",
     ],
     # Command and lease checking (authenticated leases, the abort and unsigned-rebirth
     # expiry exemptions, the unsigned rebirth limit), trip reset and parking (the tick
@@ -128,14 +134,20 @@ EQUIVALENT = [
     ),
     # edge/signals.py
     (
-        "edge/signals.py",
+        "edge/rtd.py",
+        "xǁ*ǁbad_reason",
+        r"raw <= self\.(r_short|raw_min)",
+        "bad_reason is asked only for raw outside [min, max], so raw == min never reaches it",
+    ),
+    (
+        "edge/table.py",
         "xǁ*ǁbad_reason",
         r"raw <= self\.(r_short|raw_min)",
         "bad_reason is asked only for raw outside [min, max], so raw == min never reaches it",
     ),
     ("edge/signals.py", "xǁSensorChannelǁ_set_bad", r"^self\._primed = None$", _FALSY),
     (
-        "edge/signals.py",
+        "edge/voter.py",
         "xǁRedundant1oo2ǁ*",
         r"^(self\.value = |return )va if va (>|<) vb else vb$",
         "differs only when va == vb, where both branches give the same value",
@@ -248,7 +260,7 @@ EQUIVALENT = [
         " cannot",
     ),
     (
-        "edge/signals.py",
+        "edge/voter.py",
         "xǁRedundant1oo2ǁcheck",
         r"^if not a_ok and not b_ok and (\(a\.quality (!=|==) QUALITY_BAD (and|or) b\.quality"
         r"|not \(a_bad or b_bad\):$)",

@@ -16,7 +16,7 @@ import time
 from edge.build import build_node
 from edge.compiled_config import load_board_file
 from edge.drivers.emulated import EmulatedActuator, EmulatedSensor
-from edge.signals import cvd_resistance
+from edge.rtd import cvd_resistance
 from protocol import messages
 
 HOST0 = 1790000000000

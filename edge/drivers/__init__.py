@@ -28,10 +28,12 @@ shares one bus object per bus id; an ADS1115 chip (bus id + address) is shared b
 channels through a registry kept on the provider object (attribute ``_shared_devices``).
 """
 
-from edge.drivers.ads1115 import DEFAULT_ADDRESS, Ads1115, Ads1115Channel, CurrentLoop
-from edge.drivers.emulated import EmulatedActuator, EmulatedSensor
 from edge.drivers.machine_io import AdcSensor, DigitalIn, DigitalOut, PwmActuator
-from edge.drivers.max31865 import Max31865
+
+# The chip drivers (ads1115, max31865) and the emulated ones are imported where they are
+# built: only boards whose config uses a driver carry its file
+# (edge.boardconfig.board_files.files_for_config), and an imported module costs RAM for
+# as long as the board runs (docs/deploy.md, "Memory").
 
 SENSOR_DRIVERS = ("emulated", "adc", "pin_in", "max31865", "ads1115")
 ACTUATOR_DRIVERS = ("emulated", "pwm", "pin_out")
@@ -68,6 +70,8 @@ def _shared_chip(hw, bus_id, address):
     key = ("ads1115", bus_id, address)
     chip = registry.get(key)
     if chip is None:
+        from edge.drivers.ads1115 import Ads1115  # noqa: PLC0415  (see the imports)
+
         chip = Ads1115(hw.i2c(bus_id), address)
         registry[key] = chip
     return chip
@@ -77,12 +81,16 @@ def build_sensor(spec, hw):
     """A ``Sensor`` for ``spec`` (see the module docstring); ValueError on a bad spec."""
     driver = _driver(spec, "sensor", SENSOR_DRIVERS)
     if driver == "emulated":
+        from edge.drivers.emulated import EmulatedSensor  # noqa: PLC0415  (see the imports)
+
         return EmulatedSensor(spec.get("raw_unit", "V"))
     if driver == "adc":
         return AdcSensor(hw.adc(_need(spec, "pin", "sensor")), spec.get("vref", 3.3))
     if driver == "pin_in":
         return DigitalIn(hw.pin_in(_need(spec, "pin", "sensor")), spec.get("invert", False))
     if driver == "max31865":
+        from edge.drivers.max31865 import Max31865  # noqa: PLC0415  (see the imports)
+
         bus = hw.spi(_need(spec, "spi", "sensor"))
         cs = spec.get("cs")  # absent/None: the bus asserts CS itself (Linux kernel CS)
         return Max31865(
@@ -93,7 +101,9 @@ def build_sensor(spec, hw):
             spec.get("filter_hz", 50),
             spec.get("settle_ms", 100),
         )
-    # ads1115
+    # ads1115: only boards with an ADS1115 channel carry edge/drivers/ads1115.py
+    from edge.drivers.ads1115 import DEFAULT_ADDRESS, Ads1115Channel, CurrentLoop  # noqa: PLC0415
+
     chip = _shared_chip(hw, _need(spec, "i2c", "sensor"), spec.get("address", DEFAULT_ADDRESS))
     channel = Ads1115Channel(
         chip, _need(spec, "channel", "sensor"), spec.get("gain", 1), spec.get("rate", 128)
@@ -122,6 +132,8 @@ def build_actuator(spec, hw):
     name = spec.get("name", driver)
     safe = _need(spec, "safe", "actuator")
     if driver == "emulated":
+        from edge.drivers.emulated import EmulatedActuator  # noqa: PLC0415  (see the imports)
+
         rng = _range(spec)
         return EmulatedActuator(rng[0], rng[1], safe, name)
     if driver == "pwm":

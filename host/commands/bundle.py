@@ -34,6 +34,22 @@ def register(sub) -> None:
         metavar="FILE",
         help="secrets TOML (or a ready board_secrets.py): Wi-Fi, broker, line, command key",
     )
+    p.add_argument(
+        "--module-id",
+        metavar="ID",
+        help="module id for this board instead of the config's (pump_a and pump_b from one "
+        "pump.toml); the config hash changes with it",
+    )
+    p.add_argument(
+        "--frozen",
+        action="store_true",
+        help="no lib/: for a firmware with the board packages frozen in (firmware/manifest.py)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write the bundle even if its expected RAM exceeds the target's usable heap",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=run)
 
@@ -42,9 +58,31 @@ def _kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
+def _print_ram(s: dict) -> None:
+    print(
+        f"  RAM after boot {_kib(s['ram_bytes']):>10} (imports {_kib(s['ram_imports_bytes'])},"
+        f" runtime {_kib(s['ram_runtime_bytes'])}; {s['ram_how']})",
+        file=sys.stderr,
+    )
+    print(
+        f"  usable heap    {_kib(s['heap_bytes']):>10}: headroom"
+        f" {_kib(s['heap_headroom_bytes'])} ({s['heap_assumed']})",
+        file=sys.stderr,
+    )
+    if s["features"]:
+        print(f"  optional modules carried: {', '.join(s['features'])}", file=sys.stderr)
+
+
 def run(args) -> int:
     try:
-        bundle = build_bundle(args.config, args.target, args.output, args.secrets)
+        bundle = build_bundle(
+            args.config,
+            args.target,
+            args.output,
+            args.secrets,
+            module_id=args.module_id,
+            frozen=args.frozen,
+        )
     except ConfigErrors as exc:
         print(
             f"skid bundle: {args.config}: refused, the config does not validate:", file=sys.stderr
@@ -95,6 +133,19 @@ def run(args) -> int:
             "  board_secrets.py is a commented template: the module will run without network",
             file=sys.stderr,
         )
+    _print_ram(s)
+    if s["heap_headroom_bytes"] < 0 and not args.force:
+        print(
+            f"skid bundle: refused: {s['module']} needs about {_kib(s['ram_bytes'])} of heap"
+            f" after boot, {_kib(-s['heap_headroom_bytes'])} more than the"
+            f" {_kib(s['heap_bytes'])} a {s['target']} board leaves (docs/deploy.md, Memory)."
+            " Freeze the board packages into the firmware and bundle with --frozen,"
+            " or override with --force",
+            file=sys.stderr,
+        )
+        if args.json:
+            print(json.dumps({"ok": False, **s}))
+        return EXIT_FAILURE
     if s["fraction_of_free_flash"] > 1:
         print("skid bundle: the bundle does not fit the target's free flash", file=sys.stderr)
         if args.json:

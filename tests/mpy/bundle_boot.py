@@ -23,8 +23,8 @@ T0 = time.ticks_us()
 from edge.build import build_node  # noqa: E402  (after T0: imports are part of the boot)
 from edge.compiled_config import load_board_file  # noqa: E402
 from edge.drivers.emulated import EmulatedActuator, EmulatedSensor  # noqa: E402
+from edge.rtd import cvd_resistance  # noqa: E402
 from edge.runner import EdgeRunner, LinkSink, NullSink  # noqa: E402
-from edge.signals import cvd_resistance  # noqa: E402
 from protocol import messages  # noqa: E402
 from protocol.topics import TOPIC_CMD, TOPIC_LEASE, host_topic, module_topic  # noqa: E402
 

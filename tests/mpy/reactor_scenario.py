@@ -10,7 +10,7 @@ event) that must be identical, within float formatting, under CPython and MicroP
 from edge.build import build_node
 from edge.compiled_config import load_board_file
 from edge.drivers.emulated import EmulatedActuator, EmulatedSensor
-from edge.signals import cvd_resistance
+from edge.rtd import cvd_resistance
 from protocol import host_messages, messages
 
 HOST0 = 1790000000000
