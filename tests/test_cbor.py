@@ -421,6 +421,10 @@ MALFORMED = [
     ("1901", 2, "unexpected end"),
     ("8301820203", 5, "unexpected end"),
     ("fa0000", 3, "unexpected end"),
+    ("82fa000000", 5, "unexpected end"),  # a float32 cut short inside an array (inline path)
+    ("81f900", 3, "unexpected end"),  # a half cut short inside an array (inline path)
+    ("a1001a000000", 6, "unexpected end"),  # a 32-bit map value cut short (inline path)
+    ("a100fa0000", 5, "unexpected end"),  # a float32 map value (through _dec)
     ("1b00000000", 5, "unexpected end"),
     ("82a201020304", 6, "unexpected end"),
     ("9f01", 2, "unexpected end"),
