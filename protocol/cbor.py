@@ -359,121 +359,125 @@ def _enc_map_sorted(buf, obj, depth):
         _enc(buf, x, depth)
 
 
-def _enc(
+def _enc_map(buf, v, depth, type=type, int=int, _pack_BI=_pack_BI):
+    # Ints inside maps and arrays are encoded inline (the two copies, here and in
+    # _enc_array, are deliberate): they are nearly every item of telemetry and a call per
+    # int would cost about a third of the encode time.
+    if depth >= _MAX_ENCODE_DEPTH:
+        raise EncodeError("containers nested deeper than {} (or cyclic)".format(depth))
+    depth += 1
+    n = len(v)
+    if n < 24:
+        buf.append(0xA0 | n)
+    else:
+        _head(buf, 0xA0, n)
+    start = len(buf)
+    # Fast path: keys are non-negative ints already in ascending order (how message
+    # builders produce them); their encoded order is then their numeric order.
+    prev = -1
+    append = buf.append
+    for k, x in v.items():
+        if type(k) is not int or k <= prev:
+            break
+        prev = k
+        if k < 24:
+            append(k)
+        else:
+            _enc_int(buf, k)
+        if type(x) is int and 0 <= x:
+            if x < 24:
+                append(x)
+            elif x < 256:
+                append(24)
+                append(x)
+            elif x < 65536:
+                append(25)
+                append(x >> 8)
+                append(x & 255)
+            elif x < 4294967296:
+                buf += _pack_BI(26, x)
+            else:
+                _enc_int(buf, x)
+        else:
+            _enc(buf, x, depth)
+    else:
+        return
+    buf[start:] = b""  # MicroPython bytearrays lack item deletion
+    _enc_map_sorted(buf, v, depth)
+
+
+def _enc_array(
     buf,
     v,
     depth,
     type=type,
     int=int,
-    dict=dict,
-    list=list,
-    tuple=tuple,
-    float=float,
-    str=str,
     Float32=Float32,
     _pack_BI=_pack_BI,
     pack_f=_pack_f,
     pack_e=_pack_e,
     unpack_e=_unpack_e,
 ):
+    if depth >= _MAX_ENCODE_DEPTH:
+        raise EncodeError("containers nested deeper than {} (or cyclic)".format(depth))
+    depth += 1
+    n = len(v)
+    if n < 24:
+        buf.append(0x80 | n)
+    else:
+        _head(buf, 0x80, n)
+    append = buf.append
+    for x in v:
+        tx = type(x)
+        if tx is int and 0 <= x:
+            if x < 24:
+                append(x)
+            elif x < 256:
+                append(24)
+                append(x)
+            elif x < 65536:
+                append(25)
+                append(x >> 8)
+                append(x & 255)
+            elif x < 4294967296:
+                buf += _pack_BI(26, x)
+            else:
+                _enc_int(buf, x)
+        elif tx is Float32:
+            # A float channel's value.  A single whose low 13 bits are not all 0 is
+            # neither a half (10 fraction bits to a single's 23) nor infinity: send it
+            # as is.  The rest (halves, 0, inf, NaN, overflow) take the general path.
+            f = x.value
+            try:
+                single = pack_f(f)
+            except OverflowError:  # CPython refuses to round to infinity
+                single = b"\x00\x00\x00\x00"
+            if (single[3] or single[2] & 31) and f == f:
+                append(0xFA)
+                buf += single
+                continue
+            if _HAS_HALF and -65504.0 <= f <= 65504.0:
+                half = pack_e(f)
+                if unpack_e(half, 0)[0] == f:  # f is exactly a half
+                    append(0xF9)
+                    buf += half
+                    continue
+            _enc_float(buf, f, False)
+        else:
+            _enc(buf, x, depth)
+
+
+def _enc(
+    buf, v, depth, type=type, int=int, dict=dict, list=list, tuple=tuple, float=float, str=str
+):
     # Builtins are bound as default arguments: on MicroPython a builtin name is looked up
     # in two dicts and a local is an array slot; this nearly halves encode time there.
-    # Checks are ordered by how often each type reaches here in protocol messages.  Ints
-    # inside maps and lists are encoded inline (the two copies below are deliberate): they
-    # are nearly every item of telemetry and a call per int would cost about a third of
-    # the encode time.
+    # Checks are ordered by how often each type reaches here in protocol messages.
     t = type(v)
     if t is dict:
-        if depth >= _MAX_ENCODE_DEPTH:
-            raise EncodeError("containers nested deeper than {} (or cyclic)".format(depth))
-        depth += 1
-        n = len(v)
-        if n < 24:
-            buf.append(0xA0 | n)
-        else:
-            _head(buf, 0xA0, n)
-        start = len(buf)
-        # Fast path: keys are non-negative ints already in ascending order (how message
-        # builders produce them); their encoded order is then their numeric order.
-        prev = -1
-        append = buf.append
-        for k, x in v.items():
-            if type(k) is not int or k <= prev:
-                break
-            prev = k
-            if k < 24:
-                append(k)
-            else:
-                _enc_int(buf, k)
-            if type(x) is int and 0 <= x:
-                if x < 24:
-                    append(x)
-                elif x < 256:
-                    append(24)
-                    append(x)
-                elif x < 65536:
-                    append(25)
-                    append(x >> 8)
-                    append(x & 255)
-                elif x < 4294967296:
-                    buf += _pack_BI(26, x)
-                else:
-                    _enc_int(buf, x)
-            else:
-                _enc(buf, x, depth)
-        else:
-            return
-        buf[start:] = b""  # MicroPython bytearrays lack item deletion
-        _enc_map_sorted(buf, v, depth)
+        _enc_map(buf, v, depth)
     elif t is list or t is tuple:
-        if depth >= _MAX_ENCODE_DEPTH:
-            raise EncodeError("containers nested deeper than {} (or cyclic)".format(depth))
-        depth += 1
-        n = len(v)
-        if n < 24:
-            buf.append(0x80 | n)
-        else:
-            _head(buf, 0x80, n)
-        append = buf.append
-        for x in v:
-            tx = type(x)
-            if tx is int and 0 <= x:
-                if x < 24:
-                    append(x)
-                elif x < 256:
-                    append(24)
-                    append(x)
-                elif x < 65536:
-                    append(25)
-                    append(x >> 8)
-                    append(x & 255)
-                elif x < 4294967296:
-                    buf += _pack_BI(26, x)
-                else:
-                    _enc_int(buf, x)
-            elif tx is Float32:
-                # A float channel's value.  A single whose low mantissa byte is not 0
-                # cannot be a half (halves have 10 fraction bits to a single's 23) nor
-                # infinity: send it as is.  The rest (halves, 0, inf, NaN, overflow)
-                # take the general path.
-                f = x.value
-                try:
-                    single = pack_f(f)
-                except OverflowError:  # CPython refuses to round to infinity
-                    single = b"\x00\x00\x00\x00"
-                if (single[3] or single[2] & 31) and f == f:
-                    append(0xFA)
-                    buf += single
-                    continue
-                if _HAS_HALF and -65504.0 <= f <= 65504.0:
-                    half = pack_e(f)
-                    if unpack_e(half, 0)[0] == f:  # f is exactly a half
-                        append(0xF9)
-                        buf += half
-                        continue
-                _enc_float(buf, f, False)
-            else:
-                _enc(buf, x, depth)
+        _enc_array(buf, v, depth)
     elif t is int:
         if 0 <= v < 24:
             buf.append(v)
@@ -672,12 +676,12 @@ def _dec(
     Returns (value, index after the item).  Builtins and struct unpackers are default
     arguments for MicroPython's sake, as in ``_enc``.
     """
-    # long: the hot decode loop.  Unsigned ints, arrays and maps are decoded here, and
-    # inside arrays and maps the items telemetry is made of (small ints, float32 and
-    # half floats, 32-bit timestamps) are decoded inline: they are nearly every item,
-    # and a call per item cost a third of the decode time (bench/bench_codec.py).
-    # Everything else is in ``_dec_rest``.  A value cut short inside ``unpack_f`` and
-    # friends raises the struct error that ``decode`` turns into "unexpected end".
+    # The hot path: unsigned ints and arrays here, maps in ``_dec_map``, everything else
+    # in ``_dec_rest``.  Inside arrays and maps the items telemetry is made of (small
+    # ints, float32 and half floats, 32-bit timestamps) are decoded inline: they are
+    # nearly every item, and a call per item cost a third of the decode time
+    # (bench/bench_codec.py).  A value cut short inside ``unpack_f`` and friends raises
+    # the struct error that ``decode`` turns into "unexpected end".
     start = i
     b = data[i]
     i += 1
@@ -730,6 +734,11 @@ def _dec(
                 v, i = _dec(data, i, room)
                 append(v)
         return out, i
+    return _dec_map(data, i, n, room, start, left)
+
+
+def _dec_map(data, i, n, room, start, left, type=type, range=range, len=len, unpack_I=_unpack_I):
+    """The ``n`` entries of the map whose head is at ``start``; ``i`` follows the head."""
     if n > left >> 1:  # every key and every value takes at least one byte
         raise DecodeError(
             start,
