@@ -661,28 +661,19 @@ def _indefinite_string(data, i, major, start):
     return "".join(chunks), i
 
 
-def _dec(
-    data,
-    i,
-    room,
-    type=type,
-    range=range,
-    len=len,
-    unpack_f=_unpack_f,
-    unpack_e=_unpack_e,
-    unpack_I=_unpack_I,
-):
+def _dec(data, i, room, len=len):
     """Decode the item at ``i``; ``room`` is how many more levels may nest.
 
     Returns (value, index after the item).  Builtins and struct unpackers are default
     arguments for MicroPython's sake, as in ``_enc``.
     """
-    # The hot path: unsigned ints and arrays here, maps in ``_dec_map``, everything else
-    # in ``_dec_rest``.  Inside arrays and maps the items telemetry is made of (small
-    # ints, float32 and half floats, 32-bit timestamps) are decoded inline: they are
-    # nearly every item, and a call per item cost a third of the decode time
-    # (bench/bench_codec.py).  A value cut short inside ``unpack_f`` and friends raises
-    # the struct error that ``decode`` turns into "unexpected end".
+    # The hot path: unsigned ints here, arrays in ``_dec_array``, maps in ``_dec_map``,
+    # everything else in ``_dec_rest``.  Inside arrays and maps the items telemetry is
+    # made of (small ints, float32 and half floats, 32-bit timestamps, the values array)
+    # are decoded inline or straight away: they are nearly every item, and a call per
+    # item cost a third of the decode time (bench/bench_codec.py).  A value cut short
+    # inside ``unpack_f`` and friends raises the struct error that ``decode`` turns into
+    # "unexpected end".
     start = i
     b = data[i]
     i += 1
@@ -709,33 +700,38 @@ def _dec(
         n, i = _argument(data, i, ai, start)
     left = len(data) - i
     if b < 0xA0:
-        if n > left:  # every item takes at least one byte
-            raise _too_long(start, n, left)
-        out = []
-        append = out.append
-        for _ in range(n):
-            b = data[i]
-            if b < 24:
-                append(b)
-                i += 1
-            elif b < 26:
-                if b == 25:
-                    append((data[i + 1] << 8) | data[i + 2])
-                    i += 3
-                else:
-                    append(data[i + 1])
-                    i += 2
-            elif b == 0xFA:
-                append(unpack_f(data, i + 1)[0])
-                i += 5
-            elif b == 0xF9:
-                append(unpack_e(data, i + 1)[0])
+        return _dec_array(data, i, n, room, start, left)
+    return _dec_map(data, i, n, room, start, left)
+
+
+def _dec_array(data, i, n, room, start, left, range=range, unpack_f=_unpack_f, unpack_e=_unpack_e):
+    """The ``n`` items of the array whose head is at ``start``; ``i`` follows the head."""
+    if n > left:  # every item takes at least one byte
+        raise _too_long(start, n, left)
+    out = []
+    append = out.append
+    for _ in range(n):
+        b = data[i]
+        if b < 24:
+            append(b)
+            i += 1
+        elif b < 26:
+            if b == 25:
+                append((data[i + 1] << 8) | data[i + 2])
                 i += 3
             else:
-                v, i = _dec(data, i, room)
-                append(v)
-        return out, i
-    return _dec_map(data, i, n, room, start, left)
+                append(data[i + 1])
+                i += 2
+        elif b == 0xFA:
+            append(unpack_f(data, i + 1)[0])
+            i += 5
+        elif b == 0xF9:
+            append(unpack_e(data, i + 1)[0])
+            i += 3
+        else:
+            v, i = _dec(data, i, room)
+            append(v)
+    return out, i
 
 
 def _dec_map(data, i, n, room, start, left, type=type, range=range, len=len, unpack_I=_unpack_I):
@@ -773,6 +769,8 @@ def _dec_map(data, i, n, room, start, left, type=type, range=range, len=len, unp
             elif b == 26:
                 out[k] = unpack_I(data, i + 1)[0]
                 i += 5
+            elif 0x80 <= b < 0x98 and room > 0:  # a short array (telemetry's values)
+                out[k], i = _dec_array(data, i + 1, b - 0x80, room - 1, i, len(data) - i - 1)
             else:
                 out[k], i = _dec(data, i, room)
     except TypeError:
@@ -923,7 +921,11 @@ def decode(data, max_depth=16, max_size=None):
             max_size, "message of {} bytes is longer than max_size {}".format(n, max_size)
         )
     try:
-        v, i = _dec(data, 0, max_depth)
+        b = data[0]
+        if 0xA0 <= b < 0xB8 and max_depth > 0:  # a short map (every protocol message)
+            v, i = _dec_map(data, 1, b - 0xA0, max_depth - 1, 0, n - 1)
+        else:
+            v, i = _dec(data, 0, max_depth)
     except IndexError:
         raise DecodeError(n, "unexpected end of input") from None
     except _StructError as exc:  # an inline unpack_from past the end (see _dec)

@@ -481,6 +481,8 @@ MALFORMED = [
     ("81f900", 3, "unexpected end"),  # a half cut short inside an array (inline path)
     ("a1001a000000", 6, "unexpected end"),  # a 32-bit map value cut short (inline path)
     ("a100fa0000", 5, "unexpected end"),  # a float32 map value (through _dec)
+    ("a1018501", 2, "declared length 5 exceeds the 1 bytes"),  # an array value of a map
+    ("a10182fa00", 5, "unexpected end"),
     ("1b00000000", 5, "unexpected end"),
     ("82a201020304", 6, "unexpected end"),
     ("9f01", 2, "unexpected end"),
@@ -577,6 +579,22 @@ def test_max_depth_is_adjustable():
         decode(nested_arrays(3), max_depth=2)
     with pytest.raises(DecodeError, match="nesting"):
         decode(bytes.fromhex("9f9f00ffff"), max_depth=1)  # indefinite containers too
+
+
+@pytest.mark.parametrize(
+    "hex_, depth, offset",
+    [
+        ("a10100", 0, 0),  # a top-level map (decode's shortcut) with no room
+        ("a1018100", 1, 2),  # an array value of a map (the map's shortcut) with no room
+        ("a101a10100", 1, 2),  # a map value of a map
+        ("8181a10100", 2, 2),
+    ],
+)
+def test_depth_is_judged_the_same_on_the_shortcuts(hex_, depth, offset):
+    with pytest.raises(DecodeError, match="nesting deeper than max_depth") as info:
+        decode(bytes.fromhex(hex_), max_depth=depth)
+    assert info.value.offset == offset
+    assert decode(bytes.fromhex(hex_), max_depth=depth + 1) is not None
 
 
 def test_memory_bomb_is_refused_before_allocating():
