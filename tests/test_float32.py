@@ -7,18 +7,23 @@ forced through float32 (``struct`` 'f' round trips) where a board takes them in:
 * the config: every float of the compiled board config (limits, hysteresis, ranges,
   calibrations, actuator ranges and safe values), as a float32 board decodes it;
 * the sensor boundary: every analog reading the emulated driver hands the runtime;
-* the actuator boundary: every value the runtime writes to an output.
+* the actuator boundary: every value the runtime writes to an output;
+* the command boundary: doubles in a command decode to float32, as ``struct`` gives
+  them on such a port (``float32_decoding``).
 
 Arithmetic between those points still runs in double precision on CPython: what is
 checked is that the decisions do not depend on the extra precision of the inputs.
 
 1. ``Float32Rig`` runs the Hypothesis safety machines of tests/test_safety_properties.py
    (reactor and pump: every invariant there) with those boundaries, at a modest example
-   count.  The one tolerance they widen is where the model compares a plant value with
-   a measurement (invariant 2's settled start and crossing time): by ``TOL``.
-2. For every analog channel of every shipped board config, a reading decides the same
-   way (quality GOOD/UNCERTAIN/BAD, and each ``above``/``below`` interlock on it) with
-   float32 inputs as with double ones, unless the plant value is within ``TOL`` of the
+   count.  The model widens two tolerances: where it compares a plant value with a
+   measurement (invariant 2's settled start and crossing time), by ``TOL``; and a
+   setpoint within float32 rounding of a bound may be accepted or refused.  Commands
+   carry float32 values (see 4).
+2. For every analog channel and redundant pair of every shipped board config, a reading
+   decides the same way (quality GOOD/UNCERTAIN/BAD, so range, calibration plausibility,
+   NE43 bands and disagreement; each ``above``/``below`` interlock limit and its reset
+   threshold) with float32 inputs as with double ones, unless the plant value is within ``TOL`` of the
    threshold (the double-precision decision changes within that distance), and a usable
    value differs by at most ``TOL``.  ``TOL(x) = 2**-22 * (|x| + span)``, span being the
    channel's range (about 2.4e-7 of full scale: a float32 has 24 significant bits and a
@@ -27,6 +32,11 @@ checked is that the decisions do not depend on the extra precision of the inputs
    +-3.4028235e38, or nonzero below its smallest subnormal): a float32 port would read
    it as inf or 0, and freezing such a file fails.  Host-only modules may (the board
    config loader's 1e300 typo guard is one; edge/boardconfig/ is not on a board).
+4. Commands: a number beyond the float32 range reaches a float32 board as inf and the
+   command is refused as malformed, changing nothing.  Found here, not fixed (xfail): a
+   *signed* command carrying a double that float32 cannot hold (a setpoint of 80.1) fails
+   authentication on a float32 board, because the tag is checked over the re-encoding of
+   the parsed command, and the board's parsed value is the float32 one.
 """
 
 from __future__ import annotations
@@ -42,9 +52,10 @@ from hypothesis import strategies as st
 
 from edge.boardconfig.board_files import ROOT, board_files
 from emulator.electrical import raw_for
-from protocol.constants import QUALITY_BAD
-from tests.edge_harness import Rig
-from tests.test_safety_properties import SETTINGS, PumpSafety, ReactorSafety
+from protocol import cbor
+from protocol.constants import QUALITY_BAD, RESULT_MALFORMED, RESULT_OK, RESULT_OUT_OF_RANGE
+from tests.edge_harness import KEY, Rig
+from tests.test_safety_properties import SETTINGS, PumpSafety, ReactorSafety, snapshot
 
 F32_MAX = 3.4028234663852886e38
 F32_MIN_SUBNORMAL = 1.401298464324817e-45
@@ -90,6 +101,25 @@ class Float32Rig(Rig):
             write = slot.driver.write
             slot.driver.write = lambda v, write=write: write(f32(v))
         self.plant.write_sensors()  # the readings taken before the wrapping
+        handle = self.node.handle_command
+        self.node.handle_command = lambda data, now_ms: float32_decoding(handle, data, now_ms)
+
+
+def _dec_simple_f32(data, i, ai, _dec_simple=cbor._dec_simple):
+    v, i = _dec_simple(data, i, ai)
+    return (f32(v) if type(v) is float else v), i
+
+
+def float32_decoding(func, *args):
+    """``func(*args)`` with the codec reading doubles as a float32 port does: the bytes
+    (and so the signature) are what the host sent, the numbers what the board holds.
+    Singles and halves are exact in float32 already; doubles go through ``_dec_simple``."""
+    saved = cbor._dec_simple
+    cbor._dec_simple = _dec_simple_f32
+    try:
+        return func(*args)
+    finally:
+        cbor._dec_simple = saved
 
 
 def tol(x, span):
@@ -99,12 +129,45 @@ def tol(x, span):
 # --- 1. the safety machines on float32 boundaries --------------------------------------------
 
 
+def within_float32(obj):
+    """``obj`` (command args) with every float clamped into the float32 range and
+    rounded to float32, as a host talking to a float32 board sends it."""
+    if type(obj) is float:
+        return f32(max(-F32_MAX, min(F32_MAX, obj)))
+    if isinstance(obj, dict):
+        return {k: within_float32(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [within_float32(v) for v in obj]
+    return obj
+
+
 class Float32Model:
+    """The safety machines' model where float32 changes what it may expect."""
+
     RIG = Float32Rig
 
     def value_tol(self, x):
         lo, hi = self.range[self.WATCH[0]]  # type: ignore[attr-defined]
         return tol(x, hi - lo)
+
+    def command(self, op, args, expected, **kw):
+        # Numbers go out as float32 values: a number beyond the float32 range reaches a
+        # float32 board as inf and is refused as malformed
+        # (test_a_number_beyond_float32_is_refused_as_malformed), and a signed double that
+        # float32 cannot hold fails authentication there
+        # (test_a_signed_double_setpoint_is_accepted_by_a_float32_board, xfail).
+        if args is None or op != "set_setpoint" or type(args["value"]) is not float:
+            return super().command(op, within_float32(args), expected, **kw)  # type: ignore[misc]
+        v = args["value"]
+        args = within_float32(args)
+        # A value within float32 rounding of a bound may land on it: either result.
+        _, ch = self.birth_channels[self.SETPOINT]  # type: ignore[attr-defined]
+        if (ch.lo <= v <= ch.hi) != (ch.lo <= args["value"] <= ch.hi) and expected & {
+            RESULT_OK,
+            RESULT_OUT_OF_RANGE,
+        }:
+            expected = set(expected) | {RESULT_OK, RESULT_OUT_OF_RANGE}
+        return super().command(op, args, expected, **kw)  # type: ignore[misc]
 
 
 class ReactorSafety32(Float32Model, ReactorSafety):
@@ -120,6 +183,52 @@ TestReactorSafety32 = ReactorSafety32.TestCase
 TestReactorSafety32.settings = FLOAT32_SETTINGS
 TestPumpSafety32 = PumpSafety32.TestCase
 TestPumpSafety32.settings = FLOAT32_SETTINGS
+
+
+@pytest.mark.parametrize(
+    "op, args",
+    [
+        ("configure", {"config": {"loop": "coil_temp", "kp": 1e300}}),
+        ("set_setpoint", {"channel": "coil_temp", "value": -1e39}),
+    ],
+)
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_number_beyond_float32_is_refused_as_malformed(op, args, keyed):
+    rig = Float32Rig("reactor", key=KEY if keyed else None)
+    rig.lease()
+    if op == "set_setpoint":
+        args = dict(args, channel=rig.alias(args["channel"]))
+    before = snapshot(rig.node)
+    events = len(rig.sink.events)
+    ack = rig.command(op, args)
+    assert ack.result == RESULT_MALFORMED and "inf" in (ack.reason or ""), ack
+    assert snapshot(rig.node) == before and rig.sink.events[events:] == []
+    if keyed:  # refused before authentication: the counter was not consumed
+        assert rig.node.verifier.last_counter("coordinator") is None
+    # the same command within the float32 range is judged on its merits
+    assert rig.command(op, within_float32(args)).result in (RESULT_OK, RESULT_OUT_OF_RANGE)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the command tag is checked over the re-encoding of the parsed command "
+    "(protocol/messages.py Command.unsigned_bytes): a float32 board parses a double such "
+    "as 80.1 to float32, re-encodes it as a single and the tag no longer matches",
+)
+def test_a_signed_double_setpoint_is_accepted_by_a_float32_board():
+    rig = Float32Rig("reactor", key=KEY)
+    rig.lease()
+    assert rig.set("coil_temp", 80.0).result == RESULT_OK  # exact in float32: fine
+    assert rig.set("coil_temp", 80.1).result == RESULT_OK  # refused: unauthenticated
+
+
+def test_a_double_reaches_the_float32_node_rounded():
+    rig = Float32Rig("reactor")
+    rig.lease()
+    alias = rig.alias("coil_temp")
+    assert rig.set("coil_temp", 80.1).result == RESULT_OK
+    loop = next(lp for lp in rig.node.loops if lp.name == "coil_temp")
+    assert loop.pid.target == f32(80.1) != 80.1, (alias, loop.pid.target)
 
 
 def test_the_float32_rig_rounds_config_readings_and_writes():
