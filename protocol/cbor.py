@@ -664,8 +664,9 @@ def _indefinite_string(data, i, major, start):
 def _dec(data, i, room, len=len):
     """Decode the item at ``i``; ``room`` is how many more levels may nest.
 
-    Returns (value, index after the item).  Builtins and struct unpackers are default
-    arguments for MicroPython's sake, as in ``_enc``.
+    Returns (value, index after the item).  Builtins (and, in ``_dec_array`` and
+    ``_dec_map``, struct unpackers) are default arguments for MicroPython's sake, as in
+    ``_enc``.
     """
     # The hot path: unsigned ints here, arrays in ``_dec_array``, maps in ``_dec_map``,
     # everything else in ``_dec_rest``.  Inside arrays and maps the items telemetry is
