@@ -141,10 +141,14 @@ class Float32:
 
 # --- platform feature detection (MicroPython ports differ) -------------------------------
 
+# What unpack_from raises on a buffer too short: CPython struct.error; MicroPython has no
+# struct.error and raises ValueError("buffer too small").
+_StructError = getattr(struct, "error", ValueError)
+
 try:
     _pack(">e", 1.5)
     _HAS_HALF = True
-except (ValueError, struct.error):  # some MicroPython ports lack the 'e' format
+except _StructError:  # some MicroPython ports lack the 'e' format
     _HAS_HALF = False
 
 try:
@@ -165,6 +169,22 @@ except AttributeError:  # MicroPython: no struct.Struct
 
     def _pack_BQ(a, b):
         return _pack(">BQ", a, b)
+
+
+try:
+    _pack_f = struct.Struct(">f").pack  # pyright: ignore[reportAssignmentType]
+    _unpack_f = struct.Struct(">f").unpack_from  # pyright: ignore[reportAssignmentType]
+    _unpack_I = struct.Struct(">I").unpack_from  # pyright: ignore[reportAssignmentType]
+except AttributeError:  # MicroPython: no struct.Struct
+
+    def _pack_f(v):
+        return _pack(">f", v)
+
+    def _unpack_f(data, i):
+        return _unpack_from(">f", data, i)
+
+    def _unpack_I(data, i):
+        return _unpack_from(">I", data, i)
 
 
 def _utf8_decode_is_strict():
@@ -219,6 +239,27 @@ def _half_value(h):
     return -v if h & 0x8000 else v
 
 
+def _unpack_half(data, i):
+    """``struct.unpack_from(">e", data, i)`` for ports whose struct lacks 'e'."""
+    return (_half_value((data[i] << 8) | data[i + 1]),)
+
+
+if not _HAS_HALF:
+    _unpack_e = _unpack_half
+    _pack_e = None  # pyright: ignore[reportAssignmentType]  # unused without half support
+else:
+    try:
+        _pack_e = struct.Struct(">e").pack  # pyright: ignore[reportAssignmentType]
+        _unpack_e = struct.Struct(">e").unpack_from  # pyright: ignore[reportAssignmentType]
+    except AttributeError:  # MicroPython: no struct.Struct
+
+        def _pack_e(v):
+            return _pack(">e", v)
+
+        def _unpack_e(data, i):
+            return _unpack_from(">e", data, i)
+
+
 # --- encoder -------------------------------------------------------------------------------
 
 
@@ -262,23 +303,23 @@ def _enc_float(buf, v, allow_double):
                 buf += b"\xfb"
                 buf += _pack(">d", v)
             return
-        single = _pack(">f", v)
-        s = _unpack_from(">f", single)[0]
+        single = _pack_f(v)
+        s = _unpack_f(single, 0)[0]
         if s != v:
             buf += b"\xfb"
             buf += _pack(">d", v)
             return
     else:
         try:
-            single = _pack(">f", v)
+            single = _pack_f(v)
         except OverflowError:  # CPython refuses to round to infinity; MicroPython rounds
-            single = _pack(">f", _INF if v > 0 else -_INF)
-        s = _unpack_from(">f", single)[0]
+            single = _pack_f(_INF if v > 0 else -_INF)
+        s = _unpack_f(single, 0)[0]
     # ``s`` is the value to send and fits a single exactly: use half if that is exact
     if -65504.0 <= s <= 65504.0:
         if _HAS_HALF:
-            half = _pack(">e", s)
-            if _unpack_from(">e", half)[0] == s:
+            half = _pack_e(s)
+            if _unpack_e(half, 0)[0] == s:
                 buf += b"\xf9"
                 buf += half
                 return
@@ -318,95 +359,126 @@ def _enc_map_sorted(buf, obj, depth):
         _enc(buf, x, depth)
 
 
-def _enc(
+def _enc_map(buf, v, depth, type=type, int=int, _pack_BI=_pack_BI):
+    # Ints inside maps and arrays are encoded inline (the two copies, here and in
+    # _enc_array, are deliberate): they are nearly every item of telemetry and a call per
+    # int would cost about a third of the encode time.
+    if depth >= _MAX_ENCODE_DEPTH:
+        raise EncodeError("containers nested deeper than {} (or cyclic)".format(depth))
+    depth += 1
+    n = len(v)
+    if n < 24:
+        buf.append(0xA0 | n)
+    else:
+        _head(buf, 0xA0, n)
+    start = len(buf)
+    # Fast path: keys are non-negative ints already in ascending order (how message
+    # builders produce them); their encoded order is then their numeric order.
+    prev = -1
+    append = buf.append
+    for k, x in v.items():
+        if type(k) is not int or k <= prev:
+            break
+        prev = k
+        if k < 24:
+            append(k)
+        else:
+            _enc_int(buf, k)
+        if type(x) is int and 0 <= x:
+            if x < 24:
+                append(x)
+            elif x < 256:
+                append(24)
+                append(x)
+            elif x < 65536:
+                append(25)
+                append(x >> 8)
+                append(x & 255)
+            elif x < 4294967296:
+                buf += _pack_BI(26, x)
+            else:
+                _enc_int(buf, x)
+        elif type(x) is list:  # telemetry's values: one call fewer than through _enc
+            _enc_array(buf, x, depth)
+        else:
+            _enc(buf, x, depth)
+    else:
+        return
+    buf[start:] = b""  # MicroPython bytearrays lack item deletion
+    _enc_map_sorted(buf, v, depth)
+
+
+def _enc_array(
     buf,
     v,
     depth,
     type=type,
     int=int,
-    dict=dict,
-    list=list,
-    tuple=tuple,
-    float=float,
-    str=str,
+    Float32=Float32,
     _pack_BI=_pack_BI,
+    pack_f=_pack_f,
+    pack_e=_pack_e,
+    unpack_e=_unpack_e,
+):
+    if depth >= _MAX_ENCODE_DEPTH:
+        raise EncodeError("containers nested deeper than {} (or cyclic)".format(depth))
+    depth += 1
+    n = len(v)
+    if n < 24:
+        buf.append(0x80 | n)
+    else:
+        _head(buf, 0x80, n)
+    append = buf.append
+    for x in v:
+        if type(x) is int and 0 <= x:
+            if x < 24:
+                append(x)
+            elif x < 256:
+                append(24)
+                append(x)
+            elif x < 65536:
+                append(25)
+                append(x >> 8)
+                append(x & 255)
+            elif x < 4294967296:
+                buf += _pack_BI(26, x)
+            else:
+                _enc_int(buf, x)
+        elif type(x) is Float32:
+            # A float channel's value.  A single whose low 13 bits are not all 0 is
+            # neither a half (10 fraction bits to a single's 23) nor infinity: send it
+            # as is.  The rest (halves, 0, inf, NaN, overflow) take the general path.
+            f = x.value
+            try:
+                single = pack_f(f)
+            except OverflowError:  # CPython refuses to round to infinity
+                single = b"\x00\x00\x00\x00"
+            if (single[3] or single[2] & 31) and f == f:
+                append(0xFA)
+                buf += single
+                continue
+            if _HAS_HALF and -65504.0 <= f <= 65504.0:
+                half = pack_e(f)
+                if unpack_e(half, 0)[0] == f:  # f is exactly a half
+                    append(0xF9)
+                    buf += half
+                    continue
+            _enc_float(buf, f, False)
+        else:
+            _enc(buf, x, depth)
+
+
+def _enc(
+    buf, v, depth, type=type, int=int, dict=dict, list=list, tuple=tuple, float=float, str=str
 ):
     # Builtins are bound as default arguments: on MicroPython a builtin name is looked up
     # in two dicts and a local is an array slot; this nearly halves encode time there.
-    # Checks are ordered by how often each type reaches here in protocol messages.  Ints
-    # inside maps and lists are encoded inline (the two copies below are deliberate): they
-    # are nearly every item of telemetry and a call per int would cost about a third of
-    # the encode time.
+    # Checks are ordered by how often each type reaches here in protocol messages.
     t = type(v)
     if t is dict:
-        if depth >= _MAX_ENCODE_DEPTH:
-            raise EncodeError("containers nested deeper than {} (or cyclic)".format(depth))
-        depth += 1
-        n = len(v)
-        if n < 24:
-            buf.append(0xA0 | n)
-        else:
-            _head(buf, 0xA0, n)
-        start = len(buf)
-        # Fast path: keys are non-negative ints already in ascending order (how message
-        # builders produce them); their encoded order is then their numeric order.
-        prev = -1
-        append = buf.append
-        for k, x in v.items():
-            if type(k) is not int or k <= prev:
-                break
-            prev = k
-            if k < 24:
-                append(k)
-            else:
-                _enc_int(buf, k)
-            if type(x) is int and 0 <= x:
-                if x < 24:
-                    append(x)
-                elif x < 256:
-                    append(24)
-                    append(x)
-                elif x < 65536:
-                    append(25)
-                    append(x >> 8)
-                    append(x & 255)
-                elif x < 4294967296:
-                    buf += _pack_BI(26, x)
-                else:
-                    _enc_int(buf, x)
-            else:
-                _enc(buf, x, depth)
-        else:
-            return
-        buf[start:] = b""  # MicroPython bytearrays lack item deletion
-        _enc_map_sorted(buf, v, depth)
+        _enc_map(buf, v, depth)
     elif t is list or t is tuple:
-        if depth >= _MAX_ENCODE_DEPTH:
-            raise EncodeError("containers nested deeper than {} (or cyclic)".format(depth))
-        depth += 1
-        n = len(v)
-        if n < 24:
-            buf.append(0x80 | n)
-        else:
-            _head(buf, 0x80, n)
-        append = buf.append
-        for x in v:
-            if type(x) is int and 0 <= x:
-                if x < 24:
-                    append(x)
-                elif x < 256:
-                    append(24)
-                    append(x)
-                elif x < 65536:
-                    append(25)
-                    append(x >> 8)
-                    append(x & 255)
-                elif x < 4294967296:
-                    buf += _pack_BI(26, x)
-                else:
-                    _enc_int(buf, x)
-            else:
-                _enc(buf, x, depth)
+        _enc_array(buf, v, depth)
     elif t is int:
         if 0 <= v < 24:
             buf.append(v)
@@ -589,132 +661,139 @@ def _indefinite_string(data, i, major, start):
     return "".join(chunks), i
 
 
-def _dec(data, i, room, type=type, range=range, len=len):
+def _dec(data, i, room, len=len):
     """Decode the item at ``i``; ``room`` is how many more levels may nest.
 
-    Returns (value, index after the item).  Ints inside arrays and maps are decoded
-    inline: in telemetry they are nearly every item.  Builtins are default arguments
-    for MicroPython's sake, as in ``_enc``.
+    Returns (value, index after the item).  Builtins (and, in ``_dec_array`` and
+    ``_dec_map``, struct unpackers) are default arguments for MicroPython's sake, as in
+    ``_enc``.
     """
+    # The hot path: unsigned ints here, arrays in ``_dec_array``, maps in ``_dec_map``,
+    # everything else in ``_dec_rest``.  Inside arrays and maps the items telemetry is
+    # made of (small ints, float32 and half floats, 32-bit timestamps, the values array)
+    # are decoded inline or straight away: they are nearly every item, and a call per
+    # item cost a third of the decode time (bench/bench_codec.py).  A value cut short
+    # inside ``unpack_f`` and friends raises the struct error that ``decode`` turns into
+    # "unexpected end".
     start = i
     b = data[i]
     i += 1
+    if b < 0x80:  # major types 0..3
+        if b < 24:
+            return b, i
+        if b < 32:
+            return _argument(data, i, b & 31, start)
+        return _dec_rest(data, start, room)
+    if b >= 0xC0:  # major types 6 and 7
+        return _dec_rest(data, start, room)
+    # an array (major type 4, 0x80..0x9f) or a map (major type 5, 0xa0..0xbf)
+    if room <= 0:
+        raise DecodeError(start, "nesting deeper than max_depth")
+    room -= 1
+    ai = b & 31
+    if ai < 24:
+        n = ai
+    elif ai == 31:
+        if b == 0x9F:
+            return _indefinite_array(data, i, room)
+        return _indefinite_map(data, i, room)
+    else:
+        n, i = _argument(data, i, ai, start)
+    left = len(data) - i
+    if b < 0xA0:
+        return _dec_array(data, i, n, room, start, left)
+    return _dec_map(data, i, n, room, start, left)
+
+
+def _dec_array(data, i, n, room, start, left, range=range, unpack_f=_unpack_f, unpack_e=_unpack_e):
+    """The ``n`` items of the array whose head is at ``start``; ``i`` follows the head."""
+    if n > left:  # every item takes at least one byte
+        raise _too_long(start, n, left)
+    out = []
+    append = out.append
+    for _ in range(n):
+        b = data[i]
+        if b < 24:
+            append(b)
+            i += 1
+        elif b < 26:
+            if b == 25:
+                append((data[i + 1] << 8) | data[i + 2])
+                i += 3
+            else:
+                append(data[i + 1])
+                i += 2
+        elif b == 0xFA:
+            append(unpack_f(data, i + 1)[0])
+            i += 5
+        elif b == 0xF9:
+            append(unpack_e(data, i + 1)[0])
+            i += 3
+        else:
+            v, i = _dec(data, i, room)
+            append(v)
+    return out, i
+
+
+def _dec_map(data, i, n, room, start, left, type=type, range=range, len=len, unpack_I=_unpack_I):
+    """The ``n`` entries of the map whose head is at ``start``; ``i`` follows the head."""
+    if n > left >> 1:  # every key and every value takes at least one byte
+        raise DecodeError(
+            start,
+            "declared map of {} entries needs at least {} bytes, {} left".format(n, 2 * n, left),
+        )
+    out = {}
+    first = i
+    nan_key = False
+    kstart = i
+    k = None
+    try:
+        for _ in range(n):
+            kstart = i
+            k = data[i]
+            if k < 24:
+                i += 1
+            else:
+                k, i = _dec(data, i, room)
+                if type(k) is float and k != k:
+                    nan_key = _check_nan_key(nan_key, kstart)
+            b = data[i]
+            if b < 24:
+                out[k] = b
+                i += 1
+            elif b == 25:
+                out[k] = (data[i + 1] << 8) | data[i + 2]
+                i += 3
+            elif b == 24:
+                out[k] = data[i + 1]
+                i += 2
+            elif b == 26:
+                out[k] = unpack_I(data, i + 1)[0]
+                i += 5
+            elif 0x80 <= b < 0x98 and room > 0:  # a short array (telemetry's values)
+                out[k], i = _dec_array(data, i + 1, b - 0x80, room - 1, i, len(data) - i - 1)
+            else:
+                out[k], i = _dec(data, i, room)
+    except TypeError:
+        raise DecodeError(kstart, "unhashable map key (array or map) {!r}".format(k)) from None
+    if len(out) != n:  # a key repeated: walk the map again to say where
+        _raise_duplicate_key(data, first, n, room)
+    return out, i
+
+
+def _dec_rest(data, start, room):
+    """``_dec`` for major types 1, 2, 3, 6 and 7 (the item's head is at ``start``)."""
+    b = data[start]
+    i = start + 1
     major = b >> 5
     ai = b & 31
-    if major == 0:
-        if ai < 24:
-            return ai, i
-        return _argument(data, i, ai, start)
-    if major == 4 or major == 5:
-        if room <= 0:
-            raise DecodeError(start, "nesting deeper than max_depth")
-        room -= 1
-        if ai < 24:
-            n = ai
-        elif ai == 31:
-            if major == 4:
-                return _indefinite_array(data, i, room)
-            return _indefinite_map(data, i, room)
-        else:
-            n, i = _argument(data, i, ai, start)
-        left = len(data) - i
-        if major == 4:
-            if n > left:  # every item takes at least one byte
-                raise _too_long(start, n, left)
-            out = []
-            append = out.append
-            for _ in range(n):
-                b = data[i]
-                if b < 24:
-                    append(b)
-                    i += 1
-                elif b == 25:
-                    append((data[i + 1] << 8) | data[i + 2])
-                    i += 3
-                elif b == 24:
-                    append(data[i + 1])
-                    i += 2
-                else:
-                    v, i = _dec(data, i, room)
-                    append(v)
-            return out, i
-        if n > left >> 1:  # every key and every value takes at least one byte
-            raise DecodeError(
-                start,
-                "declared map of {} entries needs at least {} bytes, {} left".format(
-                    n, 2 * n, left
-                ),
-            )
-        out = {}
-        first = i
-        nan_key = False
-        kstart = i
-        k = None
-        try:
-            for _ in range(n):
-                kstart = i
-                k = data[i]
-                if k < 24:
-                    i += 1
-                else:
-                    k, i = _dec(data, i, room)
-                    if type(k) is float and k != k:
-                        nan_key = _check_nan_key(nan_key, kstart)
-                b = data[i]
-                if b < 24:
-                    out[k] = b
-                    i += 1
-                elif b == 25:
-                    out[k] = (data[i + 1] << 8) | data[i + 2]
-                    i += 3
-                elif b == 24:
-                    out[k] = data[i + 1]
-                    i += 2
-                else:
-                    out[k], i = _dec(data, i, room)
-        except TypeError:
-            raise DecodeError(kstart, "unhashable map key (array or map) {!r}".format(k)) from None
-        if len(out) != n:  # a key repeated: walk the map again to say where
-            _raise_duplicate_key(data, first, n, room)
-        return out, i
+    if major == 7:
+        return _dec_simple(data, i, ai)
     if major == 1:
         if ai < 24:
             return -1 - ai, i
         n, i = _argument(data, i, ai, start)
         return -1 - n, i
-    if major == 7:
-        if ai == 27:
-            if i + 8 > len(data):
-                raise DecodeError(len(data), "unexpected end of input")
-            return _unpack_from(">d", data, i)[0], i + 8
-        if ai == 26:
-            if i + 4 > len(data):
-                raise DecodeError(len(data), "unexpected end of input")
-            return _unpack_from(">f", data, i)[0], i + 4
-        if ai == 25:
-            if i + 2 > len(data):
-                raise DecodeError(len(data), "unexpected end of input")
-            if _HAS_HALF:
-                return _unpack_from(">e", data, i)[0], i + 2
-            return _half_value((data[i] << 8) | data[i + 1]), i + 2
-        if ai == 20:
-            return False, i
-        if ai == 21:
-            return True, i
-        if ai == 22:
-            return None, i
-        if ai == 23:
-            return UNDEFINED, i
-        if ai < 20:
-            return Simple(ai), i
-        if ai == 24:
-            n = data[i]
-            if n < 32:
-                raise DecodeError(start, "two-byte simple value {} below 32".format(n))
-            return Simple(n), i + 1
-        if ai == 31:
-            raise DecodeError(start, "break outside an indefinite-length item")
-        raise DecodeError(start, "reserved additional information value {}".format(ai))
     if major == 2 or major == 3:
         if ai < 24:
             n = ai
@@ -743,6 +822,43 @@ def _dec(data, i, room, type=type, range=range, len=len):
         n = int.from_bytes(v, "big")
         return (n if tag == 2 else -1 - n), i
     return Tag(tag, v), i
+
+
+def _dec_simple(data, i, ai):
+    """Major type 7 (floats and simple values) after its head byte; ``i`` follows it."""
+    start = i - 1
+    if ai == 27:
+        if i + 8 > len(data):
+            raise DecodeError(len(data), "unexpected end of input")
+        return _unpack_from(">d", data, i)[0], i + 8
+    if ai == 26:
+        if i + 4 > len(data):
+            raise DecodeError(len(data), "unexpected end of input")
+        return _unpack_from(">f", data, i)[0], i + 4
+    if ai == 25:
+        if i + 2 > len(data):
+            raise DecodeError(len(data), "unexpected end of input")
+        if _HAS_HALF:
+            return _unpack_from(">e", data, i)[0], i + 2
+        return _half_value((data[i] << 8) | data[i + 1]), i + 2
+    if ai == 20:
+        return False, i
+    if ai == 21:
+        return True, i
+    if ai == 22:
+        return None, i
+    if ai == 23:
+        return UNDEFINED, i
+    if ai < 20:
+        return Simple(ai), i
+    if ai == 24:
+        n = data[i]
+        if n < 32:
+            raise DecodeError(start, "two-byte simple value {} below 32".format(n))
+        return Simple(n), i + 1
+    if ai == 31:
+        raise DecodeError(start, "break outside an indefinite-length item")
+    raise DecodeError(start, "reserved additional information value {}".format(ai))
 
 
 def _map_put(out, k, v, kstart):
@@ -806,8 +922,16 @@ def decode(data, max_depth=16, max_size=None):
             max_size, "message of {} bytes is longer than max_size {}".format(n, max_size)
         )
     try:
-        v, i = _dec(data, 0, max_depth)
+        b = data[0]
+        if 0xA0 <= b < 0xB8 and max_depth > 0:  # a short map (every protocol message)
+            v, i = _dec_map(data, 1, b - 0xA0, max_depth - 1, 0, n - 1)
+        else:
+            v, i = _dec(data, 0, max_depth)
     except IndexError:
+        raise DecodeError(n, "unexpected end of input") from None
+    except _StructError as exc:  # an inline unpack_from past the end (see _dec)
+        if isinstance(exc, DecodeError):  # MicroPython: _StructError is ValueError
+            raise
         raise DecodeError(n, "unexpected end of input") from None
     if i != n:
         raise DecodeError(i, "{} trailing bytes after the top-level item".format(n - i))

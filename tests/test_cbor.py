@@ -277,6 +277,62 @@ def test_float32_round_trip_within_single_precision(x):
         assert math.isinf(back) or abs(back) == 3.4028234663852886e38
 
 
+# Float32 items of a list take an inline path in the encoder (a single whose low 13 bits
+# are not all zero goes out as is), and float items of an array an inline path in the
+# decoder: both must give what the general path gives for the same value on its own.
+ANY_DOUBLE = st.floats(width=64) | st.integers(0, 2**64 - 1).map(
+    lambda b: struct.unpack(">d", struct.pack(">Q", b))[0]
+)
+
+
+@given(ANY_DOUBLE)
+@settings(max_examples=1000)
+def test_float32_in_a_list_encodes_as_on_its_own(x):
+    alone = encode(Float32(x))  # the general path (_enc_float)
+    assert encode([Float32(x), Float32(x)]) == b"\x82" + alone + alone
+    assert encode({0: [Float32(x)]}) == b"\xa1\x00\x81" + alone
+
+
+@pytest.mark.parametrize(
+    "bits", [0x7FF8000100000000, 0xFFF0000000000001, 0x7FF00000FFFFFFFF, 0x7FFFFFFFFFFFFFFF]
+)
+def test_float32_nan_with_a_payload_in_a_list_is_the_canonical_nan(bits):
+    x = struct.unpack(">d", struct.pack(">Q", bits))[0]
+    assert x != x
+    assert encode([Float32(x)]) == bytes.fromhex("81f97e00")
+
+
+@given(ANY_DOUBLE)
+@settings(max_examples=300)
+def test_float32_in_a_list_without_half_struct_format_is_identical(x):
+    native = encode([Float32(x)])
+    saved = cbor._HAS_HALF
+    cbor._HAS_HALF = False
+    try:
+        assert encode([Float32(x)]) == native
+    finally:
+        cbor._HAS_HALF = saved
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["fa", "f9", "fb"]))
+@settings(max_examples=1000)
+def test_float_items_of_an_array_decode_as_on_their_own(bits, head):
+    width = {"fa": 4, "f9": 2, "fb": 8}[head]
+    item = bytes.fromhex(head) + bits.to_bytes(8, "big")[8 - width :]
+    alone = decode(item)
+    inner = decode(b"\x82" + item + item)
+    assert [struct.pack(">d", v) for v in inner] == [struct.pack(">d", alone)] * 2
+    assert struct.pack(">d", decode(b"\xa1\x00" + item)[0]) == struct.pack(">d", alone)
+
+
+def test_half_without_struct_format_matches_struct_for_every_pattern():
+    for h in range(65536):
+        raw = bytes([h >> 8, h & 255])
+        want = struct.unpack(">e", raw)[0]
+        got = cbor._unpack_half(raw, 0)[0]
+        assert (want != want and got != got) or struct.pack(">d", want) == struct.pack(">d", got)
+
+
 # --- strategies ----------------------------------------------------------------------------
 
 # NaNs are drawn as the one quiet NaN that f97e00 decodes to, so values compare by their
@@ -421,6 +477,12 @@ MALFORMED = [
     ("1901", 2, "unexpected end"),
     ("8301820203", 5, "unexpected end"),
     ("fa0000", 3, "unexpected end"),
+    ("82fa000000", 5, "unexpected end"),  # a float32 cut short inside an array (inline path)
+    ("81f900", 3, "unexpected end"),  # a half cut short inside an array (inline path)
+    ("a1001a000000", 6, "unexpected end"),  # a 32-bit map value cut short (inline path)
+    ("a100fa0000", 5, "unexpected end"),  # a float32 map value (through _dec)
+    ("a1018501", 2, "declared length 5 exceeds the 1 bytes"),  # an array value of a map
+    ("a10182fa00", 5, "unexpected end"),
     ("1b00000000", 5, "unexpected end"),
     ("82a201020304", 6, "unexpected end"),
     ("9f01", 2, "unexpected end"),
@@ -517,6 +579,22 @@ def test_max_depth_is_adjustable():
         decode(nested_arrays(3), max_depth=2)
     with pytest.raises(DecodeError, match="nesting"):
         decode(bytes.fromhex("9f9f00ffff"), max_depth=1)  # indefinite containers too
+
+
+@pytest.mark.parametrize(
+    "hex_, depth, offset",
+    [
+        ("a10100", 0, 0),  # a top-level map (decode's shortcut) with no room
+        ("a1018100", 1, 2),  # an array value of a map (the map's shortcut) with no room
+        ("a101a10100", 1, 2),  # a map value of a map
+        ("8181a10100", 2, 2),
+    ],
+)
+def test_depth_is_judged_the_same_on_the_shortcuts(hex_, depth, offset):
+    with pytest.raises(DecodeError, match="nesting deeper than max_depth") as info:
+        decode(bytes.fromhex(hex_), max_depth=depth)
+    assert info.value.offset == offset
+    assert decode(bytes.fromhex(hex_), max_depth=depth + 1) is not None
 
 
 def test_memory_bomb_is_refused_before_allocating():

@@ -180,6 +180,13 @@ for x, want in FLOAT32:
     got = cbor.encode(cbor.Float32(x)).hex()
     if got != want:
         failures.append(("Float32", x, got))
+    got = cbor.encode([cbor.Float32(x)]).hex()  # the encoder's inline path for lists
+    if got != "81" + want:
+        failures.append(("Float32 in a list", x, got))
+    if want.startswith("f9") or want.startswith("fa"):  # the decoder's inline path
+        v = cbor.decode(unhexlify("81" + want))[0]
+        if struct.pack(">d", v) != struct.pack(">d", cbor.decode(unhexlify(want))):
+            failures.append(("float in an array", want, v))
 native = cbor._HAS_HALF
 halves = range(0, 65536, HALF_STEP)
 for h in halves:
@@ -199,7 +206,21 @@ for f in failures:
 print("checked", n_cases, "cases,", len(halves), "halves; failures:", len(failures))
 """
 
-FLOAT32_VALUES = [80.12, 1.5, 0.1, -2.5e-6, 1e300, 65504.0, 65520.0, 3.4028234663852886e38]
+FLOAT32_VALUES = [
+    80.12,
+    1.5,
+    0.1,
+    -2.5e-6,
+    1e300,
+    65504.0,
+    65520.0,
+    3.4028234663852886e38,
+    -0.0,
+    2.5,
+    6.103515625e-05,  # smallest normal half
+    5.960464477539063e-08,  # smallest subnormal half
+    1e-40,  # a single subnormal
+]
 
 
 CASES_FILE = "cbor_cases.jsonl"

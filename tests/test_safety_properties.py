@@ -179,6 +179,12 @@ class NodeSafetyMachine(RuleBasedStateMachine):
     WATCH = ("", ())  # (measured channel, plant values that feed it) for invariants 1/2
     RAMP_RATES = (0.5, 50.0)  # units/s for plant ramps of the watched value
     LEASES = (None,)  # lease config variants drawn per example; None = as shipped
+    RIG = Rig  # tests/test_float32.py runs the same machines on a float32 Rig
+
+    def value_tol(self, x):
+        """How far a measurement may sit from the plant value ``x`` beyond the double
+        precision conversion (0 here; the float32 variant widens it)."""
+        return 0.0
 
     rig: Rig  # built by the initialize rule (invariants and preconditions run after it)
     last_lease: int | None
@@ -195,7 +201,7 @@ class NodeSafetyMachine(RuleBasedStateMachine):
             if variant is not None:
                 cfg["lease"]["on_loss"], cfg["lease"]["grace_ms"] = variant
 
-        self.rig = rig = Rig(self.KIND, key=KEY if keyed else None, mutate=mutate)
+        self.rig = rig = self.RIG(self.KIND, key=KEY if keyed else None, mutate=mutate)
         node = rig.node
         cfg = rig.cfg
         self.keyed = keyed
@@ -397,11 +403,12 @@ class NodeSafetyMachine(RuleBasedStateMachine):
         settled = (
             ch.quality != QUALITY_BAD
             and v is not None
-            and x0 - v <= rate * tau / 1000.0 + 1e-9  # + conversion rounding
+            and x0 - v <= rate * tau / 1000.0 + 1e-9 + self.value_tol(x0)  # + rounding
             and x0 < limit
         )
         t0 = self.rig.now
-        crossing = t0 + (limit - x0) * 1000.0 / rate if settled else None
+        late = self.value_tol(limit)  # the node may see the crossing this much later
+        crossing = t0 + (limit - x0 + late) * 1000.0 / rate if settled else None
         lo, hi = self.range[self.WATCH[0]]
         cap = hi + 0.2 * (hi - lo)
         self.ramp = {
