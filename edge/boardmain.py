@@ -36,7 +36,9 @@ from edge.build import build_node
 from edge.clock import ticks_diff
 from edge.compiled_config import load_board_file
 from edge.drivers.machine_io import MachineHardware
-from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
+from edge.runner import EdgeRunner
+from edge.session import ModuleSession
+from edge.sink import NullSink
 
 CONFIG_FILE = "config.bin"
 # How long boot waits for Wi-Fi before resolving the broker's name.  Outputs are safe
@@ -162,24 +164,17 @@ def main():
 
     timer = machine.Timer(timer_id())
     timer.init(period=period, mode=machine.Timer.PERIODIC, callback=deadman)
+    session = ModuleSession(node, line, time.ticks_ms)
     link = None
     if host:
-        from edge.link.client import MqttLink, standard_subscriptions
-
-        link = MqttLink(
+        link = session.mqtt_link(
             address or host,
             port,
             module_id,
-            death_topic(line, module_id),
-            node.death_for(0),
-            standard_subscriptions(line, module_id),
-            on_message=lambda topic, payload: runner.on_message(topic, payload),
-            on_connect=lambda: runner.on_connect(),
             username=getattr(sec, "MQTT_USER", None),
             password=getattr(sec, "MQTT_PASSWORD", None),
         )
-        node.sink = LinkSink(link, line, module_id)
-    runner = EdgeRunner(node, line, time.ticks_ms, link=link, watchdog=wd)
+    runner = EdgeRunner(node, line, time.ticks_ms, link=link, watchdog=wd, session=session)
 
     async def run_all():
         tasks = [asyncio.create_task(runner.run())]

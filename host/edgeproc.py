@@ -21,7 +21,9 @@ from urllib.parse import urlparse
 
 from edge.boardconfig import compile_config, config_hash, decompile, emulate, load_board_config
 from edge.build import build_node
-from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
+from edge.runner import EdgeRunner
+from edge.session import ModuleSession
+from edge.sink import NullSink
 from line.loader import load_line, module_config
 
 TICKS_MASK = (1 << 30) - 1
@@ -201,27 +203,7 @@ class EdgeProcess:
             from edge.linux.hardware import LinuxHardware
 
             hw = LinuxHardware()
-        self.link = None
-        if broker:
-            from edge.link.client import MqttLink, standard_subscriptions
-            from protocol.messages import build_death
-
-            host, port = parse_broker_url(broker)
-            self.link = MqttLink(
-                host,
-                port,
-                f"{line}-{self.module_id}",
-                death_topic(line, self.module_id),
-                build_death(0),
-                standard_subscriptions(line, self.module_id),
-                on_message=lambda topic, payload: self.runner.on_message(topic, payload),
-                on_connect=lambda: self.runner.on_connect(),
-                # Broker credentials (`skid broker-config`): from the environment, which a
-                # systemd unit fills from a 0600 EnvironmentFile; never on the command line.
-                username=os.environ.get("SKID_MQTT_USERNAME") or None,
-                password=os.environ.get("SKID_MQTT_PASSWORD") or None,
-            )
-            sink = LinkSink(self.link, line, self.module_id)
+        broker_address = parse_broker_url(broker) if broker else None
         if state_dir is None and not emulated:
             state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR
         self.marker = None if state_dir is None else CleanStopMarker(state_dir, self.module_id)
@@ -249,6 +231,19 @@ class EdgeProcess:
                 key=key,
                 config_hash=self.hash,
             )
+            self.session = None
+            self.link = None
+            if broker_address is not None:
+                self.session = ModuleSession(self.node, line, self.clock)
+                self.link = self.session.mqtt_link(
+                    *broker_address,
+                    f"{line}-{self.module_id}",
+                    # Broker credentials (`skid broker-config`): from the environment, which
+                    # a systemd unit fills from a 0600 EnvironmentFile; never on the command
+                    # line.
+                    username=os.environ.get("SKID_MQTT_USERNAME") or None,
+                    password=os.environ.get("SKID_MQTT_PASSWORD") or None,
+                )
         except BaseException:
             if self.watchdog is not None:
                 self.watchdog.close()
@@ -278,6 +273,7 @@ class EdgeProcess:
             link=self.link,
             watchdog=WatchdogChain(self.watchdog, self.systemd),
             before_tick=self.plant.step if self.plant else None,
+            session=self.session,
         )
         self._stop_deadman = threading.Event()
         self._stopping = False
