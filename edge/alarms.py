@@ -11,7 +11,7 @@ itself, e.g. ``SensorChannel.stuck`` or ``Redundant1oo2.degraded``: raised in th
 tick the flag is set (after ``on_delay_ms``), cleared when it is not.
 """
 
-from edge.interlocks import INPUT_TRUE, Condition
+from edge.interlocks import DEFAULT_WINDOW_MS, INPUT_TRUE, Condition
 
 
 class Alarm:
@@ -27,7 +27,7 @@ class Alarm:
         hysteresis=0,
         severity="warning",
         cause="alarm",
-        window_ms=1000,
+        window_ms=DEFAULT_WINDOW_MS,
         trip_on_bad=None,
         detector=None,
     ):

@@ -44,6 +44,7 @@ CONDITIONS = (ABOVE, BELOW, BAD_QUALITY, RATE_OF_RISE, INPUT_TRUE)
 CAUSE_SENSOR_BAD = "sensor_bad"
 
 _RATE_SLOTS = 8  # ring of history samples per rate_of_rise interlock
+DEFAULT_WINDOW_MS = 1000  # rate_of_rise: the window the rate is taken over
 
 
 def _number(field, value, minimum=None):
@@ -133,7 +134,7 @@ class Condition:
         hysteresis=0,
         cause="over_temperature",
         trip_on_bad=True,
-        window_ms=1000,
+        window_ms=DEFAULT_WINDOW_MS,
     ):
         if condition not in CONDITIONS:
             raise ValueError(
@@ -296,7 +297,7 @@ class Interlock(Condition):
         action=None,
         cause="over_temperature",
         trip_on_bad=True,
-        window_ms=1000,
+        window_ms=DEFAULT_WINDOW_MS,
     ):
         Condition.__init__(
             self,

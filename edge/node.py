@@ -71,6 +71,9 @@ CAUSE_VERIFY = "heater_fault"
 # An unsigned rebirth (SPEC.md 7) is accepted at most this often: each one queues a BIRTH.
 UNSIGNED_REBIRTH_MIN_MS = 1000
 
+# bdSeq and the telemetry seq are one byte on the wire (protocol/SPEC.md): they wrap.
+SEQ_MASK = const(0xFF)
+
 # The lease timeout of a node built without a lease watchdog (tests, tools): about three
 # days, so its lease interlock never trips in practice.
 UNLEASED_TIMEOUT_MS = 1 << 28
@@ -295,7 +298,7 @@ class Node:
     def birth(self, bdseq=None):
         """Build (and send) a BIRTH; telemetry seq restarts at 0 after each birth."""
         if bdseq is not None:
-            self.bdseq = bdseq & 0xFF
+            self.bdseq = bdseq & SEQ_MASK
         states = {}
         for code in range(len(st.STATE_NAMES)):
             ops = list(self.sm.allowed_commands(code))
@@ -326,7 +329,7 @@ class Node:
 
     def death_for(self, bdseq):
         """DEATH to register as the MQTT will of the session that will use ``bdseq``."""
-        return msg.build_death(bdseq & 0xFF)
+        return msg.build_death(bdseq & SEQ_MASK)
 
     def shutdown(self):
         """Orderly stop: every actuator to its safe value now (process exit, SIGTERM)."""
@@ -564,7 +567,7 @@ class Node:
             if q != QUALITY_GOOD:
                 any_bad = True
         payload = self._codec.build(self.seq, self._uptime_ms(), values, quals if any_bad else None)
-        self.seq = (self.seq + 1) & 0xFF
+        self.seq = (self.seq + 1) & SEQ_MASK
         self.sink.publish_telemetry(payload)
         return payload
 

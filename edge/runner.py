@@ -20,6 +20,15 @@ from edge.clock import ticks_add, ticks_diff
 from edge.session import ModuleSession
 from edge.sink import NullSink
 
+# The dead-man check runs this many times per shortest actuator deadline, so an expired
+# deadline is acted on within a quarter of it.
+DEADMAN_CHECKS_PER_DEADLINE = 4
+
+
+def deadman_check_period_ms(node):
+    """How often the independent dead-man check (``node.deadman_check``) should run."""
+    return min(slot.deadman_ms for slot in node.actuators) // DEADMAN_CHECKS_PER_DEADLINE
+
 
 class EdgeRunner:
     """``before_tick(now)`` (optional) runs just before each tick: the emulator's plant

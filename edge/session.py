@@ -32,6 +32,7 @@ Without a transport (``None``) the session discards what the node publishes: a m
 running its local control and protection without a broker.
 """
 
+from edge.node import SEQ_MASK
 from edge.sink import Sink
 from protocol.topics import (
     TOPIC_ACK,
@@ -45,7 +46,6 @@ from protocol.topics import (
     module_topic,
 )
 
-BDSEQ_MASK = 0xFF  # bdSeq is one byte on the wire; it wraps (protocol/SPEC.md)
 QOS_COMMAND = 1  # a command must arrive (at least once; the node dedupes by id)
 QOS_LEASE = 0  # a lost lease is replaced by the next one, a late one is stale
 
@@ -97,7 +97,7 @@ class ModuleSession(Sink):
         # arm the next connection's will with the following bdSeq.
         node = self.node
         node.birth(self.next_bdseq)
-        self.next_bdseq = (self.next_bdseq + 1) & BDSEQ_MASK
+        self.next_bdseq = (self.next_bdseq + 1) & SEQ_MASK
         transport = self.transport
         if transport is not None:
             transport.set_will(node.death_for(self.next_bdseq))
