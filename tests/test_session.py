@@ -113,7 +113,9 @@ def test_commands_and_leases_reach_the_node_at_the_clock_time_and_others_are_ign
     assert t.sent == []
     s.on_message(s.t_cmd, cmd)
     ack = t.sent[-1][1]
-    assert t.sent[-1][0] == "skid/v1/l7/pump1/ack" and ack.command_id == 1 and ack.result == RESULT_OK
+    assert (
+        t.sent[-1][0] == "skid/v1/l7/pump1/ack" and ack.command_id == 1 and ack.result == RESULT_OK
+    )
 
 
 def test_after_tick_births_again_only_after_an_accepted_rebirth():
