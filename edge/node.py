@@ -20,8 +20,9 @@ they never touch outputs directly: a command changes setpoints or state, and the
 tick turns that into outputs under the interlocks.  Every rejected command changes
 nothing and is answered with an ACK carrying the reason.
 
-Outgoing messages go to ``sink`` (``publish_birth/telemetry/event/ack(payload)``), which
-must not block: on a board it is the MQTT link's bounded queues.
+Outgoing messages go to ``sink`` (the contract is ``edge.sink``:
+``publish_birth/telemetry/event/ack(payload)``, never blocking): in a shell it is the
+module's ``edge.session.ModuleSession``, which puts them on the link's bounded queues.
 
 Safe state = every actuator at its declared safe value.  The node writes safe values
 before anything else at construction (boot), and again whenever the module is not
