@@ -163,3 +163,47 @@ def test_the_runner_uses_the_nodes_session_or_leaves_a_recording_sink_alone():
     bare.node.sink = NullSink()  # no broker: the runner runs a session without transport
     assert EdgeRunner(bare.node, LINE, lambda: bare.now).session.transport is None
     assert isinstance(bare.node.sink, ModuleSession) and isinstance(bare.node.sink, Sink)
+
+
+def test_every_node_sink_in_the_repository_is_an_edge_sink():
+    """One sink interface: a class with the node-facing ``publish_birth(self, payload)``
+    derives from ``edge.sink.Sink`` (directly or through a class that does), so the
+    contract is written once and copies cannot grow back."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    classes = {}  # name -> (base names, defines publish_birth(self, payload), where)
+    for folder in ("edge", "protocol", "host", "emulator", "line", "bench", "tests", "tools"):
+        for path in (root / folder).rglob("*.py"):
+            text = path.read_text()
+            if "publish_birth" not in text and "Sink" not in text:
+                continue  # neither a sink nor a base of one: skip the parse
+            for node in ast.walk(ast.parse(text)):
+                if not isinstance(node, ast.ClassDef):
+                    continue
+                bases = [
+                    b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
+                ]
+                sinkish = any(
+                    isinstance(f, ast.FunctionDef)
+                    and f.name == "publish_birth"
+                    and [a.arg for a in f.args.args] == ["self", "payload"]
+                    for f in node.body
+                )
+                classes[node.name] = (bases, sinkish, path.relative_to(root))
+
+    def is_sink(name, seen=()):
+        if name in ("Sink", "NullSink"):
+            return True
+        if name not in classes or name in seen:
+            return False
+        return any(is_sink(b, seen + (name,)) for b in classes[name][0])
+
+    strays = [
+        f"{where}: {name}"
+        for name, (_, sinkish, where) in classes.items()
+        if sinkish and not is_sink(name)
+    ]
+    assert strays == []
+    assert sum(1 for _, sinkish, _ in classes.values() if sinkish) >= 4  # the check sees them
