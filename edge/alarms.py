@@ -1,8 +1,8 @@
 """Non-latching alarms: a condition raises an alarm EVENT and clears it again.
 
-Alarms warn; they force nothing (that is what interlocks are for).  Each alarm reuses the
-interlock condition logic (above / below / bad_quality / rate_of_rise / input_true, with
-on-delay and hysteresis) but does not latch: it is active while the condition holds
+Alarms warn; they force nothing (that is what interlocks are for).  Each alarm watches an
+``edge.interlocks.Condition``, the interlocks' own condition test (above / below /
+bad_quality / rate_of_rise / input_true, with on-delay and hysteresis), but does not latch: it is active while the condition holds
 (after its on-delay) and clears when the condition is gone with hysteresis.  An operator
 acknowledges alarms (``ack_alarm``); acknowledgement is recorded, not required to clear.
 
@@ -11,12 +11,11 @@ itself, e.g. ``SensorChannel.stuck`` or ``Redundant1oo2.degraded``: raised in th
 tick the flag is set (after ``on_delay_ms``), cleared when it is not.
 """
 
-from edge.clock import ticks_diff
-from edge.interlocks import Interlock
+from edge.interlocks import DEFAULT_WINDOW_MS, INPUT_TRUE, Condition
 
 
 class Alarm:
-    __slots__ = ("id", "detector", "severity", "active", "acked", "_since", "value", "cause")
+    __slots__ = ("id", "detector", "severity", "active", "acked", "value", "cause")
 
     def __init__(
         self,
@@ -28,7 +27,7 @@ class Alarm:
         hysteresis=0,
         severity="warning",
         cause="alarm",
-        window_ms=1000,
+        window_ms=DEFAULT_WINDOW_MS,
         trip_on_bad=None,
         detector=None,
     ):
@@ -36,7 +35,7 @@ class Alarm:
         if detector is not None:
             self.detector = detector
         else:
-            self.detector = Interlock(
+            self.detector = Condition(
                 id,
                 channel,
                 condition,
@@ -52,7 +51,6 @@ class Alarm:
         self.severity = severity
         self.active = False
         self.acked = False
-        self._since = None
         self.value = None
         self.cause = None  # why it was raised: its own cause, or "sensor_bad"
 
@@ -65,20 +63,15 @@ class Alarm:
         )
 
 
-class FlagDetector:
-    """The detector interface ``AlarmSet`` uses (as ``edge.interlocks.Interlock``
-    offers it) for a flag the channel computes itself."""
+class FlagDetector(Condition):
+    """The condition of a built-in alarm: a flag the channel computes itself (no
+    on-delay); the value it reports is the channel's."""
 
     def __init__(self, channel, attr, cause):
-        self.channel = channel
+        Condition.__init__(self, attr, channel, INPUT_TRUE, cause=cause)
         self.attr = attr
-        self.cause = cause
-        self.on_delay_ms = 0
 
-    def sample_rate(self, now_ms):
-        pass
-
-    def cause_now(self, persist=False):
+    def _cause_now(self, persist):
         return self.cause if getattr(self.channel, self.attr) else None
 
     def trip_value(self):
@@ -102,17 +95,11 @@ class AlarmSet:
                     a.value = det.trip_value()
                     self._changes.append((a, False))
                 continue
-            cause = det.cause_now(False)
-            if cause is None:
-                a._since = None
-                continue
-            if a._since is None:
-                a._since = now_ms
-            if ticks_diff(now_ms, a._since) >= det.on_delay_ms:
+            cause = det.held(now_ms)
+            if cause is not None:
                 a.active = True
                 a.cause = cause
                 a.acked = False
-                a._since = None
                 a.value = det.trip_value()
                 self._changes.append((a, True))
 

@@ -36,13 +36,18 @@ from edge.build import build_node
 from edge.clock import ticks_diff
 from edge.compiled_config import load_board_file
 from edge.drivers.machine_io import MachineHardware
-from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
+from edge.runner import EdgeRunner, deadman_check_period_ms
+from edge.session import ModuleSession
+from edge.sink import NullSink
 
 CONFIG_FILE = "config.bin"
 # How long boot waits for Wi-Fi before resolving the broker's name.  Outputs are safe
 # and the module idle meanwhile; after it the module runs without a link if need be.
 WIFI_BOOT_WAIT_MS = 8000
 _WIFI_POLL_MS = 50
+DEFAULT_LINE = "line1"  # the line id in topics when board_secrets names none
+MQTT_PORT = 1883  # the broker's port when board_secrets names none
+MIN_DEADMAN_PERIOD_MS = 10  # the dead-man timer's shortest period
 
 
 def reset_cause(m=machine):
@@ -129,12 +134,11 @@ def main():
     sec = _secrets()
     key = getattr(sec, "COMMAND_KEY", None) if sec else None
     module_id = cfg["module"]["id"]
-    line = getattr(sec, "LINE", "line1") if sec else "line1"
-    sink = NullSink()
+    line = getattr(sec, "LINE", DEFAULT_LINE) if sec else DEFAULT_LINE
     node = build_node(
         cfg,
         hw,
-        sink,
+        NullSink(),
         time.ticks_ms(),
         os.urandom(8),
         reset_cause=reset_cause(),
@@ -146,7 +150,7 @@ def main():
     cfg = None  # the node keeps what it needs; free the rest
     wlan = start_wifi(sec)
     host = getattr(sec, "BROKER_HOST", None) if sec is not None else None
-    port = getattr(sec, "BROKER_PORT", 1883) if sec is not None else 1883
+    port = getattr(sec, "BROKER_PORT", MQTT_PORT) if sec is not None else MQTT_PORT
     address = None
     if host:
         import socket  # noqa: PLC0415
@@ -155,31 +159,24 @@ def main():
     wd = None
     if watchdog["hardware"]:
         wd = machine.WDT(timeout=watchdog["timeout_ms"])
-    period = min(slot.deadman_ms for slot in node.actuators) // 4 or 10
+    period = deadman_check_period_ms(node) or MIN_DEADMAN_PERIOD_MS
 
     def deadman(_timer):
         node.deadman_check(time.ticks_ms())
 
     timer = machine.Timer(timer_id())
     timer.init(period=period, mode=machine.Timer.PERIODIC, callback=deadman)
+    session = ModuleSession(node, line, time.ticks_ms)
     link = None
     if host:
-        from edge.link.client import MqttLink, standard_subscriptions
-
-        link = MqttLink(
+        link = session.mqtt_link(
             address or host,
             port,
             module_id,
-            death_topic(line, module_id),
-            node.death_for(0),
-            standard_subscriptions(line, module_id),
-            on_message=lambda topic, payload: runner.on_message(topic, payload),
-            on_connect=lambda: runner.on_connect(),
             username=getattr(sec, "MQTT_USER", None),
             password=getattr(sec, "MQTT_PASSWORD", None),
         )
-        node.sink = LinkSink(link, line, module_id)
-    runner = EdgeRunner(node, line, time.ticks_ms, link=link, watchdog=wd)
+    runner = EdgeRunner(node, line, time.ticks_ms, link=link, watchdog=wd, session=session)
 
     async def run_all():
         tasks = [asyncio.create_task(runner.run())]

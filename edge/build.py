@@ -55,91 +55,95 @@ def _watched(by_name, entry):
     return Unfiltered(ch) if entry.get("unfiltered") else ch
 
 
-def build_node(
-    cfg,
-    hw,
-    sink,
-    now_ms,
-    boot_nonce,
-    reset_cause="power_on",
-    key=None,
-    config_hash=b"\x00" * 8,
-    drivers=None,
-):
-    """Build the runtime for ``cfg``.
-
-    ``drivers`` (optional) maps channel name -> an already built driver, used instead of
-    building one from the spec (the emulator passes its emulated drivers this way).
-    """
-    module = cfg["module"]
-    sensors = []
-    derived = []
+def _build_actuators(cfg, hw, drivers, by_name):
+    """The actuator slots, in config order.  First of all: building a hardware actuator
+    writes its safe value."""
+    default_deadman_ms = cfg["watchdog"]["deadman_ms"]
     slots = []
-    by_name = {}  # channel name -> SensorChannel / Redundant1oo2 / ActuatorSlot
-    birth = []
-    sources = []
-    builtin_alarms = []  # sensor_stuck and redundancy_lost, ids = channel names
-    wd = cfg["watchdog"]
-
-    # Actuators first: building a hardware actuator writes its safe value.
     for ch in cfg["channels"]:
         if ch["role"] != "actuator":
             continue
         drv = drivers.get(ch["name"]) if drivers else None
         if drv is None:
             drv = build_actuator(ch, hw)
-        slot = ActuatorSlot(ch["name"], drv, ch.get("deadman_ms") or wd["deadman_ms"])
+        slot = ActuatorSlot(ch["name"], drv, ch.get("deadman_ms") or default_deadman_ms)
         slots.append(slot)
         by_name[ch["name"]] = slot
+    return slots
 
+
+def _build_sensor(ch, hw, drivers):
+    drv = drivers.get(ch["name"]) if drivers else None
+    if drv is None:
+        drv = build_sensor(ch, hw)
+    lo, hi = ch["range"]
+    obj = SensorChannel(
+        ch["name"],
+        build_calibration(ch.get("calibration")),
+        ch.get("filter_tau_ms") or 0,
+        ch.get("stale_ms"),
+        lo,
+        hi,
+        uncertain_ms=ch.get("uncertain_ms"),
+        stuck_ms=ch.get("stuck_ms"),
+        stuck_band=ch.get("stuck_band") or 0.0,
+        stuck_bad=ch.get("on_stuck") == "bad",
+    )
+    return obj, drv
+
+
+def _build_redundant(ch, by_name):
+    # Only boards whose config has a 1oo2 pair carry edge/voter.py (per-kind bundles).
+    from edge.voter import Redundant1oo2  # noqa: PLC0415
+
+    a, b = ch["redundant"]
+    return Redundant1oo2(
+        by_name[a],
+        by_name[b],
+        ch["max_disagreement"],
+        ch["name"],
+        ch["select"],
+        ch.get("degraded_max_ms"),
+    )
+
+
+class _Parts:
+    """What the channel and loop sections add up to, in birth order."""
+
+    def __init__(self):
+        self.sensors = []  # (SensorChannel, driver)
+        self.derived = []  # Redundant1oo2
+        self.by_name = {}  # channel name -> SensorChannel / Redundant1oo2 / ActuatorSlot
+        self.birth = []  # protocol.wire.Channel
+        self.sources = []  # (SRC_* kind, object), one per birth channel
+        self.builtin_alarms = []  # sensor_stuck and redundancy_lost, ids = channel names
+
+
+def _build_channels(cfg, hw, drivers, parts):
+    by_name = parts.by_name
     for ch in cfg["channels"]:
         name = ch["name"]
         role = ch["role"]
-        lo, hi = ch["range"]
         if role == "actuator":
-            obj = by_name[name]
-            sources.append((SRC_ACTUATOR, obj))
+            parts.sources.append((SRC_ACTUATOR, by_name[name]))
         elif "redundant" in ch and ch.get("driver") is None:
-            # Only boards whose config has a 1oo2 pair carry edge/voter.py.
-            from edge.voter import Redundant1oo2  # noqa: PLC0415
-
-            a, b = ch["redundant"]
-            obj = Redundant1oo2(
-                by_name[a],
-                by_name[b],
-                ch["max_disagreement"],
-                name,
-                ch["select"],
-                ch.get("degraded_max_ms"),
-            )
-            derived.append(obj)
-            builtin_alarms.append(Alarm.flag(name, obj, "degraded", CAUSE_REDUNDANCY_LOST))
+            obj = _build_redundant(ch, by_name)
+            parts.derived.append(obj)
+            parts.builtin_alarms.append(Alarm.flag(name, obj, "degraded", CAUSE_REDUNDANCY_LOST))
             by_name[name] = obj
-            sources.append((SRC_SENSOR, obj))
+            parts.sources.append((SRC_SENSOR, obj))
         else:
-            drv = drivers.get(name) if drivers else None
-            if drv is None:
-                drv = build_sensor(ch, hw)
-            stuck_ms = ch.get("stuck_ms")
-            obj = SensorChannel(
-                name,
-                build_calibration(ch.get("calibration")),
-                ch.get("filter_tau_ms") or 0,
-                ch.get("stale_ms"),
-                lo,
-                hi,
-                uncertain_ms=ch.get("uncertain_ms"),
-                stuck_ms=stuck_ms,
-                stuck_band=ch.get("stuck_band") or 0.0,
-                stuck_bad=ch.get("on_stuck") == "bad",
-            )
-            sensors.append((obj, drv))
-            if stuck_ms is not None:
-                builtin_alarms.append(Alarm.flag(name, obj, "stuck", CAUSE_STUCK))
+            obj, drv = _build_sensor(ch, hw, drivers)
+            parts.sensors.append((obj, drv))
+            if ch.get("stuck_ms") is not None:
+                parts.builtin_alarms.append(Alarm.flag(name, obj, "stuck", CAUSE_STUCK))
             by_name[name] = obj
-            sources.append((SRC_SENSOR, obj))
-        birth.append(Channel(name, ch["unit"], role, lo, hi, ch["resolution"]))
+            parts.sources.append((SRC_SENSOR, obj))
+        lo, hi = ch["range"]
+        parts.birth.append(Channel(name, ch["unit"], role, lo, hi, ch["resolution"]))
 
+
+def _build_loops(cfg, parts):
     loops = []
     for p in cfg["pid"]:
         pid = PID(
@@ -155,12 +159,12 @@ def build_node(
             sample_ms=p["sample_ms"],
             setpoint=p["setpoint"],
         )
-        out = by_name[p["output"]]
-        lp = Loop(p["name"], pid, by_name[p["measure"]], out)
+        out = parts.by_name[p["output"]]
+        lp = Loop(p["name"], pid, parts.by_name[p["measure"]], out)
         out.loop = lp
         loops.append(lp)
-        sources.append((SRC_SETPOINT, lp))
-        birth.append(
+        parts.sources.append((SRC_SETPOINT, lp))
+        parts.birth.append(
             Channel(
                 p["name"],
                 p["unit"],
@@ -170,30 +174,34 @@ def build_node(
                 p["resolution"],
             )
         )
+    return loops
 
-    ra = cfg.get("runaway")
-    if ra:
-        # Only boards whose config has [runaway] carry edge/runaway.py.
-        from edge.runaway import HeaterVerifier  # noqa: PLC0415
 
-        for lp in loops:
-            if lp.name == ra["pid"]:
-                lp.verifier = HeaterVerifier(
-                    ra["hysteresis"],
-                    ra["max_error"],
-                    ra["heating_gain"],
-                    ra["check_gain_time_ms"],
-                    ra["full_power"],
-                    ra["off_level"],
-                    ra["uncontrolled_rise"],
-                    name=ra["pid"],
-                )
-                # The compiled form always names the sensor (the loop's measure unless
-                # the config chose another); older blobs without the key mean the loop's.
-                measure = ra.get("measure")
-                if measure:
-                    lp.verify_measure = by_name[measure]
+def _attach_verifier(ra, loops, by_name):
+    """The runaway section: a HeaterVerifier on the loop it names."""
+    # Only boards whose config has [runaway] carry edge/runaway.py (per-kind bundles).
+    from edge.runaway import HeaterVerifier  # noqa: PLC0415
 
+    for lp in loops:
+        if lp.name == ra["pid"]:
+            lp.verifier = HeaterVerifier(
+                ra["hysteresis"],
+                ra["max_error"],
+                ra["heating_gain"],
+                ra["check_gain_time_ms"],
+                ra["full_power"],
+                ra["off_level"],
+                ra["uncontrolled_rise"],
+                name=ra["pid"],
+            )
+            # The compiled form always names the sensor (the loop's measure unless the
+            # config chose another); older blobs without the key mean the loop's.
+            measure = ra.get("measure")
+            if measure:
+                lp.verify_measure = by_name[measure]
+
+
+def _build_interlocks(cfg, by_name):
     interlocks = []
     for il in cfg["interlocks"]:
         interlocks.append(
@@ -222,28 +230,57 @@ def build_node(
                 cause=es["cause"],
             )
         )
+    return interlocks
 
-    alarms = None
-    if cfg["alarms"] or builtin_alarms:
-        alarms = AlarmSet(
-            [
-                Alarm(
-                    a["id"],
-                    _watched(by_name, a),
-                    a["condition"],
-                    limit=a["limit"],
-                    on_delay_ms=a["on_delay_ms"],
-                    hysteresis=a["hysteresis"],
-                    severity=a["severity"],
-                    cause=a["cause"],
-                    window_ms=a["window_ms"],
-                    trip_on_bad=a["trip_on_bad"],
-                )
-                for a in cfg["alarms"]
-            ]
-            + builtin_alarms
-        )
 
+def _build_alarms(cfg, by_name, builtin_alarms):
+    """The AlarmSet (configured alarms, then the built-in ones), or None without any."""
+    if not (cfg["alarms"] or builtin_alarms):
+        return None
+    return AlarmSet(
+        [
+            Alarm(
+                a["id"],
+                _watched(by_name, a),
+                a["condition"],
+                limit=a["limit"],
+                on_delay_ms=a["on_delay_ms"],
+                hysteresis=a["hysteresis"],
+                severity=a["severity"],
+                cause=a["cause"],
+                window_ms=a["window_ms"],
+                trip_on_bad=a["trip_on_bad"],
+            )
+            for a in cfg["alarms"]
+        ]
+        + builtin_alarms
+    )
+
+
+def build_node(
+    cfg,
+    hw,
+    sink,
+    now_ms,
+    boot_nonce,
+    reset_cause="power_on",
+    key=None,
+    config_hash=b"\x00" * 8,
+    drivers=None,
+):
+    """Build the runtime for ``cfg``.
+
+    ``drivers`` (optional) maps channel name -> an already built driver, used instead of
+    building one from the spec (the emulator passes its emulated drivers this way).
+    """
+    module = cfg["module"]
+    parts = _Parts()
+    # Actuators first: building a hardware actuator writes its safe value.
+    slots = _build_actuators(cfg, hw, drivers, parts.by_name)
+    _build_channels(cfg, hw, drivers, parts)
+    loops = _build_loops(cfg, parts)
+    if cfg.get("runaway"):
+        _attach_verifier(cfg["runaway"], loops, parts.by_name)
     lease_cfg = cfg["lease"]
     lease = LeaseWatchdog(lease_cfg["timeout_ms"], lease_cfg["on_loss"], lease_cfg["grace_ms"])
 
@@ -251,7 +288,7 @@ def build_node(
     # (one boot nonce for both); without one it takes unsigned commands and leases.
     verifier = None
     if key is not None:
-        from protocol.auth import CommandVerifier
+        from protocol.auth import CommandVerifier  # noqa: PLC0415  (only keyed modules)
 
         verifier = CommandVerifier(key, module["id"], boot_nonce)
 
@@ -261,15 +298,15 @@ def build_node(
         config_hash,
         module["tick_ms"],
         module["telemetry_every"],
-        sensors,
-        derived,
+        parts.sensors,
+        parts.derived,
         slots,
         loops,
-        interlocks,
-        alarms,
+        _build_interlocks(cfg, parts.by_name),
+        _build_alarms(cfg, parts.by_name, parts.builtin_alarms),
         lease,
-        birth,
-        sources,
+        parts.birth,
+        parts.sources,
         sink,
         now_ms,
         boot_nonce,

@@ -19,7 +19,9 @@ condition (its value is the frozen last good one) nor lets a latched trip be res
 cause cannot be shown to be gone).
 
 The condition (value or bad quality) must hold continuously for ``on_delay_ms`` before the
-trip; with 0 the trip happens in the very tick that first sees it.
+trip; with 0 the trip happens in the very tick that first sees it.  ``Condition`` is that
+test with its on-delay, shared with the non-latching alarms (``edge.alarms``);
+``Interlock`` adds the latch and the ``Action``.
 
 ``InterlockSet.evaluate(now_ms)`` runs every tick after the sensors were read and before
 outputs are written.  Trips latch until an accepted ``reset``.  The first trip since the
@@ -42,6 +44,7 @@ CONDITIONS = (ABOVE, BELOW, BAD_QUALITY, RATE_OF_RISE, INPUT_TRUE)
 CAUSE_SENSOR_BAD = "sensor_bad"
 
 _RATE_SLOTS = 8  # ring of history samples per rate_of_rise interlock
+DEFAULT_WINDOW_MS = 1000  # rate_of_rise: the window the rate is taken over
 
 
 def _number(field, value, minimum=None):
@@ -110,7 +113,17 @@ class TripRecord:
         )
 
 
-class Interlock:
+class Condition:
+    """One condition on one channel, with on-delay and hysteresis: what an interlock
+    trips on and an alarm is raised on (``edge.alarms``).  See the module docstring for
+    the conditions and how BAD quality counts (``trip_on_bad``).
+
+    Per tick: ``sample_rate(now_ms)`` (rate_of_rise history; a no-op otherwise), then
+    ``held(now_ms)``: the cause once the condition has held continuously for
+    ``on_delay_ms``, else None.  ``cause_now(persist=True)`` is the test with hysteresis
+    that tells whether a raised condition still persists.  No allocation per tick.
+    """
+
     def __init__(
         self,
         id,
@@ -119,10 +132,9 @@ class Interlock:
         limit=None,
         on_delay_ms=0,
         hysteresis=0,
-        action=None,
         cause="over_temperature",
         trip_on_bad=True,
-        window_ms=1000,
+        window_ms=DEFAULT_WINDOW_MS,
     ):
         if condition not in CONDITIONS:
             raise ValueError(
@@ -134,10 +146,6 @@ class Interlock:
             _number("interlock {} limit".format(id), limit)
         _number("interlock {} on_delay_ms".format(id), on_delay_ms, 0)
         _number("interlock {} hysteresis".format(id), hysteresis, 0)
-        if action is None:
-            action = Action()
-        elif not isinstance(action, Action):
-            raise ValueError("interlock {}: action must be an Action, got {!r}".format(id, action))
         if condition == RATE_OF_RISE:
             _number("interlock {} window_ms".format(id), window_ms, 1)
         self.id = id
@@ -148,13 +156,11 @@ class Interlock:
         self._limit = 0.0 if limit is None else limit  # a float for the arithmetic below
         self.on_delay_ms = on_delay_ms
         self.hysteresis = hysteresis
-        self.action = action
         self.cause = CAUSE_SENSOR_BAD if condition == BAD_QUALITY else cause
         self.trip_on_bad = trip_on_bad
         self.window_ms = window_ms
-        self.tripped = False
         self._has_quality = hasattr(channel, "quality")
-        self._since = None  # tick at which the (unlatched) condition started holding
+        self._since = None  # tick at which the condition started holding (on-delay)
         self.rate = None  # last computed rate of rise (units/s), None when unknown
         if condition == RATE_OF_RISE:
             self._rt = [0] * _RATE_SLOTS
@@ -162,6 +168,21 @@ class Interlock:
             self._rn = 0
             self._rhead = 0
             self._rinterval = max(1, window_ms // (_RATE_SLOTS - 2))
+
+    def held(self, now_ms):
+        """The cause once the condition has held continuously for ``on_delay_ms`` (with
+        0: in the first tick it holds), else None.  The delay restarts whenever the
+        condition stops holding, and after it fired."""
+        cause = self._cause_now(False)
+        if cause is None:
+            self._since = None
+            return None
+        if self._since is None:
+            self._since = now_ms
+        if ticks_diff(now_ms, self._since) >= self.on_delay_ms:
+            self._since = None
+            return cause
+        return None
 
     def _channel_bad(self):
         return self._has_quality and self.channel.quality == QUALITY_BAD
@@ -263,6 +284,43 @@ class Interlock:
             )
         return "{}: cause persists ({})".format(self.id, why)
 
+
+class Interlock(Condition):
+    """A latching condition: ``InterlockSet`` trips it once ``held``, and the trip does
+    ``action`` until an accepted reset."""
+
+    def __init__(
+        self,
+        id,
+        channel,
+        condition,
+        limit=None,
+        on_delay_ms=0,
+        hysteresis=0,
+        action=None,
+        cause="over_temperature",
+        trip_on_bad=True,
+        window_ms=DEFAULT_WINDOW_MS,
+    ):
+        Condition.__init__(
+            self,
+            id,
+            channel,
+            condition,
+            limit,
+            on_delay_ms,
+            hysteresis,
+            cause,
+            trip_on_bad,
+            window_ms,
+        )
+        if action is None:
+            action = Action()
+        elif not isinstance(action, Action):
+            raise ValueError("interlock {}: action must be an Action, got {!r}".format(id, action))
+        self.action = action
+        self.tripped = False
+
     def __repr__(self):
         return "<Interlock {} {} {} limit={} tripped={}>".format(
             self.id, self.channel_name, self.condition, self.limit, self.tripped
@@ -324,13 +382,8 @@ class InterlockSet:
         for il in self.interlocks:
             if il.tripped:
                 continue
-            cause = il._cause_now(False)
-            if cause is None:
-                il._since = None
-                continue
-            if il._since is None:
-                il._since = now_ms
-            if ticks_diff(now_ms, il._since) >= il.on_delay_ms:
+            cause = il.held(now_ms)
+            if cause is not None:
                 self._trip(il, cause, now_ms)
                 changed = True
         if changed:
@@ -339,7 +392,6 @@ class InterlockSet:
 
     def _trip(self, il, cause, now_ms):
         il.tripped = True
-        il._since = None
         reason = None
         if cause == CAUSE_SENSOR_BAD:
             reason = getattr(il.channel, "bad_reason", None)

@@ -20,8 +20,9 @@ they never touch outputs directly: a command changes setpoints or state, and the
 tick turns that into outputs under the interlocks.  Every rejected command changes
 nothing and is answered with an ACK carrying the reason.
 
-Outgoing messages go to ``sink`` (``publish_birth/telemetry/event/ack(payload)``), which
-must not block: on a board it is the MQTT link's bounded queues.
+Outgoing messages go to ``sink`` (the contract is ``edge.sink``:
+``publish_birth/telemetry/event/ack(payload)``, never blocking): in a shell it is the
+module's ``edge.session.ModuleSession``, which puts them on the link's bounded queues.
 
 Safe state = every actuator at its declared safe value.  The node writes safe values
 before anything else at construction (boot), and again whenever the module is not
@@ -37,6 +38,7 @@ from edge.interlocks import INPUT_TRUE, Action, Interlock, InterlockSet
 from edge.lease import LEASE_LOST, LEASE_RESTORED, ON_LOSS_HOLD, LeaseWatchdog
 from protocol import messages as msg
 from protocol import wire
+from protocol.auth import HostTimeEstimate
 from protocol.constants import (
     QUALITY_BAD,
     QUALITY_GOOD,
@@ -69,6 +71,13 @@ CAUSE_DEADMAN = "deadman_expired"
 CAUSE_VERIFY = "heater_fault"
 # An unsigned rebirth (SPEC.md 7) is accepted at most this often: each one queues a BIRTH.
 UNSIGNED_REBIRTH_MIN_MS = 1000
+
+# bdSeq and the telemetry seq are one byte on the wire (protocol/SPEC.md): they wrap.
+SEQ_MASK = const(0xFF)
+
+# The lease timeout of a node built without a lease watchdog (tests, tools): about three
+# days, so its lease interlock never trips in practice.
+UNLEASED_TIMEOUT_MS = 1 << 28
 
 # Only a deliberate boot starts unlatched: power applied, or a soft reset someone asked
 # for.  A watchdog reset, a brown-out or a cause the board cannot name boots latched in
@@ -198,10 +207,8 @@ class Node:
         for slot in actuators:
             slot.driver.write(slot.safe)
             slot.last_write_ms = now_ms
-        self._by_actuator = {}
-        for slot in actuators:
-            self._by_actuator[slot.name] = slot
 
+        self._by_actuator = {slot.name: slot for slot in actuators}
         self.module_id = module_id
         self.kind = kind
         self.config_hash = config_hash
@@ -211,55 +218,18 @@ class Node:
         self.derived = derived
         self.loops = loops
         self.alarms = alarms
-        self.lease = lease if lease is not None else LeaseWatchdog(1 << 28)
+        self.lease = lease if lease is not None else LeaseWatchdog(UNLEASED_TIMEOUT_MS)
         self.channels = channels
         self.sources = sources
         self.sink = sink
         self.boot_nonce = boot_nonce
         self.reset_cause = reset_cause
         self.verifier = verifier  # protocol.auth.CommandVerifier (commands and leases) or None
-        if host_time is None:
-            from protocol.auth import HostTimeEstimate
-
-            host_time = HostTimeEstimate()
-        self.host_time = host_time
+        self.host_time = host_time if host_time is not None else HostTimeEstimate()
 
         self.deadman = DeadmanMonitor()
-        all_safe = tuple(slot.name for slot in actuators)
-        safe_values = {}
-        for slot in actuators:
-            safe_values[slot.name] = slot.safe
-        extra = [
-            Interlock(
-                "lease",
-                self.lease,
-                INPUT_TRUE,
-                action=Action(safe=all_safe, state="aborted"),
-                cause=CAUSE_LEASE,
-            ),
-            Interlock(
-                "deadman",
-                self.deadman,
-                INPUT_TRUE,
-                action=Action(safe=all_safe, state="aborted"),
-                cause=CAUSE_DEADMAN,
-            ),
-        ]
-        verifiers = [lp for lp in loops if lp.verifier is not None]
         self._verify_channel = None
-        if verifiers:
-            self._verify_channel = VerifierChannel(verifiers)
-            safe = tuple(lp.output.name for lp in verifiers)
-            extra.append(
-                Interlock(
-                    "heater_verify",
-                    self._verify_channel,
-                    INPUT_TRUE,
-                    action=Action(safe=safe, state="aborted"),
-                    cause=CAUSE_VERIFY,
-                )
-            )
-        self.interlocks = InterlockSet(list(interlocks) + extra, safe_values)
+        self.interlocks = self._interlock_set(interlocks, actuators, loops)
 
         for lp in loops:
             lp.pid.set_manual(lp.output.safe)
@@ -286,12 +256,50 @@ class Node:
         self._qualities = [QUALITY_GOOD] * len(channels)
         self._codec = msg.TelemetryCodec(channels)
 
+    def _interlock_set(self, interlocks, actuators, loops):
+        """The configured interlocks plus the built-in ones: lease, dead-man and (with
+        verified heaters) heater verification, each forcing outputs safe and aborting."""
+        all_safe = tuple(slot.name for slot in actuators)
+        safe_values = {}
+        for slot in actuators:
+            safe_values[slot.name] = slot.safe
+        extra = [
+            Interlock(
+                "lease",
+                self.lease,
+                INPUT_TRUE,
+                action=Action(safe=all_safe, state="aborted"),
+                cause=CAUSE_LEASE,
+            ),
+            Interlock(
+                "deadman",
+                self.deadman,
+                INPUT_TRUE,
+                action=Action(safe=all_safe, state="aborted"),
+                cause=CAUSE_DEADMAN,
+            ),
+        ]
+        verifiers = [lp for lp in loops if lp.verifier is not None]
+        if verifiers:
+            self._verify_channel = VerifierChannel(verifiers)
+            safe = tuple(lp.output.name for lp in verifiers)
+            extra.append(
+                Interlock(
+                    "heater_verify",
+                    self._verify_channel,
+                    INPUT_TRUE,
+                    action=Action(safe=safe, state="aborted"),
+                    cause=CAUSE_VERIFY,
+                )
+            )
+        return InterlockSet(list(interlocks) + extra, safe_values)
+
     # -- messages out ---------------------------------------------------------------------
 
     def birth(self, bdseq=None):
         """Build (and send) a BIRTH; telemetry seq restarts at 0 after each birth."""
         if bdseq is not None:
-            self.bdseq = bdseq & 0xFF
+            self.bdseq = bdseq & SEQ_MASK
         states = {}
         for code in range(len(st.STATE_NAMES)):
             ops = list(self.sm.allowed_commands(code))
@@ -322,7 +330,7 @@ class Node:
 
     def death_for(self, bdseq):
         """DEATH to register as the MQTT will of the session that will use ``bdseq``."""
-        return msg.build_death(bdseq & 0xFF)
+        return msg.build_death(bdseq & SEQ_MASK)
 
     def shutdown(self):
         """Orderly stop: every actuator to its safe value now (process exit, SIGTERM)."""
@@ -370,6 +378,8 @@ class Node:
     # -- the tick --------------------------------------------------------------------------
 
     def tick(self, now_ms):
+        """One control cycle, the steps of the module docstring in order.  Each step is
+        a method (a call costs about a microsecond on a board; none allocates)."""
         d = ticks_diff(now_ms, self._prev_ms)
         if d > 0:
             self.uptime_ms += d
@@ -377,15 +387,36 @@ class Node:
         self.now_ms = now_ms
         self.tick_count += 1
         # 1. sensors
+        self._read_sensors(now_ms)
+        # 2. acting states finish
+        self.sm.tick(now_ms)
+        running = self.sm.state in _RUNNING
+        # 3. lease and dead-man
+        self._check_watchdogs(now_ms, running)
+        # 4. verifiers, interlocks, alarms
+        self._verify_heaters(now_ms, running)
+        if self.interlocks.evaluate(now_ms):
+            self._on_trips(now_ms)
+            running = self.sm.state in _RUNNING
+        if self.alarms is not None:
+            self._raise_alarms(now_ms)
+        # 5. outputs and 6. write
+        self._switch_loops(now_ms, running)
+        self._write_outputs(now_ms, running)
+        if self.deadman.value:
+            self.deadman.value = False
+        # 7. telemetry
+        if self.tick_count % self.telemetry_every == 0:
+            self.publish_telemetry()
+
+    def _read_sensors(self, now_ms):
         for ch, drv in self.sensors:
             ch.update(drv.read(now_ms), now_ms, drv.fault)
             ch.check(now_ms)
         for ch in self.derived:
             ch.check(now_ms)
-        # 2. acting states finish
-        self.sm.tick(now_ms)
-        running = self.sm.state in _RUNNING
-        # 3. lease and dead-man
+
+    def _check_watchdogs(self, now_ms, running):
         lease_event = self.lease.check(now_ms, running)
         if lease_event == LEASE_LOST:
             self._event("alarm", "error", source="lease", cause=CAUSE_LEASE, detail="no lease")
@@ -399,51 +430,61 @@ class Node:
                 fired = True
                 slot.deadman_fired = False
         self.deadman.value = fired
-        # 4. verifiers, interlocks, alarms
+
+    def _verify_heaters(self, now_ms, running):
         vc = self._verify_channel
-        if vc is not None:
-            for lp in vc.verifiers:
-                target = lp.pid.setpoint if (running and lp.pid.auto) else None
-                fault = lp.verifier.update(
-                    target, lp.verify_measure.value, lp.output.driver.value, now_ms
-                )
-                if fault is not None and vc.value is None:
-                    vc.value = fault
+        if vc is None:
+            return
+        for lp in vc.verifiers:
+            target = lp.pid.setpoint if (running and lp.pid.auto) else None
+            fault = lp.verifier.update(
+                target, lp.verify_measure.value, lp.output.driver.value, now_ms
+            )
+            if fault is not None and vc.value is None:
+                vc.value = fault
+
+    def _on_trips(self, now_ms):
+        """New trips: one EVENT each, and the state the trips ask for."""
         iset = self.interlocks
-        if iset.evaluate(now_ms):
-            for rec in iset.pop_events():
-                self._trip_event(rec)
-            target = iset.requested_state
-            first = iset.first_out
-            cause = first.cause if first is not None else "trip"
-            if target == "held":
-                self.sm.force(st.HOLDING, cause, now_ms)
-            elif target == "stopped":
-                self.sm.force(st.STOPPING, cause, now_ms)
+        for rec in iset.pop_events():
+            self._trip_event(rec)
+        target = iset.requested_state
+        first = iset.first_out
+        cause = first.cause if first is not None else "trip"
+        if target == "held":
+            self.sm.force(st.HOLDING, cause, now_ms)
+        elif target == "stopped":
+            self.sm.force(st.STOPPING, cause, now_ms)
+        else:
+            self.sm.force(st.ABORTING, cause, now_ms)
+
+    def _raise_alarms(self, now_ms):
+        alarms = self.alarms
+        alarms.evaluate(now_ms)
+        for alarm, raised in alarms.pop_changes():
+            self._event(
+                "alarm" if raised else "alarm_cleared",
+                alarm.severity if raised else "info",
+                source=alarm.id,
+                cause=alarm.cause,
+                detail=None if alarm.value is None else "value {:.4g}".format(alarm.value),
+            )
+
+    def _switch_loops(self, now_ms, running):
+        # Loops run in auto only while the module runs; otherwise they sit in manual at
+        # the safe output (still seeing the measurement), so starting is bumpless from
+        # the safe value.
+        if running == self._was_running:
+            return
+        for lp in self.loops:
+            if running:
+                lp.pid.set_auto(now_ms)
             else:
-                self.sm.force(st.ABORTING, cause, now_ms)
-            running = self.sm.state in _RUNNING
-        if self.alarms is not None:
-            self.alarms.evaluate(now_ms)
-            for alarm, raised in self.alarms.pop_changes():
-                self._event(
-                    "alarm" if raised else "alarm_cleared",
-                    alarm.severity if raised else "info",
-                    source=alarm.id,
-                    cause=alarm.cause,
-                    detail=None if alarm.value is None else "value {:.4g}".format(alarm.value),
-                )
-        # 5. outputs.  Loops run in auto only while the module runs; otherwise they sit
-        # in manual at the safe output (still seeing the measurement), so starting is
-        # bumpless from the safe value.
-        if running != self._was_running:
-            for lp in self.loops:
-                if running:
-                    lp.pid.set_auto(now_ms)
-                else:
-                    lp.pid.set_manual(lp.output.safe)
-            self._was_running = running
-        forced = iset.forced_outputs()
+                lp.pid.set_manual(lp.output.safe)
+        self._was_running = running
+
+    def _write_outputs(self, now_ms, running):
+        forced = self.interlocks.forced_outputs()
         parked = self._parked
         if parked is not None and not running:
             # Out of the running states every output is safe and only start leads back.
@@ -476,11 +517,6 @@ class Node:
             # 6. write: also refreshes the dead-man deadline
             slot.driver.write(value)
             slot.last_write_ms = now_ms
-        if self.deadman.value:
-            self.deadman.value = False
-        # 7. telemetry
-        if self.tick_count % self.telemetry_every == 0:
-            self.publish_telemetry()
 
     @staticmethod
     def trip_cause(rec):
@@ -532,7 +568,7 @@ class Node:
             if q != QUALITY_GOOD:
                 any_bad = True
         payload = self._codec.build(self.seq, self._uptime_ms(), values, quals if any_bad else None)
-        self.seq = (self.seq + 1) & 0xFF
+        self.seq = (self.seq + 1) & SEQ_MASK
         self.sink.publish_telemetry(payload)
         return payload
 

@@ -7,78 +7,47 @@ Everything that decides lives in ``edge.node``; this module only
   after an overrun instead of bursting to catch up (counted in ``overruns``);
 * feeds the hardware watchdog only after a tick completed, so a hung tick resets the
   board;
-* hands incoming MQTT messages to ``node.handle_command`` / ``handle_lease`` and the
-  node's outgoing messages to the link's non-blocking queues (``LinkSink``);
-* on every (re)connect publishes a fresh BIRTH and, if the link had to drop events during
-  an outage, one "dropped N" EVENT after it.
+* runs the module's ``edge.session.ModuleSession`` on the link: incoming messages to
+  ``node.handle_command`` / ``handle_lease``, the node's outgoing ones to the link's
+  non-blocking queues, a fresh BIRTH (and a "dropped N" EVENT if the link had to drop
+  events during an outage) on every (re)connect, a BIRTH after an accepted ``rebirth``.
 
 The dead-man check must run from a context that survives a stalled tick loop; the board
 entry point attaches it to a hardware timer, ``skid edge`` to a thread.
 """
 
 from edge.clock import ticks_add, ticks_diff
-from protocol.topics import (
-    TOPIC_ACK,
-    TOPIC_BIRTH,
-    TOPIC_CMD,
-    TOPIC_DATA,
-    TOPIC_DEATH,
-    TOPIC_EVENT,
-    TOPIC_LEASE,
-    host_topic,
-    module_topic,
-)
+from edge.session import ModuleSession
+from edge.sink import NullSink
+
+# The dead-man check runs this many times per shortest actuator deadline, so an expired
+# deadline is acted on within a quarter of it.
+DEADMAN_CHECKS_PER_DEADLINE = 4
 
 
-class LinkSink:
-    """Maps the node's outgoing messages onto the module's topics of an MqttLink."""
-
-    def __init__(self, link, line, module):
-        self.link = link
-        self.t_birth = module_topic(line, module, TOPIC_BIRTH)
-        self.t_data = module_topic(line, module, TOPIC_DATA)
-        self.t_event = module_topic(line, module, TOPIC_EVENT)
-        self.t_ack = module_topic(line, module, TOPIC_ACK)
-
-    def publish_birth(self, payload):
-        self.link.publish_birth(self.t_birth, payload)
-
-    def publish_telemetry(self, payload):
-        self.link.publish_telemetry(self.t_data, payload)
-
-    def publish_event(self, payload, critical=False):
-        self.link.publish_event(self.t_event, payload, critical)
-
-    def publish_ack(self, payload):
-        self.link.publish_ack(self.t_ack, payload)
-
-
-class NullSink:
-    """Discards what a node publishes: a module running without a broker."""
-
-    def publish_birth(self, payload):
-        pass
-
-    def publish_telemetry(self, payload):
-        pass
-
-    def publish_event(self, payload, critical=False):
-        pass
-
-    def publish_ack(self, payload):
-        pass
-
-
-def death_topic(line, module):
-    return module_topic(line, module, TOPIC_DEATH)
+def deadman_check_period_ms(node):
+    """How often the independent dead-man check (``node.deadman_check``) should run."""
+    return min(slot.deadman_ms for slot in node.actuators) // DEADMAN_CHECKS_PER_DEADLINE
 
 
 class EdgeRunner:
     """``before_tick(now)`` (optional) runs just before each tick: the emulator's plant
-    step when the node runs against emulated drivers."""
+    step when the node runs against emulated drivers.
+
+    ``session``: the node's ``edge.session.ModuleSession``.  By default the node's sink
+    if it is one, else a new one on ``link``; with no link, a node whose sink is
+    something else (a test's recording sink) keeps it and the runner has no session."""
 
     def __init__(
-        self, node, line, clock, sleep_ms=None, link=None, watchdog=None, before_tick=None
+        self,
+        node,
+        line,
+        clock,
+        sleep_ms=None,
+        link=None,
+        watchdog=None,
+        before_tick=None,
+        session=None,
     ):
         self.node = node
         self.line = line
@@ -88,35 +57,27 @@ class EdgeRunner:
         self.watchdog = watchdog
         self.tick_ms = node.tick_ms
         self.before_tick = before_tick
-        self.next_bdseq = node.bdseq
+        if session is None:
+            sink = node.sink
+            if isinstance(sink, ModuleSession):
+                session = sink
+            elif link is not None or type(sink) is NullSink:
+                session = ModuleSession(node, line, clock, link)
+        self.session = session
         self.overruns = 0
         self.ticks = 0
         self.max_lateness_ms = 0
         self._stop = False
-        self._cmd_topic = module_topic(line, node.module_id, TOPIC_CMD)
-        self._lease_topic = host_topic(line, TOPIC_LEASE)
 
-    # -- link callbacks (run inside the link task; must not await) -------------------------
+    # -- link callbacks: the session's (kept for callers that hold the runner) -------------
 
     def on_connect(self):
-        # The will sent with this CONNECT carries next_bdseq: the birth must match it.
-        # Then arm the next session's will with the following bdSeq (Sparkplug B).
-        node = self.node
-        node.birth(self.next_bdseq)
-        self.next_bdseq = (self.next_bdseq + 1) & 0xFF
-        link = self.link
-        if link is not None:
-            link.set_will(node.death_for(self.next_bdseq))
-            link.publish_dropped_notice(node.sink.t_event, node.dropped_event)
+        if self.session is not None:
+            self.session.on_connect()
 
     def on_message(self, topic, payload):
-        if isinstance(topic, (bytes, bytearray)):
-            topic = topic.decode()
-        now = self.clock()
-        if topic == self._cmd_topic:
-            self.node.handle_command(payload, now)
-        elif topic == self._lease_topic:
-            self.node.handle_lease(payload, now)
+        if self.session is not None:
+            self.session.on_message(topic, payload)
 
     # -- the tick loop -----------------------------------------------------------------------
 
@@ -136,7 +97,9 @@ class EdgeRunner:
             node.tick(now)
             if self.watchdog is not None:
                 self.watchdog.feed()  # only after a completed tick
-            if node.rebirth_pending:
+            if self.session is not None:
+                self.session.after_tick()
+            elif node.rebirth_pending:  # a node with its own sink, no session
                 node.birth()
             self.ticks += 1
             if max_ticks is not None and self.ticks >= max_ticks:

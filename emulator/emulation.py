@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge.build import build_node
+from edge.sink import Sink
 from emulator.plant import Plant
 from line.loader import load_line, module_config
 from line.model import MODULE_KINDS, Line
@@ -89,8 +90,8 @@ FAULT_PARAMS: dict[str, dict[str, str]] = {
 }
 
 
-class RecordingSink:
-    """Collects what a node publishes, decoded."""
+class RecordingSink(Sink):
+    """Collects what a node publishes, decoded (the ``edge.sink`` contract)."""
 
     def __init__(self):
         self.births = []
@@ -118,8 +119,9 @@ class RecordingSink:
         return [e for e in self.events if e.type == "trip"]
 
 
-class _GatedSink:
-    """Delivers a module's messages only while its network path to the broker works."""
+class _GatedSink(Sink):
+    """Delivers a module's messages only while its network path to the broker works
+    (unattached runs; attached, ``host.inproc``'s transport gates the same way)."""
 
     def __init__(self, emulation: LineEmulation, module_id: str, inner):
         self.emulation = emulation
@@ -193,6 +195,9 @@ class LineEmulation:
         self._active: dict[int, tuple[object, Callable[[], None]]] = {}
         # Called with now_ms at the end of every step (host.inproc moves messages here).
         self.step_hooks: list[Callable[[int], None]] = []
+        # The shell a booted module runs, ``on_boot(module_id, node)``: None births it
+        # through its gated sink; host.inproc starts its session on the bus.
+        self.on_boot: Callable[[str, object], None] | None = None
         for mid in line.modules:
             self.sinks[mid] = self._sink_factory(mid)
             self._boot(mid, "power_on")
@@ -222,7 +227,10 @@ class LineEmulation:
         self._counters[module_id] = 0
         self._next_tick[module_id] = self.now_ms + node.tick_ms
         self.plant.bind(module_id, node)
-        node.birth()
+        if self.on_boot is not None:
+            self.on_boot(module_id, node)
+        else:
+            node.birth()
 
     def powered(self, module_id: str) -> bool:
         return module_id not in self.powered_off
@@ -244,7 +252,7 @@ class LineEmulation:
             if due > now or mid in self.powered_off:
                 continue
             node.tick(now)
-            if node.rebirth_pending:  # as edge.runner does after a tick
+            if node.rebirth_pending:  # as edge.session.ModuleSession.after_tick does
                 node.birth()
             tick = node.tick_ms
             while due <= now:

@@ -21,15 +21,16 @@ from pathlib import Path
 
 from edge.boardconfig import compile_config, config_hash, decompile, emulate, load_board_config
 from edge.build import build_node
-from edge.link.client import MqttLink, standard_subscriptions
+from edge.link.client import MqttLink
 from edge.linux.hardware import LinuxHardware
 from edge.linux.watchdog import LinuxWatchdog
-from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
+from edge.runner import EdgeRunner
+from edge.session import ModuleSession
+from edge.sink import NullSink
 from host.brokerurl import ENV_PASSWORD, ENV_USERNAME, parse_broker_url
 from host.keys import read_key
 from host.service import WatchdogChain, systemd_watchdog
 from line.loader import load_line, module_config
-from protocol.messages import build_death
 from protocol.wire import ID_PATTERN
 
 TICKS_MASK = (1 << 30) - 1
@@ -139,10 +140,6 @@ class EdgeProcess:
         self.line = line
         key = None if insecure else read_key(self.config_path, self.cfg["module"]["key_file"])
         self.clock = ScaledClock(speed, epoch)
-        self.link = None
-        if broker:
-            self.link = self._mqtt_link(broker)
-            sink = LinkSink(self.link, line, self.module_id)
         if state_dir is None and not emulated:
             state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR
         self.marker = None if state_dir is None else CleanStopMarker(state_dir, self.module_id)
@@ -151,6 +148,9 @@ class EdgeProcess:
         self.watchdog = None if emulated else _open_watchdog(self.cfg)
         try:
             self.node = self._build_node(None if emulated else LinuxHardware(), sink, key)
+            # The board's session (edge.session): topics, will/birth handshake, routing.
+            self.session = ModuleSession(self.node, line, self.clock) if broker else None
+            self.link = self._mqtt_link(broker) if broker else None
         except BaseException:
             if self.watchdog is not None:
                 self.watchdog.close()
@@ -167,6 +167,7 @@ class EdgeProcess:
             link=self.link,
             watchdog=WatchdogChain(self.watchdog, self.systemd),
             before_tick=self.plant.step if self.plant else None,
+            session=self.session,
         )
         self._stop_deadman = threading.Event()
         self._stopping = False
@@ -174,15 +175,10 @@ class EdgeProcess:
 
     def _mqtt_link(self, broker: str) -> MqttLink:
         host, port = parse_broker_url(broker)
-        return MqttLink(
+        return self.session.mqtt_link(
             host,
             port,
             f"{self.line}-{self.module_id}",
-            death_topic(self.line, self.module_id),
-            build_death(0),
-            standard_subscriptions(self.line, self.module_id),
-            on_message=lambda topic, payload: self.runner.on_message(topic, payload),
-            on_connect=lambda: self.runner.on_connect(),
             # Broker credentials (`skid broker-config`): from the environment, which a
             # systemd unit fills from a 0600 EnvironmentFile; never on the command line.
             username=os.environ.get(ENV_USERNAME) or None,

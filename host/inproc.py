@@ -1,23 +1,26 @@
 """The modules of a ``LineEmulation`` on an ``InProcessBus``: the embedded default, where
 host, modules and plant share one process and one simulated clock.
 
-``attach_emulation(emu, bus, line_id)`` gives every emulated module a bus connection that
-behaves like ``skid edge``'s MQTT link (edge.runner / edge.link):
+``attach_emulation(emu, bus, line_id)`` runs every emulated module's real shell session
+(``edge.session.ModuleSession``: topic mapping, will/birth handshake, command and lease
+routing, exactly what a board runs over MQTT) on an in-process transport, ``BusLink``:
 
-* each connection registers the module's DEATH as its will, subscribes to the module's
-  ``cmd`` topic and the host's ``lease`` topic, then publishes a BIRTH whose bdSeq
-  matches the will (a new bdSeq per connection, as ``EdgeRunner.on_connect`` does);
-* the node's messages go out on its birth/data/event/ack topics;
-* a command or lease on the bus reaches ``node.handle_command/handle_lease`` at the next
+* a connection CONNECTs with the will the session armed (its DEATH), and the session's
+  ``on_connect`` births with the matching bdSeq and arms the next connection's will;
+* the session's messages go out on the module's birth/data/event/ack topics;
+* a command or lease on the bus reaches the session (and so the node) at the next
   ``emu.step()`` (the step hook polls the module connections), and only while the module
-  is reachable (``emu.reachable``); a ``rebirth`` command births the node after its tick.
+  is reachable (``emu.reachable``); a ``rebirth`` command births the node after its tick;
+* a module that boots again (power restored) gets a fresh session for its new node, as a
+  board's new boot runs a new one (bdSeq from 0).
 
 The emulator's network faults act on these connections: a partitioned or powered-off
 module loses its connection and the bus publishes its will at once (a real broker would
 notice within its keepalive); a broker outage disconnects everyone without wills
 (``InProcessBus.set_up``); when a module's path comes back it reconnects and births.
-During a host crash the modules' messages do not reach the host (nobody is there to
-receive them) and the host's leases and commands do not reach the modules.
+While a module's path is broken what it publishes is lost, as on a real network.  During
+a host crash the modules' messages do not reach the host (nobody is there to receive
+them) and the host's leases and commands do not reach the modules.
 
 The host loop is: ``emu.step(); host_transport.poll(); host.tick(now)``.  Subscribe the
 host before attaching so it hears the first births (otherwise its registry will ask the
@@ -26,111 +29,128 @@ modules for a rebirth).
 
 from __future__ import annotations
 
+from edge.session import ModuleSession
 from host.transport import BusClient, InProcessBus
-from protocol import messages
-from protocol.topics import (
-    TOPIC_ACK,
-    TOPIC_BIRTH,
-    TOPIC_CMD,
-    TOPIC_DATA,
-    TOPIC_DEATH,
-    TOPIC_EVENT,
-    TOPIC_LEASE,
-    host_topic,
-    module_topic,
-)
+from protocol.topics import validate_id
+
+QOS_BIRTH = 1
+QOS_TELEMETRY = 0
+QOS_EVENT = 1
+QOS_ACK = 1
+QOS_WILL = 1
 
 
-class ModuleLink:
-    """One emulated module's connection to the bus (what MqttLink is for ``skid edge``),
-    and the sink its node publishes through."""
+class BusTransport:
+    """The transport contract of ``edge.session.ModuleSession`` over one ``BusClient``:
+    what a session publishes goes onto the bus now (the bus keeps no queue of a
+    module's events, so none is ever dropped); ``inner`` (a sink) gets a copy of what
+    went out (a tee)."""
+
+    def __init__(self, client: BusClient):
+        self.client = client
+        self.will: bytes | None = None  # registered with the next connection
+        self.inner = None
+
+    def set_will(self, payload: bytes) -> None:
+        self.will = payload
+
+    def publish_dropped_notice(self, topic: str, make_payload) -> bool:
+        return False  # nothing was dropped
+
+    def _publish(self, topic: str, payload: bytes, qos: int) -> bool:
+        self.client.publish(topic, payload, qos=qos)
+        return True
+
+    def publish_birth(self, topic, payload):
+        if self._publish(topic, payload, QOS_BIRTH) and self.inner is not None:
+            self.inner.publish_birth(payload)
+
+    def publish_telemetry(self, topic, payload):
+        if self._publish(topic, payload, QOS_TELEMETRY) and self.inner is not None:
+            self.inner.publish_telemetry(payload)
+
+    def publish_event(self, topic, payload, critical=False):
+        if self._publish(topic, payload, QOS_EVENT) and self.inner is not None:
+            self.inner.publish_event(payload, critical)
+
+    def publish_ack(self, topic, payload):
+        if self._publish(topic, payload, QOS_ACK) and self.inner is not None:
+            self.inner.publish_ack(payload)
+
+
+class BusLink(BusTransport):
+    """One emulated module's connection to the bus: the transport of its session (what
+    ``edge.link.client.MqttLink`` is for ``skid edge``, without its queues: the bus
+    delivers or, on a broken path, loses), following the emulation's faults."""
 
     def __init__(self, attachment: Attachment, module_id: str):
+        super().__init__(
+            attachment.bus.client(
+                f"{attachment.line_id}-{module_id}", will=None, auto_reconnect=False
+            )
+        )
         self.attachment = attachment
         self.emu = attachment.emu
         self.module_id = module_id
-        line = attachment.line_id
-        self.t_birth = module_topic(line, module_id, TOPIC_BIRTH)
-        self.t_data = module_topic(line, module_id, TOPIC_DATA)
-        self.t_event = module_topic(line, module_id, TOPIC_EVENT)
-        self.t_ack = module_topic(line, module_id, TOPIC_ACK)
-        self.t_death = module_topic(line, module_id, TOPIC_DEATH)
-        self.client: BusClient = attachment.bus.client(
-            f"{line}-{module_id}", will=None, auto_reconnect=False
-        )
-        self.client.disconnect()  # connected by ensure(), with its will and a birth
-        self.client.subscribe(module_topic(line, module_id, TOPIC_CMD), self._on_command)
-        self.client.subscribe(host_topic(line, TOPIC_LEASE), self._on_lease, qos=0)
-        self.next_bdseq = 0
+        self.client.disconnect()  # connected by ensure(), with the session's will
+        self.session: ModuleSession | None = None
         self.connections = 0
-        self.inner = None  # an earlier sink kept receiving copies (tee)
+
+    def start(self, node) -> None:
+        """A boot of the module: a fresh session for ``node``, connected (and so born)
+        at once when its path is up.  The previous boot's connection dies with it."""
+        if self.client.connected:
+            self.client.disconnect(abrupt=True)
+        first = self.session is None
+        session = ModuleSession(node, self.attachment.line_id, self._now, transport=self)
+        self.session = session
+        self.will = session.will()
+        if first:
+            for topic, qos in session.subscriptions:
+                self.client.subscribe(topic, self._on_message, qos=qos)
+        self.ensure()
+
+    def _now(self) -> int:
+        return self.emu.now_ms
 
     # -- the connection --------------------------------------------------------------------------
 
     def _may_connect(self) -> bool:
         return self.emu.connected(self.module_id) and self.attachment.bus.up
 
-    def _open(self, bdseq: int) -> bool:
-        """CONNECT with DEATH(bdseq) as the will; the session's birth must carry bdseq."""
-        self.client.set_will((self.t_death, messages.build_death(bdseq), 1, False))
-        if not self.client.reconnect():
-            return False
-        self.next_bdseq = (bdseq + 1) & 0xFF
-        self.connections += 1
-        return True
+    def _path_open(self) -> bool:
+        emu = self.emu
+        return emu.broker_up and self.module_id not in emu.partitioned
 
     def ensure(self) -> None:
         """Follow the module's network path: drop the connection (will) when it breaks,
-        reconnect and birth when it is back."""
+        reconnect (the session births) when it is back."""
         up = self._may_connect()
         if self.client.connected and not up:
             self.client.disconnect(abrupt=self.attachment.bus.up)
         elif up and not self.client.connected:
-            bdseq = self.next_bdseq
-            if self._open(bdseq):
-                self.emu.nodes[self.module_id].birth(bdseq)
+            session = self.session
+            assert session is not None, "start() a session first"
+            self.client.set_will((session.t_death, self.will, QOS_WILL, False))
+            if self.client.reconnect():
+                self.connections += 1
+                session.on_connect()
 
-    # -- the node's sink ----------------------------------------------------------------------
-
-    def _publish(self, topic: str, payload: bytes, qos: int) -> None:
-        if not self.emu.host_up:
-            return  # the crashed host cannot receive it
-        self.client.publish(topic, payload, qos=qos)
-
-    def publish_birth(self, payload):
-        if not self.client.connected and self._may_connect():
-            # A (re)boot: this birth is the new connection's, so the will matches it.
-            self._open(self.emu.nodes[self.module_id].bdseq)
-        self._publish(self.t_birth, payload, 1)
-        if self.inner is not None:
-            self.inner.publish_birth(payload)
-
-    def publish_telemetry(self, payload):
-        self._publish(self.t_data, payload, 0)
-        if self.inner is not None:
-            self.inner.publish_telemetry(payload)
-
-    def publish_event(self, payload, critical=False):
-        self._publish(self.t_event, payload, 1)
-        if self.inner is not None:
-            self.inner.publish_event(payload, critical)
-
-    def publish_ack(self, payload):
-        self._publish(self.t_ack, payload, 1)
-        if self.inner is not None:
-            self.inner.publish_ack(payload)
+    def _publish(self, topic: str, payload: bytes, qos: int) -> bool:
+        if not self._path_open():
+            return False
+        if self.emu.host_up:  # else the crashed host cannot receive it
+            self.client.publish(topic, payload, qos=qos)
+        return True
 
     # -- messages in -------------------------------------------------------------------------
 
-    def _on_command(self, topic: str, payload: bytes) -> None:
-        emu = self.emu
-        if emu.reachable(self.module_id):
-            emu.nodes[self.module_id].handle_command(payload, emu.now_ms)
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if self.session is not None and self.emu.reachable(self.module_id):
+            self.session.on_message(topic, payload)
 
-    def _on_lease(self, topic: str, payload: bytes) -> None:
-        emu = self.emu
-        if emu.reachable(self.module_id):
-            emu.nodes[self.module_id].handle_lease(payload, emu.now_ms)
+
+ModuleLink = BusLink  # the older name
 
 
 class Attachment:
@@ -140,17 +160,20 @@ class Attachment:
         self.emu = emu
         self.bus = bus
         self.line_id = line_id
-        self.links: dict[str, ModuleLink] = {}
+        self.links: dict[str, BusLink] = {}
         for mid in emu.nodes:
-            link = ModuleLink(self, mid)
+            link = BusLink(self, mid)
             if tee:
                 link.inner = emu.sinks[mid]
             self.links[mid] = link
-            # Future boots publish through the link; the current node's gate too.
-            emu.sinks[mid] = link
-            emu.nodes[mid].sink.inner = link
+        emu.on_boot = self.on_boot  # future boots run a session on their link
         emu.step_hooks.append(self.on_step)
-        self.sync()
+        bus.set_up(emu.broker_up)
+        for mid, link in self.links.items():
+            link.start(emu.nodes[mid])
+
+    def on_boot(self, module_id: str, node) -> None:
+        self.links[module_id].start(node)
 
     def sync(self) -> None:
         self.bus.set_up(self.emu.broker_up)
@@ -167,6 +190,8 @@ class Attachment:
     def detach(self) -> None:
         if self.on_step in self.emu.step_hooks:
             self.emu.step_hooks.remove(self.on_step)
+        if self.emu.on_boot == self.on_boot:
+            self.emu.on_boot = None
         for link in self.links.values():
             link.client.close()
 
@@ -174,8 +199,6 @@ class Attachment:
 def attach_emulation(emu, bus: InProcessBus, line_id: str, tee: bool = False) -> Attachment:
     """Connect every module of ``emu`` (a LineEmulation) to ``bus`` under ``line_id``;
     each births now.  ``tee`` keeps the emulation's previous sinks (e.g. RecordingSink)
-    receiving a copy of everything the modules publish."""
-    from protocol.topics import validate_id
-
+    receiving a copy of everything the modules publish while their path is up."""
     validate_id("line", line_id)
     return Attachment(emu, bus, line_id, tee)

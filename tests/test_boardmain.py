@@ -226,7 +226,7 @@ def boot(monkeypatch, tmp_path, platform, secrets=None, dns=None):
     monkeypatch.setattr(bm, "build_node", build_node)
 
     class Runner:
-        def __init__(self, node, line, clock, link=None, watchdog=None):
+        def __init__(self, node, line, clock, link=None, watchdog=None, session=None):
             log.append(("runner", link is not None and link._address))
             self.link = link
 

@@ -5,37 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from edge.session import ModuleSession
 from host.commander import Commander
+from host.inproc import BusTransport
 from host.registry import Registry
 from host.transport import InProcessBus
 from protocol import auth, messages
-from protocol.topics import host_topic, line_filter, module_topic
+from protocol.topics import host_topic, line_filter
 from tests.edge_harness import KEY, Rig
 
 LINE = "cmdline"
-
-
-class BusSink:
-    """A node's outgoing messages onto its topics (what edge.runner.LinkSink does)."""
-
-    def __init__(self, client, module):
-        self.client = client
-        self.module = module
-
-    def _pub(self, kind, payload):
-        self.client.publish(module_topic(LINE, self.module, kind), payload)
-
-    def publish_birth(self, payload):
-        self._pub("birth", payload)
-
-    def publish_telemetry(self, payload):
-        self._pub("data", payload)
-
-    def publish_event(self, payload, critical=False):
-        self._pub("event", payload)
-
-    def publish_ack(self, payload):
-        self._pub("ack", payload)
 
 
 class Setup:
@@ -45,14 +24,12 @@ class Setup:
         node = self.rig.node
         self.module = node.module_id
         self.module_client = self.bus.client(f"{LINE}-{self.module}")
-        node.sink = BusSink(self.module_client, self.module)
-        self.module_client.subscribe(
-            module_topic(LINE, self.module, "cmd"),
-            lambda t, p: node.handle_command(p, self.rig.now),
+        # The module's real shell session, on the in-process bus.
+        self.session = ModuleSession(
+            node, LINE, lambda: self.rig.now, BusTransport(self.module_client)
         )
-        self.module_client.subscribe(
-            host_topic(LINE, "lease"), lambda t, p: node.handle_lease(p, self.rig.now)
-        )
+        for topic, qos in self.session.subscriptions:
+            self.module_client.subscribe(topic, self.session.on_message, qos=qos)
         self.host = self.bus.client("host")
         self.registry = Registry(LINE)
         self.host.subscribe(
@@ -186,9 +163,8 @@ def test_rebirth_may_go_to_a_module_heard_from_without_a_birth():
     with pytest.raises(ValueError, match="has announced itself"):
         s.commander.send("reactor1", "state", {"command": "start"}, now_ms=0)
     assert s.send("rebirth").ok
-    s.rig.tick()  # the node births after its tick, as edge.runner does
-    if s.rig.node.rebirth_pending:
-        s.rig.node.birth()
+    s.rig.tick()
+    s.session.after_tick()  # the shell births the node after its tick
     s.bus.poll()
     assert s.registry.modules["reactor1"].born
 
@@ -201,8 +177,7 @@ def test_rebirth_may_go_to_a_module_heard_from_without_a_birth():
         keyed.commander.send("reactor1", "state", {"command": "start"}, now_ms=0)
     p = keyed.send("rebirth")
     assert p.done and p.ok, p.reason
-    if keyed.rig.node.rebirth_pending:
-        keyed.rig.node.birth()
+    keyed.session.after_tick()
     keyed.bus.poll()
     view = keyed.registry.modules["reactor1"]
     assert view.born and view.boot_nonce is not None

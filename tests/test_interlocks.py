@@ -587,3 +587,58 @@ def test_latch_and_reset_follow_the_model(seq, t0):
         assert {il.id for il in (hh, ll) if il.tripped} == latched
         assert len(iset.trips) == len(latched)
     assert len(events) == trips
+
+
+# ------------------------------------------------------------- the shared Condition
+
+
+def test_condition_fires_after_its_on_delay_and_the_delay_restarts_when_it_drops():
+    from edge.interlocks import Condition
+
+    ch = channel()
+    cond = Condition("TT1_H", ch, "above", 150.0, on_delay_ms=300, cause="too_hot")
+    fired = []
+    # Above from t=0 to 200, below at 200 (restart), above again from 300: fires at 600.
+    for t, temp in [(0, 151), (100, 151), (200, 149), (300, 151), (400, 151), (500, 151)]:
+        ch.update(float(temp), t)
+        fired.append(cond.held(t))
+    assert fired == [None] * 6
+    ch.update(151.0, 600)
+    assert cond.held(600) == "too_hot"
+    # Fired: the delay starts over at the next tick that sees it (700), so holding on
+    # fires again a full on_delay_ms later.
+    for t in (700, 800, 900):
+        ch.update(151.0, t)
+        assert cond.held(t) is None
+    ch.update(151.0, 1000)
+    assert cond.held(1000) == "too_hot"
+
+
+def test_interlock_and_alarm_share_the_condition_and_fire_in_the_same_tick():
+    from edge.alarms import Alarm, AlarmSet
+
+    ch = channel()
+    iset = InterlockSet([high_temp(ch, on_delay_ms=250)], SAFE)
+    alarms = AlarmSet([Alarm("TT1_H", ch, "above", 150.0, on_delay_ms=250)])
+    tripped_at = raised_at = None
+    for t in range(0, 1000, 50):
+        ch.update(149.0 if t < 300 else 152.0, t)
+        if iset.evaluate(t) and tripped_at is None:
+            tripped_at = t
+        alarms.evaluate(t)
+        if alarms.pop_changes() and raised_at is None:
+            raised_at = t
+    assert tripped_at == raised_at == 550  # above from 300, held 250 ms
+
+
+def test_an_alarm_raises_again_in_the_tick_after_it_cleared():
+    from edge.alarms import Alarm, AlarmSet
+
+    ch = channel()
+    alarms = AlarmSet([Alarm("TT1_H", ch, "above", 150.0)])
+    seen = []
+    for t, temp in [(0, 151.0), (100, 149.0), (200, 151.0)]:
+        ch.update(temp, t)
+        alarms.evaluate(t)
+        seen.extend((t, raised) for _a, raised in alarms.pop_changes())
+    assert seen == [(0, True), (100, False), (200, True)]

@@ -517,7 +517,7 @@ def test_an_unsigned_rebirth_flood_does_not_delay_a_trip_event():
     while a clog trips it; the broker acknowledges 80 ms (more than a tick) after each
     publish.  The trip EVENT must reach the wire in the tick it happens, as without the
     flood.  Deterministic: 1 ms steps, the link's packet handling driven directly."""
-    from edge.runner import LinkSink
+    from edge.session import ModuleSession
     from protocol import host_messages, messages
     from tests.edge_harness import KEY, Rig
 
@@ -527,7 +527,7 @@ def test_an_unsigned_rebirth_flood_does_not_delay_a_trip_event():
     link._up = True
     rig.start()
     rig.set("flow", 3.0)
-    rig.node.sink = LinkSink(link, "line1", "pump1")
+    session = ModuleSession(rig.node, "line1", lambda: rig.now, link)
     w = RecordingWriter()
     pending = []  # (due ms, packet id)
     trip_at = trip_sent_at = None
@@ -547,8 +547,7 @@ def test_an_unsigned_rebirth_flood_does_not_delay_a_trip_event():
                 rig.plant.overrides["pressure"] = 30.0  # clog: over-pressure trip
             rig.plant.step(now)
             rig.node.tick(now)
-            if rig.node.rebirth_pending:
-                rig.node.birth()
+            session.after_tick()  # the shell births again after an accepted rebirth
             if trip_at is None and rig.node.interlocks.active:
                 trip_at = ms
         link._write_pending(w)

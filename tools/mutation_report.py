@@ -90,6 +90,14 @@ TARGETS = {
         "xǁNodeǁ_configure",
         "xǁNodeǁdeadman_check",
         "xǁNodeǁtick",
+        # the steps of the tick (one method each since the tick was split)
+        "xǁNodeǁ_read_sensors",
+        "xǁNodeǁ_check_watchdogs",
+        "xǁNodeǁ_verify_heaters",
+        "xǁNodeǁ_on_trips",
+        "xǁNodeǁ_raise_alarms",
+        "xǁNodeǁ_switch_loops",
+        "xǁNodeǁ_write_outputs",
         "xǁNodeǁtrip_cause",
         "x__is_abort",
     ],
@@ -155,7 +163,7 @@ EQUIVALENT = [
     # edge/interlocks.py
     (
         "edge/interlocks.py",
-        "xǁInterlockǁ_sample_rate",
+        "xǁConditionǁ_sample_rate",
         r"^if self\._rn <= _RATE_SLOTS:$",
         "a 9th count only makes the newest-to-oldest search revisit the newest sample after"
         " the oldest; it cannot be older, so the rate found is the same",
@@ -164,20 +172,20 @@ EQUIVALENT = [
     ("edge/interlocks.py", "xǁInterlockǁ__init__", r"^self\.tripped = None$", _FALSY),
     (
         "edge/interlocks.py",
-        "xǁInterlockǁ__init__",
+        "xǁConditionǁ__init__",
         r"^self\._limit = (1\.0 if limit is None|0\.0 if \(limit is None\) and False)",
         "_limit is read only by above/below/rate_of_rise, which require a limit",
     ),
     (
         "edge/interlocks.py",
-        "xǁInterlockǁ__init__",
+        "xǁConditionǁ__init__",
         r"^self\.(_rt = \[1\]|_rv = \[1\.0\]|_rhead = 1$)",
         "ring slots are read only after being written (_rn counts them), and the ring works"
         " from any start slot",
     ),
     (
         "edge/interlocks.py",
-        "xǁInterlockǁcause_now",
+        "xǁConditionǁcause_now",
         r"persist=True\):$",
         "the only caller (edge/alarms.py) always passes persist explicitly",
     ),
@@ -186,12 +194,6 @@ EQUIVALENT = [
         "xǁInterlockSetǁ*",
         r"^(il\.tripped = None|changed = None)$",
         _FALSY,
-    ),
-    (
-        "edge/interlocks.py",
-        "xǁInterlockSetǁ_trip",
-        r'^il\._since = ""$',
-        "never read: evaluate() skips latched interlocks and reset() sets _since again",
     ),
     (
         "edge/interlocks.py",

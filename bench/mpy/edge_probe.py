@@ -17,23 +17,10 @@ from edge.build import build_node
 from edge.compiled_config import load_board_file
 from edge.drivers.emulated import EmulatedActuator, EmulatedSensor
 from edge.rtd import cvd_resistance
+from edge.sink import NullSink
 from protocol import messages
 
 HOST0 = 1790000000000
-
-
-class NullSink:
-    def publish_birth(self, payload):
-        pass
-
-    def publish_telemetry(self, payload):
-        pass
-
-    def publish_event(self, payload, critical=False):
-        pass
-
-    def publish_ack(self, payload):
-        pass
 
 
 def ticks_us():

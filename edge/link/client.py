@@ -97,6 +97,10 @@ def _monotonic_ticks_ms():
 ticks_ms = getattr(time, "ticks_ms", _monotonic_ticks_ms)
 
 _READ_CHUNK = 512
+MAX_KEEPALIVE_S = 65535  # MQTT's keepalive is a 16-bit count of seconds
+MIN_CHECK_MS = 50  # the keepalive check runs every keepalive/4, within these bounds
+MAX_CHECK_MS = 1000
+CLOSE_TIMEOUT_MS = 2000  # close(): how long queued QoS 1 messages may take to flush
 _RETRY_ERRORS = (OSError, ValueError, asyncio.TimeoutError)
 
 
@@ -189,6 +193,22 @@ async def _wait_event(event, timeout_ms):
         return False
 
 
+def _check_options(keepalive_s, positive, backoff_min_ms, backoff_max_ms):
+    """Raise ValueError for a keepalive outside MQTT's 16 bits, a ``positive`` (name,
+    value) that is not an int >= 1, or a backoff maximum below its minimum."""
+    if not isinstance(keepalive_s, int) or keepalive_s < 1 or keepalive_s > MAX_KEEPALIVE_S:
+        raise ValueError("keepalive_s {!r} out of range 1..{}".format(keepalive_s, MAX_KEEPALIVE_S))
+    for name, value in positive:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError("{} {!r} must be an int >= 1".format(name, value))
+    if not isinstance(backoff_max_ms, int) or backoff_max_ms < backoff_min_ms:
+        raise ValueError(
+            "backoff_max_ms {!r} must be an int >= backoff_min_ms {}".format(
+                backoff_max_ms, backoff_min_ms
+            )
+        )
+
+
 def standard_subscriptions(line, module):
     """The module's command topic (QoS 1) and the host lease topic (QoS 0)."""
     from protocol.topics import TOPIC_CMD, TOPIC_LEASE, host_topic, module_topic
@@ -220,24 +240,19 @@ class MqttLink:
         max_packet_size=mp.DEFAULT_MAX_PACKET_SIZE,
         resolve=None,
     ):
-        if not isinstance(keepalive_s, int) or keepalive_s < 1 or keepalive_s > 65535:
-            raise ValueError("keepalive_s {!r} out of range 1..65535".format(keepalive_s))
-        for name, value in (
-            ("event_queue_size", event_queue_size),
-            ("ack_queue_size", ack_queue_size),
-            ("max_inflight", max_inflight),
-            ("telemetry_topics_max", telemetry_topics_max),
-            ("backoff_min_ms", backoff_min_ms),
-            ("connect_timeout_ms", connect_timeout_ms),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError("{} {!r} must be an int >= 1".format(name, value))
-        if not isinstance(backoff_max_ms, int) or backoff_max_ms < backoff_min_ms:
-            raise ValueError(
-                "backoff_max_ms {!r} must be an int >= backoff_min_ms {}".format(
-                    backoff_max_ms, backoff_min_ms
-                )
-            )
+        _check_options(
+            keepalive_s,
+            (
+                ("event_queue_size", event_queue_size),
+                ("ack_queue_size", ack_queue_size),
+                ("max_inflight", max_inflight),
+                ("telemetry_topics_max", telemetry_topics_max),
+                ("backoff_min_ms", backoff_min_ms),
+                ("connect_timeout_ms", connect_timeout_ms),
+            ),
+            backoff_min_ms,
+            backoff_max_ms,
+        )
         self.host = host
         self.port = port
         # ``resolve(host, port)`` (a coroutine) gives what open_connection gets; called
@@ -268,10 +283,16 @@ class MqttLink:
         self._connect_timeout_ms = connect_timeout_ms
         self._max_inflight = max_inflight
         self._max_packet_size = max_packet_size
+        # A PINGREQ after half the keepalive without traffic; dead after a whole one
+        # without hearing anything; checked every quarter (within the bounds below).
         self._ping_ms = keepalive_s * 500
         self._dead_ms = keepalive_s * 1000
-        self._check_ms = max(50, min(keepalive_s * 250, 1000))
+        self._check_ms = max(MIN_CHECK_MS, min(keepalive_s * 250, MAX_CHECK_MS))
+        self._init_queues(event_queue_size, ack_queue_size, telemetry_topics_max)
+        self._init_task_state()
+        self._zero_counters()
 
+    def _init_queues(self, event_queue_size, ack_queue_size, telemetry_topics_max):
         self._events = _Qos1Queue(event_queue_size)
         self._acks = _Qos1Queue(ack_queue_size)
         self._birth = None  # [packet, pid_offset] until PUBACKed
@@ -286,11 +307,12 @@ class MqttLink:
         self._next_pid = 0
         self._reported_drops = 0
 
+    def _init_task_state(self):
         self._up = False
         self._writer = None  # the session's stream, for diagnostics and fault-injection tests
         self._running = False
         self._stopping = False
-        self._shutdown_budget_ms = 2000
+        self._shutdown_budget_ms = CLOSE_TIMEOUT_MS
         self._session_error = None
         self._reset_session_flags()
         now = ticks_ms()
@@ -302,6 +324,8 @@ class MqttLink:
         self._stop_event = asyncio.Event()
         self._closed = asyncio.Event()
 
+    def _zero_counters(self):
+        """The counters ``stats`` reports, all zero."""
         self.connects = 0
         self.disconnects = 0
         self.connect_failures = 0
@@ -475,7 +499,7 @@ class MqttLink:
         )
         self._death = _qos1_packet(self.will_topic, will_payload)
 
-    async def close(self, death_payload=None, timeout_ms=2000):
+    async def close(self, death_payload=None, timeout_ms=CLOSE_TIMEOUT_MS):
         """Flush queued QoS 1 messages, publish DEATH, DISCONNECT; wait for ``run()`` to end.
 
         ``death_payload`` replaces the will payload for this explicit DEATH (e.g. to say

@@ -24,7 +24,9 @@ from edge.build import build_node  # noqa: E402  (after T0: imports are part of 
 from edge.compiled_config import load_board_file  # noqa: E402
 from edge.drivers.emulated import EmulatedActuator, EmulatedSensor  # noqa: E402
 from edge.rtd import cvd_resistance  # noqa: E402
-from edge.runner import EdgeRunner, LinkSink, NullSink  # noqa: E402
+from edge.runner import EdgeRunner  # noqa: E402
+from edge.session import ModuleSession  # noqa: E402
+from edge.sink import NullSink  # noqa: E402
 from protocol import messages  # noqa: E402
 from protocol.topics import TOPIC_CMD, TOPIC_LEASE, host_topic, module_topic  # noqa: E402
 
@@ -98,8 +100,8 @@ def main(trip_at_ms, hot_degc, seconds):
     for slot in node.actuators:
         print("safe", slot.name, slot.driver.value, slot.safe)
     link = MemoryLink()
-    node.sink = LinkSink(link, LINE, module_id)
     clock = [0]
+    session = ModuleSession(node, LINE, lambda: clock[0], link)
 
     async def virtual_sleep(ms):
         clock[0] += ms
@@ -132,7 +134,13 @@ def main(trip_at_ms, hot_degc, seconds):
             print("out", now, node.sm.state_name, "heater", drivers["heater"].value)
 
     runner = EdgeRunner(
-        node, LINE, lambda: clock[0], sleep_ms=virtual_sleep, link=link, before_tick=plant
+        node,
+        LINE,
+        lambda: clock[0],
+        sleep_ms=virtual_sleep,
+        link=link,
+        before_tick=plant,
+        session=session,
     )
     runner.on_connect()  # what the link does once the broker accepted it: BIRTH
     print("boot_us", time.ticks_diff(time.ticks_us(), T0))

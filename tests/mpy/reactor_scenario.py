@@ -11,12 +11,15 @@ from edge.build import build_node
 from edge.compiled_config import load_board_file
 from edge.drivers.emulated import EmulatedActuator, EmulatedSensor
 from edge.rtd import cvd_resistance
+from edge.sink import NullSink
 from protocol import host_messages, messages
 
 HOST0 = 1790000000000
 
 
-class Sink:
+class Sink(NullSink):
+    """Records what the node says, as text (the edge.sink contract)."""
+
     def __init__(self, out):
         self.out = out
 
