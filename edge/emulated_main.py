@@ -32,9 +32,11 @@ import time
 
 from edge.build import build_node
 from edge.compiled_config import load_board_file
-from edge.link.client import MqttLink, standard_subscriptions
+from edge.link.client import MqttLink
 from edge.plantport import PlantPort
-from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
+from edge.runner import EdgeRunner, deadman_check_period_ms
+from edge.session import ModuleSession
+from edge.sink import NullSink
 from protocol.cbor import decode
 
 TICKS_MASK = 0x3FFFFFFF
@@ -82,19 +84,14 @@ class EmulatedModule:
         )
         module_id = self.node.module_id
         host, port = settings["broker_host"], settings["broker_port"]
-        self.link = MqttLink(
+        self.session = ModuleSession(self.node, line, self.clock)
+        self.link = self.session.mqtt_link(
             host,
             port,
             settings["client_id"],
-            death_topic(line, module_id),
-            self.node.death_for(0),
-            standard_subscriptions(line, module_id),
-            on_message=lambda topic, payload: self.runner.on_message(topic, payload),
-            on_connect=lambda: self.runner.on_connect(),
             username=settings.get("username"),
             password=settings.get("password"),
         )
-        self.node.sink = LinkSink(self.link, line, module_id)
         self.plant = PlantPort(self.node, line, self._publish_plant)
         self.plant_link = MqttLink(
             host,
@@ -115,6 +112,7 @@ class EmulatedModule:
             sleep_ms=self.clock.sleep_ms,
             link=self.link,
             before_tick=self.plant.step,
+            session=self.session,
         )
         self.stopping = False
 
@@ -134,7 +132,7 @@ class EmulatedModule:
         self.runner.stop()
 
     async def deadman(self):
-        period = min(s.deadman_ms for s in self.node.actuators) // 4
+        period = deadman_check_period_ms(self.node)
         while not self.stopping:
             await self.clock.sleep_ms(max(period, 5))
             self.node.deadman_check(self.clock())

@@ -44,7 +44,7 @@ import paho.mqtt.client as paho
 from edge.build import build_node
 from edge.clock import shared_ms
 from edge.plantport import SIM_PREFIX, PlantPort, sim_topic
-from edge.runner import NullSink
+from edge.sink import NullSink
 from emulator.emulation import FAULT_KINDS
 from emulator.faults import FaultSchedule
 from emulator.plant import Plant

@@ -254,7 +254,7 @@ def test_plant_server_and_port_mirror_drivers_without_a_broker():
     plant, the plant's readings and wire faults reach the node's drivers; an empty
     outputs message (a module's will) unbinds it; faults apply on simulated time."""
     from edge.build import build_node
-    from edge.runner import NullSink
+    from edge.sink import NullSink
     from emulator.faults import line_targets, make_fault
 
     demo = load_line(DEMO)

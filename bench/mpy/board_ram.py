@@ -54,8 +54,9 @@ class Board:
         from edge.build import build_node
         from edge.compiled_config import load_board_file
         from edge.drivers.machine_io import MachineHardware
-        from edge.link.client import MqttLink, standard_subscriptions
-        from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
+        from edge.runner import EdgeRunner
+        from edge.session import ModuleSession
+        from edge.sink import NullSink
 
         cfg, chash = load_board_file(blob)
         buses = cfg["buses"]
@@ -81,21 +82,10 @@ class Board:
         self.module_id = mid
         watchdog = cfg["watchdog"]
         cfg = None
-        link = MqttLink(
-            BROKER,
-            1883,
-            mid,
-            death_topic(LINE, mid),
-            node.death_for(0),
-            standard_subscriptions(LINE, mid),
-            on_message=self._on_message,
-            on_connect=self._on_connect,
-            username=mid,
-            password="module-password",
-        )
-        node.sink = LinkSink(link, LINE, mid)
+        session = ModuleSession(node, LINE, self.clock)
+        link = session.mqtt_link(BROKER, 1883, mid, username=mid, password="module-password")
         wd = machine.WDT(timeout=watchdog["timeout_ms"]) if watchdog["hardware"] else None
-        self.runner = EdgeRunner(node, LINE, self.clock, link=link, watchdog=wd)
+        self.runner = EdgeRunner(node, LINE, self.clock, link=link, watchdog=wd, session=session)
         self.timer = machine.Timer(timer_id())
         period = min(slot.deadman_ms for slot in node.actuators) // 4 or 10
         self.timer.init(period=period, mode=machine.Timer.PERIODIC, callback=self._deadman)

@@ -73,6 +73,29 @@ def _print_ram(s: dict) -> None:
         print(f"  optional modules carried: {', '.join(s['features'])}", file=sys.stderr)
 
 
+def _print_summary(s: dict) -> None:
+    """The bundle's files and flash use, on standard error."""
+    print(
+        f"bundle for {s['module']} (config {s['config_hash']}), target {s['target']}"
+        f" ({'-march=' + s['march'] if s['march'] else 'bytecode only'}): {s['bundle']}",
+        file=sys.stderr,
+    )
+    for part, size in s["parts"].items():
+        print(f"  {part:<13} {_kib(size):>10}", file=sys.stderr)
+    print(
+        f"  {'total':<13} {_kib(s['bytes']):>10} in {s['files']} files;"
+        f" at most {_kib(s['flash_bytes_upper_bound'])} on flash"
+        f" = {100 * s['fraction_of_free_flash']:.0f} % of {_kib(s['free_flash_bytes'])} free",
+        file=sys.stderr,
+    )
+    print(f"  free flash assumed: {s['free_flash_assumed']}", file=sys.stderr)
+    if s["secrets"] == "template":
+        print(
+            "  board_secrets.py is a commented template: the module will run without network",
+            file=sys.stderr,
+        )
+
+
 def run(args) -> int:
     try:
         bundle = build_bundle(
@@ -114,25 +137,7 @@ def run(args) -> int:
             print(json.dumps({"ok": False, "errors": [{"message": str(exc)}]}))
         return EXIT_FAILURE
     s = bundle.summary()
-    print(
-        f"bundle for {s['module']} (config {s['config_hash']}), target {s['target']}"
-        f" ({'-march=' + s['march'] if s['march'] else 'bytecode only'}): {s['bundle']}",
-        file=sys.stderr,
-    )
-    for part, size in s["parts"].items():
-        print(f"  {part:<13} {_kib(size):>10}", file=sys.stderr)
-    print(
-        f"  {'total':<13} {_kib(s['bytes']):>10} in {s['files']} files;"
-        f" at most {_kib(s['flash_bytes_upper_bound'])} on flash"
-        f" = {100 * s['fraction_of_free_flash']:.0f} % of {_kib(s['free_flash_bytes'])} free",
-        file=sys.stderr,
-    )
-    print(f"  free flash assumed: {s['free_flash_assumed']}", file=sys.stderr)
-    if s["secrets"] == "template":
-        print(
-            "  board_secrets.py is a commented template: the module will run without network",
-            file=sys.stderr,
-        )
+    _print_summary(s)
     _print_ram(s)
     if s["heap_headroom_bytes"] < 0 and not args.force:
         print(

@@ -27,8 +27,9 @@ import time
 from edge.build import build_node
 from edge.compiled_config import load_board_file
 from edge.drivers.emulated import EmulatedActuator, EmulatedSensor
-from edge.link.client import MqttLink, standard_subscriptions
-from edge.runner import EdgeRunner, LinkSink, NullSink, death_topic
+from edge.runner import EdgeRunner
+from edge.session import ModuleSession
+from edge.sink import NullSink
 
 
 def emulated_drivers(cfg):
@@ -84,21 +85,15 @@ def main(argv):
         config_hash=chash,
         drivers=emulated_drivers(cfg),
     )
-    holder = []
-    link = MqttLink(
+    session = ModuleSession(node, line, time.ticks_ms)
+    link = session.mqtt_link(
         host,
         port,
         line + "-" + module_id,
-        death_topic(line, module_id),
-        node.death_for(0),
-        standard_subscriptions(line, module_id),
-        on_message=lambda topic, payload: holder[0].on_message(topic, payload),
-        on_connect=lambda: holder[0].on_connect(),
         keepalive_s=2,
         event_queue_size=queue,
         connect_timeout_ms=1500,
     )
-    node.sink = LinkSink(link, line, module_id)
     start = time.ticks_ms()
     raised = [0]
 
@@ -108,8 +103,9 @@ def main(argv):
             raised[0] += 1
             node._event("operator_action", "info", detail="probe {}".format(raised[0]))
 
-    runner = EdgeRunner(node, line, time.ticks_ms, link=link, before_tick=raise_events)
-    holder.append(runner)
+    runner = EdgeRunner(
+        node, line, time.ticks_ms, link=link, before_tick=raise_events, session=session
+    )
     print("ready")
 
     def stat_line(tag):
