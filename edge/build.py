@@ -149,6 +149,8 @@ def build_node(
             reverse=p["reverse"],
             sample_ms=p["sample_ms"],
             setpoint=p["setpoint"],
+            d_filter_ms=p.get("d_filter_ms"),
+            sp_weight=p.get("sp_weight", 1.0),
         )
         out = by_name[p["output"]]
         lp = Loop(p["name"], pid, by_name[p["measure"]], out)

@@ -14,7 +14,24 @@ clock passed in as wrap-safe millisecond ticks (see ``edge/clock.py``):
   most ``ramp_rate`` units per second.  With a ramp, the working setpoint starts from the
   process value whenever the controller (re)starts (construction, ``reset()``, manual ->
   auto), so a start-up never steps the setpoint;
-* ``reverse=True`` for loops where more output lowers the measurement (cooling).
+* ``reverse=True`` for loops where more output lowers the measurement (cooling);
+* optional first-order filter on the derivative (``d_filter_ms``, the filter's time
+  constant): the D term is ``-kd * dPV/dt`` low-pass filtered, ``D += a * (Draw - D)``
+  with ``a = dt / (d_filter_ms + dt)``, so sensor noise, which the raw difference
+  quotient amplifies by ``kd / dt``, reaches the output attenuated while the slow slope
+  of a real temperature change passes (Astrom & Hagglund's ``Td / N`` filter);
+* setpoint weighting of the P term (``sp_weight`` = b, 0..1), the ISA form
+  ``P = kp * (b * sp - pv)``: a setpoint change moves the output by only ``b`` of what
+  the plain P would, and the integral brings the loop the rest of the way, so a step
+  overshoots less, while disturbances (which move ``pv``) meet the full P.  Kept in
+  incremental form: ``P = kp * (sp - pv)`` as before and each move ``dsp`` of the working
+  setpoint between two updates takes ``kp * (1 - b) * dsp`` off the integral.  That is
+  the ISA form exactly (its integral minus ``kp * (1 - b) * sp``) except that the
+  integral stays inside the output limits whatever the setpoint, where the ISA form's
+  must hold ``kp * (1 - b) * sp`` more.  On a ramp at rate ``r`` it pulls the integral
+  down by ``kp * (1 - b) * r`` per second, which is what stops the integral winding up
+  while it follows the ramp and overshooting where the ramp ends.  A move across a
+  restart (no interval) is not weighted.  b = 1 (default) is the plain PID.
 
 Gains are per second: ``ki`` in 1/s, ``kd`` in s; ``dt`` is ``ticks_diff`` of successive
 updates.  Timing rules of :meth:`PID.update`:
@@ -84,7 +101,8 @@ class PID:
 
     Public read-only state: ``target`` (requested setpoint), ``setpoint`` (working
     setpoint, differs from target only while ramping), ``auto``, ``output`` (last output,
-    None before the first update), ``p_term``, ``integral``, ``d_term``, ``kp/ki/kd``.
+    None before the first update), ``p_term``, ``integral``, ``d_term`` (the filtered D
+    term: also the filter's state), ``kp/ki/kd``, ``d_filter_ms``, ``sp_weight``.
     """
 
     def __init__(
@@ -100,6 +118,8 @@ class PID:
         reverse=False,
         sample_ms=None,
         setpoint=None,
+        d_filter_ms=None,
+        sp_weight=1.0,
     ):
         _require_finite("out_min", out_min)
         _require_finite("out_max", out_max)
@@ -119,6 +139,12 @@ class PID:
             )
         if sample_ms is not None and not (type(sample_ms) is int and sample_ms > 0):
             raise ValueError("sample_ms must be None or an int > 0, got {!r}".format(sample_ms))
+        if d_filter_ms is not None and not (_finite(d_filter_ms) and d_filter_ms >= 0):
+            raise ValueError(
+                "d_filter_ms must be None or a finite number >= 0, got {!r}".format(d_filter_ms)
+            )
+        if not (_finite(sp_weight) and 0 <= sp_weight <= 1):
+            raise ValueError("sp_weight must be a number in [0, 1], got {!r}".format(sp_weight))
         if not _gains_valid(kp, ki, kd):
             raise ValueError(
                 "gains kp, ki, kd must be finite and >= 0 (use reverse=True for a "
@@ -139,6 +165,9 @@ class PID:
         self.reverse = bool(reverse)
         self.sample_ms = sample_ms
         self.max_gap_ms = DEFAULT_MAX_GAP_MS if sample_ms is None else GAP_FACTOR * sample_ms
+        self.d_filter_ms = d_filter_ms
+        self._d_tau = 0.0 if d_filter_ms is None else d_filter_ms / 1000.0  # s
+        self.sp_weight = float(sp_weight)
         self.target = float(setpoint)
         self.auto = True
         self._manual_output = 0.0
@@ -155,6 +184,7 @@ class PID:
         self._kp = sign * self.kp
         self._ki = sign * self.ki
         self._kd = sign * self.kd
+        self._kp_w = self._kp * (1.0 - self.sp_weight)  # setpoint weighting, per unit of dsp
 
     def set_tunings(self, kp, ki, kd):
         """Change gains without a bump from the integral; RESULT_OUT_OF_RANGE if any gain
@@ -218,6 +248,7 @@ class PID:
         self.p_term = 0.0
         self.d_term = 0.0
         self._last_ms = None if meas is None else now_ms
+        self._last_sp = self.setpoint
         self._track_pv = meas is None and self.ramp_rate is not None
         self.output = self._manual_output
         self.auto = True
@@ -236,6 +267,7 @@ class PID:
         self._last_meas = None
         self._last_ms = None
         self.setpoint = self.target
+        self._last_sp = self.setpoint  # the working setpoint of the last update
         self._track_pv = self.ramp_rate is not None
         self.output = None if self.auto else self._manual_output
 
@@ -284,11 +316,14 @@ class PID:
         d = 0.0
         if not restart:
             dt = dt_ms / 1000.0
-            integral = integral + self._ki * error * dt
+            integral = integral + self._ki * error * dt - self._kp_w * (sp - self._last_sp)
             if integral != integral:  # NaN only from overflowing inputs (0 * inf)
                 integral = self.integral
             integral = _clamp(integral, self.out_min, self.out_max)
             d = -self._kd * (measurement - self._last_meas) / dt
+            tau = self._d_tau
+            if tau > 0.0:  # first-order filter; d_term is its state (0 after a restart)
+                d = self.d_term + dt / (tau + dt) * (d - self.d_term)
 
         out = p + integral + d
         if out != out:  # inf - inf from absurd magnitudes: no valid output this step
@@ -297,6 +332,7 @@ class PID:
         out = _clamp(out, self.out_min, self.out_max)
 
         self.setpoint = sp
+        self._last_sp = sp
         self._track_pv = False
         self.integral = integral
         self.p_term = p
