@@ -107,7 +107,7 @@ def metrics(trace: Trace, setpoint: float) -> dict:
             break
         settled_at = m[0]
     duty = [d for d, ph in zip(trace.duty, trace.phase, strict=True) if ph == "collect"]
-    diffs = [b - a for a, b in zip(duty, duty[1:])]
+    diffs = [b - a for a, b in zip(duty, duty[1:], strict=False)]
     hf = math.sqrt(sum(d * d for d in diffs) / len(diffs)) if diffs else math.nan
     return {
         "overshoot_c": max(overshoot, 0.0),

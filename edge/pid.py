@@ -33,6 +33,17 @@ clock passed in as wrap-safe millisecond ticks (see ``edge/clock.py``):
   while it follows the ramp and overshooting where the ramp ends.  A move across a
   restart (no interval) is not weighted.  b = 1 (default) is the plain PID.
 
+Relay test (commissioning, ``host/tune.py``): ``start_relay`` replaces the PID by a relay
+with hysteresis around the working setpoint until ``stop_relay``, ``set_manual`` or
+``reset`` (so a trip that pins the output ends it): ``bias + amplitude`` while the
+measurement is below ``setpoint + hysteresis`` since it last was below ``setpoint -
+hysteresis``, else ``bias - amplitude``.  At or above ``ceiling`` the relay gives
+``out_min`` and stays there (``relay_state`` RELAY_CEILING) until stopped: the board's own
+bound on the test.  Each completed cycle (one up-switch to the next) sets
+``relay_cycles``, ``relay_period_ms`` and ``relay_amplitude`` (half the peak-to-peak of the
+measurement over that cycle).  ``stop_relay`` resumes the PID bumplessly from the relay's
+bias.  Relay mode needs auto mode (the module running).
+
 Gains are per second: ``ki`` in 1/s, ``kd`` in s; ``dt`` is ``ticks_diff`` of successive
 updates.  Timing rules of :meth:`PID.update`:
 
@@ -67,6 +78,9 @@ except ImportError:  # CPython: const() is a compile-time hint on MicroPython on
 
 
 DEFAULT_MAX_GAP_MS = const(10000)
+RELAY_OFF = const(0)
+RELAY_RUNNING = const(1)
+RELAY_CEILING = const(2)
 GAP_FACTOR = const(10)
 
 
@@ -171,6 +185,10 @@ class PID:
         self.target = float(setpoint)
         self.auto = True
         self._manual_output = 0.0
+        self.relay_state = RELAY_OFF
+        self.relay_cycles = 0
+        self.relay_period_ms = 0
+        self.relay_amplitude = 0.0
         self._apply_tunings(kp, ki, kd)
         self.reset()
 
@@ -223,6 +241,7 @@ class PID:
                 output = self._manual_output
         elif not _finite(output) or output < self.out_min or output > self.out_max:
             return RESULT_OUT_OF_RANGE
+        self.relay_state = RELAY_OFF  # a trip's pin ends a relay test
         self.auto = False
         self._manual_output = float(output)
         self.output = self._manual_output
@@ -254,6 +273,73 @@ class PID:
         self.auto = True
         return RESULT_OK
 
+    # -- relay test --------------------------------------------------------------------
+
+    def start_relay(self, amplitude, hysteresis, ceiling, bias=None, now_ms=0):
+        """Start a relay test around the working setpoint; RESULT_OUT_OF_RANGE (nothing
+        changes) in manual, or when ``bias +- amplitude`` is not inside the output limits,
+        the hysteresis is negative or the ceiling not above ``setpoint + hysteresis``.
+        ``bias`` None: the integral (what holds the setpoint at steady state)."""
+        if bias is None:
+            bias = self.integral
+        if not (_finite(amplitude) and _finite(hysteresis) and _finite(ceiling)):
+            return RESULT_OUT_OF_RANGE
+        if not _finite(bias) or not self.auto or amplitude <= 0 or hysteresis < 0:
+            return RESULT_OUT_OF_RANGE
+        if bias - amplitude < self.out_min or bias + amplitude > self.out_max:
+            return RESULT_OUT_OF_RANGE
+        if ceiling <= self.target + hysteresis:
+            return RESULT_OUT_OF_RANGE
+        self._relay_hi = float(bias + amplitude)
+        self._relay_lo = float(bias - amplitude)
+        self._relay_bias = float(bias)
+        self._relay_hyst = float(hysteresis)
+        self._relay_ceiling = float(ceiling)
+        self._relay_up = True
+        self._relay_up_ms = None
+        self._relay_max = -math.inf
+        self._relay_min = math.inf
+        self.relay_cycles = 0
+        self.relay_period_ms = 0
+        self.relay_amplitude = 0.0
+        self.relay_state = RELAY_RUNNING
+        return RESULT_OK
+
+    def stop_relay(self, now_ms):
+        """End a relay test: the PID takes over at ``now_ms`` continuing from the bias."""
+        if self.relay_state == RELAY_OFF:
+            return RESULT_OK
+        self.relay_state = RELAY_OFF
+        self.integral = _clamp(self._relay_bias, self.out_min, self.out_max)
+        self.d_term = 0.0
+        self._last_ms = None if self._last_meas is None else now_ms
+        self._last_sp = self.setpoint
+        return RESULT_OK
+
+    def _relay(self, pv, now_ms):
+        # Not a hot path: only while commissioning.  Floats only, no containers.
+        if pv >= self._relay_ceiling or self.relay_state == RELAY_CEILING:
+            self.relay_state = RELAY_CEILING
+            return self.out_min
+        sp = self.setpoint
+        if pv > self._relay_max:
+            self._relay_max = pv
+        if pv < self._relay_min:
+            self._relay_min = pv
+        if self._relay_up:
+            if pv > sp + self._relay_hyst:
+                self._relay_up = False
+        elif pv < sp - self._relay_hyst:
+            self._relay_up = True
+            if self._relay_up_ms is not None:
+                self.relay_cycles += 1
+                self.relay_period_ms = ticks_diff(now_ms, self._relay_up_ms)
+                self.relay_amplitude = (self._relay_max - self._relay_min) / 2.0
+            self._relay_up_ms = now_ms
+            self._relay_max = pv
+            self._relay_min = pv
+        return self._relay_hi if self._relay_up else self._relay_lo
+
     def _rest_output(self):
         return _clamp(0.0, self.out_min, self.out_max)
 
@@ -261,6 +347,7 @@ class PID:
         """Forget the dynamic state (integral, last measurement and time, output); keep
         mode, gains and target.  The working setpoint goes to the target, or with a ramp
         restarts from the next measurement."""
+        self.relay_state = RELAY_OFF
         self.integral = self._rest_output()
         self.p_term = 0.0
         self.d_term = 0.0
@@ -283,6 +370,10 @@ class PID:
         if not _finite(measurement):
             self._last_ms = None
             return None
+        if self.relay_state:  # RELAY_RUNNING or RELAY_CEILING (a const is a global on CPython)
+            self._last_meas = measurement
+            self.output = self._relay(measurement, now_ms)
+            return self.output
 
         last_ms = self._last_ms
         restart = True
@@ -341,3 +432,46 @@ class PID:
         self._last_ms = now_ms
         self.output = out
         return out
+
+
+def relay_command(pid, config, now_ms):
+    """The ``configure`` op's relay keys for one loop; returns ``(result, reason)``.
+
+    ``relay = "start"`` with ``relay_amplitude``, ``relay_hysteresis``, ``relay_ceiling``
+    (and optional ``relay_bias``) starts a test, ``"stop"`` ends it, ``"status"`` only
+    reports.  The reason of every OK reads ``relay STATE cycles N period_ms P amplitude
+    A output O bias B`` (STATE off, running or ceiling; B the relay's bias, or while
+    off the integral, what a relay would centre on), which ``host/tune.py`` parses.
+    """
+    what = config.get("relay")
+    if what == "start":
+        for key in config:
+            if key not in ("loop", "relay", "relay_amplitude", "relay_hysteresis"):
+                if key not in ("relay_ceiling", "relay_bias"):
+                    return RESULT_OUT_OF_RANGE, "relay key {} not supported".format(key)
+        result = pid.start_relay(
+            config.get("relay_amplitude"),
+            config.get("relay_hysteresis", 0.0),
+            config.get("relay_ceiling"),
+            config.get("relay_bias"),
+            now_ms,
+        )
+        if result != RESULT_OK:
+            return result, "relay refused: module not running, or amplitude/ceiling out of range"
+    elif what == "stop":
+        pid.stop_relay(now_ms)
+    elif what != "status":
+        return RESULT_OUT_OF_RANGE, "relay must be start, stop or status"
+    bias = pid._relay_bias if pid.relay_state != RELAY_OFF else pid.integral
+    out = pid.output
+    return (
+        RESULT_OK,
+        "relay {} cycles {} period_ms {} amplitude {:.5g} output {} bias {:.5g}".format(
+            ("off", "running", "ceiling")[pid.relay_state],
+            pid.relay_cycles,
+            pid.relay_period_ms,
+            pid.relay_amplitude,
+            "None" if out is None else "{:.5g}".format(out),
+            bias,
+        ),
+    )
