@@ -273,7 +273,7 @@ def relay_test(
         raise TuneError(
             f"the holding output {bias:.3g} is too near an output limit for a relay test"
         )
-    plan.amplitude = round(d, 4)
+    plan.amplitude = math.floor(d * 1e4) / 1e4  # never past the limit by rounding
     _relay(
         link,
         loop,
