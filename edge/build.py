@@ -158,6 +158,8 @@ def _build_loops(cfg, parts):
             reverse=p["reverse"],
             sample_ms=p["sample_ms"],
             setpoint=p["setpoint"],
+            d_filter_ms=p.get("d_filter_ms"),
+            sp_weight=p.get("sp_weight", 1.0),
         )
         out = parts.by_name[p["output"]]
         lp = Loop(p["name"], pid, parts.by_name[p["measure"]], out)

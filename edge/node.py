@@ -36,6 +36,7 @@ from edge import states as st
 from edge.clock import ticks_diff
 from edge.interlocks import INPUT_TRUE, Action, Interlock, InterlockSet
 from edge.lease import LEASE_LOST, LEASE_RESTORED, ON_LOSS_HOLD, LeaseWatchdog
+from edge.pid import relay_command
 from protocol import messages as msg
 from protocol import wire
 from protocol.auth import HostTimeEstimate
@@ -736,7 +737,7 @@ class Node:
             self.rebirth_pending = True
             return RESULT_OK, None
         if op == "configure":
-            return self._configure(args["config"])
+            return self._configure(args["config"], now_ms)
         return RESULT_UNKNOWN, "operation not supported"
 
     def _reset_trips(self, now_ms):
@@ -804,12 +805,15 @@ class Node:
             return RESULT_OK, None
         return RESULT_UNKNOWN, "{} is not a setpoint".format(ch.name)
 
-    def _configure(self, config):
-        """``{"loop": name, "kp"/"ki"/"kd": ...}`` retunes a loop without a bump."""
+    def _configure(self, config, now_ms=0):
+        """``{"loop": name, "kp"/"ki"/"kd": ...}`` retunes a loop without a bump;
+        ``{"loop": name, "relay": ...}`` runs its relay test (edge.pid.relay_command)."""
         name = config.get("loop")
         for lp in self.loops:
             if lp.name == name:
                 pid = lp.pid
+                if "relay" in config:
+                    return relay_command(pid, config, now_ms)
                 for key in config:
                     if key not in ("loop", "kp", "ki", "kd"):
                         return RESULT_UNKNOWN, "configure key {} not supported".format(key)

@@ -34,10 +34,11 @@ EMULATOR_ENTRY_POINTS = {
     "host/commands/emulate.py": "skid emulate: the plant emulator process of a broker-mode line",
     "host/commands/run.py": "skid run / skid demo: --fault options name emulator faults",
     "host/edgeproc.py": "skid edge --emulate: the plant behind an emulated module's drivers",
+    "host/tune_emulated.py": "skid tune --emulate: the relay test on the emulated module",
 }
 # Entry points that load the emulator as soon as they are imported: only commands and other
 # entry points may import them, so a general host module never pulls the emulator in.
-LOADS_EMULATOR = ("host.dryrun", "host.launcher")
+LOADS_EMULATOR = ("host.dryrun", "host.launcher", "host.tune_emulated")
 
 # package -> the packages of ours it may import
 ALLOWED = {

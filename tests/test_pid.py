@@ -546,3 +546,92 @@ def test_property_output_and_integral_stay_within_limits(
         assert ours.output is None or lo <= ours.output <= hi
         assert sp_limits[0] <= ours.setpoint <= sp_limits[1]
         assert sp_limits[0] <= ours.target <= sp_limits[1]
+
+
+# -- issue 14: derivative filter, setpoint weighting, relay test ------------------------------
+
+
+def test_derivative_filter_is_first_order_on_the_measurement_slope():
+    # A measurement step of 1 at dt 0.1 s: raw D = -kd * 1 / 0.1 = -10.  With a 0.9 s
+    # filter the first D is a = 0.1 / (0.9 + 0.1) of it, then decays by (1 - a) per tick.
+    raw = make(kp=0.0, kd=1.0, setpoint=50.0)
+    filt = make(kp=0.0, kd=1.0, setpoint=50.0, d_filter_ms=900)
+    for c in (raw, filt):
+        c.update(20.0, 0)
+        c.update(21.0, 100)
+    assert raw.d_term == pytest.approx(-10.0)
+    assert filt.d_term == pytest.approx(-1.0)
+    filt.update(21.0, 200)
+    assert filt.d_term == pytest.approx(-0.9)
+
+
+def test_derivative_filter_cuts_noise_on_the_output():
+    import random
+
+    rng = random.Random(1)
+    noise = [60.0 + rng.gauss(0.0, 0.05) for _ in range(600)]
+    outs = {}
+    for tau in (None, 1000):
+        c = make(kp=0.0, kd=1.0, setpoint=60.0, d_filter_ms=tau)
+        outs[tau] = [c.update(y, 100 * k) for k, y in enumerate(noise)][1:]
+    rms = {t: math.sqrt(sum(o * o for o in v) / len(v)) for t, v in outs.items()}
+    assert rms[1000] < rms[None] / 5.0
+
+
+def test_setpoint_weight_scales_the_proportional_kick_of_a_step():
+    plain = make(kp=2.0, setpoint=20.0)
+    weighted = make(kp=2.0, setpoint=20.0, sp_weight=0.25)
+    for c in (plain, weighted):
+        c.update(20.0, 0)
+        c.update(20.0, 100)
+        assert c.set_setpoint(30.0) == RESULT_OK
+    assert plain.update(20.0, 200) == pytest.approx(20.0)
+    assert weighted.update(20.0, 200) == pytest.approx(5.0)  # 2 * 0.25 * 10
+
+
+def test_setpoint_weight_does_not_weaken_the_response_to_disturbances():
+    plain = make(kp=2.0, setpoint=20.0)
+    weighted = make(kp=2.0, setpoint=20.0, sp_weight=0.25)
+    for c in (plain, weighted):
+        c.update(20.0, 0)
+        c.update(20.0, 100)
+    assert plain.update(19.0, 200) == weighted.update(19.0, 200) == pytest.approx(2.0)
+
+
+def test_setpoint_weight_pulls_the_integral_down_along_a_ramp():
+    # A ramp at 1 unit/s followed one tick behind (error 0.1: the integral gains 0.001 per
+    # tick), while the weighting takes kp * (1 - b) * 0.1 per tick off it.
+    c = make(kp=1.0, ki=0.1, setpoint=20.0, sp_weight=0.5, ramp_rate=1.0, out_min=-100.0)
+    c.update(20.0, 0)
+    c.set_setpoint(30.0)
+    for k in range(1, 11):
+        c.update(c.setpoint, 100 * k)
+    assert c.integral == pytest.approx(10 * (0.001 - 0.05))
+
+
+def test_new_parameters_out_of_range_are_refused():
+    for kw in ({"sp_weight": 1.5}, {"sp_weight": -0.1}, {"sp_weight": NAN}, {"d_filter_ms": -1}):
+        with pytest.raises(ValueError):
+            make(**kw)
+
+
+def test_relay_oscillates_measures_and_ends_on_a_pin():
+    c = make(kp=1.0, ki=0.1, out_min=0.0, out_max=1.0, setpoint=50.0)
+    c.update(50.0, 0)
+    assert c.start_relay(0.6, 0.1, 60.0, bias=0.5) == RESULT_OUT_OF_RANGE  # 0.5 + 0.6 > 1
+    assert c.start_relay(0.2, 0.1, 50.05, bias=0.5) == RESULT_OUT_OF_RANGE  # ceiling too low
+    assert c.start_relay(0.2, 0.1, 60.0, bias=0.5) == RESULT_OK
+    # A sine of amplitude 1 and period 4 s: the relay switches once per half period.
+    t = 0
+    for k in range(1, 200):
+        t = 100 * k
+        y = 50.0 + math.sin(2 * math.pi * t / 4000.0)
+        out = c.update(y, t)
+        assert out in (pytest.approx(0.7), pytest.approx(0.3))
+    assert c.relay_cycles >= 3
+    assert c.relay_period_ms == 4000
+    assert c.relay_amplitude == pytest.approx(1.0, abs=0.02)
+    assert c.update(60.0, t + 100) == 0.0  # the ceiling: minimum output, and it stays
+    assert c.update(50.0, t + 200) == 0.0
+    assert c.set_manual(0.0) == RESULT_OK  # a trip's pin ends the test
+    assert c.relay_state == pid_module.RELAY_OFF

@@ -82,6 +82,8 @@ def _loop(board, name, path, table, outputs):
         "kp": v["kp"],
         "ki": v["ki"],
         "kd": v["kd"],
+        "d_filter_ms": v["d_filter_ms"],
+        "sp_weight": v["sp_weight"],
         "out_min": orng[0],
         "out_max": orng[1],
         "setpoint_min": srng[0],

@@ -795,6 +795,22 @@ PID = keys(
     Key("ki", FLOAT, "integral gain", default=0.0, unit="1/s", lo=0.0),
     Key("kd", FLOAT, "derivative gain", default=0.0, unit="s", lo=0.0),
     Key(
+        "d_filter_ms",
+        FLOAT,
+        "time constant of the first-order filter on the derivative term (absent or 0: unfiltered)",
+        unit="ms",
+        lo=0.0,
+        hi=600000.0,
+    ),
+    Key(
+        "sp_weight",
+        FLOAT,
+        "setpoint weight b of the P term, kp * (b * setpoint - measurement); 1 = plain PID",
+        default=1.0,
+        lo=0.0,
+        hi=1.0,
+    ),
+    Key(
         "output_range",
         RANGE,
         "[out_min, out_max], within the output channel's range",
