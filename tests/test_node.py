@@ -251,6 +251,15 @@ def no_ramp(cfg):
     cfg["pid"][0]["ramp_rate"] = None
 
 
+def gentle_gains(cfg):
+    # A loop tuned softly enough that a ramped setpoint never asks for full power for a
+    # whole check_gain_time: the growing error trips (temperature_runaway) before the
+    # missing temperature gain at full power (heater_not_heating) can.  The shipped
+    # autotuned gains (kp 0.3) saturate the heater on the ramp, so they show the other.
+    pid = cfg["pid"][0]
+    pid["kp"], pid["ki"], pid["kd"] = 0.05, 0.002, 0.0
+
+
 def test_over_temperature_forces_heater_safe_in_the_same_tick_and_latches():
     def no_ramp_past_the_trip(cfg):
         # The loader refuses setpoints above the trip (setpoint_above_trip); here the
@@ -600,9 +609,11 @@ def test_deadman_check_does_nothing_while_ticks_run():
     [
         # Full power at once: no temperature gain within check_gain_time (60 s).
         (no_ramp, "heater_not_heating", 60.0 + 0.1),
-        # Ramped setpoint: the heater is not at full power for the whole window, and the
-        # growing error (max_error 600 degC*s) trips first.
-        (None, "temperature_runaway", 90.0),
+        # Ramped setpoint, gentle loop: the heater is not at full power for the whole
+        # window, and the growing error (max_error 600 degC*s) trips first.
+        (gentle_gains, "temperature_runaway", 90.0),
+        # Ramped setpoint, the shipped (autotuned) loop: full power soon, no gain.
+        (None, "heater_not_heating", 90.0),
     ],
 )
 def test_heater_that_does_not_heat_trips_heater_verification(mutate, cause, bound_s):
