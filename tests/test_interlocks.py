@@ -642,3 +642,22 @@ def test_an_alarm_raises_again_in_the_tick_after_it_cleared():
         alarms.evaluate(t)
         seen.extend((t, raised) for _a, raised in alarms.pop_changes())
     assert seen == [(0, True), (100, False), (200, True)]
+
+
+def test_a_conditions_documented_defaults():
+    """Interlocks and alarms pass every argument; a bare Condition (the built-in flag
+    alarms, tools) gets these: no hysteresis, cause over_temperature, a BAD channel
+    counts (sensor_bad), a one-second rate window."""
+    from edge.interlocks import DEFAULT_WINDOW_MS, Condition
+
+    ch = channel()
+    cond = Condition("c", ch, "above", 100.0)
+    assert cond.hysteresis == 0 and cond.on_delay_ms == 0
+    assert cond.trip_on_bad is True
+    assert cond.window_ms == DEFAULT_WINDOW_MS == 1000
+    ch.update(100.5, 0)
+    assert cond.held(0) == "over_temperature"
+    ch.update(100.0, 10)
+    assert cond.cause_now(True) is None  # no hysteresis: at the limit it is gone
+    ch.update(NAN, 20)
+    assert cond.held(20) == "sensor_bad"
