@@ -150,9 +150,6 @@ class BusLink(BusTransport):
             self.session.on_message(topic, payload)
 
 
-ModuleLink = BusLink  # the older name
-
-
 class Attachment:
     """What ``attach_emulation`` returns: the module links, and ``detach()``."""
 
