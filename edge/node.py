@@ -50,6 +50,8 @@ from protocol.constants import (
     RESULT_NOT_ALLOWED_IN_STATE,
     RESULT_OK,
     RESULT_OUT_OF_RANGE,
+    RESULT_REPLAYED,
+    RESULT_UNAUTHENTICATED,
     RESULT_UNKNOWN,
 )
 
@@ -536,7 +538,7 @@ class Node:
             detail = rec.interlock_id
         if rec.reason:
             detail = "{} ({})".format(detail, rec.reason)
-        source = rec.channel if _is_snake(rec.channel) else None
+        source = rec.channel if wire.is_name(rec.channel) else None
         self._event("trip", "critical", source=source, cause=cause, detail=detail)
 
     def publish_telemetry(self):
@@ -845,24 +847,22 @@ class Node:
         return True
 
 
-_AUTH_REASONS = {5: "missing or invalid authentication tag", 6: "counter already used"}
+_AUTH_REASONS = {
+    RESULT_UNAUTHENTICATED: "missing or invalid authentication tag",
+    RESULT_REPLAYED: "counter already used",
+}
+# Reasons and details the node writes into an ACK or EVENT are cut to this many
+# characters (the cut ones end in "..."), so a long exception text cannot bloat a message.
+MAX_TEXT_CHARS = 120
+_ELLIPSIS = "..."
 
 
 def _short(text):
     if text is None:
         return None
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _is_snake(name):
-    if not isinstance(name, str) or not name or len(name) > 32:
-        return False
-    if not ("a" <= name[0] <= "z"):
-        return False
-    for c in name:
-        if not ("a" <= c <= "z" or "0" <= c <= "9" or c == "_"):
-            return False
-    return True
+    if len(text) <= MAX_TEXT_CHARS:
+        return text
+    return text[: MAX_TEXT_CHARS - len(_ELLIPSIS)] + _ELLIPSIS
 
 
 def _command_id_of(payload):
@@ -884,7 +884,7 @@ def _is_abort(cmd):
 
 
 def _command_source(cmd):
-    if cmd.auth is not None and _is_snake(cmd.auth.sender):
+    if cmd.auth is not None and wire.is_name(cmd.auth.sender):
         return cmd.auth.sender
     return None
 
