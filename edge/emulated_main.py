@@ -112,6 +112,7 @@ class EmulatedModule:
             sleep_ms=self.clock.sleep_ms,
             link=self.link,
             before_tick=self.plant.step,
+            after_tick=self.plant.after_tick,
             session=self.session,
         )
         self.stopping = False

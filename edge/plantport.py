@@ -13,8 +13,9 @@ module's emulated drivers, mirrored over two topics (emulator wiring, not the pr
   ``{"t": sim_ms, "raw": {sensor name: raw}, "fault": {sensor name: fault}}`` ("fault"
   only when a wire fault is injected), QoS 0.
 
-``PlantPort.step(now_ms)`` is the runner's ``before_tick``: it sends the outputs the
-previous tick wrote and copies the latest readings into the emulated drivers.
+``PlantPort.step(now_ms)`` is the runner's ``before_tick``: it copies the latest
+readings into the emulated drivers; ``after_tick(now_ms)`` sends the outputs the tick
+just wrote.
 ``on_sensors(payload)`` may be called from any task or thread; it only swaps one
 reference.  The same class runs in a CPython module process (``emulator.remote``) and in a
 MicroPython one (``edge.emulated_main``), so both speak exactly this wiring.
@@ -88,7 +89,6 @@ class PlantPort:
             if gap >= 2 * self.tick_ms:
                 self.late_steps += 1
         self.last_step_ms = now_ms
-        self.send_outputs(now_ms)
         msg = self._latest
         if msg is None or msg is self._applied:
             return
@@ -100,6 +100,11 @@ class PlantPort:
                 continue
             drv.set_fault(faults.get(name))
             drv.set_raw(raw)
+
+    def after_tick(self, now_ms):
+        """The runner's ``after_tick``: the outputs this tick wrote go out now, not a
+        tick later (the emulation's loop through the broker has dead time enough)."""
+        self.send_outputs(now_ms)
 
     def outputs(self):
         out = {}

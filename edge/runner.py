@@ -31,8 +31,9 @@ def deadman_check_period_ms(node):
 
 
 class EdgeRunner:
-    """``before_tick(now)`` (optional) runs just before each tick: the emulator's plant
-    step when the node runs against emulated drivers.
+    """``before_tick(now)`` (optional) runs just before each tick and ``after_tick(now)``
+    just after it: the emulated plant's port when the node runs against emulated drivers
+    (readings in before, the outputs the tick wrote out after, with no tick of delay).
 
     ``session``: the node's ``edge.session.ModuleSession``.  By default the node's sink
     if it is one, else a new one on ``link``; with no link, a node whose sink is
@@ -48,6 +49,7 @@ class EdgeRunner:
         watchdog=None,
         before_tick=None,
         session=None,
+        after_tick=None,
     ):
         self.node = node
         self.line = line
@@ -57,6 +59,7 @@ class EdgeRunner:
         self.watchdog = watchdog
         self.tick_ms = node.tick_ms
         self.before_tick = before_tick
+        self.after_tick = after_tick
         if session is None:
             sink = node.sink
             if isinstance(sink, ModuleSession):
@@ -95,6 +98,8 @@ class EdgeRunner:
             if self.before_tick is not None:
                 self.before_tick(now)
             node.tick(now)
+            if self.after_tick is not None:
+                self.after_tick(now)
             if self.watchdog is not None:
                 self.watchdog.feed()  # only after a completed tick
             if self.session is not None:

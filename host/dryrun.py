@@ -124,11 +124,13 @@ def run_emulated_over_broker(
     seed: int = 0,
     line_id: str | None = None,
     log: Callable[[str], None] | None = None,
+    micropython_modules=(),
     **options,
 ) -> Summary:
     """Launch the line at ``line_path`` as separate processes on ``broker_url`` (a fresh
     line id unless ``line_id``), ``speed`` x real time, with ``faults`` injected, and run
-    ``recipe_path`` on it (``options``: those of ``run_over_broker``)."""
+    ``recipe_path`` on it (``options``: those of ``run_over_broker``).
+    ``micropython_modules``: modules run under the MicroPython Unix port."""
 
     def launch(epoch: float) -> EmulatedLineProcesses:
         return EmulatedLineProcesses(
@@ -140,6 +142,7 @@ def run_emulated_over_broker(
             seed=seed,
             log=log or (lambda text: None),
             epoch=epoch,
+            micropython_modules=micropython_modules,
         )
 
     return run_over_broker(

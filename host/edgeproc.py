@@ -167,6 +167,7 @@ class EdgeProcess:
             link=self.link,
             watchdog=WatchdogChain(self.watchdog, self.systemd),
             before_tick=self.plant.step if self.plant else None,
+            after_tick=getattr(self.plant, "after_tick", None),
             session=self.session,
         )
         self._stop_deadman = threading.Event()

@@ -249,6 +249,9 @@ class EmulatedLineProcesses:
                 f"launcher: line {self.line.id} as {self.line_id}: {len(self.modules)} module "
                 f"processes + plant on {self.broker_url}, {self.speed:g}x; logs in {self.log_dir}"
             )
+            if self.micropython_modules:
+                names = ", ".join(m for m in self.modules if m in self.micropython_modules)
+                self.log(f"launcher: on MicroPython (Unix port): {names}")
             self._spawn(EMULATOR)
             for mid in self.modules:
                 self._spawn(mid)

@@ -99,7 +99,31 @@ def add_run_options(p) -> None:
         "(default $SKID_OPERATOR_KEY_FILE; without one those requests are refused over the "
         "broker)",
     )
+    add_runtime_options(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+
+def add_runtime_options(p) -> None:
+    """``--runtime`` and ``--micropython-modules`` (host/micropython_unix.py)."""
+    p.add_argument(
+        "--runtime",
+        choices=("cpython", "micropython"),
+        default="cpython",
+        help="with --emulate --broker: run every module under CPython (default) or as a "
+        "MicroPython Unix-port process (the board's own link, sockets and asyncio)",
+    )
+    p.add_argument(
+        "--micropython-modules",
+        metavar="ID,...",
+        help="with --emulate --broker: run only these modules under MicroPython",
+    )
+
+
+def micropython_modules(args, module_ids) -> list[str]:
+    """The modules to run under MicroPython, from ``--runtime``/``--micropython-modules``."""
+    if args.micropython_modules:
+        return [m for m in args.micropython_modules.split(",") if m]
+    return list(module_ids) if args.runtime == "micropython" else []
 
 
 def run(args) -> int:
@@ -173,6 +197,13 @@ def _option_problem(args) -> str | None:
             return f"--line-id: {exc}"
     if args.fault and not args.emulate:
         return "--fault needs --emulate (faults are injected into the emulator)"
+    wants_mpy = args.runtime == "micropython" or args.micropython_modules
+    if wants_mpy and not (args.emulate and args.broker):
+        return (
+            "--runtime micropython and --micropython-modules need --emulate --broker URL "
+            "(each module is its own process on the broker; in process everything runs "
+            "under this CPython)"
+        )
     if not args.emulate and not args.broker:
         return (
             "say where the modules are: --emulate (in this process), "
@@ -224,6 +255,7 @@ def _dispatch(args, line_path, recipe_path, faults, options):
     """Run where the modules are: emulated over a broker, real on a broker, or in process."""
     from host import dryrun  # start-up cost (and it loads the emulator)
     from host.session import run_over_broker
+    from line.loader import load_line
 
     broker = dict(speed=args.speed, line_id=args.line_id, epoch=args.epoch, resume=args.resume)
     if args.broker and not args.emulate:
@@ -231,7 +263,14 @@ def _dispatch(args, line_path, recipe_path, faults, options):
 
     if args.broker:
         return dryrun.run_emulated_over_broker(
-            line_path, recipe_path, args.broker, faults=faults, seed=args.seed, **broker, **options
+            line_path,
+            recipe_path,
+            args.broker,
+            faults=faults,
+            seed=args.seed,
+            micropython_modules=micropython_modules(args, load_line(line_path).modules),
+            **broker,
+            **options,
         )
     return dryrun.run_in_process(line_path, recipe_path, faults=faults, seed=args.seed, **options)
 
