@@ -408,12 +408,13 @@ print(b.summary())
 
 
 def shipped_kinds() -> dict[str, Path]:
-    """kind -> board config of every shipped kind that runs on MicroPython."""
+    """name (the file stem: the kind, or a variant such as pump_flow) -> board config of
+    every shipped config that runs on MicroPython."""
     out = {}
     for path in sorted((ROOT / "board_configs").glob("*.toml")):
         cfg = load_board_config(path)
         if cfg.target != "linux":
-            out[cfg.kind] = path
+            out[path.stem] = path  # the file name: pump_flow.toml is a second pump
     return out
 
 

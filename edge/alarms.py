@@ -2,7 +2,7 @@
 
 Alarms warn; they force nothing (that is what interlocks are for).  Each alarm watches an
 ``edge.interlocks.Condition``, the interlocks' own condition test (above / below /
-bad_quality / rate_of_rise / input_true, with on-delay and hysteresis), but does not latch: it is active while the condition holds
+bad_quality / rate_of_rise / input_true / deviation, with on-delay and hysteresis), but does not latch: it is active while the condition holds
 (after its on-delay) and clears when the condition is gone with hysteresis.  An operator
 acknowledges alarms (``ack_alarm``); acknowledgement is recorded, not required to clear.
 
@@ -30,6 +30,8 @@ class Alarm:
         window_ms=DEFAULT_WINDOW_MS,
         trip_on_bad=None,
         detector=None,
+        reference=None,
+        relative=0.0,
     ):
         self.id = id
         if detector is not None:
@@ -47,6 +49,8 @@ class Alarm:
                 # would double-report what the sensor_bad interlock/alarm already says).
                 trip_on_bad=(condition == "bad_quality") if trip_on_bad is None else trip_on_bad,
                 window_ms=window_ms,
+                reference=reference,
+                relative=relative,
             )
         self.severity = severity
         self.active = False

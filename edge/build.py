@@ -55,6 +55,48 @@ def _watched(by_name, entry):
     return Unfiltered(ch) if entry.get("unfiltered") else ch
 
 
+class _Applied:
+    """A deviation's reference on an actuator: the value last written to it (the
+    command, or the safe or forced value while a trip or a stop pins it)."""
+
+    __slots__ = ("name", "slot")
+
+    def __init__(self, slot):
+        self.name = slot.name
+        self.slot = slot
+
+    @property
+    def value(self):
+        return self.slot.driver.value
+
+
+class _LoopSetpoint:
+    """A deviation's reference on a PID loop: its setpoint while the loop runs in auto,
+    None in manual (nothing to follow)."""
+
+    __slots__ = ("name", "pid")
+
+    def __init__(self, loop):
+        self.name = loop.name
+        self.pid = loop.pid
+
+    @property
+    def value(self):
+        pid = self.pid
+        return pid.setpoint if pid.auto else None
+
+
+def _reference(entry, by_name, loops):
+    """What a deviation entry's value must follow (None for other conditions)."""
+    name = entry.get("reference")
+    if name is None:
+        return None
+    for lp in loops:
+        if lp.name == name:
+            return _LoopSetpoint(lp)
+    return _Applied(by_name[name])
+
+
 def _build_actuators(cfg, hw, drivers, by_name):
     """The actuator slots, in config order.  First of all: building a hardware actuator
     writes its safe value."""
@@ -203,7 +245,7 @@ def _attach_verifier(ra, loops, by_name):
                 lp.verify_measure = by_name[measure]
 
 
-def _build_interlocks(cfg, by_name):
+def _build_interlocks(cfg, by_name, loops):
     interlocks = []
     for il in cfg["interlocks"]:
         interlocks.append(
@@ -218,6 +260,8 @@ def _build_interlocks(cfg, by_name):
                 cause=il["cause"],
                 trip_on_bad=il["trip_on_bad"],
                 window_ms=il["window_ms"],
+                reference=_reference(il, by_name, loops),
+                relative=il.get("relative", 0.0),
             )
         )
     es = cfg.get("estop")
@@ -235,7 +279,7 @@ def _build_interlocks(cfg, by_name):
     return interlocks
 
 
-def _build_alarms(cfg, by_name, builtin_alarms):
+def _build_alarms(cfg, by_name, builtin_alarms, loops):
     """The AlarmSet (configured alarms, then the built-in ones), or None without any."""
     if not (cfg["alarms"] or builtin_alarms):
         return None
@@ -252,6 +296,8 @@ def _build_alarms(cfg, by_name, builtin_alarms):
                 cause=a["cause"],
                 window_ms=a["window_ms"],
                 trip_on_bad=a["trip_on_bad"],
+                reference=_reference(a, by_name, loops),
+                relative=a.get("relative", 0.0),
             )
             for a in cfg["alarms"]
         ]
@@ -304,8 +350,8 @@ def build_node(
         parts.derived,
         slots,
         loops,
-        _build_interlocks(cfg, parts.by_name),
-        _build_alarms(cfg, parts.by_name, parts.builtin_alarms),
+        _build_interlocks(cfg, parts.by_name, loops),
+        _build_alarms(cfg, parts.by_name, parts.builtin_alarms, loops),
         lease,
         parts.birth,
         parts.sources,

@@ -12,6 +12,11 @@ are used when present) for one condition:
 * ``"bad_quality"``: channel quality is BAD.
 * ``"input_true"``: ``bool(channel.value)``, for e-stops, independent over-temperature
   cut-outs or a ``HeaterVerifier`` (whose ``value`` is its fault code).
+* ``"deviation"``: abs(value - reference.value) > limit + relative * abs(reference.value);
+  persists while it exceeds that band minus hysteresis.  ``reference`` is anything with
+  ``.value``: the setpoint a loop is tracking, or the value last written to an actuator
+  (``edge.build``).  A reference of None (nothing commanded: a loop in manual) is no
+  deviation, neither to trip nor to refuse a reset: there is no setpoint to miss.
 
 BAD quality on the channel is itself a trip condition (cause ``"sensor_bad"``) unless
 ``trip_on_bad=False``; with ``trip_on_bad=False`` a BAD channel neither trips a value
@@ -39,7 +44,8 @@ BELOW = "below"
 BAD_QUALITY = "bad_quality"
 RATE_OF_RISE = "rate_of_rise"
 INPUT_TRUE = "input_true"
-CONDITIONS = (ABOVE, BELOW, BAD_QUALITY, RATE_OF_RISE, INPUT_TRUE)
+DEVIATION = "deviation"
+CONDITIONS = (ABOVE, BELOW, BAD_QUALITY, RATE_OF_RISE, INPUT_TRUE, DEVIATION)
 
 CAUSE_SENSOR_BAD = "sensor_bad"
 
@@ -135,6 +141,8 @@ class Condition:
         cause="over_temperature",
         trip_on_bad=True,
         window_ms=DEFAULT_WINDOW_MS,
+        reference=None,
+        relative=0.0,
     ):
         if condition not in CONDITIONS:
             raise ValueError(
@@ -144,6 +152,15 @@ class Condition:
             )
         if condition in (ABOVE, BELOW, RATE_OF_RISE):
             _number("interlock {} limit".format(id), limit)
+        if condition == DEVIATION:
+            _number("interlock {} limit (tolerance)".format(id), limit, 0)
+            _number("interlock {} relative".format(id), relative, 0)
+            if reference is None or not hasattr(reference, "value"):
+                raise ValueError(
+                    "interlock {}: a deviation needs a reference with a value, got {!r}".format(
+                        id, reference
+                    )
+                )
         _number("interlock {} on_delay_ms".format(id), on_delay_ms, 0)
         _number("interlock {} hysteresis".format(id), hysteresis, 0)
         if condition == RATE_OF_RISE:
@@ -159,6 +176,8 @@ class Condition:
         self.cause = CAUSE_SENSOR_BAD if condition == BAD_QUALITY else cause
         self.trip_on_bad = trip_on_bad
         self.window_ms = window_ms
+        self.reference = reference  # deviation: what the value must follow
+        self.relative = relative  # deviation: tolerance fraction of |reference|
         self._has_quality = hasattr(channel, "quality")
         self._since = None  # tick at which the condition started holding (on-delay)
         self.rate = None  # last computed rate of rise (units/s), None when unknown
@@ -229,6 +248,8 @@ class Condition:
         if cond == INPUT_TRUE:
             return self.cause if self.channel.value else None
         band = self.hysteresis if persist else 0
+        if cond == DEVIATION:
+            return self._deviates(band, persist)
         if cond == RATE_OF_RISE:
             x = self.rate
             if x is None:
@@ -240,6 +261,21 @@ class Condition:
         if cond == ABOVE:
             return self.cause if x > self._limit - band else None
         return self.cause if x < self._limit + band else None
+
+    def _deviates(self, band, persist):
+        """The cause if the value is off its reference by more than the tolerance
+        (minus ``band``, the hysteresis once raised)."""
+        r = self.reference.value
+        if r is None:
+            return None  # nothing commanded: nothing to deviate from
+        x = self.channel.value
+        if x is None:
+            return self.cause if persist else None
+        d = x - r
+        if d < 0:
+            d = -d
+        tol = self._limit + self.relative * (r if r >= 0 else -r) - band
+        return self.cause if d > tol else None
 
     def cause_now(self, persist=False):
         """Public form of the condition test, for non-latching users (alarms); a
@@ -272,6 +308,16 @@ class Condition:
             why = "{} still active, value {}".format(name, _fmt(self.channel.value))
         elif cond == RATE_OF_RISE and self.rate is None:
             why = "rate of {} unknown until a full {} ms window".format(name, self.window_ms)
+        elif cond == DEVIATION:
+            ref = self.reference.value
+            why = "{} {} = {}, reference {} = {}, clears within +-{}".format(
+                self.cause,
+                name,
+                _fmt(self.channel.value),
+                getattr(self.reference, "name", "?"),
+                _fmt(ref),
+                _fmt(self._limit + self.relative * abs(ref) - self.hysteresis),
+            )
         else:
             if cond == BELOW:
                 clear = ">= " + _fmt(self._limit + self.hysteresis)
@@ -301,6 +347,8 @@ class Interlock(Condition):
         cause="over_temperature",
         trip_on_bad=True,
         window_ms=DEFAULT_WINDOW_MS,
+        reference=None,
+        relative=0.0,
     ):
         Condition.__init__(
             self,
@@ -313,6 +361,8 @@ class Interlock(Condition):
             cause,
             trip_on_bad,
             window_ms,
+            reference,
+            relative,
         )
         if action is None:
             action = Action()

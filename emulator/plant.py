@@ -45,6 +45,11 @@ VOLT_NOISE = 0.001
 LAMP_MONITOR_V = 2.0
 DARK_VOLTS = 0.002
 BUBBLE_PROBABILITY = 0.15  # per analyzer reading while a reactor upstream boils
+# A thermal liquid flow sensor at a pump's outlet (SLF3x): it averages between read-outs
+# and answers within 20 ms (datasheet), so a lag of one 50 ms tick; repeatability noise
+# of 0.1 % of a 10 mL/min pump's full scale.
+FLOW_SENSOR_TAU_S = 0.05
+FLOW_NOISE_ML_MIN = 0.01
 
 _FLOW_TO_ML_MIN = {"mL/min": 1.0, "uL/min": 1e-3, "L/h": 1000.0 / 60.0}
 _CONCENTRATION_UNITS = {"mol/L": 1.0, "mmol/L": 1000.0}
@@ -199,6 +204,8 @@ class Plant:
                 th = self.reactors[mid]
                 return (lambda: th.t), comp.probe_tau_s, TEMPERATURE_NOISE_C, None
             return (lambda: self.line.ambient_c), 5.0, TEMPERATURE_NOISE_C, None
+        if unit in _FLOW_TO_ML_MIN and kind == "pump":
+            return self._pump_flow_source(mid, unit)
         if unit in ABSORBANCE_PER_AU and kind == "analyzer":
             return self._absorbance_source(comp, channel, unit)
         if unit in _CONCENTRATION_UNITS or unit in ("g/L", "mg/mL", "ppm"):
@@ -220,6 +227,23 @@ class Plant:
             return (lambda: LAMP_MONITOR_V * self._lamp(mid)), 0.5, VOLT_NOISE, None
         # Anything else has no physics behind it here: it reads 0.
         return (lambda: 0.0), 0.0, 0.0, None
+
+    def _pump_flow_source(self, mid: str, unit: str):
+        """A flow sensor at the pump's outlet: what the pump delivers (pulsation, stall,
+        dry feed) less what leaks out at the pump itself (its head and fittings, ahead of
+        the sensor).  A leak further down the line passes the sensor: it is not seen."""
+        pump = self.pumps[mid]
+        i = self.net.index[mid]
+        per = 1.0 / _FLOW_TO_ML_MIN[unit]
+
+        def value():
+            return (pump.delivered - self.net.q_leak[i] * 60.0) * per
+
+        return value, FLOW_SENSOR_TAU_S, FLOW_NOISE_ML_MIN * per, None
+
+    def measured_flow_ml_min(self, pump_id: str) -> float:
+        """What a flow sensor at the pump's outlet sees (mL/min, no noise)."""
+        return self.pumps[pump_id].delivered - self.net.q_leak[self.net.index[pump_id]] * 60.0
 
     def _lamp(self, mid: str) -> float:
         if "lamp" not in self._unpowered[mid]:

@@ -25,6 +25,7 @@ ADS1115_FULL_SCALE = {2 / 3: 6.144, 1: 4.096, 2: 2.048, 4: 1.024, 8: 0.512, 16: 
 
 PRESSURE_PER_BAR = {"bar": 1.0, "mbar": 1000.0, "kPa": 100.0, "MPa": 0.1, "psi": 14.5038}
 ABSORBANCE_PER_AU = {"AU": 1.0, "mAU": 1000.0}
+SLF3X_ML_MIN_PER_WORD = {"SLF3S-1300F": 1 / 500.0, "SLF3S-0600F": 1 / 10000.0}
 
 
 def quantum(hardware: dict | None, raw_unit: str) -> float:
@@ -40,6 +41,9 @@ def quantum(hardware: dict | None, raw_unit: str) -> float:
         return lsb / shunt * 1000.0 if shunt else lsb
     if driver == "adc":
         return hardware.get("vref", 3.3) / 65536.0
+    if driver == "slf3x":
+        # one flow word: 1/500 mL/min (SLF3S-1300F), 1/10 uL/min (SLF3S-0600F)
+        return SLF3X_ML_MIN_PER_WORD.get(hardware.get("model", "SLF3S-1300F"), 0.0)
     return 0.0
 
 

@@ -93,6 +93,7 @@ FEATURES = (
     ),
     ("edge/drivers/max31865.py", "a max31865 channel", lambda c: "max31865" in _drivers(c)),
     ("edge/drivers/ads1115.py", "an ads1115 channel", lambda c: "ads1115" in _drivers(c)),
+    ("edge/drivers/slf3x.py", "an slf3x flow channel", lambda c: "slf3x" in _drivers(c)),
     ("edge/drivers/emulated.py", "an emulated channel", lambda c: "emulated" in _drivers(c)),
 )
 FEATURE_FILES = tuple(f[0] for f in FEATURES)

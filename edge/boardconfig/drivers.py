@@ -28,6 +28,8 @@ def driver_params(board, path, ch, driver, p, role):
         _max31865(board, path, p)
     if name == "ads1115":
         _ads1115(board, path, p)
+    if name == "slf3x":
+        _slf3x(board, path, p, ch)
     if name == "pwm":
         _pwm(board, path, p)
     if name == "emulated" and role in ("sensor", "status"):
@@ -117,6 +119,35 @@ def _ads1115(board, path, p):
                 ),
                 "<= {:.4g} ohm at this gain".format(fs * 1000 / S.NE43_FAIL_HIGH_MA),
             )
+
+
+def _slf3x(board, path, p, ch):
+    """One SLF3x per bus (its address 0x08 is fixed); its range within the model's."""
+    bus_ref(board, path + ".i2c", "i2c", p["i2c"])
+    if ok(p["i2c"]):
+        dev = (p["i2c"], 0x08, None)
+        first = board.i2c_devices.get(dev)
+        if first is not None:
+            board.err(
+                path + ".i2c",
+                p["i2c"],
+                "is used twice: an SLF3x (fixed address 0x08) on i2c{} is already {} "
+                "(line {})".format(p["i2c"], first, board.line(first)),
+                "one SLF3x per I2C bus",
+            )
+        else:
+            board.i2c_devices[dev] = path + ".i2c"
+    rng = ch.get("range")
+    if not ok(p["model"], rng) or not isinstance(rng, list) or ch.get("unit") != "mL/min":
+        return
+    full = S.SLF3X_FULL_SCALE[p["model"]][0]
+    if rng[1] > full or rng[0] < -full:
+        board.err(
+            path + ".range",
+            rng,
+            "exceeds the {}'s calibrated range +-{} mL/min".format(p["model"], full),
+            "within [-{0}, {0}]".format(full),
+        )
 
 
 def _gain_text(g):

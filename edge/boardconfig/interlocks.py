@@ -14,8 +14,9 @@ _ROLES = {
     "rate_of_rise": ("sensor",),
     "input_true": ("status",),
     "bad_quality": ("sensor", "status"),
+    "deviation": ("sensor",),
 }
-_VALUE_CONDITIONS = ("above", "below", "rate_of_rise")
+_VALUE_CONDITIONS = ("above", "below", "rate_of_rise", "deviation")
 
 
 def trips(board, section, keys, forcing):
@@ -72,6 +73,11 @@ def trip(board, path, cond, v, table, forcing):
         "trip_on_bad": v.get("trip_on_bad", True),
         "cause": cause,
     }
+    if cond == "deviation":
+        # Only deviations carry these keys: other entries (and so the compiled bytes and
+        # config hashes of every existing board) stay as they were.
+        entry["reference"] = _reference(board, path, v, table, ch)
+        entry["relative"] = v["relative"]
     if forcing:
         _forcing(board, path, v, entry)
     else:
@@ -96,6 +102,9 @@ def _limit(board, path, cond, v, table, ch):
     if cond == "rate_of_rise":
         if ok(limit) and limit <= 0:
             board.err(path + ".limit", limit, "is not a rise", "> 0 units/s")
+    elif cond == "deviation":
+        if ok(limit) and limit < 0:
+            board.err(path + ".limit", limit, "is a negative tolerance", ">= 0")
     elif (
         ch is not None and ok(limit, ch["range"]) and not ch["range"][0] <= limit <= ch["range"][1]
     ):
@@ -106,6 +115,39 @@ def _limit(board, path, cond, v, table, ch):
             range_text(ch["range"][0], ch["range"][1], ch["unit"]),
         )
     return limit
+
+
+def _reference(board, path, v, table, ch):
+    """A deviation's reference: a PID loop or an actuator in the channel's unit."""
+    key = path + ".reference"
+    if "reference" not in table:
+        board.err(
+            key,
+            MISSING,
+            'is missing: condition "deviation" needs what the channel must follow',
+            "a PID loop or an actuator channel",
+        )
+        return BAD
+    name = v["reference"]
+    if not ok(name):
+        return BAD
+    target = board.pid_by_name.get(name)
+    if target is None:
+        target = board.ref(key, name, ("actuator",), "a PID loop or an actuator")
+        if target is None:
+            return BAD
+    unit = target.get("unit")
+    if ch is not None and ok(unit, ch.get("unit")) and unit != ch["unit"]:
+        board.err(
+            key,
+            name,
+            "is in {}, but {} measures {}: the difference would mean nothing".format(
+                unit, ch["name"], ch["unit"]
+            ),
+            "a loop or actuator in {}".format(ch["unit"]),
+        )
+        return BAD
+    return name
 
 
 def _forcing(board, path, v, entry):

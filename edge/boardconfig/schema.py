@@ -75,14 +75,14 @@ class Key(core.Key):
 
 MODULE_KINDS = ("pump", "reactor", "bpr", "valve", "analyzer")  # protocol MODULE_KIND_NAMES
 ROLES = ("sensor", "actuator", "status")
-CONDITIONS = ("above", "below", "bad_quality", "rate_of_rise", "input_true")
+CONDITIONS = ("above", "below", "bad_quality", "rate_of_rise", "input_true", "deviation")
 TRIP_STATES = ("aborted", "stopped", "held")
 SEVERITIES = ("info", "warning", "error", "critical")
 SELECTS = ("max", "min", "avg")
 # Calibration-table bad reasons (edge.signals also has "uncertain", "stuck" and "degraded",
 # which only the channel's time limits produce).
 BAD_REASONS = ("nan", "open", "short", "out_of_range", "namur_fail", "stale", "disagreement")
-RAW_UNITS = ("V", "mA", "ohm", "count", "0/1")  # edge.hal UNIT_*
+RAW_UNITS = ("V", "mA", "ohm", "count", "0/1", "mL/min")  # edge.hal UNIT_*; slf3x: mL/min
 
 # Engineering units a channel may declare (telemetry and birth carry them verbatim).
 UNITS = (
@@ -502,6 +502,9 @@ STUCK_OPTIONS = ("stuck_band", "on_stuck")  # only meaningful with stuck_ms
 # --- drivers -----------------------------------------------------------------------------
 
 
+SLF3X_MODELS = ("SLF3S-1300F", "SLF3S-0600F")
+
+
 class Driver:
     def __init__(self, name, doc, roles, params, raw_unit, targets=None):
         self.name = name
@@ -639,6 +642,48 @@ DRIVERS = {
         ),
         raw_unit="ohm",
     ),
+    "slf3x": Driver(
+        "slf3x",
+        "Sensirion SLF3S-1300F / SLF3S-0600F liquid flow sensor on I2C (address 0x08, one "
+        "per bus): mL/min, calibrated for water or isopropanol only (see Flow sensors)",
+        ("sensor",),
+        keys(
+            Key(
+                "i2c",
+                INT,
+                "I2C bus id (declare its pins in [buses.i2cN])",
+                required=True,
+                lo=0,
+                hi=22,
+            ),
+            Key(
+                "model",
+                CHOICE,
+                "sensor model: sets the scale factor (1300F: 500 per mL/min, up to 40 "
+                "mL/min; 0600F: 10 per uL/min, up to 2 mL/min)",
+                default="SLF3S-1300F",
+                choices=SLF3X_MODELS,
+            ),
+            Key(
+                "liquid",
+                CHOICE,
+                "calibration the sensor measures with (start command 0x3608 water, 0x3615 "
+                "isopropanol)",
+                default="water",
+                choices=("water", "ipa"),
+            ),
+            Key(
+                "settle_ms",
+                INT,
+                "start command to the first valid sample",
+                default=60,
+                unit="ms",
+                lo=0,
+                hi=10000,
+            ),
+        ),
+        raw_unit="mL/min",
+    ),
     "pin_in": Driver(
         "pin_in",
         "digital input: 0/1 (e-stop, cut-out contact, level or bubble switch)",
@@ -698,6 +743,9 @@ for _d in DRIVERS.values():
 # Inputs: pins read by the driver; outputs: pins it drives (checked against input-only).
 OUTPUT_PIN_PARAMS = {("pwm", "pin"), ("pin_out", "pin"), ("max31865", "cs")}
 ADC_PIN_PARAMS = {("adc", "pin")}
+
+# SLF3x: model -> (calibrated full scale mL/min, raw step mL/min) (edge.drivers.slf3x).
+SLF3X_FULL_SCALE = {"SLF3S-1300F": (40.0, 1 / 500.0), "SLF3S-0600F": (2.0, 1 / 10000.0)}
 
 # ADS1115 gain -> full-scale volts (edge.drivers.ads1115.GAINS).
 ADS1115_FULL_SCALE = ((2 / 3, 6.144), (1, 4.096), (2, 2.048), (4, 1.024), (8, 0.512), (16, 0.256))
@@ -842,7 +890,7 @@ PID = keys(
     ),
 )
 
-_VALUE_CONDITIONS = ("above", "below", "rate_of_rise")
+_VALUE_CONDITIONS = ("above", "below", "rate_of_rise", "deviation")
 TRIP_COMMON = (
     Key("id", NAME, 'unique among interlocks and alarms; "estop" is reserved', required=True),
     Key("channel", REF, "the sensor (status for input_true) it watches", required=True),
@@ -850,9 +898,29 @@ TRIP_COMMON = (
     Key(
         "limit",
         FLOAT,
-        "above/below: within the channel's range; rate_of_rise: units/s, > 0",
+        "above/below: within the channel's range; rate_of_rise: units/s, > 0; deviation: "
+        "the tolerance, >= 0, in the channel's unit",
         default=Derived("**required**"),
         applies=_VALUE_CONDITIONS,
+    ),
+    Key(
+        "reference",
+        REF,
+        "deviation: what the channel must follow, a PID loop (its setpoint while in auto; "
+        "none in manual) or an actuator (the value last written to it: the command, or "
+        "the safe value while stopped or forced), in the channel's unit",
+        default=Derived("**required**"),
+        applies=("deviation",),
+    ),
+    Key(
+        "relative",
+        FLOAT,
+        "deviation: tolerance added per unit of the reference, so the band is "
+        "limit + relative * abs(reference) (0.05 = 5 % of the setpoint)",
+        default=0.0,
+        lo=0.0,
+        hi=1.0,
+        applies=("deviation",),
     ),
     Key(
         "on_delay_ms",
@@ -895,14 +963,14 @@ TRIP_COMMON = (
         BOOL,
         'a BAD channel trips too (cause "sensor_bad"); not for bad_quality',
         default=True,
-        applies=("above", "below", "rate_of_rise", "input_true"),
+        applies=("above", "below", "rate_of_rise", "input_true", "deviation"),
     ),
     Key(
         "cause",
         NAME,
         'cause code in trip/alarm events; bad_quality always uses "sensor_bad"',
         default=Derived("**required**"),
-        applies=("above", "below", "rate_of_rise", "input_true"),
+        applies=("above", "below", "rate_of_rise", "input_true", "deviation"),
     ),
 )
 INTERLOCK = keys(

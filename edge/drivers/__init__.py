@@ -12,6 +12,8 @@ Sensors (``build_sensor``):
   ``ref_ohms`` [430.0], ``wires`` [2], ``filter_hz`` [50], ``settle_ms`` [100] -> ohms
 * ``ads1115``: ``i2c`` (bus id), ``address`` [0x48], ``channel`` (0..3), ``gain`` [1],
   ``rate`` [128] -> volts, or mA through a ``shunt_ohms`` resistor when that key is given
+* ``slf3x``: ``i2c`` (bus id), ``model`` ["SLF3S-1300F"], ``liquid`` ["water"],
+  ``settle_ms`` [60] -> mL/min (Sensirion liquid flow sensor, address 0x08)
 
 Actuators (``build_actuator``), all with ``safe`` (required) and ``range`` ([min, max]):
 
@@ -30,12 +32,12 @@ channels through a registry kept on the provider object (attribute ``_shared_dev
 
 from edge.drivers.machine_io import AdcSensor, DigitalIn, DigitalOut, PwmActuator
 
-# The chip drivers (ads1115, max31865) and the emulated ones are imported where they are
+# The chip drivers (ads1115, max31865, slf3x) and the emulated ones are imported where they are
 # built: only boards whose config uses a driver carry its file
 # (edge.boardconfig.board_files.files_for_config), and an imported module costs RAM for
 # as long as the board runs (docs/deploy.md, "Memory").
 
-SENSOR_DRIVERS = ("emulated", "adc", "pin_in", "max31865", "ads1115")
+SENSOR_DRIVERS = ("emulated", "adc", "pin_in", "max31865", "ads1115", "slf3x")
 ACTUATOR_DRIVERS = ("emulated", "pwm", "pin_out")
 
 
@@ -100,6 +102,15 @@ def build_sensor(spec, hw):
             spec.get("wires", 2),
             spec.get("filter_hz", 50),
             spec.get("settle_ms", 100),
+        )
+    if driver == "slf3x":
+        from edge.drivers.slf3x import Slf3x  # noqa: PLC0415  (see the imports)
+
+        return Slf3x(
+            hw.i2c(_need(spec, "i2c", "sensor")),
+            spec.get("model", "SLF3S-1300F"),
+            spec.get("liquid", "water"),
+            spec.get("settle_ms", 60),
         )
     # ads1115: only boards with an ADS1115 channel carry edge/drivers/ads1115.py
     from edge.drivers.ads1115 import DEFAULT_ADDRESS, Ads1115Channel, CurrentLoop  # noqa: PLC0415
