@@ -31,6 +31,7 @@ freeze(
         "edge/drivers/emulated.py",
         "edge/drivers/machine_io.py",
         "edge/drivers/max31865.py",
+        "edge/drivers/slf3x.py",
         "edge/hal.py",
         "edge/interlocks.py",
         "edge/lease.py",
