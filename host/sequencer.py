@@ -488,8 +488,10 @@ class Sequencer:
         monitor = self.quality if self.phase == self._quality_phase else None
         if monitor is None and not at_collect:
             return
-        ml = self._outlet_flow() * (t1 - t0) / 60000.0
         why = self._divert_why or ("recipe paused" if self.state != "running" else "")
+        if not at_collect and not why:
+            return  # the outlet not yet (or no longer) at collection: the recipe's waste
+        ml = self._outlet_flow() * (t1 - t0) / 60000.0
         self.ledger.book(t0, t1, ml, at_collect, self._estimate, why)
         if at_collect and (self.quality is None or self.quality.off_spec_at(t1) is None):
             self.collected_in_spec_ml += ml
