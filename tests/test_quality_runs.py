@@ -160,8 +160,9 @@ def test_the_diversion_window_is_the_excursion_shifted_by_the_transit_quantiles(
     assert mon.want_divert(exc.off_to_ms) is not None  # plus resume_after_s
     assert mon.want_divert(exc.off_to_ms + 10_000) is None
     ledger = Ledger()
-    ledger.book(0, 1500, 1.0, True, True, "")
-    ledger.book(1500, 3000, 1.0, True, True, "")
-    ledger.book(3000, 4000, 1.0, False, True, "")
+    edge = exc.off_from_ms  # the first off-spec material at the valve
+    ledger.book(0, edge - 1, 1.0, True, True, "")
+    ledger.book(edge - 1, edge + 500, 1.0, True, True, "")
+    ledger.book(edge + 500, edge + 1500, 1.0, False, True, "")
     segs = ledger.segments(mon, 0)
     assert [s["status"] for s in segs] == ["in_spec", "off_spec", "diverted"]
