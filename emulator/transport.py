@@ -8,7 +8,9 @@ tanks stands for its axial dispersion: Taylor-Aris for laminar flow in a tube,
 evaluated at ``NOMINAL_FLOW_ML_MIN`` (fixed, so the grid does not change with the flow;
 override with ``tanks`` per component).  Mixers, pump heads, valves and flow cells are
 one stirred tank.  A front therefore reaches the analyzer after sum(V)/Q with variance
-sum((V_i/Q)^2 / N_i): a smoothed step, not a jump.
+sum((V_i/Q)^2 / N_i): a smoothed step, not a jump.  The host's residence-time model
+(``line/rtd.py``) is the same tanks evaluated at the actual flow; tests/test_rtd.py
+holds the two against each other with a tracer pulse.
 
 Each tank is updated implicitly, upstream first (c' = (c + a c_in') / (1 + a),
 a = Q dt / V), which is unconditionally stable for any flow and tick.  Species are the
@@ -17,30 +19,17 @@ pumps' reagents, named by pump id, in mol/L.
 
 from __future__ import annotations
 
-import math
-
 from emulator.hydraulics import Network
-from line.hydraulics import flow_path, internal_volume_ml
+from line.hydraulics import internal_volume_ml
 from line.model import Component, Line
+from line.rtd import tanks_for as rtd_tanks
 
 NOMINAL_FLOW_ML_MIN = 1.0
-MOLECULAR_DIFFUSIVITY_M2_S = 1e-9
-MAX_TANKS = 200
 
 
 def tanks_for(comp: Component, flow_ml_min: float = NOMINAL_FLOW_ML_MIN) -> int:
-    override = comp.params.get("tanks")
-    if override is not None:
-        return override
-    if comp.kind not in ("tube", "reactor"):
-        return 1
-    length, d_mm = flow_path(comp)
-    d = d_mm * 1e-3
-    u = flow_ml_min * 1e-6 / 60.0 / (math.pi * d * d / 4)
-    dm = MOLECULAR_DIFFUSIVITY_M2_S
-    d_ax = dm + u * u * d * d / (192.0 * dm)
-    bo = u * length / d_ax
-    return max(1, min(MAX_TANKS, int(round(1 + bo / 2))))
+    """The component's tanks (``line.rtd.tanks_for``, the host's model), at the nominal flow."""
+    return rtd_tanks(comp, flow_ml_min)
 
 
 class Transport:

@@ -22,6 +22,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_ABORTED = 3
+EXIT_DEVIATIONS = 4  # run/demo: completed, but something was diverted or off spec
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,7 +62,7 @@ class Summary:
     """What a script wants to know about a run (the ``--json`` contract)."""
 
     run_id: str
-    outcome: str  # completed | aborted
+    outcome: str  # completed | completed_with_deviations | aborted
     modules: list[dict]
     trips: list[dict]
     peaks: dict[str, float]
@@ -76,6 +76,9 @@ class Summary:
     line_id: str = ""  # the line id in the topics (broker runs: --line-id, or generated)
     # Pressure left in the line at the end: [{"component", "pressure_bar"}] (session.py)
     residual: list[dict] | None = None
+    # The outlet's volume booked by the sequencer (host/quality.py): collected_in_spec_ml,
+    # collected_off_spec_ml, diverted_ml, volume_estimated, segments, excursions.
+    quality: dict | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -93,6 +96,7 @@ class Summary:
             **({} if self.all_safe_at_end is None else {"all_safe_at_end": self.all_safe_at_end}),
             **({} if self.residual is None else {"residual": self.residual}),
             **({"refused": True} if self.refused else {}),
+            **(self.quality or {}),
         }
 
 
@@ -593,6 +597,7 @@ class Coordinator:
             refused=self.refused,
             line_id=self.line_id,
             residual=self.residual,
+            quality=None if seq is None else seq.quality_summary(),
         )
 
 

@@ -55,6 +55,7 @@ KIND_GAP = "gap"
 KIND_SESSION = "session"
 KIND_CHANNELS = "channels"
 KIND_FINISH = "finish"
+KIND_SEGMENT = "segment"  # the outlet's volume, one entry per segment (host/quality.py)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -104,6 +105,11 @@ CREATE VIEW IF NOT EXISTS notes AS SELECT seq, host_ms,
 CREATE VIEW IF NOT EXISTS gaps AS SELECT seq, host_ms,
     json_extract(body, '$.start_ms') AS start_ms, json_extract(body, '$.end_ms') AS end_ms,
     json_extract(body, '$.reason') AS reason FROM audit WHERE kind = 'gap';
+CREATE VIEW IF NOT EXISTS segments AS SELECT seq, host_ms,
+    json_extract(body, '$.start_s') AS start_s, json_extract(body, '$.end_s') AS end_s,
+    json_extract(body, '$.volume_ml') AS volume_ml, json_extract(body, '$.status') AS status,
+    json_extract(body, '$.why') AS why, json_extract(body, '$.estimate') AS estimate
+    FROM audit WHERE kind = 'segment';
 """
 
 # Protocol enumerations arrive as codes from some callers; the record stores names.
@@ -448,6 +454,11 @@ class RunRecord:
         self._unwritten_pending = []
 
     def finish(self, host_ms: int, outcome: str, summary: dict) -> None:
+        """The run's end: its segments (the outlet's volume: in spec, off spec, diverted,
+        each with why and whether it is an estimate from setpoints) in the audit chain,
+        then the outcome and the summary."""
+        for seg in summary.get("segments") or ():
+            self._append(host_ms, KIND_SEGMENT, None, seg)
         self._append(host_ms, KIND_FINISH, None, {"outcome": outcome, "summary": summary})
         self.flush()
         self._conn.execute("BEGIN")
@@ -528,6 +539,11 @@ class RunRecord:
         keys = ("host_ms", "module", "module_ms", "seq", "channel", "value", "quality")
         for row in self._reading().execute(sql, args):
             yield dict(zip(keys, row, strict=True))
+
+    def segments(self) -> list[dict]:
+        """The outlet's volume as segments: {start_s, end_s, volume_ml, status, why,
+        estimate}, in order (docs/run-record.md)."""
+        return [e["data"] for e in self.entries(KIND_SEGMENT)]
 
     def entries(self, kind: str | None = None) -> Iterator[dict]:
         """Audit entries (decoded): seq, host_ms, kind, module, data, prev_hash, hash."""

@@ -484,6 +484,54 @@ def _record_tables(rec: RunRecord, t0: int, events, phases_rows, notes) -> list[
     ]
 
 
+def _quality_tables(rec: RunRecord) -> list[str]:
+    """The outlet's volume as segments and the quality excursions (times from the
+    recipe's start, as in the summary)."""
+    summary = rec.meta().get("summary") or {}
+    segs = rec.segments()
+    if not segs and not summary.get("excursions"):
+        return []
+    totals = ", ".join(
+        f"{k.removesuffix('_ml').replace('_', ' ')} {summary[k]:.1f} mL"
+        for k in ("collected_in_spec_ml", "collected_off_spec_ml", "diverted_ml")
+        if summary.get(k) is not None
+    )
+    return [
+        "<h2>Collected volume</h2>",
+        f"<p>{_esc(totals)}</p>",
+        _table(
+            ["from (s)", "to (s)", "volume (mL)", "status", "why", "volume from"],
+            [
+                [
+                    f"{g['start_s']:.1f}",
+                    f"{g['end_s']:.1f}",
+                    f"{g['volume_ml']:.2f}",
+                    g["status"],
+                    g["why"],
+                    "setpoints (estimate)" if g["estimate"] else "measured flow",
+                ]
+                for g in segs
+            ],
+        ),
+        "<h2>Quality deviations</h2>",
+        _table(
+            ["signal", "limit", "from (s)", "seen (s)", "to (s)", "worst", "off spec at outlet"],
+            [
+                [
+                    e["signal"],
+                    e["limit"],
+                    e["start_s"],
+                    e["detected_s"],
+                    e["end_s"],
+                    e["worst"],
+                    f"{e['off_spec_from_s']} .. {e['off_spec_to_s']}",
+                ]
+                for e in summary.get("excursions") or []
+            ],
+        ),
+    ]
+
+
 def build_report(rec: RunRecord) -> str:
     """The report's HTML for an open record."""
     meta = rec.meta()
@@ -508,6 +556,7 @@ def build_report(rec: RunRecord) -> str:
         f"<h1>Run {_esc(meta.get('run_id'))}</h1>",
         _verdict(rec),
         _table(["", ""], _description_rows(meta, t_end)),
+        *_quality_tables(rec),
         "<h2>Plots</h2>",
         "<p>Shaded bands: phases. Red lines: trips; orange dashed: alarms; grey dashed: module "
         "deaths; hatched: time nobody recorded (host restart).</p>",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from host.quality import Ledger, QualityMonitor, totals
 from host.recipe import (
     COMMAND_TIMEOUT_S,
     HOST_CAUSES,
@@ -147,6 +148,16 @@ class Sequencer:
         self._pressure_loops = self._regulated_pressures()
         self._pressure_armed: dict[tuple[str, str], float] = {}  # loop -> setpoint armed at
         self._pressure_low_since: dict[tuple[str, str], int] = {}
+        # Quality (host/quality.py): the collect phase's monitor, the outlet's ledger.
+        self._quality_specs = {p.name: p.quality for p in recipe.phases if p.quality}
+        self.quality: QualityMonitor | None = None
+        self._quality_phase: str | None = None
+        self.ledger = Ledger()
+        self.collected_in_spec_ml = 0.0
+        self._divert_why: str | None = None
+        self._diverting_since: int | None = None
+        self._outlet_sent_ms = -(10**9)
+        self._estimate = not self._measured_flow_channels()
 
     # -- what the outside sees --------------------------------------------------------------
 
@@ -379,6 +390,7 @@ class Sequencer:
     def tick(self, now_ms: int) -> None:
         self._advance_clock(now_ms)
         self._poll_side()
+        self._watch_quality()
         if self.state in ("running", "held"):
             self._watch_pressures()
         if self.state in ("running", "aborting"):
@@ -443,8 +455,136 @@ class Sequencer:
         self.pumped_ml += ml
         if active:
             self._pumped_active += ml
-        if self._at_collect():
+        at_collect = self._at_collect()
+        if at_collect:
             self.collected_ml += ml
+        self._book(now_ms - dt, now_ms, at_collect)
+
+    def _measured_flow_channels(self) -> dict[str, str]:
+        """pump -> its flow sensor channel (a sensor in mL/min), for the pumps with one."""
+        out = {}
+        for pump in self.plan.pumps:
+            for ch in self.plan.channels.get(pump, {}).values():
+                if ch.role == "sensor" and ch.unit == "mL/min":
+                    out[pump] = ch.name
+        return out
+
+    def _outlet_flow(self) -> float:
+        """What reaches the outlet valve (mL/min): each pump's measured flow where it has
+        a flow sensor, else its setpoint (the ledger then says: estimate)."""
+        sensors = self._measured_flow_channels()
+        total = 0.0
+        for pump in self.plan.pumps:
+            v = self.access.value(pump, sensors.get(pump, "flow"))
+            if v is not None and v > 0:
+                total += v
+        return total
+
+    # -- quality -------------------------------------------------------------------------------
+
+    def _book(self, t0: int, t1: int, at_collect: bool) -> None:
+        """The outlet's volume of this tick in the ledger (while a quality phase runs, or
+        to collection), and the in-spec collected volume the collect waits count."""
+        monitor = self.quality if self.phase == self._quality_phase else None
+        if monitor is None and not at_collect:
+            return
+        why = self._divert_why or ("recipe paused" if self.state != "running" else "")
+        if not at_collect and not why:
+            return  # the outlet not yet (or no longer) at collection: the recipe's waste
+        ml = self._outlet_flow() * (t1 - t0) / 60000.0
+        self.ledger.book(t0, t1, ml, at_collect, self._estimate, why)
+        if at_collect and (self.quality is None or self.quality.off_spec_at(t1) is None):
+            self.collected_in_spec_ml += ml
+
+    def _watch_quality(self) -> None:
+        """Start the monitor when a quality phase's collection begins; judge its limits;
+        divert and resume the outlet (running only: a shutdown sets the outlet itself)."""
+        spec = self._quality_specs.get(self.phase or "")
+        run = self._run
+        if spec is not None and self.quality is None and run is not None and run.stage == "wait":
+            flows = {
+                p: self._commanded.get((p, "flow"), f) for p, f in self.plan.pump_flows.items()
+            }
+            coll = self.plan.collector
+            self.quality = QualityMonitor(spec, self.line, flows, self.plan.reactor, coll.module)
+            self._quality_phase = self.phase
+            self._note("quality", f"quality specification of phase {self.phase} watched")
+        monitor = self.quality
+        if monitor is None or self.phase != self._quality_phase:
+            return
+        for exc in monitor.update(self.now_ms, self.access.value):
+            self._note("quality", f"excursion: {exc.why}", signal=exc.signal, limit=exc.limit)
+        if monitor.changed:
+            monitor.changed = False
+            self._rebook_in_spec()
+        if self.state == "running":
+            self._steer_outlet(monitor)
+
+    def _rebook_in_spec(self) -> None:
+        """An excursion reaches back (its material was on the way before it was seen):
+        count the in-spec collected volume again."""
+        q = self.quality
+        self.collected_in_spec_ml = sum(
+            ml
+            for _t0, t1, ml, where, _e, _w in self.ledger.ticks
+            if where == "collect" and (q is None or q.off_spec_at(t1) is None)
+        )
+
+    def _steer_outlet(self, monitor: QualityMonitor) -> None:
+        why = monitor.want_divert(self.now_ms)
+        coll = self.plan.collector
+        if why is not None and self._divert_why is None:
+            self._diverting_since = self.now_ms
+            self._note("quality", f"outlet to waste: {why}", state="diverted")
+        elif why is None and self._divert_why is not None:
+            self._note("quality", "back in spec: outlet to collection again", state="collecting")
+            self._diverting_since = None
+        self._divert_why = why
+        limit = monitor.spec.max_divert_s
+        if why is not None and limit is not None and self._diverting_since is not None:
+            if self.now_ms - self._diverting_since >= limit * 1000.0:
+                self._begin_shutdown("quality", f"diverted for {limit:g} s: {why}", coll.module)
+                return
+        if coll is None or not self._at_collect_commanded():
+            return
+        want = coll.positions.get("waste") if why is not None else coll.collect_position
+        if want is None or self.now_ms - self._outlet_sent_ms < 1000:
+            return
+        value = self.access.value(coll.module, coll.channel)
+        if value is not None and round(value) == want:
+            return
+        cmd = _Command(
+            coll.module,
+            "set_setpoint",
+            {"channel": coll.channel, "value": float(want)},
+            f"outlet {coll.module} to {'waste' if why else 'collection'} (quality)",
+        )
+        self._send(cmd)
+        self._side.append(cmd)
+        self._outlet_sent_ms = self.now_ms
+
+    @property
+    def deviations(self) -> bool:
+        """Whether anything was diverted, or collected off spec, or any excursion seen."""
+        if self.quality is not None and self.quality.excursions:
+            return True
+        return any(s["status"] != "in_spec" and s["status"] != "collected" for s in self.segments())
+
+    def segments(self) -> list[dict]:
+        return self.ledger.segments(self.quality, self.started_ms or 0)
+
+    def quality_summary(self) -> dict:
+        """The --json fields: volumes by status, segments and excursions."""
+        segs = self.segments()
+        t0 = self.started_ms or 0
+        return {
+            **totals(segs),
+            "volume_estimated": self._estimate,
+            "segments": segs,
+            "excursions": []
+            if self.quality is None
+            else [e.as_dict(t0) for e in self.quality.excursions],
+        }
 
     def _total_flow(self) -> float:
         total = 0.0
@@ -710,7 +850,7 @@ class Sequencer:
         run.stage = "wait"
         run.wait_start_active = self._active_ms
         run.pumped0 = self._pumped_active
-        run.collected0 = self.collected_ml
+        run.collected0 = self.collected_in_spec_ml
         run.band_since = None
         run.steady = [SteadyState(s.window_s, s.tolerance_abs, s.tolerance_rel) for s in w.steady]
 
@@ -725,7 +865,7 @@ class Sequencer:
             passed = (self._pumped_active - run.pumped0) / self.plan.reactor_volume_ml
             ok = ok and passed >= w.residence_times - 1e-9
         if w.collected_ml is not None:
-            ok = ok and self.collected_ml - run.collected0 >= w.collected_ml - 1e-9
+            ok = ok and self.collected_in_spec_ml - run.collected0 >= w.collected_ml - 1e-9
         if w.signal is not None:
             value = self.access.value(*w.signal)
             if self._signal_holds(w, value):
@@ -940,7 +1080,7 @@ class Sequencer:
         if w.collected_ml is not None:
             if flow <= 0:
                 return None
-            left = w.collected_ml - (self.collected_ml - run.collected0)
+            left = w.collected_ml - (self.collected_in_spec_ml - run.collected0)
             parts.append(max(0.0, left) / flow * 60.0)
         return max(parts)
 

@@ -596,9 +596,14 @@ def residual_pressures(coord: Coordinator) -> list[dict]:
 
 
 def judge_end(coord: Coordinator, outputs_safe: bool | None) -> None:
-    """``all_safe_at_end``: outputs safe and no pressure left in the line."""
+    """``all_safe_at_end``: outputs safe and no pressure left in the line; a completed run
+    with a quality excursion or a diverted segment is ``completed_with_deviations``."""
     coord.residual = residual_pressures(coord)
     coord.all_safe_at_end = False if coord.residual else outputs_safe
+    seq = coord.sequencer
+    if coord.outcome == "completed" and seq is not None and seq.deviations:
+        # Every phase done, but something was diverted or off spec (host/quality.py).
+        coord.outcome = "completed_with_deviations"
 
 
 def _all_stopped(coord: Coordinator) -> bool | None:

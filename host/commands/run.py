@@ -27,7 +27,7 @@ import signal
 import sys
 from pathlib import Path
 
-from host.cli import EXIT_ABORTED, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from host.cli import EXIT_ABORTED, EXIT_DEVIATIONS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from protocol.topics import TopicError, validate_id
 
 # The run machinery (line loader, coordinator, MQTT, the SQLite record, the report, the
@@ -297,6 +297,8 @@ def _finish(args, summary, command: str, log) -> int:
         return EXIT_USAGE
     if summary.outcome == "completed":
         return EXIT_OK
+    if summary.outcome == "completed_with_deviations":
+        return EXIT_DEVIATIONS
     if summary.outcome == "aborted" and summary.all_safe_at_end is not False:
         return EXIT_ABORTED
     return EXIT_FAILURE

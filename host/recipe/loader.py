@@ -28,6 +28,8 @@ from host.recipe.model import (
     SERVICE_COMMANDS,
     Conditions,
     Phase,
+    QualityLimit,
+    QualitySpec,
     Reagent,
     Recipe,
     RecipeError,
@@ -330,7 +332,9 @@ _TOP = ("recipe", "conditions", "reagents", "phases", "shutdown")
 _RECIPE_KEYS = ("name", "line", "line_file", "description", "solvent")
 _CONDITION_KEYS = ("residence_time_min", "temperature_c", "pressure_bar", "reactor")
 _REAGENT_KEYS = ("pump", "concentration_mol_l", "equivalents")
-_PHASE_KEYS = ("name", "description", "abort_sequence", "steps")
+_PHASE_KEYS = ("name", "description", "abort_sequence", "steps", "quality")
+_QUALITY_KEYS = ("limits", "resume_after_s", "max_divert_s")
+_LIMIT_KEYS = ("signal", "min", "max", "tolerance_abs", "tolerance_rel", "for_s")
 _SHUTDOWN_KEYS = ("name", "description", "on", "steps")
 
 
@@ -517,8 +521,66 @@ def _phases(ctx, doc, quantities) -> tuple[list[Phase], list, list[tuple[str, st
             steps = _steps(ctx, f"{key}.steps", p["steps"], quantities, False)
         if pabort is not None:
             steps = [s if s.abort_sequence else replace(s, abort_sequence=pabort) for s in steps]
-        phases.append(Phase(pname or key, pdesc, tuple(steps)))
+        quality = _quality(ctx, f"{key}.quality", p["quality"]) if "quality" in p else None
+        phases.append(Phase(pname or key, pdesc, tuple(steps), quality))
     return phases, raw_phases, phase_aborts
+
+
+def _quality(ctx, key, raw) -> QualitySpec | None:
+    """A collect phase's ``quality`` table: ``limits`` (a list of {signal, min, max,
+    tolerance_abs, tolerance_rel, for_s}), ``resume_after_s``, ``max_divert_s``."""
+    raw = _table(ctx, key, raw)
+    if raw is None:
+        return None
+    check_keys(ctx, key, raw, _QUALITY_KEYS)
+    resume = _float(ctx, f"{key}.resume_after_s", raw.get("resume_after_s", 10.0), 0.0, 86400.0)
+    max_divert = None
+    if "max_divert_s" in raw:
+        max_divert = _float(ctx, f"{key}.max_divert_s", raw["max_divert_s"], 1.0, 86400.0)
+    items = raw.get("limits")
+    if not isinstance(items, list) or not items:
+        ctx.error(
+            f"{key}.limits",
+            items if items is not None else MISSING,
+            "is required",
+            "a list of {signal = ..., min/max/tolerance_abs/tolerance_rel = ...}",
+        )
+        return None
+    limits = [_limit(ctx, f"{key}.limits[{i}]", item) for i, item in enumerate(items)]
+    if resume is None or any(lim is None for lim in limits):
+        return None
+    return QualitySpec(tuple(limits), resume, max_divert, key)  # type: ignore[arg-type]
+
+
+def _limit(ctx, key, item) -> QualityLimit | None:
+    item = _table(ctx, key, item)
+    if item is None or not _required(ctx, key, item, "signal"):
+        return None
+    check_keys(ctx, key, item, _LIMIT_KEYS)
+    sig = _signal(ctx, f"{key}.signal", item["signal"])
+    vals: dict[str, Any] = {}
+    for name in ("min", "max"):
+        if name in item:
+            vals[name] = _float(ctx, f"{key}.{name}", item[name])
+    for name in ("tolerance_abs", "tolerance_rel"):
+        if name in item:
+            vals[name] = _float(ctx, f"{key}.{name}", item[name], 0.0, None, lo_open=True)
+    if "for_s" in item:
+        vals["for_s"] = _float(ctx, f"{key}.for_s", item["for_s"], 0.0, 3600.0)
+    if sig is None or any(v is None for v in vals.values()):
+        return None
+    if not set(vals) - {"for_s"}:
+        ctx.error(
+            key,
+            item["signal"],
+            "needs a range",
+            "min and/or max, or tolerance_abs and/or tolerance_rel",
+        )
+        return None
+    if vals.get("min") is not None and vals.get("max") is not None and vals["min"] > vals["max"]:
+        ctx.error(f"{key}.min", vals["min"], "is above max", f"<= {vals['max']:g}")
+        return None
+    return QualityLimit(sig[0], sig[1], key=key, **vals)
 
 
 def _shutdowns(ctx, doc, quantities) -> list[ShutdownSequence]:

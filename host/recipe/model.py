@@ -5,6 +5,7 @@ recipe means on a line in ``host.recipe.plan``."""
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,14 @@ from edge.boardconfig.core import ConfigError
 SERVICE_COMMANDS = ("start", "stop", "hold", "unhold", "abort", "reset", "complete")
 ON_TIMEOUT = ("abort", "continue", "hold")
 # Causes the host itself raises (module trips bring their own cause codes).
-HOST_CAUSES = ("module_lost", "operator_abort", "command_failed", "wait_timeout", "host_restart")
+HOST_CAUSES = (
+    "module_lost",
+    "operator_abort",
+    "command_failed",
+    "wait_timeout",
+    "host_restart",
+    "quality",  # diverted longer than a quality spec's max_divert_s (host/quality.py)
+)
 DEFAULT_TIMEOUT_S = 600.0
 COMMAND_TIMEOUT_S = 15.0
 
@@ -152,10 +160,74 @@ class Step:
 
 
 @dataclass(frozen=True)
+class QualityLimit:
+    """One acceptable range of a collect phase: absolute (``min``/``max``) and/or
+    relative to the value the signal had when collection started (``tolerance_abs``,
+    ``tolerance_rel`` of it).  Out of range for ``for_s`` is an excursion."""
+
+    module: str
+    channel: str
+    min: float | None = None
+    max: float | None = None
+    tolerance_abs: float | None = None
+    tolerance_rel: float | None = None
+    for_s: float = 1.0
+    key: str = ""
+
+    def bounds(self, baseline: float | None) -> tuple[float, float]:
+        """(low, high) given the value at the start of collection (None: not yet known)."""
+        lo, hi = -math.inf, math.inf
+        if self.min is not None:
+            lo = self.min
+        if self.max is not None:
+            hi = self.max
+        if baseline is not None:
+            widths = []
+            if self.tolerance_abs is not None:
+                widths.append(self.tolerance_abs)
+            if self.tolerance_rel is not None:
+                widths.append(self.tolerance_rel * abs(baseline))
+            if widths:
+                w = max(widths)
+                lo, hi = max(lo, baseline - w), min(hi, baseline + w)
+        return lo, hi
+
+    @property
+    def relative(self) -> bool:
+        return self.tolerance_abs is not None or self.tolerance_rel is not None
+
+    def describe(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        if self.tolerance_abs is not None:
+            parts.append(f"within {self.tolerance_abs:g} of its start value")
+        if self.tolerance_rel is not None:
+            parts.append(f"within {self.tolerance_rel * 100:g} % of its start value")
+        return f"{self.module}.{self.channel} {' and '.join(parts)}"
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    """A collect phase's quality specification: its ``limits``; collection resumes after
+    an excursion once every limit has held for ``resume_after_s`` plus the transit to the
+    outlet valve; diverting longer than ``max_divert_s`` (None: no bound) ends the run
+    with the shutdown for cause ``quality``."""
+
+    limits: tuple[QualityLimit, ...]
+    resume_after_s: float = 10.0
+    max_divert_s: float | None = None
+    key: str = ""
+
+
+@dataclass(frozen=True)
 class Phase:
     name: str
     description: str
     steps: tuple[Step, ...]
+    quality: QualitySpec | None = None
 
 
 @dataclass(frozen=True)

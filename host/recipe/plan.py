@@ -177,6 +177,9 @@ def plan_recipe(recipe: Recipe, line) -> RecipePlan:
     for seq in recipe.shutdowns:
         for step in seq.steps:
             _check_step(recipe, plan, line, step, err)
+    for phase in recipe.phases:
+        if phase.quality is not None:
+            _check_quality(plan, line, phase, err)
 
     if not errors:
         _estimate(recipe, plan, line, err)
@@ -314,6 +317,28 @@ def valve_target(plan: RecipePlan, line, step: Step) -> tuple[str, str, int] | s
             sorted(coll.positions)
         )
     return coll.module, coll.channel, pos
+
+
+def _check_quality(plan: RecipePlan, line, phase, err) -> None:
+    """A quality spec's signals are channels of the line's modules, and its phase sends
+    the outlet to collection (nothing else is collected, so nothing else is judged)."""
+    for lim in phase.quality.limits:
+        if lim.module not in line.modules:
+            err(f"{lim.key}.signal", f"{lim.module}.{lim.channel}", "names no module of the line")
+        elif lim.channel not in plan.channels[lim.module]:
+            err(
+                f"{lim.key}.signal",
+                f"{lim.module}.{lim.channel}",
+                f"is not a channel of {lim.module}",
+                ", ".join(plan.channels[lim.module]),
+            )
+    if not any(step.valve == "collect" for step in phase.steps):
+        err(
+            phase.quality.key,
+            phase.name,
+            "is on a phase that does not collect",
+            'a phase with valve = "collect"',
+        )
 
 
 def _check_step(recipe, plan: RecipePlan, line, step: Step, err) -> None:
