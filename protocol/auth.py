@@ -58,6 +58,7 @@ from protocol.wire import (
     AUTH_TAG_LEN,
     BOOT_NONCE_MAX,
     BOOT_NONCE_MIN,
+    K_AUTH,
     T_ID,
     T_INT,
     U64_MAX,
@@ -74,8 +75,8 @@ except ImportError:  # CPython: const() is a compile-time hint on MicroPython on
 KEY_MIN_LEN = const(16)
 KEY_MAX_LEN = const(32)
 _BLOCK = const(64)  # SHA-256 block size
-# One-byte (canonical) map heads a signed COMMAND may start with: 2..23 entries.
-_MAP_HEAD_MIN = const(0xA2)
+# One-byte (canonical) map heads a signed COMMAND may start with: 1..23 entries.
+_MAP_HEAD_MIN = const(0xA1)
 _MAP_HEAD_MAX = const(0xB7)
 
 # Why verify_lease refused a lease (None: accepted).  Constants: a refusal allocates nothing.
@@ -181,12 +182,13 @@ def compute_tag(key, module_id, boot_nonce, sender, counter, unsigned):
 def _auth_entry_start(data, auth):
     """Where the auth entry of the received COMMAND ``data`` starts (its parsed auth block
     is ``auth``), or 0 when ``data`` is not in the shape a tag covers: a one-byte map head
-    of 2..23 entries first, and key 6 with the canonical encoding of ``auth`` last.  Then
-    the unsigned bytes are ``head - 1`` followed by ``data[1:start]`` (``start`` bytes)."""
+    of 1..23 entries first, and key 6 with the canonical encoding of ``auth`` last.  Then
+    the unsigned bytes are ``head - 1`` followed by ``data[1:start]`` (``start`` bytes).
+    The map's entries are not looked at: the tag vouches for them."""
     n = len(data)
-    if n < 2 or not _MAP_HEAD_MIN <= data[0] <= _MAP_HEAD_MAX:
+    if n == 0 or not _MAP_HEAD_MIN <= data[0] <= _MAP_HEAD_MAX:
         return 0
-    entry = bytearray(b"\x06")  # K_AUTH, a one-byte uint
+    entry = bytearray((K_AUTH,))  # key 6: a one-byte uint
     cbor.encode_into(entry, [auth.sender, auth.counter, auth.tag])
     start = n - len(entry)
     if start < 1:
