@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from pathlib import Path
 
 import cbor2
 import pytest
@@ -409,6 +410,21 @@ def test_non_canonical_bytes_signed_as_sent_verify():
     entry = b"\x06" + cbor.encode(["host-a", 3, tag])
     data = bytes([unsigned[0] + 1]) + unsigned[1:] + entry
     assert verifier().verify(data) == RESULT_OK
+
+
+def test_spec_names_the_auth_entry_of_the_signed_example():
+    """protocol/SPEC.md section 7 splits the signed COMMAND example by hand: keep it true."""
+    key = bytes(range(16))
+    unsigned = build_command(42, "set_setpoint", {"channel": 2, "value": 12.5}, 1767225605000)
+    nonce = bytes.fromhex("0102030405060708")
+    data = sign_command(unsigned, key, "pump-1", nonce, "host-a", 1767225600000)
+    entry = data[len(unsigned) :]
+    assert data == b"\xa7" + unsigned[1:] + entry and unsigned[0] == 0xA6 and len(entry) == 35
+    spec = " ".join((Path(__file__).parents[1] / "protocol" / "SPEC.md").read_text().split())
+    prose = "06 83 66686f73742d61 1b0000019b76daa800 50fdcd0fd4b2b5cf8c01ed99e9678e1318"
+    assert "".join(prose.split()) == entry.hex()
+    assert f"the last 35 bytes are the auth entry `{prose}`" in spec
+    assert CommandVerifier(key, "pump-1", nonce).verify(data) == RESULT_OK
 
 
 # --- Host time and expiry ---------------------------------------------------------------
