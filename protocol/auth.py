@@ -168,7 +168,18 @@ def _tag_head(module_id, boot_nonce, sender, counter, n):
     cbor.encode_into(buf, boot_nonce)
     cbor.encode_into(buf, sender)
     cbor.encode_into(buf, counter)
-    cbor._head(buf, 0x40, n)  # a byte string of n bytes (the codec's head writer)
+    # the head of a byte string of n bytes (RFC 8949 major type 2, shortest form)
+    if n < 24:
+        buf.append(0x40 | n)
+    elif n < 256:
+        buf.append(0x58)
+        buf.append(n)
+    elif n < 65536:  # a COMMAND is at most 8192 bytes (protocol/SPEC.md section 1)
+        buf.append(0x59)
+        buf.append(n >> 8)
+        buf.append(n & 0xFF)
+    else:
+        raise AuthError("auth.unsigned: {} bytes, at most 65535".format(n))
     return buf
 
 

@@ -438,12 +438,14 @@ def test_command_tag_covers_exactly_head_minus_one_and_the_entries_before_auth()
 
 def test_command_tag_input_is_the_documented_array_for_any_length():
     """_tag_head's byte-string head for unsigned encodings of every head size."""
-    for n in (0, 1, 23, 24, 255, 256, 8192):
+    for n in (0, 1, 23, 24, 255, 256, 8192, 65535):
         unsigned = bytes([0xA0]) + bytes(range(256)) * (n // 256) + bytes(n % 256)
         unsigned = unsigned[:n]
         tag = auth.compute_tag(AUTH_KEY, "reactor-2", AUTH_NONCE, "host-a", 2**63, unsigned)
         data = cbor2.dumps(["reactor-2", AUTH_NONCE, "host-a", 2**63, unsigned])
         assert tag == hmac.new(AUTH_KEY, data, hashlib.sha256).digest()[:16], n
+    with pytest.raises(auth.AuthError, match=r"^auth\.unsigned: 65536 bytes, at most 65535$"):
+        auth.compute_tag(AUTH_KEY, "reactor-2", AUTH_NONCE, "host-a", 1, bytes(65536))
 
 
 def test_verify_wants_the_received_bytes():
