@@ -643,7 +643,7 @@ class Node:
         # lags the module's estimate (a stop from another machine) must still get a birth.
         unsigned_rebirth = cmd.op == "rebirth" and cmd.auth is None
         if self.verifier is not None and not unsigned_rebirth:
-            result = self.verifier.verify(cmd)
+            result = self.verifier.verify(payload, cmd)  # the tag covers the received bytes
             if result != RESULT_OK:
                 return self._ack(cmd.command_id, result, _AUTH_REASONS.get(result, "rejected"))
         # An abort is never refused as expired: acting on it late errs to the safe side,

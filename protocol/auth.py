@@ -5,8 +5,14 @@ auth block carries
 
     tag = HMAC-SHA256(key, cbor([module_id, boot_nonce, sender_id, counter, unsigned]))[:16]
 
-where ``unsigned`` is the canonical encoding of the command without its auth block and
-``boot_nonce`` is the nonce of the module's current BIRTH.  The nonce changes on every
+where ``unsigned`` is the encoding of the command without its auth block and
+``boot_nonce`` is the nonce of the module's current BIRTH.  The host signs the canonical
+encoding (``Command.unsigned_bytes``); in it the auth key (6) is the highest key, so the
+signed command is ``unsigned`` with its map head counting one entry more and the auth
+entry appended.  The module inverts exactly that on the bytes it RECEIVED
+(``_auth_entry_start``): it never re-encodes the parsed command, whose numbers a float32
+board holds rounded, and the only byte string it accepts for a tag is the one the key
+holder signed (protocol/SPEC.md section 7).  The nonce changes on every
 boot, so tags made for an earlier boot are worthless and counters may start again; within
 a boot each sender's counter must strictly increase (replay protection).  Hosts should use
 a counter that survives their own restarts (e.g. host time in ms): the module remembers the
@@ -52,6 +58,7 @@ from protocol.wire import (
     AUTH_TAG_LEN,
     BOOT_NONCE_MAX,
     BOOT_NONCE_MIN,
+    K_AUTH,
     T_ID,
     T_INT,
     U64_MAX,
@@ -68,6 +75,9 @@ except ImportError:  # CPython: const() is a compile-time hint on MicroPython on
 KEY_MIN_LEN = const(16)
 KEY_MAX_LEN = const(32)
 _BLOCK = const(64)  # SHA-256 block size
+# One-byte (canonical) map heads a signed COMMAND may start with: 1..23 entries.
+_MAP_HEAD_MIN = const(0xA1)
+_MAP_HEAD_MAX = const(0xB7)
 
 # Why verify_lease refused a lease (None: accepted).  Constants: a refusal allocates nothing.
 LEASE_NO_TAG = "no tag for this module"
@@ -122,9 +132,12 @@ def _pads(key):
     return bytes(ipad), bytes(opad)
 
 
-def _hmac_with_pads(pads, msg):
+def _hmac_with_pads(pads, msg, more=None):
+    """HMAC of ``msg``, followed by ``more`` if given (hashed in parts: no copy)."""
     inner = hashlib.sha256(pads[0])
     inner.update(msg)
+    if more is not None:
+        inner.update(more)
     outer = hashlib.sha256(pads[1])
     outer.update(inner.digest())
     return outer.digest()
@@ -145,16 +158,56 @@ def equal_ct(a, b):
     return diff == 0
 
 
-def _tag_input(module_id, boot_nonce, sender, counter, unsigned):
-    return cbor.encode([module_id, boot_nonce, sender, counter, unsigned])
+def _tag_head(module_id, boot_nonce, sender, counter, n):
+    """The signing input of a command up to its ``n`` unsigned bytes: the 5-item array's
+    head, the first four items and the head of the byte string ``unsigned``.  So the
+    input is ``cbor.encode([module_id, boot_nonce, sender, counter, unsigned])`` and the
+    verifier hashes ``unsigned`` straight from the received bytes, copying nothing."""
+    buf = bytearray(b"\x85")
+    cbor.encode_into(buf, module_id)
+    cbor.encode_into(buf, boot_nonce)
+    cbor.encode_into(buf, sender)
+    cbor.encode_into(buf, counter)
+    # the head of a byte string of n bytes (RFC 8949 major type 2, shortest form)
+    if n < 24:
+        buf.append(0x40 | n)
+    elif n < 256:
+        buf.append(0x58)
+        buf.append(n)
+    elif n < 65536:  # a COMMAND is at most 8192 bytes (protocol/SPEC.md section 1)
+        buf.append(0x59)
+        buf.append(n >> 8)
+        buf.append(n & 0xFF)
+    else:
+        raise AuthError("auth.unsigned: {} bytes, at most 65535".format(n))
+    return buf
 
 
 def compute_tag(key, module_id, boot_nonce, sender, counter, unsigned):
-    """The 16-byte tag for a command whose canonical unsigned encoding is ``unsigned``."""
+    """The 16-byte tag for a command whose unsigned encoding is ``unsigned``."""
     key = _check_key(key)
-    return hmac_sha256(key, _tag_input(module_id, boot_nonce, sender, counter, unsigned))[
-        :AUTH_TAG_LEN
-    ]
+    head = _tag_head(module_id, boot_nonce, sender, counter, len(unsigned))
+    return _hmac_with_pads(_pads(key), head, unsigned)[:AUTH_TAG_LEN]
+
+
+def _auth_entry_start(data, auth):
+    """Where the auth entry of the received COMMAND ``data`` starts (its parsed auth block
+    is ``auth``), or 0 when ``data`` is not in the shape a tag covers: a one-byte map head
+    of 1..23 entries first, and key 6 with the canonical encoding of ``auth`` last.  Then
+    the unsigned bytes are ``head - 1`` followed by ``data[1:start]`` (``start`` bytes).
+    The map's entries are not looked at: the tag vouches for them."""
+    n = len(data)
+    if n == 0 or not _MAP_HEAD_MIN <= data[0] <= _MAP_HEAD_MAX:
+        return 0
+    entry = bytearray((K_AUTH,))  # key 6: a one-byte uint
+    cbor.encode_into(entry, [auth.sender, auth.counter, auth.tag])
+    start = n - len(entry)
+    if start < 1:
+        return 0
+    for i in range(len(entry)):
+        if data[start + i] != entry[i]:
+            return 0
+    return start
 
 
 def sign_command(command, key, module_id, boot_nonce, sender, counter):
@@ -267,22 +320,30 @@ class CommandVerifier:
                 return self._counters[i]
         return None
 
-    def verify(self, cmd):
-        """RESULT_OK, RESULT_UNAUTHENTICATED (no/bad tag, sender table full),
-        RESULT_REPLAYED (counter not above the sender's last) or RESULT_MALFORMED (bytes
-        that do not parse).  Only an accepted command advances the sender's counter."""
-        if not isinstance(cmd, Command):
+    def verify(self, data, cmd=None):
+        """Check the COMMAND ``data``, the bytes as received (``cmd``: their parse, when
+        the caller has it already).  RESULT_OK, RESULT_UNAUTHENTICATED (no/bad tag, not in
+        the signed shape, sender table full), RESULT_REPLAYED (counter not above the
+        sender's last) or RESULT_MALFORMED (``data`` does not parse).  The tag is checked
+        over the received bytes, never over a re-encoding of ``cmd``.  Only an accepted
+        command advances the sender's counter."""
+        if isinstance(data, Command):
+            raise TypeError("CommandVerifier.verify: the received bytes, not a Command")
+        if cmd is None:
             try:
-                cmd = parse_command(cmd)
+                cmd = parse_command(data)
             except MessageError:
                 return RESULT_MALFORMED
         auth = cmd.auth
         if auth is None:
             return RESULT_UNAUTHENTICATED
-        unsigned = cmd.unsigned_bytes()
-        data = _tag_input(self.module_id, self.boot_nonce, auth.sender, auth.counter, unsigned)
-        expected = _hmac_with_pads(self._pads, data)[:AUTH_TAG_LEN]
-        if not equal_ct(expected, auth.tag):
+        start = _auth_entry_start(data, auth)
+        if start == 0:
+            return RESULT_UNAUTHENTICATED
+        head = _tag_head(self.module_id, self.boot_nonce, auth.sender, auth.counter, start)
+        head.append(data[0] - 1)  # the unsigned map head: one entry (auth) fewer
+        mac = _hmac_with_pads(self._pads, head, memoryview(data)[1:start])
+        if not equal_ct(mac[:AUTH_TAG_LEN], auth.tag):
             return RESULT_UNAUTHENTICATED
         senders = self._senders
         for i in range(len(senders)):

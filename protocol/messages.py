@@ -267,7 +267,10 @@ class Command(Record):
         self.auth = auth
 
     def unsigned_bytes(self):
-        """Canonical encoding of this command without its auth block (what the tag covers)."""
+        """Canonical encoding of this command without its auth block: what a host signs.
+        Host side only: a module checks the tag over the bytes it received
+        (protocol.auth.CommandVerifier.verify), because on a float32 board this
+        re-encoding of the parsed values differs from what was signed."""
         return build_command(self.command_id, self.op, self.args, self.expiry_ms)
 
 

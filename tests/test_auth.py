@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
+from pathlib import Path
 
 import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocol import cbor
 from protocol.auth import (
     LEASE_BACKWARDS,
     LEASE_BAD_TAG,
@@ -130,17 +133,25 @@ def verifier(**kw):
     return CommandVerifier(**args)
 
 
-def test_accepts_signed_command_as_bytes_or_parsed():
+def test_accepts_the_received_bytes_with_or_without_their_parse():
     v = verifier()
     assert v.verify(signed(counter=1)) == RESULT_OK
-    assert v.verify(parse_command(signed(counter=2))) == RESULT_OK
-    assert v.last_counter("host-a") == 2
+    data = signed(counter=2)
+    assert v.verify(data, parse_command(data)) == RESULT_OK
+    assert v.verify(bytearray(signed(counter=3))) == RESULT_OK
+    assert v.verify(memoryview(signed(counter=4))) == RESULT_OK
+    assert v.last_counter("host-a") == 4
+    # A parsed Command alone is not enough: the tag covers the bytes, not a re-encoding.
+    with pytest.raises(TypeError, match="received bytes"):
+        v.verify(parse_command(signed(counter=5)))
+    assert v.last_counter("host-a") == 4
 
 
 def test_rejects_unsigned_and_tampered():
     v = verifier()
     assert v.verify(command()) == RESULT_UNAUTHENTICATED
-    good = parse_command(signed(counter=5))
+    good_bytes = signed(counter=5)
+    good = parse_command(good_bytes)
     # same auth block on a different value
     forged = build_command(1, "set_setpoint", {"channel": 1, "value": 99.0}, EXPIRY, good.auth)
     assert v.verify(forged) == RESULT_UNAUTHENTICATED
@@ -159,7 +170,7 @@ def test_rejects_unsigned_and_tampered():
     assert v.verify(signed(key=bytes(32))) == RESULT_UNAUTHENTICATED
     assert v.verify(signed(module="reactor-3")) == RESULT_UNAUTHENTICATED
     assert v.last_counter("host-a") is None  # nothing was recorded
-    assert v.verify(good) == RESULT_OK
+    assert v.verify(good_bytes) == RESULT_OK
 
 
 def test_malformed_bytes():
@@ -275,6 +286,147 @@ def test_sign_verify_property(cid, value, counter, key):
     assert v.verify(data) == RESULT_REPLAYED
 
 
+# --- Which bytes the tag covers (protocol/SPEC.md section 7) ----------------------------
+
+SIGNED_OPS = [
+    ("set_setpoint", {"channel": 1, "value": 80.1}),
+    ("state", {"command": "start"}),
+    ("reset_trip", None),
+    ("ack_alarm", {"target": "over_temperature"}),
+    ("rebirth", None),
+    # long enough for a 2-byte byte-string head in the signing input
+    ("configure", {"config": {f"key_{i:02d}": "x" * 60 for i in range(8)}}),
+]
+
+
+def entries(data):
+    """The encoded entries of a canonical (sorted) command map, in order."""
+    m = cbor.decode(data)
+    out = [cbor.encode(k) + cbor.encode(m[k]) for k in sorted(m)]
+    assert data[0] < 0xB8 and b"".join(out) == data[1:]  # one-byte head, canonical
+    return out
+
+
+@pytest.mark.parametrize("op, args", SIGNED_OPS)
+def test_signed_command_is_the_unsigned_one_with_the_auth_entry_appended(op, args):
+    """What sign_command sends is exactly the shape the verifier inverts: the unsigned
+    bytes with the map head counting one entry more and key 6 appended (no wire change
+    from signing a canonical encoding)."""
+    unsigned = build_command(7, op, args, EXPIRY)
+    data = sign_command(unsigned, KEY, MODULE, NONCE, "host-a", 2**40)
+    tag = parse_command(data).auth.tag
+    entry = b"\x06" + cbor2.dumps(["host-a", 2**40, tag], canonical=True)
+    assert data == bytes([unsigned[0] + 1]) + unsigned[1:] + entry
+    documented = cbor2.dumps([MODULE, NONCE, "host-a", 2**40, unsigned], canonical=True)
+    assert tag == hmac.new(KEY, documented, hashlib.sha256).digest()[:16]
+    assert verifier().verify(data) == RESULT_OK
+
+
+def test_a_double_held_rounded_by_the_board_still_verifies():
+    """A float32 board parses 80.1 to the nearest single: the tag still verifies, because
+    it is checked over the received bytes, not a re-encoding of the parsed command."""
+    data = signed(value=80.1)
+    cmd = parse_command(data)
+    cmd.args["value"] = struct.unpack(">f", struct.pack(">f", 80.1))[0]
+    assert build_command(1, "set_setpoint", cmd.args, EXPIRY) != command(value=80.1)
+    assert verifier().verify(data, cmd) == RESULT_OK
+
+
+def test_a_tampered_byte_anywhere_is_refused():
+    data = signed(counter=3, value=80.1)
+    parsed = parse_command(data)
+    v = verifier()
+    for i in range(len(data)):
+        for bit in (0x01, 0x80):
+            t = bytearray(data)
+            t[i] ^= bit
+            assert v.verify(bytes(t)) in (RESULT_MALFORMED, RESULT_UNAUTHENTICATED), (i, bit)
+            # Even handed the parse of the genuine bytes, the verifier checks what it got.
+            assert v.verify(bytes(t), parsed) == RESULT_UNAUTHENTICATED, (i, bit)
+    assert v.last_counter("host-a") is None
+    assert v.verify(data) == RESULT_OK
+
+
+def test_auth_not_last_is_refused():
+    data = signed(counter=3)
+    parts = entries(data)
+    auth = parts.pop()
+    assert auth[0] == 0x06
+    v = verifier()
+    for at in range(len(parts)):
+        moved = bytes([data[0]]) + b"".join(parts[:at] + [auth] + parts[at:])
+        assert parse_command(moved).auth == parse_command(data).auth  # same fields, same tag
+        assert v.verify(moved) == RESULT_UNAUTHENTICATED, at
+    assert v.verify(data) == RESULT_OK
+
+
+def test_a_non_canonical_map_head_is_refused():
+    data = signed(counter=3)
+    n = data[0] & 0x1F
+    for head in (bytes([0xB8, n]), bytes([0xB9, 0, n]), b"\xbf"):
+        other = head + data[1:] + (b"\xff" if head == b"\xbf" else b"")
+        assert parse_command(other).auth == parse_command(data).auth
+        assert verifier().verify(other) == RESULT_UNAUTHENTICATED, head.hex()
+
+
+def test_trailing_bytes_are_refused():
+    data = signed(counter=3)
+    assert verifier().verify(data + b"\x00") == RESULT_MALFORMED  # the parse refuses them
+    # and the verifier on its own: the auth entry is not the last thing received
+    assert verifier().verify(data + b"\x00", parse_command(data)) == RESULT_UNAUTHENTICATED
+
+
+def test_an_equivalent_re_encoding_is_refused():
+    """The tag covers bytes: a command re-encoded (longer heads, a double for a half) means
+    the same but is not what was signed, so it is refused (protocol/SPEC.md section 7)."""
+    data = signed(counter=3)
+    parts = entries(data)
+    assert parts[2] == b"\x02\x01"  # command_id 1
+    assert parts[4] == b"\x04\xa2\x00\x01\x01\xf9\x55\x00"  # channel 1, value 80.0 (half)
+    assert parts[6][:4] == b"\x06\x83\x66h"  # [sender, counter 3, tag]
+    variants = [
+        parts[:2] + [b"\x02\x1a\x00\x00\x00\x01"] + parts[3:],
+        parts[:4] + [b"\x04\xa2\x00\x01\x01\xfb" + struct.pack(">d", 80.0)] + parts[5:],
+        parts[:6] + [parts[6][:9] + b"\x18\x03" + parts[6][10:]],
+    ]
+    assert parts[6][9] == 0x03
+    for parts_ in variants:
+        other = bytes([data[0]]) + b"".join(parts_)
+        assert parse_command(other) == parse_command(data)  # the same command
+        assert verifier().verify(other) == RESULT_UNAUTHENTICATED, other.hex()
+    assert verifier().verify(data) == RESULT_OK
+
+
+def test_non_canonical_bytes_signed_as_sent_verify():
+    """The other side of the rule: the module does not judge the encoding of what was
+    signed, only that the bytes are the signed ones.  A signer that signs a (valid but
+    non-preferred) encoding and sends exactly it is accepted."""
+    unsigned = command()
+    parts = entries(unsigned)
+    unsigned = bytes([unsigned[0]]) + b"".join(
+        parts[:4] + [b"\x04\xa2\x00\x01\x01\xfb" + struct.pack(">d", 80.0)] + parts[5:]
+    )
+    tag = compute_tag(KEY, MODULE, NONCE, "host-a", 3, unsigned)
+    entry = b"\x06" + cbor.encode(["host-a", 3, tag])
+    data = bytes([unsigned[0] + 1]) + unsigned[1:] + entry
+    assert verifier().verify(data) == RESULT_OK
+
+
+def test_spec_names_the_auth_entry_of_the_signed_example():
+    """protocol/SPEC.md section 7 splits the signed COMMAND example by hand: keep it true."""
+    key = bytes(range(16))
+    unsigned = build_command(42, "set_setpoint", {"channel": 2, "value": 12.5}, 1767225605000)
+    nonce = bytes.fromhex("0102030405060708")
+    data = sign_command(unsigned, key, "pump-1", nonce, "host-a", 1767225600000)
+    entry = data[len(unsigned) :]
+    assert data == b"\xa7" + unsigned[1:] + entry and unsigned[0] == 0xA6 and len(entry) == 35
+    spec = " ".join((Path(__file__).parents[1] / "protocol" / "SPEC.md").read_text().split())
+    prose = "06 83 66686f73742d61 1b0000019b76daa800 50fdcd0fd4b2b5cf8c01ed99e9678e1318"
+    assert "".join(prose.split()) == entry.hex()
+    assert f"the last 35 bytes are the auth entry `{prose}`" in spec
+    assert CommandVerifier(key, "pump-1", nonce).verify(data) == RESULT_OK
+
+
 # --- Host time and expiry ---------------------------------------------------------------
 
 HOST_T = 1767225600000
@@ -337,7 +489,7 @@ def test_module_side_flow():
     h = HostTimeEstimate()
     data = signed(counter=HOST_T)
     cmd = parse_command(data)
-    assert v.verify(cmd) == RESULT_OK
+    assert v.verify(data, cmd) == RESULT_OK
     assert h.is_expired(cmd.expiry_ms, 0)  # no lease yet
     h.update(EXPIRY - 3000, 0)
     assert not h.is_expired(cmd.expiry_ms, 2000)

@@ -33,10 +33,11 @@ checked is that the decisions do not depend on the extra precision of the inputs
    it as inf or 0, and freezing such a file fails.  Host-only modules may (the board
    config loader's 1e300 typo guard is one; edge/boardconfig/ is not on a board).
 4. Commands: a number beyond the float32 range reaches a float32 board as inf and the
-   command is refused as malformed, changing nothing.  Found here, not fixed (xfail): a
-   *signed* command carrying a double that float32 cannot hold (a setpoint of 80.1) fails
-   authentication on a float32 board, because the tag is checked over the re-encoding of
-   the parsed command, and the board's parsed value is the float32 one.
+   command is refused as malformed, changing nothing.  A *signed* command carrying a
+   double that float32 cannot hold (a setpoint of 80.1) is accepted, and acted on with
+   the float32 value: the tag is checked over the received bytes (protocol/SPEC.md
+   section 7), not over a re-encoding of the parsed command (which, with the board's
+   float32 value, would differ from what the host signed; found here, fixed since).
 """
 
 from __future__ import annotations
@@ -52,9 +53,15 @@ from hypothesis import strategies as st
 
 from edge.boardconfig.board_files import ROOT, board_files
 from emulator.electrical import raw_for
-from protocol import cbor
-from protocol.constants import QUALITY_BAD, RESULT_MALFORMED, RESULT_OK, RESULT_OUT_OF_RANGE
-from tests.edge_harness import KEY, Rig
+from protocol import auth, cbor, messages
+from protocol.constants import (
+    QUALITY_BAD,
+    RESULT_MALFORMED,
+    RESULT_OK,
+    RESULT_OUT_OF_RANGE,
+    RESULT_UNAUTHENTICATED,
+)
+from tests.edge_harness import KEY, NONCE, Rig
 from tests.test_safety_properties import SETTINGS, PumpSafety, ReactorSafety, snapshot
 
 F32_MAX = 3.4028234663852886e38
@@ -153,9 +160,10 @@ class Float32Model:
     def command(self, op, args, expected, **kw):
         # Numbers go out as float32 values: a number beyond the float32 range reaches a
         # float32 board as inf and is refused as malformed
-        # (test_a_number_beyond_float32_is_refused_as_malformed), and a signed double that
-        # float32 cannot hold fails authentication there
-        # (test_a_signed_double_setpoint_is_accepted_by_a_float32_board, xfail).
+        # (test_a_number_beyond_float32_is_refused_as_malformed); a signed double that
+        # float32 cannot hold is accepted there, rounded
+        # (test_a_signed_double_setpoint_is_accepted_by_a_float32_board), but the model's
+        # range expectations are simpler for values the board holds exactly.
         if args is None or op != "set_setpoint" or type(args["value"]) is not float:
             return super().command(op, within_float32(args), expected, **kw)  # type: ignore[misc]
         v = args["value"]
@@ -209,17 +217,29 @@ def test_a_number_beyond_float32_is_refused_as_malformed(op, args, keyed):
     assert rig.command(op, within_float32(args)).result in (RESULT_OK, RESULT_OUT_OF_RANGE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the command tag is checked over the re-encoding of the parsed command "
-    "(protocol/messages.py Command.unsigned_bytes): a float32 board parses a double such "
-    "as 80.1 to float32, re-encodes it as a single and the tag no longer matches",
-)
 def test_a_signed_double_setpoint_is_accepted_by_a_float32_board():
     rig = Float32Rig("reactor", key=KEY)
     rig.lease()
-    assert rig.set("coil_temp", 80.0).result == RESULT_OK  # exact in float32: fine
-    assert rig.set("coil_temp", 80.1).result == RESULT_OK  # refused: unauthenticated
+    assert rig.set("coil_temp", 80.0).result == RESULT_OK  # exact in float32
+    ack = rig.set("coil_temp", 80.1)  # not exact: the board holds it rounded
+    assert ack.result == RESULT_OK, ack
+    loop = next(lp for lp in rig.node.loops if lp.name == "coil_temp")
+    assert loop.pid.target == f32(80.1) != 80.1
+    assert rig.node.verifier.last_counter("coordinator") == rig.counter
+    # a tampered double is still refused
+    data = messages.build_command(
+        rig.next_id,
+        "set_setpoint",
+        {"channel": rig.alias("coil_temp"), "value": 80.1},
+        rig.host_ms() + 5000,
+    )
+    rig.next_id += 1
+    signed = auth.sign_command(data, KEY, rig.node.module_id, NONCE, "coordinator", 10**9)
+    i = signed.index(struct.pack(">d", 80.1))
+    forged = signed[:i] + struct.pack(">d", 90.1) + signed[i + 8 :]
+    assert rig.send(forged).result == RESULT_UNAUTHENTICATED
+    assert loop.pid.target == f32(80.1)
+    assert rig.send(signed).result == RESULT_OK
 
 
 def test_a_double_reaches_the_float32_node_rounded():

@@ -399,6 +399,65 @@ def test_sender_table_holds_eight_senders_by_default_and_one_at_least():
     assert one.verify(s) == RESULT_OK
 
 
+def _auth_only(tag_over, counter=1):
+    """A Command whose auth block carries the tag of the unsigned bytes ``tag_over``."""
+    tag = auth.compute_tag(AUTH_KEY, "reactor-2", AUTH_NONCE, "host-a", counter, tag_over)
+    cmd = messages.parse_command(_command())
+    cmd.auth = messages.Auth("host-a", counter, tag)
+    return cmd, b"\x06" + cbor2.dumps(["host-a", counter, tag])
+
+
+def test_command_tag_covers_exactly_head_minus_one_and_the_entries_before_auth():
+    """The verifier's byte rule on its own (it is handed a parse, and checks the bytes):
+    the unsigned bytes are the first byte minus one and everything up to the auth entry,
+    which must be the last bytes; the first byte must be a one-byte map head (0xa1..0xb7).
+    Checked with tags over exactly the bytes the rule derives, so only the rule decides."""
+    body = _command()[1:]  # the entries of a 5-entry command
+    for b in range(256):
+        cmd, entry = _auth_only(bytes([(b - 1) & 0xFF]) + body)
+        v = auth.CommandVerifier(AUTH_KEY, "reactor-2", AUTH_NONCE)
+        want = RESULT_OK if 0xA1 <= b <= 0xB7 else RESULT_UNAUTHENTICATED
+        assert v.verify(bytes([b]) + body + entry, cmd) == want, hex(b)
+    # a map of the auth entry alone: the unsigned bytes are the empty map
+    cmd, entry = _auth_only(b"\xa0")
+    v = auth.CommandVerifier(AUTH_KEY, "reactor-2", AUTH_NONCE)
+    assert v.verify(b"\xa1" + entry, cmd) == RESULT_OK
+    # too short to hold the auth entry, empty, or the auth entry not last: refused, even
+    # where a tag over what a lax rule would hash (the head alone) checks
+    cmd, entry = _auth_only(b"\xa0", counter=2)
+    for data in (b"\xa1", b"", b"\xa1" + entry[:-1], b"\xa1" + entry + b"\x00"):
+        assert v.verify(data, cmd) == RESULT_UNAUTHENTICATED, data.hex()
+    assert v.verify(b"\xa1" + entry, cmd) == RESULT_OK
+    # the auth entry must be canonical: a longer counter head is not what was signed
+    cmd, entry = _auth_only(b"\xa0", counter=3)
+    longer = entry[:9] + b"\x18\x03" + entry[10:]
+    assert entry[9] == 3 and cbor2.loads(longer[1:]) == cbor2.loads(entry[1:])
+    assert v.verify(b"\xa1" + longer, cmd) == RESULT_UNAUTHENTICATED
+    assert v.last_counter("host-a") == 2
+
+
+def test_command_tag_input_is_the_documented_array_for_any_length():
+    """_tag_head's byte-string head for unsigned encodings of every head size."""
+    for n in (0, 1, 23, 24, 255, 256, 8192, 65535):
+        unsigned = bytes([0xA0]) + bytes(range(256)) * (n // 256) + bytes(n % 256)
+        unsigned = unsigned[:n]
+        tag = auth.compute_tag(AUTH_KEY, "reactor-2", AUTH_NONCE, "host-a", 2**63, unsigned)
+        data = cbor2.dumps(["reactor-2", AUTH_NONCE, "host-a", 2**63, unsigned])
+        assert tag == hmac.new(AUTH_KEY, data, hashlib.sha256).digest()[:16], n
+    with pytest.raises(auth.AuthError, match=r"^auth\.unsigned: 65536 bytes, at most 65535$"):
+        auth.compute_tag(AUTH_KEY, "reactor-2", AUTH_NONCE, "host-a", 1, bytes(65536))
+
+
+def test_verify_wants_the_received_bytes():
+    v = auth.CommandVerifier(AUTH_KEY, "reactor-2", AUTH_NONCE)
+    signed = auth.sign_command(_command(), AUTH_KEY, "reactor-2", AUTH_NONCE, "host-a", 1)
+    with pytest.raises(TypeError, match="^CommandVerifier.verify: the received bytes, not a"):
+        v.verify(messages.parse_command(signed))
+    assert v.verify(signed, messages.parse_command(signed)) == RESULT_OK
+    assert v.verify(signed) == RESULT_REPLAYED  # parsed by the verifier itself
+    assert v.verify(b"\xff") == RESULT_MALFORMED
+
+
 # ------------------------------------------------------------------ signal plausibility
 
 
