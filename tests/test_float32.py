@@ -437,7 +437,7 @@ def test_the_literal_check_catches_what_it_promises():
     src += 'F = float("inf")\nG = 1.5\n'
     found = {line: float32_problem(v) for line, v in float_literals(src)}
     assert [line for line, why in sorted(found.items()) if why] == [1, 2, 3, 4]
-    # the host-only config loader holds 1e300: caught if it were ever shipped
-    loader = (ROOT / "edge" / "boardconfig" / "loader.py").read_text()
-    assert any(float32_problem(v) for _, v in float_literals(loader))
-    assert "edge/boardconfig/loader.py" not in board_files()
+    # the host-only config-validation core holds 1e300: caught if it were ever shipped
+    core = (ROOT / "edge" / "boardconfig" / "core.py").read_text()
+    assert any(float32_problem(v) for _, v in float_literals(core))
+    assert "edge/boardconfig/core.py" not in board_files()
