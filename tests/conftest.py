@@ -6,8 +6,15 @@ tests of edge/host/emulator code that build messages) is validated against
 and also fails the test at teardown, so a broad ``except`` in the code under test cannot
 hide it.  Tests that build invalid messages on purpose take the ``cddl_violations``
 fixture and clear what they expected.
+
+Parallel runs (``make test`` runs ``pytest -n <cores> --dist loadgroup``, pytest-xdist):
+every test must be safe to run beside any other in another process (brokers on their own
+ports, files under ``tmp_path``).  Tests that share a module- or class-scoped fixture of
+their own module are kept on one worker, so the fixture is built once; and the slowest
+files are handed out first, so that no long test starts last while the other workers idle.
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -74,3 +81,51 @@ def broker():
 
     with MosquittoBroker() as running:
         yield running
+
+
+# --- pytest-xdist: shared fixtures stay on one worker, slow files start first ------------
+
+# Files whose tests take tens of seconds each (Hypothesis state machines, whole recipes over
+# a broker on a scaled wall clock, the fault scenarios): first in a distributed run.
+SLOW_FIRST = (
+    "test_safety_properties.py",
+    "test_run_broker.py",
+    "test_broker_line.py",
+    "test_fault_scenarios.py",
+)
+_SHARED_SCOPES = ("module", "class", "package")
+
+
+def _shared_fixture_group(item) -> str | None:
+    """The test's file name if the test uses a fixture of a wider scope than the test that
+    its own module defines (conftest.py's session fixtures are cheap and excluded): one
+    group per file, as such fixtures may depend on each other."""
+    info = getattr(item, "_fixtureinfo", None)  # pytest internals: no public equivalent
+    module = getattr(item, "module", None)
+    if info is None or module is None:
+        return None
+    for name in item.fixturenames:
+        for fixturedef in info.name2fixturedefs.get(name, ()):
+            func = getattr(fixturedef, "func", None)
+            if (
+                fixturedef.scope in _SHARED_SCOPES
+                and getattr(func, "__module__", None) == module.__name__
+            ):
+                return item.path.name
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's hook turns xdist_group marks into scopes
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # a plain run: nothing is shared across processes, keep the file order
+    for item in items:
+        group = _shared_fixture_group(item)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item):
+        name = item.path.name
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each file is kept
