@@ -85,13 +85,20 @@ def broker():
 
 # --- pytest-xdist: shared fixtures stay on one worker, slow files start first ------------
 
-# Files whose tests take tens of seconds each (Hypothesis state machines, whole recipes over
-# a broker on a scaled wall clock, the fault scenarios): first in a distributed run.
-SLOW_FIRST = (
-    "test_safety_properties.py",
+# Files of single tests that take from seconds to minutes each (the Hypothesis state
+# machines, the recipe runs of the fault scenarios): first among the single tests of a
+# distributed run.  (Groups go before single tests, the largest first: xdist's
+# --loadscope-reorder.)
+SLOW_FIRST = ("test_safety_properties.py", "test_fault_scenarios.py")
+# Files that run a line of module processes on a scaled wall clock (leases, dead-man timers
+# and fault times in real seconds): one group, so no two such lines compete for the CPU.
+# Run beside each other they starve (leases lapse, dead-man timers fire); one line beside
+# a CPU-bound worker has a core of its own on a 2-core machine.
+SCALED_WALL_CLOCK = (
     "test_run_broker.py",
     "test_broker_line.py",
-    "test_fault_scenarios.py",
+    "test_edge_broker.py",
+    "test_stop_cli.py",
 )
 _SHARED_SCOPES = ("module", "class", "package")
 
@@ -120,7 +127,8 @@ def pytest_collection_modifyitems(config, items):
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return  # a plain run: nothing is shared across processes, keep the file order
     for item in items:
-        group = _shared_fixture_group(item)
+        group = "scaled-wall-clock" if item.path.name in SCALED_WALL_CLOCK else None
+        group = group or _shared_fixture_group(item)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
 
