@@ -122,6 +122,11 @@ def _shared_fixture_group(item) -> str | None:
     return None
 
 
+def pytest_configure(config):
+    # pytest-xdist registers it too; this keeps `pytest -p no:xdist` free of warnings
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one worker")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's hook turns xdist_group marks into scopes
 def pytest_collection_modifyitems(config, items):
     if not os.environ.get("PYTEST_XDIST_WORKER"):
