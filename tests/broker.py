@@ -20,8 +20,12 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
+
+import paho.mqtt.client as paho
 
 
 class BrokerError(RuntimeError):
@@ -286,3 +290,38 @@ class MosquittoBroker:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"MosquittoBroker({self.host}:{self.port}, {state})"
+
+
+def retained_topics(
+    port: int, patterns: list[str], host: str = "127.0.0.1", timeout_s: float = 10.0
+) -> list[str]:
+    """The topics of the retained messages under ``patterns`` on a running broker.
+
+    No settling time: the broker queues a subscription's retained messages as it handles
+    the SUBSCRIBE, ahead of anything the same client publishes afterwards; so once a marker
+    published after the SUBACK has come back, every retained message has arrived.
+    """
+    marker = "flowskid-test/marker/" + uuid.uuid4().hex
+    found: list[str] = []
+    subscribed, marked = threading.Event(), threading.Event()
+
+    def on_message(_client, _userdata, msg):
+        if msg.topic == marker:
+            marked.set()
+        elif msg.retain:
+            found.append(msg.topic)
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    client.on_message = on_message
+    client.on_subscribe = lambda *_a: subscribed.set()
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        client.subscribe([(p, 1) for p in patterns] + [(marker, 1)])
+        assert subscribed.wait(timeout_s), "no SUBACK from the broker"
+        client.publish(marker, b"", qos=1)
+        assert marked.wait(timeout_s), "the marker message never came back"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return list(found)

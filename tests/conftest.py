@@ -18,8 +18,17 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hypothesis: no per-example deadline by default (tests may still set one).  The default
+# 200 ms turns a CPU stall of a loaded or parallel run into a DeadlineExceeded/Flaky error,
+# and speed is measured by the benchmarks, never by a timed test (docs/development.md).
+# The example database stays .hypothesis/: it writes each entry to a temporary file and
+# renames it into place, so xdist workers can share it.
+settings.register_profile("flowskid", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "flowskid"))
 CDDL_PATH = ROOT / "protocol" / "flowskid.cddl"
 
 _violations: list[str] = []

@@ -6,10 +6,11 @@ from __future__ import annotations
 import socket
 import threading
 
+import paho.mqtt.client as paho
 import pytest
 
 from tests import broker as broker_mod
-from tests.broker import BrokerError, MosquittoBroker, free_port
+from tests.broker import BrokerError, MosquittoBroker, free_port, retained_topics
 
 pytestmark = pytest.mark.skipif(
     broker_mod.find_mosquitto() is None, reason="mosquitto binary missing (`make mosquitto`)"
@@ -67,3 +68,25 @@ def test_a_given_port_that_stays_taken_is_an_error_naming_it():
             assert b.port == port
         finally:
             b.close()
+
+
+def test_retained_topics_finds_every_retained_message_and_nothing_else(broker):
+    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        # more than mosquitto's 20 in-flight QoS 1 messages: some wait in its queue
+        topics = [f"skid/v1/x/m{i}/state" for i in range(30)]
+        infos = [pub.publish(t, b"1", qos=1, retain=True) for t in topics]
+        infos.append(pub.publish("skid/v1/other/state", b"1", qos=1, retain=True))
+        infos.append(pub.publish("skid/v1/x/live", b"1", qos=1))  # not retained
+        for info in infos:
+            info.wait_for_publish(10)
+        assert sorted(retained_topics(broker.port, ["skid/v1/x/#"])) == sorted(topics)
+        for t in topics:
+            pub.publish(t, b"", qos=1, retain=True).wait_for_publish(10)  # cleared
+        assert retained_topics(broker.port, ["skid/v1/x/#"]) == []
+        assert retained_topics(broker.port, ["skid/v1/#"]) == ["skid/v1/other/state"]
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
