@@ -101,8 +101,7 @@ def broker():
 SLOW_FIRST = ("test_safety_properties.py", "test_fault_scenarios.py")
 # Files that run a line of module processes on a scaled wall clock (leases, dead-man timers
 # and fault times in real seconds): one group, so no two such lines compete for the CPU.
-# Run beside each other they starve (leases lapse, dead-man timers fire); one line beside
-# a CPU-bound worker has a core of its own on a 2-core machine.
+# Run beside each other they starve (leases lapse, dead-man timers fire).
 SCALED_WALL_CLOCK = (
     "test_run_broker.py",
     "test_broker_line.py",
@@ -151,11 +150,9 @@ def _name_group(item) -> None:
         m.args[0] if m.args else m.kwargs.get("name", "default")
         for m in item.iter_markers("xdist_group")
     ]
-    if not marks:
-        return
+    if not marks or "@" in item.nodeid.rsplit("]", 1)[-1]:
+        return  # no group, or named already (an xdist and a pytest that work together)
     nodeid = "{}@{}".format(item.nodeid, "_".join(sorted(str(m) for m in set(marks))))
-    if "@" in item.nodeid.rsplit("]", 1)[-1]:
-        return  # named already (an xdist or pytest that works together)
     try:  # optional: private to pytest >= 9.2
         from _pytest.nodes import coerce_node_id
     except ImportError:
