@@ -54,8 +54,13 @@ lint: venv
 	$(VENV)/bin/pyright -p pyrightconfig.json \
 		--typeshedpath "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
+# pytest-xdist workers: one per core, at most 4 (the broker tests run on a scaled wall clock
+# and need CPU headroom); TEST_WORKERS=0 runs the suite in one process.  --dist loadgroup
+# hands out single tests, except the groups (xdist_group) that share expensive runs.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
+
 test: venv node mosquitto lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: venv node
 	$(PY) -m bench.run

@@ -14,17 +14,26 @@ into its own temporary directory, listens only on 127.0.0.1, and is always clean
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
+
+import paho.mqtt.client as paho
 
 
 class BrokerError(RuntimeError):
     """The broker could not be started (the message includes its log)."""
+
+
+class _PortInUse(Exception):
+    """Mosquitto exited at start-up because its port was taken."""
 
 
 def find_mosquitto() -> str | None:
@@ -34,10 +43,50 @@ def find_mosquitto() -> str | None:
     return None
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+# Ports are drawn at random from below the kernel's ephemeral range: there no outgoing
+# connection (a test's MQTT client, another pytest-xdist worker's) and no ``bind(0)`` can
+# take a port between ``free_port()`` and the broker's bind, or while a broker is stopped
+# for a restart on the same port.  What remains (another worker or another suite on the
+# machine drawing the same port) is caught by the bind check here and by the retry in
+# ``MosquittoBroker.start``.
+PORT_LOW = 20_000
+_rng = random.SystemRandom()  # not the global ``random``: Hypothesis seeds that per test
+_handed_out: set[int] = set()  # never the same port twice in one process
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, and that this process has not handed out before."""
+    high = min(_ephemeral_range()[0], 65536) - 1
+    if high - PORT_LOW >= 1000:
+        for _ in range(200):
+            port = _rng.randint(PORT_LOW, high)
+            if port not in _handed_out and _bindable(host, port):
+                _handed_out.add(port)
+                return port
+    while True:  # an unusual port range: let the kernel choose
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class MosquittoBroker:
@@ -61,6 +110,8 @@ class MosquittoBroker:
                 "(`make mosquitto`)"
             )
         self.host = host
+        self._own_port = not port  # chosen here: may be replaced until first served
+        self._served = False
         self.port = port or free_port(host)
         self.users = dict(users or {})
         self.acl = acl
@@ -120,8 +171,33 @@ class MosquittoBroker:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> MosquittoBroker:
+        """Start and wait until it accepts connections.
+
+        If its port was taken in the meantime (another test process), a port this instance
+        chose itself and never served on is replaced by a fresh one; a port given by the
+        caller, or one clients already know (a restart), is retried until it comes free or
+        ``start_timeout_s`` passes.
+        """
         if self.running:
             return self
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            try:
+                return self._start_once(deadline)
+            except _PortInUse:
+                if self._own_port and not self._served:
+                    self.port = free_port(self.host)
+                    self._write_config()
+                elif time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"port {self.port} stayed in use for {self.start_timeout_s} s:\n"
+                        + self.log()
+                    ) from None
+                else:
+                    time.sleep(0.1)
+
+    def _start_once(self, deadline: float) -> MosquittoBroker:
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
         self._proc = subprocess.Popen(
             [self.binary, "-c", str(self.config_path)],
@@ -129,16 +205,24 @@ class MosquittoBroker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + self.start_timeout_s
+        accepted_at = None  # when something first accepted a connection on the port
         while True:
             if self._proc.poll() is not None:
                 self._reap()
+                if b"Address already in use" in self.log_path.read_bytes()[log_start:]:
+                    raise _PortInUse(self.port)
                 raise BrokerError(f"mosquitto exited at start-up:\n{self.log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                pass
+            if accepted_at is None and self._accepts():
+                accepted_at = time.monotonic()
+            # The listener may be another process's (the port was taken after it was
+            # chosen): ours once mosquitto logs that it runs, or, with a config that does
+            # not log notices, once it has stayed up for a second.
+            if accepted_at is not None and (
+                b" running" in self.log_path.read_bytes()[log_start:]
+                or time.monotonic() - accepted_at > 1.0
+            ):
+                self._served = True
+                return self
             if time.monotonic() > deadline:
                 self.stop()
                 raise BrokerError(
@@ -146,6 +230,13 @@ class MosquittoBroker:
                     f"within {self.start_timeout_s} s:\n{self.log()}"
                 )
             time.sleep(0.02)
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate (SIGTERM: clients see their connection closed); wait for the exit."""
@@ -199,3 +290,38 @@ class MosquittoBroker:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"MosquittoBroker({self.host}:{self.port}, {state})"
+
+
+def retained_topics(
+    port: int, patterns: list[str], host: str = "127.0.0.1", timeout_s: float = 10.0
+) -> list[str]:
+    """The topics of the retained messages under ``patterns`` on a running broker.
+
+    No settling time: the broker queues a subscription's retained messages as it handles
+    the SUBSCRIBE, ahead of anything the same client publishes afterwards; so once a marker
+    published after the SUBACK has come back, every retained message has arrived.
+    """
+    marker = "flowskid-test/marker/" + uuid.uuid4().hex
+    found: list[str] = []
+    subscribed, marked = threading.Event(), threading.Event()
+
+    def on_message(_client, _userdata, msg):
+        if msg.topic == marker:
+            marked.set()
+        elif msg.retain:
+            found.append(msg.topic)
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    client.on_message = on_message
+    client.on_subscribe = lambda *_a: subscribed.set()
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        client.subscribe([(p, 1) for p in patterns] + [(marker, 1)])
+        assert subscribed.wait(timeout_s), "no SUBACK from the broker"
+        client.publish(marker, b"", qos=1)
+        assert marked.wait(timeout_s), "the marker message never came back"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return list(found)

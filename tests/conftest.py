@@ -6,13 +6,29 @@ tests of edge/host/emulator code that build messages) is validated against
 and also fails the test at teardown, so a broad ``except`` in the code under test cannot
 hide it.  Tests that build invalid messages on purpose take the ``cddl_violations``
 fixture and clear what they expected.
+
+Parallel runs (``make test`` runs ``pytest -n <cores> --dist loadgroup``, pytest-xdist):
+every test must be safe to run beside any other in another process (brokers on their own
+ports, files under ``tmp_path``).  Tests that share a module- or class-scoped fixture of
+their own module are kept on one worker, so the fixture is built once; and the slowest
+files are handed out first, so that no long test starts last while the other workers idle.
 """
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hypothesis: no per-example deadline by default (tests may still set one).  The default
+# 200 ms turns a CPU stall of a loaded or parallel run into a DeadlineExceeded/Flaky error,
+# and speed is measured by the benchmarks, never by a timed test (docs/development.md).
+# The example database stays .hypothesis/: it writes each entry to a temporary file and
+# renames it into place, so xdist workers can share it.
+settings.register_profile("flowskid", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "flowskid"))
 CDDL_PATH = ROOT / "protocol" / "flowskid.cddl"
 
 _violations: list[str] = []
@@ -74,3 +90,102 @@ def broker():
 
     with MosquittoBroker() as running:
         yield running
+
+
+# --- pytest-xdist: shared fixtures stay on one worker, slow files start first ------------
+
+# Files of single tests that take from seconds to minutes each (the Hypothesis state
+# machines, the recipe runs of the fault scenarios): first among the single tests of a
+# distributed run.  (Groups go before single tests, the largest first: xdist's
+# --loadscope-reorder.)
+SLOW_FIRST = ("test_safety_properties.py", "test_fault_scenarios.py")
+# Files that run a line of module processes on a scaled wall clock (leases, dead-man timers
+# and fault times in real seconds): one group, so no two such lines compete for the CPU.
+# Run beside each other they starve (leases lapse, dead-man timers fire).
+SCALED_WALL_CLOCK = (
+    "test_run_broker.py",
+    "test_broker_line.py",
+    "test_edge_broker.py",
+    "test_stop_cli.py",
+)
+_SHARED_SCOPES = ("module", "class", "package")
+# ... and the lines keep the CPU they need beside CPU-bound workers: a worker lowers its
+# priority (and that of what it starts) at its first test outside that group.  The group,
+# the largest, is the first work any worker gets, so its worker stays at normal priority
+# until the group is done; the others (the state machines first) yield to its processes.
+# Without this, -n 2 on 2 cores had the demo line's pumps miss their 0.2 s (wall) leases.
+WORKER_NICE = 10
+_reniced = False
+
+
+def _shared_fixture_group(item) -> str | None:
+    """The test's file name if the test uses a fixture of a wider scope than the test that
+    its own module defines (conftest.py's session fixtures are cheap and excluded): one
+    group per file, as such fixtures may depend on each other."""
+    info = getattr(item, "_fixtureinfo", None)  # pytest internals: no public equivalent
+    module = getattr(item, "module", None)
+    if info is None or module is None:
+        return None
+    for name in item.fixturenames:
+        for fixturedef in info.name2fixturedefs.get(name, ()):
+            func = getattr(fixturedef, "func", None)
+            if (
+                fixturedef.scope in _SHARED_SCOPES
+                and getattr(func, "__module__", None) == module.__name__
+            ):
+                return item.path.name
+    return None
+
+
+def pytest_configure(config):
+    # pytest-xdist registers it too; this keeps `pytest -p no:xdist` free of warnings
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one worker")
+
+
+def _name_group(item) -> None:
+    """pytest-xdist 3.8 (the newest) names an item's group in its node id,
+    ``<id>@<group>``, by setting ``item._nodeid``, which pytest 9.2 no longer reads (the id
+    comes from ``item._id``): without this every group would silently be split up."""
+    marks = [
+        m.args[0] if m.args else m.kwargs.get("name", "default")
+        for m in item.iter_markers("xdist_group")
+    ]
+    if not marks or "@" in item.nodeid.rsplit("]", 1)[-1]:
+        return  # no group, or named already (an xdist and a pytest that work together)
+    nodeid = "{}@{}".format(item.nodeid, "_".join(sorted(str(m) for m in set(marks))))
+    try:  # optional: private to pytest >= 9.2
+        from _pytest.nodes import coerce_node_id
+    except ImportError:
+        item._nodeid = nodeid
+    else:
+        item._id = coerce_node_id(nodeid)
+
+
+@pytest.hookimpl(trylast=True)  # after selection (-k, --deselect match the plain ids)
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # a plain run: nothing is shared across processes, keep the file order
+    for item in items:
+        group = "scaled-wall-clock" if item.path.name in SCALED_WALL_CLOCK else None
+        group = group or _shared_fixture_group(item)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        if config.getvalue("loadgroup"):
+            _name_group(item)
+
+    def rank(item):
+        name = item.path.name
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each file is kept
+
+
+def pytest_runtest_setup(item):
+    global _reniced
+    if (
+        not _reniced
+        and os.environ.get("PYTEST_XDIST_WORKER")
+        and item.path.name not in SCALED_WALL_CLOCK
+    ):
+        _reniced = True
+        os.nice(WORKER_NICE)

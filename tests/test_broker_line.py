@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
 
 from edge.plantport import PlantPort, sim_topic
@@ -25,6 +24,7 @@ from line.loader import load_line, module_config
 from protocol import host_messages, messages
 from protocol.constants import RESULT_OK
 from protocol.topics import host_topic, module_topic
+from tests.broker import retained_topics
 from tests.mqtt_observer import Observer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,22 +123,6 @@ class MiniHost:
         self.observer.close()
 
 
-def retained_under(port: int, patterns: list[str], settle_s: float = 0.5) -> list[str]:
-    found = []
-    done = threading.Event()
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    client.on_message = lambda c, u, m: found.append(m.topic) if m.retain else None
-    client.on_subscribe = lambda *a: done.set()
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    client.subscribe([(p, 1) for p in patterns])
-    assert done.wait(10)
-    time.sleep(settle_s)
-    client.disconnect()
-    client.loop_stop()
-    return found
-
-
 def test_demo_line_over_a_broker_heats_trips_on_a_clog_and_cleans_up(broker, tmp_path):
     # The clog blocks the coil at once, 100 simulated s (10 wall s) after the epoch:
     # late enough for start-up and the temperature rise, early enough for a short test.
@@ -207,7 +191,7 @@ def test_demo_line_over_a_broker_heats_trips_on_a_clog_and_cleans_up(broker, tmp
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert (
-        retained_under(broker.port, [f"skid/v1/{line.line_id}/#", f"skidsim/{line.line_id}/#"])
+        retained_topics(broker.port, [f"skid/v1/{line.line_id}/#", f"skidsim/{line.line_id}/#"])
         == []
     )
     # The modules left safe on SIGTERM.

@@ -29,10 +29,15 @@ def _scenario(path):
 
 @functools.cache
 def _run(path):
-    """Each scenario runs once per session; several tests read its record."""
+    """Each scenario runs once per session (per worker: the tests that read every record
+    are in one xdist group); several tests read its record."""
     return run_scenario(_scenario(path), LINE)
 
 
+SCENARIO_RUNS = pytest.mark.xdist_group("fault-scenario-runs")
+
+
+@SCENARIO_RUNS
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_fault_is_detected_within_its_bound(path):
     scenario = _scenario(path)
@@ -49,6 +54,7 @@ def test_every_fault_kind_has_a_scenario():
     assert kinds == set(FAULT_KINDS)
 
 
+@SCENARIO_RUNS
 def test_no_scenario_lets_pressure_exceed_a_component_rating():
     from emulator.emulation import LineEmulation
 

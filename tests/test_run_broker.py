@@ -19,12 +19,11 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
 
 from host.launcher import EmulatedLineProcesses
 from host.record import RunRecord, verify
-from tests.broker import MosquittoBroker
+from tests.broker import MosquittoBroker, retained_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = ROOT / "examples" / "lines" / "demo.toml"
@@ -85,19 +84,6 @@ class Skid:
         return line.split("skid: run ", 1)[1].split(":", 1)[0]
 
 
-def retained_under(url_port: int, prefix: str, wait_s: float = 1.0) -> list[str]:
-    seen: list[str] = []
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-    client.on_message = lambda c, u, m: seen.append(m.topic) if m.retain else None
-    client.connect("127.0.0.1", url_port)
-    client.subscribe(prefix + "#")
-    client.loop_start()
-    time.sleep(wait_s)
-    client.loop_stop()
-    client.disconnect()
-    return seen
-
-
 def events_by_module(record_path) -> dict[str, list[int]]:
     rec = RunRecord.open(record_path, readonly=True)
     try:
@@ -126,7 +112,7 @@ def test_a_full_recipe_reaches_steady_state_and_collects_over_the_broker(broker,
     # Its own line id, every retained message it created cleared, no process left.
     line_id = RunRecord.open(summary["record"], readonly=True).meta()["line_id"]
     assert line_id.startswith("demo-") and line_id != "demo"
-    assert retained_under(broker.port, f"skid/v1/{line_id}/") == []
+    assert retained_topics(broker.port, [f"skid/v1/{line_id}/#"]) == []
     left = subprocess.run(["pgrep", "-f", f"--line-id {line_id}"], capture_output=True)
     assert left.stdout.strip() == b""
 
