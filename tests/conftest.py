@@ -107,6 +107,9 @@ SCALED_WALL_CLOCK = (
     "test_broker_line.py",
     "test_edge_broker.py",
     "test_stop_cli.py",
+    "test_micropython_line.py",
+    "test_link_micropython.py",
+    "test_tune_broker.py",
 )
 _SHARED_SCOPES = ("module", "class", "package")
 # ... and the lines keep the CPU they need beside CPU-bound workers: a worker lowers its
