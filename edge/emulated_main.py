@@ -172,6 +172,16 @@ class EmulatedModule:
             for task in (link_task, plant_task, stdin_task, deadman_task):
                 if task is not None:
                     task.cancel()
+            self.print_stats()
+
+    def print_stats(self):
+        """Tick statistics at the end, as ``skid edge`` prints them (simulated ms)."""
+        r = self.runner
+        print(
+            "stopped {}: ticks {} overruns {} max_late_ms {} plant_late_steps {}".format(
+                self.node.module_id, r.ticks, r.overruns, r.max_lateness_ms, self.plant.late_steps
+            )
+        )
 
 
 def main(argv=None):

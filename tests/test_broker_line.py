@@ -256,10 +256,12 @@ def test_plant_server_and_port_mirror_drivers_without_a_broker():
     heater = next(s for s in nodes["reactor1"].actuators if s.name == "heater")
     heater.driver.value = 1.0  # as if the firmware drove the heater fully on
     ports["reactor1"].step(0)
+    assert sent == []  # readings go in before a tick; outputs go out after it
+    ports["reactor1"].after_tick(0)
     assert sent[-1][0] == sim_topic("t1", "reactor1", "outputs")
-    ports["reactor1"].step(50)
+    ports["reactor1"].after_tick(50)
     assert len(sent) == 1  # unchanged outputs wait for the heartbeat
-    ports["reactor1"].step(600)
+    ports["reactor1"].after_tick(600)
     assert len(sent) == 2
     for topic, payload in sent:
         server.on_message(topic, payload)

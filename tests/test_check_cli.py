@@ -37,7 +37,7 @@ def test_demo_line_and_shipped_board_configs_pass(capsys):
     kinds = {Path(f["path"]).name: f["kind"] for f in summary["files"]}
     assert kinds["demo.toml"] == "line"
     assert kinds["reactor.toml"] == kinds["pump.toml"] == "board"
-    assert len(summary["files"]) == 6
+    assert len(summary["files"]) == 7  # the line and six board configs (pump_flow.toml too)
     assert all(f["ok"] and f["errors"] == [] for f in summary["files"])
     assert f"{DEMO} (line): ok" in out
 

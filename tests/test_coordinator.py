@@ -53,9 +53,10 @@ def test_the_demo_recipe_completes_with_the_reference_timeline(demo_run):
     p = phases(summary)
     # Reaches temperature within about 3 simulated minutes ...
     assert p["heat"]["end_s"] <= 240.0
-    # ... collects from about 6 to at least 15 simulated minutes ...
-    assert 300.0 <= p["collect"]["start_s"] <= 450.0
-    assert p["collect"]["end_s"] >= 15 * 60.0
+    # ... collects 100 mL over 10 simulated minutes, from about 4 (the autotuned reactor
+    # loop of issue 14 settles without overshoot; with the old gains it was about 6) ...
+    assert 210.0 <= p["collect"]["start_s"] <= 450.0
+    assert p["collect"]["end_s"] - p["collect"]["start_s"] >= 9.9 * 60.0
     assert summary.collected_ml > 50.0
     # ... then flushes, cools and depressurises, in that order.
     order = [ph["phase"] for ph in summary.phases]
@@ -170,7 +171,10 @@ def test_hold_and_resume_through_the_control_topic_are_recorded(tmp_path):
     summary = run_in_process(
         LINE, RECIPE, runs_dir=tmp_path, on_tick=script, operator_key=b"k" * 32
     )
-    assert summary.outcome == "completed"
+    # A hold during collection sends the outlet to waste: the run completes, with the
+    # diverted volume booked as a deviation (issue 13: exit 4, docs/cli.md).
+    assert summary.outcome == "completed_with_deviations"
+    assert summary.quality["diverted_ml"] > 0.0
     assert [(r["id"], r["ok"]) for r in replies] == [("r1", True), ("r2", False), ("r3", True)]
     assert "signed" in replies[1]["reason"]
     rec = RunRecord.open(summary.record, readonly=True)
@@ -204,7 +208,11 @@ def test_manual_mode_sets_a_setpoint_with_the_interlocks_still_active(tmp_path):
     assert seen["manual"][0] and seen["set"][0] and seen["auto"][0]
     assert seen["setpoint"] == pytest.approx(75.0)
     assert not seen["bad"][0]  # outside the board config's range: refused, nothing changed
-    assert summary.outcome == "completed"
+    # 75 degC is outside the collect phase's temperature spec (+-2 degC of its value when
+    # collection started, examples/recipes/demo.toml): the material made
+    # meanwhile is diverted, and the run says so.
+    assert summary.outcome == "completed_with_deviations"
+    assert summary.quality["excursions"]
 
 
 def test_ctrl_c_runs_the_shutdown_sequence_and_ends_safe(tmp_path):

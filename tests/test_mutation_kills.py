@@ -809,7 +809,7 @@ def test_host_time_max_age_limits():
         (
             {"condition": "over"},
             "interlock X1: condition must be one of ('above', 'below', 'bad_quality',"
-            " 'rate_of_rise', 'input_true'), got 'over'",
+            " 'rate_of_rise', 'input_true', 'deviation'), got 'over'",
         ),
         ({"condition": "above"}, "interlock X1 limit must be a finite number, got None"),
         (
