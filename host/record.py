@@ -360,8 +360,13 @@ class RunRecord:
             {"command_id": command_id, "result": result, "reason": reason},
         )
 
-    def add_operator_action(self, host_ms: int, who: str, what: str, reason: str) -> None:
-        self._append(host_ms, KIND_OPERATOR, None, {"who": who, "what": what, "reason": reason})
+    def add_operator_action(
+        self, host_ms: int, who: str, what: str, reason: str, **identity
+    ) -> None:
+        """``identity``: role, authenticated, signed of ``who`` when known (``--user``)."""
+        data = {"who": who, "what": what, "reason": reason}
+        data.update(identity)
+        self._append(host_ms, KIND_OPERATOR, None, data)
 
     def add_change(
         self,

@@ -54,7 +54,7 @@ MIN_PASSWORD_LEN = 8
 _NAME_RE = re.compile(ID_PATTERN)
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """A user store that cannot be read or written, or a request it refuses."""
 
 
@@ -219,3 +219,34 @@ def login(store_path, name: str, roles=None, env=None, ask=None, hasher=None) ->
         raise AuthError(f"no users in {store.path}: add one with `skid user add`")
     user = store.authenticate(name, read_password(f"password for {name}: ", env, ask), roles)
     return {k: v for k, v in user.items() if k != "password_hash"}
+
+
+def run_operator(user: str | None, legacy: str | None, store_path=None, env=None, ask=None):
+    """The run's operator for the record's metadata (``skid run``/``demo``): ``--user``
+    logs in (an operator or supervisor); ``--operator`` (deprecated) and the default
+    ``operator`` are recorded as not authenticated."""
+    if user and legacy:
+        raise UserError("--user and --operator together: give --user (--operator is deprecated)")
+    if user:
+        u = login(store_path or default_store_path(env), user, ACTING_ROLES, env, ask)
+        return {"operator": u["name"], "operator_role": u["role"], "operator_authenticated": "yes"}
+    return {"operator": legacy or "operator", "operator_authenticated": "no"}
+
+
+def request_identity(
+    user: str | None, who: str | None, store_path=None, env=None, ask=None, prompt=True
+) -> dict:
+    """Who a control request names (``skid hold``, ``command``, ``stop``, ...): with
+    ``user`` logged in, {who, role, auth: "password"}; else the deprecated ``--who`` (or
+    $USER), sent without ``auth`` and recorded as not authenticated.  ``prompt`` False
+    (``skid stop``: an emergency stop never waits for a password) authenticates only when
+    ``$SKID_PASSWORD`` is set and falls back to unauthenticated otherwise."""
+    env = os.environ if env is None else env
+    if user and who:
+        raise UserError("--user and --who together: give --user (--who is deprecated)")
+    if user:
+        if not prompt and not env.get(PASSWORD_ENV):
+            return {"who": user}
+        u = login(store_path or default_store_path(env), user, ACTING_ROLES, env, ask)
+        return {"who": u["name"], "role": u["role"], "auth": "password"}
+    return {"who": who or env.get("USER") or "operator"}
