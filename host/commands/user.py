@@ -34,6 +34,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "user", help="named users and roles: add, disable, list", description=__doc__
     )
+    p.set_defaults(func=lambda _args: EXIT_USAGE)  # argparse asks for ACTION before this
     usub = p.add_subparsers(dest="user_command", metavar="ACTION")
     usub.required = True
     a = usub.add_parser("add", help="add a user (asks its password)")
