@@ -176,3 +176,32 @@ def test_cli_user_add_disable_list(tmp_path, monkeypatch, capsys):
     assert users["alice"]["active"] is False and users["alice"]["added_by"] == "sam"
     assert main(["user", "list"]) == 0
     assert "disabled" in capsys.readouterr().out
+
+
+def test_a_control_request_carries_the_login_and_the_tag_covers_it():
+    from host import control
+
+    key = b"k" * 32
+    payload = control.build_request(
+        "r1", "resume", "alice", "go", key=key, role="operator", auth=control.AUTH_PASSWORD
+    )
+    body = control.parse_request(payload)
+    assert (body["who"], body["role"], body["auth"]) == ("alice", "operator", "password")
+    assert control.check_signature(body, key, body["t"], set()) is None
+    forged = dict(body, role="supervisor")  # the tag covers the login claim too
+    assert "does not match" in control.check_signature(forged, key, body["t"], set())
+
+
+def test_an_operator_command_with_a_failed_login_sends_nothing(store, monkeypatch, capsys):
+    # Refused before any broker connection (the URL points nowhere).
+    argv = ["hold", "--broker", "mqtt://127.0.0.1:9", "--reason", "look"]
+    argv += ["--users-file", str(store.path)]
+    monkeypatch.setenv(PASSWORD_ENV, "wrong-password")
+    assert main([*argv, "--user", "alice"]) == 1
+    assert "wrong password" in capsys.readouterr().err
+    monkeypatch.setenv(PASSWORD_ENV, "quinn-password")
+    assert main([*argv, "--user", "quinn"]) == 1  # QA does not act on a line
+    assert "role qa" in capsys.readouterr().err
+    assert main([*argv, "--user", "alice", "--who", "bob"]) == 1
+    err = capsys.readouterr().err
+    assert "deprecated" in err and "together" in err
