@@ -226,7 +226,8 @@ def test_cli_sign_then_tamper_then_verify_exits_1_naming_the_signature(
     signed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert signed["signer"] == "quinn" and signed["meaning"] == "approved"
     assert main(["verify", str(run_path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["signatures"] == 1
+    verified = json.loads(capsys.readouterr().out)
+    assert verified["signatures"] == 1 and verified["head_hash"] == signed["head_hash"]
     with _db(run_path) as conn:
         conn.execute(
             "UPDATE audit SET body = replace(body, 'look', 'lock') WHERE kind = ?",

@@ -77,6 +77,7 @@ def sign(path, user: dict, meaning: str, comment: str = "") -> dict:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         data = rec.add_signature(user, meaning, comment, stamp)
         data["seq"] = rec.signatures()[-1]["seq"]
+        data["head_hash"] = rec.head_hash  # the signature entry's own hash: note it
     finally:
         rec.close()
     return data
@@ -101,6 +102,9 @@ def run(args) -> int:
         f"skid sign: {path}: {args.meaning} by {user['name']} ({user['role']}) at "
         f"{data['signed_utc']}, entry {data['seq']}, covering head {data['covers_hash']}",
         file=sys.stderr,
+    )
+    print(
+        f"head hash {data['head_hash']} (keep it for `skid verify --expect-head`)", file=sys.stderr
     )
     if args.json:
         print(json.dumps(data, sort_keys=True))
