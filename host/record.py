@@ -1077,6 +1077,30 @@ _COMMAND_COLUMNS = [
 ]
 
 
+_CHANGE_COLUMNS = [
+    "module",
+    "what",
+    "channel",
+    "old",
+    "new",
+    "who",
+    "why",
+    "role",
+    "authenticated",
+    "signed",
+]
+_SIGNATURE_COLUMNS = [
+    "signer",
+    "full_name",
+    "role",
+    "meaning",
+    "comment",
+    "signed_utc",
+    "covers_seq",
+    "covers_hash",
+]
+
+
 def _sample_rows(rec: RunRecord, t0: int, units: dict):
     for s in rec.samples():
         yield [
@@ -1172,6 +1196,19 @@ def _write_tables(rec: RunRecord, out: Path, t0: int, units: dict) -> list[Path]
         ([p["seq"], p["host_ms"], p["phase"], _cell(p["step"]), p["text"]] for p in rec.phases()),
     )
     table(
+        "changes.csv",
+        ["seq", "host_ms", *_CHANGE_COLUMNS],
+        (
+            [c["seq"], c["host_ms"], *(_cell(c.get(k)) for k in _CHANGE_COLUMNS)]
+            for c in rec.changes()
+        ),
+    )
+    table(
+        "signatures.csv",
+        ["seq", *_SIGNATURE_COLUMNS],
+        ([s["seq"], *(_cell(s.get(k)) for k in _SIGNATURE_COLUMNS)] for s in rec.signatures()),
+    )
+    table(
         "audit.csv",
         ["seq", "host_ms", "kind", "module", "data", "prev_hash", "hash"],
         _audit_rows(rec),
@@ -1182,7 +1219,8 @@ def _write_tables(rec: RunRecord, out: Path, t0: int, units: dict) -> list[Path]
 def export_csv(path, out_dir) -> list[Path]:
     """Write samples.csv (long format: one row per channel value), events.csv,
     commands.csv (each command joined with its ack), operator_actions.csv, phases.csv,
-    audit.csv and meta.json (with the verify result) into ``out_dir``."""
+    changes.csv (the audit trail), signatures.csv, audit.csv and meta.json (with the verify
+    result) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord.open(Path(path), readonly=True)

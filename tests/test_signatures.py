@@ -4,6 +4,7 @@ what, the signature row in the hash chain, and a record changed after signing fa
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 
@@ -18,6 +19,7 @@ from host.record import (
     canonical_json,
     chain_hash,
     entry_text,
+    export_csv,
     signatures,
     verify,
 )
@@ -88,6 +90,17 @@ def test_signing_appends_one_chained_entry_covering_the_head(run_path):
     # A second signer signs on top: the first signature still holds.
     sign(run_path, SAM, "reviewed")
     assert verify(run_path).signatures == 2
+    out = export_csv(run_path, run_path.parent / "export")
+    with (run_path.parent / "export" / "signatures.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["signer"], r["meaning"]) for r in rows] == [
+        ("quinn", "approved"),
+        ("sam", "reviewed"),
+    ]
+    with (run_path.parent / "export" / "changes.csv").open(newline="") as f:
+        (change,) = csv.DictReader(f)
+    assert (change["what"], change["new"], change["who"]) == ("setpoint", "0.5", "recipe demo")
+    assert any(p.name == "changes.csv" for p in out)
 
 
 def test_who_may_sign_what(tmp_path):
