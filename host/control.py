@@ -40,6 +40,12 @@ ACTION_ARGS = {
 }
 
 
+# What a request carries besides the action's own arguments: ``role`` and ``auth``
+# ("password") say the operator's skid logged ``who`` in (``--user``); covered by the tag.
+ENVELOPE_KEYS = ("id", "action", "who", "reason", "t", "tag", "role", "auth")
+AUTH_PASSWORD = "password"
+
+
 class ControlError(ValueError):
     """A control request or reply that is malformed."""
 
@@ -130,14 +136,14 @@ def parse_request(payload: bytes) -> dict:
     for key in ACTION_ARGS.get(body["action"], ()):
         if key not in body:
             raise ControlError(f"control request: action {body['action']} needs {key}")
-    for key in ("module", "channel", "alarm"):
+    for key in ("module", "channel", "alarm", "role", "auth"):
         if key in body and not isinstance(body[key], str):
             raise ControlError(f"control request: {key} must be text")
     if "value" in body and (
         isinstance(body["value"], bool) or not isinstance(body["value"], int | float)
     ):
         raise ControlError("control request: value must be a number")
-    allowed = {"id", "action", "who", "reason", "module", "channel", "value", "alarm", "t", "tag"}
+    allowed = {"module", "channel", "value", "alarm", *ENVELOPE_KEYS}
     extra = sorted(set(body) - allowed)
     if extra:
         raise ControlError(f"control request: unknown keys {', '.join(map(str, extra))}")

@@ -175,6 +175,8 @@ class Coordinator:
         self.registry = Registry(line_id, self.expected)
         self.resume_cause = resume_cause
         self.operator_key = operator_key  # signs control requests that can move actuators
+        self._actor: dict | None = None  # the operator request being applied (request())
+        self._setpoints: dict[tuple[str, str], float] = {}  # last commanded, for old values
         self._control_ids: set[str] = set()
         # Acks are routed here (so the record gets them), not subscribed by the commander.
         self.commander = Commander(
@@ -451,14 +453,61 @@ class Coordinator:
     def send(self, module: str, op: str, args: dict | None = None):
         pending = self.commander.send(module, op, args, now_ms=self.now_ms)
         self.record.add_command(self.host_ms(), module, pending.command_id, op, args or {})
+        if op == "set_setpoint" and args:
+            self._record_setpoint(module, args)
         return pending
+
+    def _identity(self) -> dict:
+        """Who the operator acting now is, as recorded: role, whether their skid logged
+        them in (``authenticated``) and whether the request carried the operator key's tag
+        (``signed``: only then is the login claim more than the broker account's word)."""
+        a = self._actor
+        if a is None:
+            return {}
+        out = {"authenticated": a["authenticated"], "signed": a["signed"]}
+        if a["role"]:
+            out["role"] = a["role"]
+        return out
+
+    def _record_setpoint(self, module: str, args: dict) -> None:
+        """Every setpoint change with old and new value, who and why: an operator's
+        (manual, or the recipe's values restored on resume) or the recipe's own."""
+        channel, new = args.get("channel"), args.get("value")
+        key = (module, str(channel))
+        old = self._setpoints.get(key)
+        if old is None:
+            old = self.registry.value(module, str(channel))
+        self._setpoints[key] = new
+        if self._actor is not None:
+            who, why = self._actor["who"], self._actor["why"]
+        else:
+            seq = self.sequencer
+            who = f"recipe {getattr(self.recipe, 'name', '')}".strip()
+            phase = getattr(seq, "phase", None) or ""
+            step = getattr(seq, "step", None)
+            why = f"{phase} / {step}" if step else phase or "recipe"
+        self.record.add_change(
+            self.host_ms(),
+            "setpoint",
+            module,
+            old,
+            new,
+            who,
+            why,
+            channel=channel,
+            **self._identity(),
+        )
 
     def note(self, kind: str, text: str, **data) -> None:
         if kind in ("phase", "step"):
             self.record.add_phase(self.host_ms(), data.get("phase", ""), data.get("step"), text)
         elif kind == "operator":
             self.record.add_operator_action(
-                self.host_ms(), data.get("who", "?"), text, data.get("reason", "")
+                self.host_ms(),
+                data.get("who", "?"),
+                text,
+                data.get("reason", ""),
+                **self._identity(),
             )
         else:
             self.record.add_note(self.host_ms(), kind, text, _jsonable(data) or None)
@@ -467,8 +516,50 @@ class Coordinator:
 
     # -- operator requests --------------------------------------------------------------------------
 
-    def request(self, action: str, who: str, reason: str, **args) -> tuple[bool, str]:
-        """Apply one operator request; returns (accepted, reason)."""
+    def request(
+        self,
+        action: str,
+        who: str,
+        reason: str,
+        *,
+        role: str | None = None,
+        authenticated: bool = False,
+        signed: bool = False,
+        **args,
+    ) -> tuple[bool, str]:
+        """Apply one operator request; returns (accepted, reason).  ``role`` and
+        ``authenticated``: what the operator's skid says of ``who`` (``--user`` logged in);
+        ``signed``: the request carried the operator key's tag.  Recorded with every
+        operator action and change it causes."""
+        self._actor = {
+            "who": who,
+            "why": reason,
+            "role": role,
+            "authenticated": bool(authenticated),
+            "signed": bool(signed),
+        }
+        seq = self.sequencer
+        before = getattr(seq, "state", None)
+        try:
+            ok, why = self._request(action, who, reason, **args)
+            after = getattr(self.sequencer, "state", None)
+            if ok and after != before:
+                self.record.add_change(
+                    self.host_ms(),
+                    "mode",
+                    None,
+                    before,
+                    after,
+                    who,
+                    reason,
+                    action=action,
+                    **self._identity(),
+                )
+            return ok, why
+        finally:
+            self._actor = None
+
+    def _request(self, action: str, who: str, reason: str, **args) -> tuple[bool, str]:
         seq = self.sequencer
         if self.phase == "attaching" and action in ("abort", "stop"):
             # Nothing has started: make sure nothing will (the recipe must not begin
@@ -507,11 +598,29 @@ class Coordinator:
             return seq.manual_set(args["module"], args["channel"], args["value"], who, reason)
         if action == "reset":
             self.send(args["module"], "reset_trip", {})
+            self._record_interlock(args["module"], None, "reset requested")
             return True, "reset sent (the module refuses it while the cause persists)"
         if action == "ack":
             self.send(args["module"], "ack_alarm", {"target": args["alarm"]})
+            self._record_interlock(args["module"], args["alarm"], "acknowledged")
             return True, "acknowledgement sent"
         return False, f"action {action!r} unknown"
+
+    def _record_interlock(self, module: str, alarm: str | None, new: str) -> None:
+        """A latched trip reset or an alarm acknowledged: old is the module's state."""
+        a = self._actor or {"who": "?", "why": ""}
+        extra = {"alarm": alarm} if alarm is not None else {}
+        self.record.add_change(
+            self.host_ms(),
+            "interlock",
+            module,
+            self.registry.module_state(module),
+            new,
+            a["who"],
+            a["why"],
+            **extra,
+            **self._identity(),
+        )
 
     def _abort_every_module(self) -> None:
         for mid in self.line.modules:
@@ -526,13 +635,19 @@ class Coordinator:
         except control.ControlError as exc:
             self.note("malformed", f"control request rejected: {exc}")
             return
-        args = {
-            k: v for k, v in body.items() if k not in ("id", "action", "who", "reason", "t", "tag")
-        }
-        if body["action"] in control.SIGNED_ACTIONS:
-            why = control.check_signature(
-                body, self.operator_key, int(time.time() * 1000), self._control_ids
+        args = {k: v for k, v in body.items() if k not in control.ENVELOPE_KEYS}
+        signed = False
+        now = int(time.time() * 1000)
+        if body["action"] not in control.SIGNED_ACTIONS:
+            # hold, abort, stop, ack are never refused for their tag: it only tells the
+            # record whether the sender held the operator key.
+            signed = (
+                "tag" in body
+                and self.operator_key is not None
+                and control.check_signature(body, self.operator_key, now, self._control_ids) is None
             )
+        else:
+            why = control.check_signature(body, self.operator_key, now, self._control_ids)
             if why is not None:
                 self.note(
                     "operator",
@@ -544,8 +659,17 @@ class Coordinator:
                     self._topic_reply, control.build_reply(body["id"], False, why), qos=1
                 )
                 return
+            signed = True
         try:
-            ok, why = self.request(body["action"], body["who"], body["reason"], **args)
+            ok, why = self.request(
+                body["action"],
+                body["who"],
+                body["reason"],
+                role=body.get("role"),
+                authenticated=body.get("auth") == "password",
+                signed=signed,
+                **args,
+            )
         except Exception as exc:  # noqa: BLE001 - a bad request must never stop the run
             ok, why = False, f"request rejected: {exc}"
             self.note("malformed", f"control request rejected: {exc}")

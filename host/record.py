@@ -33,7 +33,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.constants import EVENT_TYPE_NAMES, SEVERITY_NAMES
@@ -56,6 +56,10 @@ KIND_SESSION = "session"
 KIND_CHANNELS = "channels"
 KIND_FINISH = "finish"
 KIND_SEGMENT = "segment"  # the outlet's volume, one entry per segment (host/quality.py)
+# A setpoint, interlock, mode or recipe change with old and new value, who and why.
+KIND_CHANGE = "change"
+# An electronic signature (``skid sign``): signer, role, meaning, time, the head it covers.
+KIND_SIGNATURE = "signature"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,6 +114,16 @@ CREATE VIEW IF NOT EXISTS segments AS SELECT seq, host_ms,
     json_extract(body, '$.volume_ml') AS volume_ml, json_extract(body, '$.status') AS status,
     json_extract(body, '$.why') AS why, json_extract(body, '$.estimate') AS estimate
     FROM audit WHERE kind = 'segment';
+CREATE VIEW IF NOT EXISTS changes AS SELECT seq, host_ms, module,
+    json_extract(body, '$.what') AS what, json_extract(body, '$.channel') AS channel,
+    json_extract(body, '$.old') AS old, json_extract(body, '$.new') AS new,
+    json_extract(body, '$.who') AS who, json_extract(body, '$.why') AS why,
+    json_extract(body, '$.authenticated') AS authenticated FROM audit WHERE kind = 'change';
+CREATE VIEW IF NOT EXISTS signatures AS SELECT seq, host_ms,
+    json_extract(body, '$.signer') AS signer, json_extract(body, '$.role') AS role,
+    json_extract(body, '$.meaning') AS meaning, json_extract(body, '$.signed_utc') AS signed_utc,
+    json_extract(body, '$.covers_seq') AS covers_seq,
+    json_extract(body, '$.covers_hash') AS covers_hash FROM audit WHERE kind = 'signature';
 """
 
 # Protocol enumerations arrive as codes from some callers; the record stores names.
@@ -346,8 +360,52 @@ class RunRecord:
             {"command_id": command_id, "result": result, "reason": reason},
         )
 
-    def add_operator_action(self, host_ms: int, who: str, what: str, reason: str) -> None:
-        self._append(host_ms, KIND_OPERATOR, None, {"who": who, "what": what, "reason": reason})
+    def add_operator_action(
+        self, host_ms: int, who: str, what: str, reason: str, **identity
+    ) -> None:
+        """``identity``: role, authenticated, signed of ``who`` when known (``--user``)."""
+        data = {"who": who, "what": what, "reason": reason}
+        data.update(identity)
+        self._append(host_ms, KIND_OPERATOR, None, data)
+
+    def add_change(
+        self,
+        host_ms: int,
+        what: str,
+        module: str | None,
+        old,
+        new,
+        who: str,
+        why: str,
+        **extra,
+    ) -> None:
+        """A change someone or something made during the run: ``what`` is ``setpoint``,
+        ``interlock``, ``mode`` or ``recipe``; ``old`` and ``new`` its value before and
+        after (``old`` None when unknown); ``who`` the user (``authenticated`` in
+        ``extra`` says whether they logged in) or ``recipe NAME``; ``why`` the reason."""
+        data = {"what": what, "old": old, "new": new, "who": who, "why": why}
+        data.update(extra)
+        self._append(host_ms, KIND_CHANGE, module, data)
+
+    def add_signature(self, signer: dict, meaning: str, comment: str, signed_utc: str) -> dict:
+        """Append one signature covering the chain as it stands (its head hash), and write
+        it.  ``signer`` is the authenticated user (name, full_name, role).  The rules of who
+        may sign what are ``host/commands/sign.py``'s; this only records."""
+        self.flush()
+        last = self._conn.execute("SELECT max(host_ms) FROM audit").fetchone()[0] or 0
+        data = {
+            "signer": signer["name"],
+            "full_name": signer.get("full_name") or signer["name"],
+            "role": signer["role"],
+            "meaning": meaning,
+            "comment": comment,
+            "signed_utc": signed_utc,
+            "covers_seq": self._seq,
+            "covers_hash": self._head,
+        }
+        self._append(last, KIND_SIGNATURE, None, data)
+        self.flush()
+        return data
 
     def add_phase(self, host_ms: int, phase: str, step: str | None, text: str) -> None:
         self._append(host_ms, KIND_PHASE, None, {"phase": phase, "step": step, "text": text})
@@ -600,6 +658,16 @@ class RunRecord:
     def sessions(self) -> list[dict]:
         return self._flat(KIND_SESSION)
 
+    def changes(self) -> list[dict]:
+        """The audit trail of changes: seq, host_ms, module, what, old, new, who, why (and
+        channel, role, authenticated where known), in order."""
+        return self._flat(KIND_CHANGE)
+
+    def signatures(self) -> list[dict]:
+        """The run's signatures in order: seq, host_ms, signer, full_name, role, meaning,
+        comment, signed_utc, covers_seq, covers_hash (see ``signatures(record)``)."""
+        return self._flat(KIND_SIGNATURE)
+
     def audit(self) -> list[dict]:
         """Every chained entry, in order (see ``entries`` for a lazy iterator)."""
         return list(self.entries())
@@ -619,6 +687,20 @@ class RunRecord:
                 if isinstance(ch, dict) and ch.get("name") and ch.get("unit") is not None:
                     units[(module, ch["name"])] = ch["unit"]
         return units
+
+
+def signatures(record) -> list[dict]:
+    """The signatures of ``record`` (a RunRecord, or a record's path): one dict each, in
+    order, with seq, signer, full_name, role, meaning, comment, signed_utc (UTC, ISO 8601),
+    covers_seq and covers_hash (the chain's head when it was signed).  Whether each still
+    holds is ``verify(path).broken_signatures``."""
+    if isinstance(record, RunRecord):
+        return record.signatures()
+    rec = RunRecord.open(Path(record), readonly=True)
+    try:
+        return rec.signatures()
+    finally:
+        rec.close()
 
 
 def _event_data(event) -> dict:
@@ -651,6 +733,9 @@ class VerifyResult:
     head_hash: str = GENESIS_HASH
     samples: int = 0
     batches: int = 0
+    signatures: int = 0
+    # The signatures a failure breaks: {seq, signer, meaning, signed_utc} each.
+    broken_signatures: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -661,6 +746,8 @@ class VerifyResult:
             "head_hash": self.head_hash,
             "samples": self.samples,
             "batches": self.batches,
+            "signatures": self.signatures,
+            "broken_signatures": list(self.broken_signatures),
         }
 
 
@@ -690,6 +777,8 @@ class _Chain:
         self.batches: dict[int, tuple[int, int, str]] = {}
         self.run_entry: dict | None = None
         self.finish_entry: tuple[int, dict] | None = None
+        self.signatures: list[tuple[int, dict]] = []
+        self.changed_after: int | None = None  # an entry appended after this signature
 
     def bad(self, seq, reason) -> VerifyResult:
         return VerifyResult(False, self.n, seq, reason, self.head)
@@ -703,16 +792,73 @@ def _verify(conn: sqlite3.Connection) -> VerifyResult:
     if failure is None:
         failure = _verify_meta(conn, chain)
     if failure is not None:
-        return failure
+        return _with_broken_signatures(conn, failure, chain.changed_after)
+    signed = f", {len(chain.signatures)} signature(s)" if chain.signatures else ""
     return VerifyResult(
         True,
         chain.n,
         None,
-        f"intact: {chain.n} chained entries, {total} samples in {len(chain.batches)} batches",
+        f"intact: {chain.n} chained entries, {total} samples in {len(chain.batches)} batches"
+        + signed,
         chain.head,
         total,
         len(chain.batches),
+        len(chain.signatures),
     )
+
+
+def _signature_name(seq: int, data: dict) -> str:
+    return (
+        f"signature at entry {seq} ({data.get('meaning')} by {data.get('signer')}, "
+        f"{data.get('signed_utc')})"
+    )
+
+
+def _with_broken_signatures(
+    conn: sqlite3.Connection, failure: VerifyResult, changed_after: int | None
+) -> VerifyResult:
+    """A failure names every signature it breaks: each signature at or after the first
+    bad entry (all of them when the fault is outside the chain, ``first_bad`` 0), since a
+    signature covers everything chained before it; with an entry appended after signing,
+    every signature from ``changed_after`` on."""
+    first = failure.first_bad or 0 if changed_after is None else changed_after
+    broken = []
+    for seq, body in conn.execute(
+        "SELECT seq, body FROM audit WHERE kind = ? AND seq >= ? ORDER BY seq",
+        (KIND_SIGNATURE, first),
+    ):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        broken.append(
+            {
+                "seq": seq,
+                "signer": data.get("signer"),
+                "meaning": data.get("meaning"),
+                "signed_utc": data.get("signed_utc"),
+                "text": _signature_name(seq, data),
+            }
+        )
+    if broken:
+        failure.broken_signatures = broken
+        failure.reason += "; breaks " + "; ".join(b["text"] for b in broken)
+    return failure
+
+
+def _check_signature_entry(chain: _Chain, seq: int, prev: str, data: dict):
+    """A signature covers the chain up to the entry before it: its recorded head must be
+    that entry's (a record rewritten and re-hashed before a signature fails here)."""
+    if data.get("covers_seq") != seq - 1 or data.get("covers_hash") != prev:
+        return chain.bad(
+            seq,
+            f"{_signature_name(seq, data)} covers entry {data.get('covers_seq')} with head "
+            f"{str(data.get('covers_hash'))[:16]}..., but the chain before it is entry "
+            f"{seq - 1} with head {prev[:16]}...: the record was rewritten",
+        )
+    chain.signatures.append((seq, data))
+    return None
 
 
 def _verify_chain(conn: sqlite3.Connection, chain: _Chain) -> VerifyResult | None:
@@ -736,6 +882,13 @@ def _verify_chain(conn: sqlite3.Connection, chain: _Chain) -> VerifyResult | Non
         failure, data = _check_entry(chain, seq, host_ms, kind, module, body, prev, digest)
         if failure is not None:
             return failure
+        if kind == KIND_SIGNATURE:
+            failure = _check_signature_entry(chain, seq, prev, data)
+            if failure is not None:
+                return failure
+        elif chain.signatures:
+            chain.changed_after = chain.signatures[0][0]
+            return chain.bad(seq, f"entry {seq} ({kind}) appended after signing")
         chain.head = digest
         expected_seq += 1
         if kind == KIND_SAMPLES:
@@ -924,6 +1077,30 @@ _COMMAND_COLUMNS = [
 ]
 
 
+_CHANGE_COLUMNS = [
+    "module",
+    "what",
+    "channel",
+    "old",
+    "new",
+    "who",
+    "why",
+    "role",
+    "authenticated",
+    "signed",
+]
+_SIGNATURE_COLUMNS = [
+    "signer",
+    "full_name",
+    "role",
+    "meaning",
+    "comment",
+    "signed_utc",
+    "covers_seq",
+    "covers_hash",
+]
+
+
 def _sample_rows(rec: RunRecord, t0: int, units: dict):
     for s in rec.samples():
         yield [
@@ -1019,6 +1196,19 @@ def _write_tables(rec: RunRecord, out: Path, t0: int, units: dict) -> list[Path]
         ([p["seq"], p["host_ms"], p["phase"], _cell(p["step"]), p["text"]] for p in rec.phases()),
     )
     table(
+        "changes.csv",
+        ["seq", "host_ms", *_CHANGE_COLUMNS],
+        (
+            [c["seq"], c["host_ms"], *(_cell(c.get(k)) for k in _CHANGE_COLUMNS)]
+            for c in rec.changes()
+        ),
+    )
+    table(
+        "signatures.csv",
+        ["seq", *_SIGNATURE_COLUMNS],
+        ([s["seq"], *(_cell(s.get(k)) for k in _SIGNATURE_COLUMNS)] for s in rec.signatures()),
+    )
+    table(
         "audit.csv",
         ["seq", "host_ms", "kind", "module", "data", "prev_hash", "hash"],
         _audit_rows(rec),
@@ -1029,7 +1219,8 @@ def _write_tables(rec: RunRecord, out: Path, t0: int, units: dict) -> list[Path]
 def export_csv(path, out_dir) -> list[Path]:
     """Write samples.csv (long format: one row per channel value), events.csv,
     commands.csv (each command joined with its ack), operator_actions.csv, phases.csv,
-    audit.csv and meta.json (with the verify result) into ``out_dir``."""
+    changes.csv (the audit trail), signatures.csv, audit.csv and meta.json (with the verify
+    result) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rec = RunRecord.open(Path(path), readonly=True)

@@ -304,6 +304,8 @@ def test_export_csv_round_trips_the_record(tmp_path, run_path):
         "commands.csv",
         "operator_actions.csv",
         "phases.csv",
+        "changes.csv",
+        "signatures.csv",
         "audit.csv",
         "meta.json",
     }

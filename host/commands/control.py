@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edge.boardconfig import load_board_config
 from host.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from host.commands.user import add_users_file
 from host.keys import read_key
 from protocol import auth, messages
 from protocol.auth import KEY_MAX_LEN, KEY_MIN_LEN
@@ -82,7 +83,17 @@ def register(sub) -> None:
 def _common(p, line_help: str = "line id on the broker (default 'demo')") -> None:
     p.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST[:PORT]")
     p.add_argument("--line-id", "--line", dest="line_id", metavar="ID", help=line_help)
-    p.add_argument("--who", default=os.environ.get("USER") or "operator", help="who asks")
+    p.add_argument(
+        "--user",
+        metavar="NAME",
+        help="who asks, logged in (password from $SKID_PASSWORD or a prompt; `skid stop` "
+        "never prompts): recorded as authenticated",
+    )
+    p.add_argument(
+        "--who",
+        help="deprecated (use --user): a name recorded as not authenticated (default $USER)",
+    )
+    add_users_file(p)
     p.add_argument("--reason", required=True, help="why (recorded in the run record)")
     p.add_argument("--timeout", type=float, default=REPLY_TIMEOUT_S, help="seconds to wait")
     p.add_argument(
@@ -140,9 +151,29 @@ def ask(
     return replies[0] if replies else None
 
 
+def _identity(args, prompt: bool = True) -> dict:
+    """{who, role?, auth?} of the request (``host.users.request_identity``); UserError."""
+    from host.users import request_identity  # lazy: start-up (argon2)
+
+    if args.who:
+        print(
+            f"skid {args.action}: --who is deprecated: {args.who!r} is recorded as not "
+            "authenticated; log in with --user NAME",
+            file=sys.stderr,
+        )
+    return request_identity(args.user, args.who, args.users_file, prompt=prompt)
+
+
 def run(args) -> int:
+    from host.users import UserError  # lazy: start-up (argon2)
+
     line_id = args.line_id or "demo"
-    extra = {}
+    try:
+        extra = _identity(args)
+    except UserError as exc:
+        print(f"skid {args.action}: refused: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    who = extra.pop("who")
     for key in ("module", "channel", "value", "alarm"):
         if getattr(args, key, None) is not None:
             extra[key] = getattr(args, key)
@@ -161,9 +192,7 @@ def run(args) -> int:
         print(f"skid {args.action}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        reply = ask(
-            transport, line_id, args.action, args.who, args.reason, args.timeout, key, **extra
-        )
+        reply = ask(transport, line_id, args.action, who, args.reason, args.timeout, key, **extra)
     finally:
         transport.close()
     if reply is None:
@@ -193,6 +222,7 @@ def run_stop(args) -> int:
         print(f"skid stop: {exc}", file=sys.stderr)
         return EXIT_USAGE
     keys, unsigned = ({}, {}) if args.insecure else module_keys(line)
+    identity = _stop_identity(args)
     for mid, why in unsigned.items():
         # Sent unsigned all the same: a module without a key obeys it, a keyed one
         # refuses it (and is then named as not stopped).
@@ -212,7 +242,7 @@ def run_stop(args) -> int:
     trouble = None
     try:
         stop = LineStop(transport, line, line_id, keys)
-        stop.run(args.who, args.reason, args.timeout)
+        stop.run(identity.pop("who"), args.reason, args.timeout, **identity)
     except Exception as exc:  # noqa: BLE001 - an e-stop reports what it achieved, always
         trouble = f"stopped early: {type(exc).__name__}: {exc}"
     finally:
@@ -223,6 +253,18 @@ def run_stop(args) -> int:
     if stop is None:
         return _report_stop(line, {}, unsigned, None, trouble)
     return _report_stop(line, stop.pending, unsigned, stop.reply, trouble, stop.errors)
+
+
+def _stop_identity(args) -> dict:
+    """Who stops the line: logged in only when ``$SKID_PASSWORD`` is set, and a failed
+    login never keeps the stop from going out (recorded as not authenticated)."""
+    from host.users import UserError  # lazy: start-up (argon2)
+
+    try:
+        return _identity(args, prompt=False)
+    except UserError as exc:
+        print(f"skid stop: {exc}: recorded as not authenticated", file=sys.stderr)
+        return {"who": args.user or args.who or os.environ.get("USER") or "operator"}
 
 
 def module_keys(line) -> tuple[dict[str, bytes], dict[str, str]]:
@@ -317,9 +359,12 @@ class LineStop:
             for mid in self.line.modules
         )
 
-    def run(self, who: str, reason: str, timeout_s: float) -> None:
+    def run(self, who: str, reason: str, timeout_s: float, **identity) -> None:
+        """``identity``: role and auth of ``who`` when logged in (``--user``)."""
         lease_wait_end = time.monotonic() + LEASE_WAIT_S  # overlaps the coordinator's reply
-        self.reply = ask(self.transport, self.line_id, "stop", who, reason, COORDINATOR_REPLY_S)
+        self.reply = ask(
+            self.transport, self.line_id, "stop", who, reason, COORDINATOR_REPLY_S, **identity
+        )
         end = time.monotonic() + timeout_s
         while time.monotonic() < end and not self.done():
             self.transport.poll()

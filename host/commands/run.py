@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from host.cli import EXIT_ABORTED, EXIT_DEVIATIONS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from host.commands.user import add_users_file
 from protocol.topics import TopicError, validate_id
 
 # The run machinery (line loader, coordinator, MQTT, the SQLite record, the report, the
@@ -70,7 +71,18 @@ def add_run_options(p) -> None:
     p.add_argument("--runs-dir", default="runs", help="where run records go (default ./runs)")
     p.add_argument("--batch", help="batch id recorded with the run")
     p.add_argument("--lot", help="reagent lot(s) recorded with the run")
-    p.add_argument("--operator", default="operator", help="who runs it (recorded)")
+    p.add_argument(
+        "--user",
+        metavar="NAME",
+        help="who runs it, logged in (password from $SKID_PASSWORD or a prompt); recorded "
+        "as the run's operator",
+    )
+    p.add_argument(
+        "--operator",
+        help="deprecated (use --user): a name recorded as the operator, not authenticated "
+        "(default 'operator')",
+    )
+    add_users_file(p)
     p.add_argument("--max-s", type=float, default=3600.0, help="give up after this run time")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip the report")
     p.add_argument(
@@ -155,6 +167,11 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     except (OSError, ControlError) as exc:
         log(f"skid {command}: --operator-key-file: {exc}")
         return EXIT_USAGE
+    try:
+        args.identity = _run_operator(args)
+    except ValueError as exc:  # host.users.UserError
+        log(f"skid {command}: {exc}")
+        return EXIT_USAGE
     interrupts: list[str] = []
     old = _trap_signals(interrupts, command, log)
     try:
@@ -228,8 +245,19 @@ def _operator_key(path) -> bytes | None:
     return None if not path else read_operator_key(path)
 
 
+def _run_operator(args) -> dict[str, str]:
+    from host.users import run_operator  # lazy: start-up (argon2)
+
+    if args.operator:
+        print(
+            "skid: --operator is deprecated (recorded as not authenticated): use --user",
+            file=sys.stderr,
+        )
+    return run_operator(args.user, args.operator, args.users_file)
+
+
 def _metadata(args, command: str) -> dict[str, str]:
-    metadata = {"operator": args.operator, "command": command}
+    metadata = {**getattr(args, "identity", {"operator": "operator"}), "command": command}
     if args.batch:
         metadata["batch"] = args.batch
     if args.lot:

@@ -1,6 +1,7 @@
 """``skid verify RUN``: check a run record's hash-chained audit log and sample digests.
 
-Exit codes: 0 intact, 1 altered or damaged (the first bad entry is named), 2 run not found.
+Exit codes: 0 intact, 1 altered or damaged (the first bad entry is named, and every
+signature of ``skid sign`` the change breaks), 2 run not found.
 The head hash printed on success identifies the whole record as it stands: keep it
 somewhere the record's owner cannot rewrite (a lab notebook, a batch record, an e-mail) and
 pass it back with ``--expect-head`` to prove nothing was rewritten or cut off since.
@@ -62,6 +63,8 @@ def run(args) -> int:
     else:
         where = f"entry {result.first_bad}: " if result.first_bad else ""
         print(f"skid verify: {path}: FAILED: {where}{doc['reason']}", file=sys.stderr)
+        for broken in result.broken_signatures:
+            print(f"skid verify: BROKEN {broken['text']}", file=sys.stderr)
     if args.json:
         print(json.dumps(doc))
     else:
