@@ -72,6 +72,7 @@ class PhaseEstimate:
     name: str
     nominal_s: float | None  # None: depends on a signal (unknown in advance)
     worst_s: float  # every open-ended wait running to its timeout
+    least_s: float = 0.0  # the shortest it can take: nominal, a signal's for_s, a steady window
 
 
 @dataclass
@@ -90,6 +91,7 @@ class RecipePlan:
     channels: dict[str, dict[str, ChannelInfo]]  # module -> channel -> info
     consumption_ml: dict[str, float] = field(default_factory=dict)  # pump -> worst case
     nominal_consumption_ml: dict[str, float] = field(default_factory=dict)
+    least_consumption_ml: dict[str, float] = field(default_factory=dict)  # pump -> at least
     collected_ml: float = 0.0  # nominal
     worst_collected_ml: float = 0.0
     phases: list[PhaseEstimate] = field(default_factory=list)
@@ -446,10 +448,11 @@ def _estimate(recipe: Recipe, plan: RecipePlan, line, err) -> None:
     state = _PumpState(plan)
     nominal = plan.nominal_consumption_ml = {p: 0.0 for p in plan.pumps}
     worst = plan.consumption_ml = {p: 0.0 for p in plan.pumps}
+    least = plan.least_consumption_ml = {p: 0.0 for p in plan.pumps}
     plan.collected_ml = plan.worst_collected_ml = 0.0
     for phase in recipe.phases:
         p_nom: float | None = 0.0
-        p_worst = 0.0
+        p_worst = p_least = 0.0
         for step in phase.steps:
             state.apply(recipe, plan, line, step)
             w = step.wait
@@ -458,16 +461,20 @@ def _estimate(recipe: Recipe, plan: RecipePlan, line, err) -> None:
             flows = state.flows()
             q = sum(flows.values())
             nom, worst_s = _wait_length(plan, step, q, state.at_collect, err)
+            # A signal must hold for for_s, a steady signal for its whole window.
+            least_s = min(worst_s, max([nom, w.for_s] + [s.window_s for s in w.steady]))
             if p_nom is not None:
                 p_nom = None if (w.signal is not None or w.steady) else p_nom + nom
             p_worst += worst_s
+            p_least += least_s
             for p, f in flows.items():
                 nominal[p] += f * nom / 60.0
                 worst[p] += f * worst_s / 60.0
+                least[p] += f * least_s / 60.0
             if state.at_collect:
                 plan.collected_ml += q * nom / 60.0
                 plan.worst_collected_ml += q * worst_s / 60.0
-        plan.phases.append(PhaseEstimate(phase.name, p_nom, p_worst))
+        plan.phases.append(PhaseEstimate(phase.name, p_nom, p_worst, p_least))
     _check_consumption(recipe, plan, line, err)
 
 
