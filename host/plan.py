@@ -284,8 +284,9 @@ def _columns(rows: list[list[str]], indent: str = "  ") -> list[str]:
     ]
 
 
-def plan_lines(plan: dict) -> list[str]:
-    """The plan in words, as ``skid plan`` prints it (and ``skid run`` at its start)."""
+def plan_lines(plan: dict, findings: bool = True) -> list[str]:
+    """The plan in words, as ``skid plan`` prints it (and ``skid run`` at its start);
+    ``findings``: with the errors and warnings at the end."""
     out = [
         f"Plan: recipe {plan['recipe']['name']} on line {plan['line']['id']}"
         + ("" if plan["ok"] else " (the run would be refused: see the errors below)")
@@ -293,6 +294,8 @@ def plan_lines(plan: dict) -> list[str]:
     for part in (_flow_lines, _residence_lines, _phase_lines, _feed_lines, _product_lines):
         out += part(plan)
     out += _boiling_lines(plan["boiling"])
+    if not findings:
+        return out
     if plan["errors"]:
         out += ["", "Errors (the run would be refused):"] + [f"  - {e}" for e in plan["errors"]]
     if plan["warnings"]:
