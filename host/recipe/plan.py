@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from edge.boardconfig.core import Context
 from host.recipe.model import Conditions, Reagent, Recipe, RecipeIssue, Setpoint, Step, ValueRef
 from line.loader import module_config
+from line.solvents import UnknownSolventError, solvent_data
 
 # --- against a line ------------------------------------------------------------------------
 
@@ -192,7 +193,11 @@ def _check_line_and_solvent(recipe: Recipe, line, err) -> None:
     if recipe.line != line.id:
         err("recipe.line", recipe.line, f"does not match the line's id {line.id!r}", line.id)
     line_solvent = getattr(getattr(line, "solvent", None), "name", None)
-    if recipe.solvent and line_solvent not in (None, "custom") and recipe.solvent != line_solvent:
+    if (
+        recipe.solvent
+        and line_solvent not in (None, "custom")
+        and _solvent_key(recipe.solvent) != _solvent_key(line_solvent)
+    ):
         err(
             "recipe.solvent",
             recipe.solvent,
@@ -200,6 +205,15 @@ def _check_line_and_solvent(recipe: Recipe, line, err) -> None:
             "checks assume that one)",
             line_solvent,
         )
+
+
+def _solvent_key(name: str) -> str:
+    """The solvent ``name`` stands for (``MeCN`` and ``acetonitrile`` are one), or the
+    name itself when the boiling-point data does not know it."""
+    try:
+        return solvent_data(name).name
+    except UnknownSolventError:
+        return name
 
 
 def _reactor(recipe: Recipe, line, err) -> str | None:
