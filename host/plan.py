@@ -293,6 +293,8 @@ def plan_lines(plan: dict, findings: bool = True) -> list[str]:
     ]
     for part in (_flow_lines, _residence_lines, _phase_lines, _feed_lines, _product_lines):
         out += part(plan)
+    if plan["run_time"] is None:
+        out += ["", "Phases, run time, feeds and product: worked out once the recipe fits the line"]
     out += _boiling_lines(plan["boiling"])
     if not findings:
         return out
@@ -405,7 +407,9 @@ def _boiling_lines(b: dict | None) -> list[str]:
     if b is None:
         return ["", "Boiling margin: not known (no solvent with boiling-point data)"]
     verdict = (
-        "ok" if b["ok"] else f"too close: skid check needs more than {b['required_margin_c']:g}"
+        "ok"
+        if b["ok"]
+        else f"too close: skid check needs more than {b['required_margin_c']:g} degC"
     )
     return [
         "",

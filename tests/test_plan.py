@@ -381,3 +381,28 @@ def test_a_recipe_may_name_the_lines_solvent_by_an_alias(tmp_path):
     assert plan["boiling"]["boiling_point_c"] == pytest.approx(150.02, abs=0.01)
     other = _copy(tmp_path, recipe, "water.toml", [('solvent = "MeCN"', 'solvent = "H2O"')])
     assert any("differs from the line's solvent" in e for e in plan_of(other)["errors"])
+
+
+def test_a_recipe_that_does_not_fit_still_shows_its_flows_and_says_what_is_missing(tmp_path):
+    recipe = _copy(
+        tmp_path,
+        RECIPES / "demo.toml",
+        "fast.toml",
+        [
+            ("residence_time_min = 1.0", "residence_time_min = 0.2"),
+            ("../lines/demo.toml", str(LINE)),
+        ],
+    )
+    plan = plan_of(recipe)
+    # 10 mL / 0.2 min = 50 mL/min: amine 50 / 2.2 = 22.727 mL/min, beyond pump_a's 10.
+    assert not plan["ok"]
+    assert plan["reagents"][0]["flow_ml_min"] == pytest.approx(22.727, abs=1e-3)
+    assert any("needs 22.73 mL/min from pump_a" in e for e in plan["errors"])
+    assert (plan["phases"], plan["run_time"], plan["feeds"], plan["product"]) == (
+        [],
+        None,
+        [],
+        None,
+    )
+    text = "\n".join(plan_lines(plan))
+    assert "Phases, run time, feeds and product: worked out once the recipe fits the line" in text
