@@ -136,6 +136,33 @@ def component_volume_ml(comp: Component) -> float:
     return internal_volume_ml(comp)
 
 
+def solvent_name(line: Line, override: str | None = None) -> tuple[str | None, str]:
+    """The solvent the boiling-point check uses: (its name, or None when the line file
+    declares none; where it comes from: "recipe.solvent" or "line.solvent")."""
+    if override is not None:
+        return override, "recipe.solvent"
+    if line.file is not None:
+        try:
+            raw = tomllib.loads(Path(line.file).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            raw = {}
+        if "solvent" not in raw.get("line", {}):
+            return None, "line.solvent"
+    return line.solvent.name, "line.solvent"
+
+
+def solvent_boiling_point_c(line: Line, name: str, p_abs_bar: float) -> float:
+    """The boiling point (degC) the checks use for solvent ``name`` at ``p_abs_bar`` bar
+    absolute: a custom solvent table's own ``boiling_c`` and ``vaporization_kj_mol``
+    (Clausius-Clapeyron, ``line.model.Solvent``) when it gives them, else the Antoine data
+    of ``line/solvents.py``.  Raises ``UnknownSolventError`` for a name with no data."""
+    if name == "custom":
+        bp = line.solvent.boiling_point_c(p_abs_bar)
+        if bp is not None:
+            return bp
+    return solvent_data(name).boiling_point_c(p_abs_bar)
+
+
 def check_line(
     line: Line,
     *,
@@ -457,24 +484,11 @@ class _Checker:
 
     def solvent_name(self, override: str | None) -> tuple[str | None, str]:
         """(solvent name or None if the line declares none, where it comes from)."""
-        if override is not None:
-            return override, "recipe.solvent"
-        if self.line.file is not None:
-            try:
-                raw = tomllib.loads(Path(self.line.file).read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError):
-                raw = {}
-            if "solvent" not in raw.get("line", {}):
-                return None, "line.solvent"
-        return self.line.solvent.name, "line.solvent"
+        return solvent_name(self.line, override)
 
     def boiling_point(self, name: str, where: str, p_abs: float) -> float | None:
-        if name == "custom":  # a solvent table: its own boiling_c (Clausius-Clapeyron)
-            bp = self.line.solvent.boiling_point_c(p_abs)
-            if bp is not None:
-                return bp
         try:
-            return solvent_data(name).boiling_point_c(p_abs)
+            return solvent_boiling_point_c(self.line, name, p_abs)
         except UnknownSolventError:
             self.error(
                 "unknown_solvent",

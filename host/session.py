@@ -30,6 +30,7 @@ from edge.boardconfig import compile_config, config_hash, load_board_config
 from edge.clock import shared_ms
 from host.coordinator import ATTACH_TIMEOUT_MS, Coordinator, Summary
 from host.linecheck import check_line
+from host.plan import PLAN_NOTE, make_plan, plan_lines, plan_summary
 from host.recipe import RecipeError, check_recipe, load_recipe, module_channels, operating_point
 from host.record import RunRecord
 from host.transport import MqttTransport
@@ -58,6 +59,7 @@ class Prepared:
     line_hash: str
     recipe_hash: str
     warnings: list[str]
+    plan: dict | None = None  # host/plan.py: printed at the start, stored in the record
 
 
 def _file_hash(path) -> str:
@@ -95,6 +97,7 @@ def prepare(line_path, recipe_path) -> Prepared:
         line_hash=_file_hash(line_path),
         recipe_hash=_file_hash(recipe_path),
         warnings=[i.message for i in report.warnings],
+        plan=make_plan(line, recipe),
     )
 
 
@@ -286,6 +289,9 @@ class Site:
 
 def prepare_and_warn(line_path, recipe_path, say: Callable[[str], None]) -> Prepared:
     prep = prepare(line_path, recipe_path)
+    if prep.plan is not None:
+        for text in plan_lines(prep.plan, findings=False):
+            say(text)
     for w in prep.warnings:
         say(f"warning: {w}")
     return prep
@@ -337,7 +343,7 @@ def _open_record(prep: Prepared, site: Site, runs_dir, metadata) -> RunRecord:
         last_ms = record.meta().get("last_ms") or clock.host_ms()
         record.add_gap(last_ms, clock.host_ms(), "coordinator restarted: nothing recorded")
         return record
-    return RunRecord.create(
+    record = RunRecord.create(
         runs_dir,
         site.line_id,
         line_hash=prep.line_hash,
@@ -347,6 +353,9 @@ def _open_record(prep: Prepared, site: Site, runs_dir, metadata) -> RunRecord:
         metadata={**(metadata or {}), **site.metadata},
         now_ms=clock.host_ms(),
     )
+    if prep.plan is not None:  # in the hash chain, right after the run's description
+        record.add_note(clock.host_ms(), PLAN_NOTE, plan_summary(prep.plan), prep.plan)
+    return record
 
 
 def _coordinator(prep: Prepared, site: Site, record, say, operator_key) -> Coordinator:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from edge.boardconfig.core import Context
 from host.recipe.model import Conditions, Reagent, Recipe, RecipeIssue, Setpoint, Step, ValueRef
 from line.loader import module_config
+from line.solvents import UnknownSolventError, solvent_data
 
 # --- against a line ------------------------------------------------------------------------
 
@@ -72,6 +73,7 @@ class PhaseEstimate:
     name: str
     nominal_s: float | None  # None: depends on a signal (unknown in advance)
     worst_s: float  # every open-ended wait running to its timeout
+    least_s: float = 0.0  # the shortest it can take: nominal, a signal's for_s, a steady window
 
 
 @dataclass
@@ -90,6 +92,7 @@ class RecipePlan:
     channels: dict[str, dict[str, ChannelInfo]]  # module -> channel -> info
     consumption_ml: dict[str, float] = field(default_factory=dict)  # pump -> worst case
     nominal_consumption_ml: dict[str, float] = field(default_factory=dict)
+    least_consumption_ml: dict[str, float] = field(default_factory=dict)  # pump -> at least
     collected_ml: float = 0.0  # nominal
     worst_collected_ml: float = 0.0
     phases: list[PhaseEstimate] = field(default_factory=list)
@@ -190,7 +193,11 @@ def _check_line_and_solvent(recipe: Recipe, line, err) -> None:
     if recipe.line != line.id:
         err("recipe.line", recipe.line, f"does not match the line's id {line.id!r}", line.id)
     line_solvent = getattr(getattr(line, "solvent", None), "name", None)
-    if recipe.solvent and line_solvent not in (None, "custom") and recipe.solvent != line_solvent:
+    if (
+        recipe.solvent
+        and line_solvent not in (None, "custom")
+        and _solvent_key(recipe.solvent) != _solvent_key(line_solvent)
+    ):
         err(
             "recipe.solvent",
             recipe.solvent,
@@ -198,6 +205,15 @@ def _check_line_and_solvent(recipe: Recipe, line, err) -> None:
             "checks assume that one)",
             line_solvent,
         )
+
+
+def _solvent_key(name: str) -> str:
+    """The solvent ``name`` stands for (``MeCN`` and ``acetonitrile`` are one), or the
+    name itself when the boiling-point data does not know it."""
+    try:
+        return solvent_data(name).name
+    except UnknownSolventError:
+        return name
 
 
 def _reactor(recipe: Recipe, line, err) -> str | None:
@@ -446,10 +462,11 @@ def _estimate(recipe: Recipe, plan: RecipePlan, line, err) -> None:
     state = _PumpState(plan)
     nominal = plan.nominal_consumption_ml = {p: 0.0 for p in plan.pumps}
     worst = plan.consumption_ml = {p: 0.0 for p in plan.pumps}
+    least = plan.least_consumption_ml = {p: 0.0 for p in plan.pumps}
     plan.collected_ml = plan.worst_collected_ml = 0.0
     for phase in recipe.phases:
         p_nom: float | None = 0.0
-        p_worst = 0.0
+        p_worst = p_least = 0.0
         for step in phase.steps:
             state.apply(recipe, plan, line, step)
             w = step.wait
@@ -458,16 +475,20 @@ def _estimate(recipe: Recipe, plan: RecipePlan, line, err) -> None:
             flows = state.flows()
             q = sum(flows.values())
             nom, worst_s = _wait_length(plan, step, q, state.at_collect, err)
+            # A signal must hold for for_s, a steady signal for its whole window.
+            least_s = min(worst_s, max([nom, w.for_s] + [s.window_s for s in w.steady]))
             if p_nom is not None:
                 p_nom = None if (w.signal is not None or w.steady) else p_nom + nom
             p_worst += worst_s
+            p_least += least_s
             for p, f in flows.items():
                 nominal[p] += f * nom / 60.0
                 worst[p] += f * worst_s / 60.0
+                least[p] += f * least_s / 60.0
             if state.at_collect:
                 plan.collected_ml += q * nom / 60.0
                 plan.worst_collected_ml += q * worst_s / 60.0
-        plan.phases.append(PhaseEstimate(phase.name, p_nom, p_worst))
+        plan.phases.append(PhaseEstimate(phase.name, p_nom, p_worst, p_least))
     _check_consumption(recipe, plan, line, err)
 
 
