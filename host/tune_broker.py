@@ -185,13 +185,8 @@ class BrokerLink(Link):
         """Hear the module's birth and check it (kind, config hash ``expected``, at rest,
         ``start`` allowed) and that no other host leases the line; TuneError says what is
         wrong (nothing was sent but a rebirth request)."""
-        if not self._wait(ATTACH_TIMEOUT_MS, self._born):
-            raise TuneError(
-                f"{self.module} not heard on line {self.line_id} within "
-                f"{ATTACH_TIMEOUT_MS / 1000:g} s (line id? is the module powered and connected?)"
-            )
+        view = self.hear()
         self._wait(LISTEN_MS)
-        view = self.registry.modules[self.module]
         if self.foreign_leases:
             hosts = ", ".join(sorted(self.foreign_leases))
             raise TuneError(
@@ -211,6 +206,15 @@ class BrokerLink(Link):
                 f"{self.module} is {view.state}, where it cannot be started: bring it to rest "
                 "(idle; reset a latched trip) first"
             )
+
+    def hear(self, timeout_ms: int = ATTACH_TIMEOUT_MS):
+        """Wait for the module's birth (asking for one); its ``ModuleView``, else TuneError."""
+        if not self._wait(timeout_ms, self._born):
+            raise TuneError(
+                f"{self.module} not heard on line {self.line_id} within "
+                f"{timeout_ms / 1000:g} s (line id? is the module powered and connected?)"
+            )
+        return self.registry.modules[self.module]
 
     def _born(self) -> bool:
         # Births are not retained: a module heard (telemetry) without one is asked for a
