@@ -8,8 +8,14 @@ ends the test with the output safe.  ``--write`` puts the proposed gains into th
 module's board config (old and new values shown, comments kept) and reports the new config
 hash: flash the new config; the line's attach check then expects that hash.
 
-Exit codes: 0 tuned, 3 the test was ended (trip, ceiling, timeout) and the module made
-safe, 2 usage error, 1 anything else.
+``--emulate`` runs the test on the emulated line in this process (host/tune_emulated.py);
+``--broker URL`` on the line's module over MQTT (host/tune_broker.py: signed commands and
+leases; refused, with nothing changed, unless the module runs its board config's hash, is
+at rest and no other host leases the line).
+
+Exit codes: 0 tuned, 3 the test was ended (trip, ceiling, timeout, module lost or stopped
+by someone else, Ctrl-C) and the module made safe, 2 usage error, refused or not
+authorised, 1 anything else.
 """
 
 from __future__ import annotations
