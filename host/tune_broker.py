@@ -144,7 +144,7 @@ class BrokerLink(Link):
         now = self.clock.now_ms()
         self.transport.poll()
         self.registry.tick(now)
-        self._on_line_events_tick()
+        self._watch_silence()
         if self.leasing and now >= self._next_lease:
             self._lease()
             self._next_lease = now + LEASE_EVERY_MS
@@ -156,7 +156,7 @@ class BrokerLink(Link):
                 except ValueError:
                     pass  # not heard from yet: asked again once it is
 
-    def _on_line_events_tick(self) -> None:
+    def _watch_silence(self) -> None:
         view = self.registry.modules.get(self.module)
         if self._started and view is not None and view.stale and self._lost is None:
             self._lost = f"{self.module} went silent (no telemetry)"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from emulator.emulation import LineEmulation
+from emulator.faults import Fault
 from host import tune as tune_core
 from host.dryrun import EmulationClock
 from host.inproc import attach_emulation
@@ -127,6 +128,43 @@ def test_a_trip_mid_relay_ends_the_test_and_the_output_is_safe():
     assert pressed
     assert site.node.outputs()["heater"] == 0.0
     assert site.link.registry.module_state("reactor1") in ("aborting", "aborted")
+
+
+def _hold_with(site, action):
+    """Start the module and hold the test temperature; ``action(emu)`` runs once, five
+    seconds into the hold."""
+    site.link.attach(None)
+    site.link.start_module()
+    at = site.emu.now_ms + 5000
+    done = []
+
+    def hook(now_ms):
+        if now_ms >= at and not done:
+            done.append(now_ms)
+            action(site.emu)
+
+    site.emu.step_hooks.append(hook)
+    tune_core.hold(site.link, "coil_temp", "temperature", _plan(site), lambda s: None)
+
+
+def test_someone_else_aborting_the_module_mid_test_ends_it():
+    site = Site()
+    acks = []
+
+    def abort(emu):  # e.g. `skid stop` from another terminal
+        acks.append(emu.command("reactor1", "state", {"command": "abort"}))
+
+    with pytest.raises(tune_core.TuneError, match="left the test: state abort"):
+        _hold_with(site, abort)
+    assert acks[0].result == 0  # RESULT_OK: the abort was taken
+    assert site.node.outputs()["heater"] == 0.0
+
+
+def test_the_module_going_offline_mid_test_ends_it():
+    site = Site()
+    with pytest.raises(tune_core.TuneError, match="reactor1 went offline"):
+        _hold_with(site, lambda emu: emu.apply_fault(Fault("power-loss", "reactor1", at_s=0.0)))
+    assert not site.emu.powered("reactor1")
 
 
 def test_the_broker_path_never_loads_the_emulator():

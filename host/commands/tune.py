@@ -169,9 +169,9 @@ def _tune_over_broker(args, line, table, plan, say) -> int:
         return EXIT_USAGE
     try:
         link.start_module()
-    except TuneError as exc:
+    except (TuneError, KeyboardInterrupt) as exc:
         _make_safe(link, args.loop, table)
-        print(f"skid tune: {exc}", file=sys.stderr)
+        print(f"skid tune: {exc or 'interrupted'}", file=sys.stderr)
         return EXIT_FAILURE
     return _tune(args, link, table, plan, comp.board, say)
 
