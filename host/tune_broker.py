@@ -104,7 +104,6 @@ class BrokerLink(Link):
         self._trips: list[str] = []
         self._lost: str | None = None
         self._started = False
-        self._births = 0
         transport.subscribe(line_filter(line_id), self._on_line_message)
         transport.subscribe(host_topic(line_id, "lease"), self._on_lease)
 
@@ -117,7 +116,6 @@ class BrokerLink(Link):
             if ev.kind == "trip" and self._started:
                 self._trips.append(ev.message.cause or "trip")
             elif ev.kind == "birth":
-                self._births += 1
                 if self._started and ev.data.get("reboot"):
                     self._lost = f"{self.module} rebooted during the test (its outputs are safe)"
             elif ev.kind in ("death", "stale") and self._started:
@@ -134,6 +132,8 @@ class BrokerLink(Link):
             return
         if lease.host_id != HOST_ID:
             self.foreign_leases.add(lease.host_id)
+            if self._started and self._lost is None:
+                self._lost = f"another host ({lease.host_id}) leases line {self.line_id} now"
 
     # -- time ------------------------------------------------------------------------------
 

@@ -76,8 +76,8 @@ def test_attach_refuses_a_module_running_another_config():
     assert site.link.leasing is False
 
 
-def test_attach_refuses_while_another_host_leases_the_line():
-    site = Site()
+def _another_host(site) -> None:
+    """A coordinator leasing the line from now on (every simulated second)."""
     coordinator = site.bus.client("coordinator")
 
     def lease(now_ms):
@@ -86,6 +86,11 @@ def test_attach_refuses_while_another_host_leases_the_line():
             coordinator.publish(host_topic("demo", "lease"), data, qos=0)
 
     site.emu.step_hooks.append(lease)
+
+
+def test_attach_refuses_while_another_host_leases_the_line():
+    site = Site()
+    _another_host(site)
     with pytest.raises(tune_core.TuneError, match="another host leases line demo"):
         site.link.attach(None)
 
@@ -165,6 +170,12 @@ def test_the_module_going_offline_mid_test_ends_it():
     with pytest.raises(tune_core.TuneError, match="reactor1 went offline"):
         _hold_with(site, lambda emu: emu.apply_fault(Fault("power-loss", "reactor1", at_s=0.0)))
     assert not site.emu.powered("reactor1")
+
+
+def test_another_host_leasing_the_line_mid_test_ends_it():
+    site = Site()
+    with pytest.raises(tune_core.TuneError, match=r"another host \(coordinator\) leases"):
+        _hold_with(site, lambda emu: _another_host(site))
 
 
 def test_the_broker_path_never_loads_the_emulator():
