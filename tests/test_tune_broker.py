@@ -18,6 +18,7 @@ import pytest
 from emulator.emulation import LineEmulation
 from emulator.faults import Fault
 from host import tune as tune_core
+from host.cli import EXIT_FAILURE, EXIT_USAGE, main
 from host.dryrun import EmulationClock
 from host.inproc import attach_emulation
 from host.transport import InProcessBus
@@ -176,6 +177,17 @@ def test_another_host_leasing_the_line_mid_test_ends_it():
     site = Site()
     with pytest.raises(tune_core.TuneError, match=r"another host \(coordinator\) leases"):
         _hold_with(site, lambda emu: _another_host(site))
+
+
+def test_the_cli_refuses_a_missing_key_and_names_an_unreachable_broker(capsys):
+    argv = ["tune", str(LINE), "reactor1", "coil_temp", "--broker", "mqtt://127.0.0.1:1", "--yes"]
+    # board_configs/reactor.toml names keys/reactor1.key, which the repository has not.
+    assert main(argv) == EXIT_USAGE
+    assert "reactor1.key not found" in capsys.readouterr().err
+    assert main([*argv, "--insecure"]) == EXIT_FAILURE
+    assert "refused the connection" in capsys.readouterr().err
+    assert main(["tune", str(LINE), "reactor1", "coil_temp", "--emulate", "--epoch", "1"]) == 2
+    assert "need --broker" in capsys.readouterr().err
 
 
 def test_the_broker_path_never_loads_the_emulator():
