@@ -191,8 +191,8 @@ def parse_status(reason: str) -> dict:
 
 
 class Link:
-    """What the procedure needs of a module (emulated: host.tune_emulated; broker:
-    host.commands.tune).  ``advance`` lets time pass while leasing the module."""
+    """What the procedure needs of a module (emulated: host.tune_emulated; over a
+    broker: host.tune_broker).  ``advance`` lets time pass while leasing the module."""
 
     def now_s(self) -> float:
         raise NotImplementedError
@@ -212,6 +212,14 @@ class Link:
     def trip(self) -> str | None:
         """The cause of a trip since the test started, or None."""
         raise NotImplementedError
+
+    def lost(self) -> str | None:
+        """Why the test cannot go on other than a trip (the module went offline,
+        rebooted, or was stopped or aborted by someone else), or None."""
+        return None
+
+    def close(self) -> None:
+        """After the test and the make-safe: release the module (stop leasing)."""
 
 
 def _relay(link: Link, loop: str, what: str, **extra) -> dict:
@@ -255,6 +263,9 @@ def _guard(link: Link, measure: str, plan: TestPlan) -> None:
     cause = link.trip()
     if cause:
         raise TuneError(f"trip during the test: {cause}; the board made the output safe")
+    gone = link.lost()
+    if gone:
+        raise TuneError(f"{gone}; it protects itself on lease loss")
     pv = link.value(measure)
     if pv is not None and pv >= plan.ceiling_c:
         raise TuneError(f"{measure} {pv:.2f} degC reached the test ceiling {plan.ceiling_c:g}")

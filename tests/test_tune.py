@@ -16,6 +16,7 @@ from edge.boardconfig import compile_config, load_board_config
 from edge.boardconfig.compile import config_hash
 from edge.pid import RELAY_OFF
 from host import tune as tune_core
+from host import tune_emulated
 from host.cli import main
 from host.commands import tune as tune_cmd
 from host.tune_emulated import emulated_link
@@ -85,7 +86,8 @@ def test_a_trip_during_the_relay_ends_the_test_safely(line_copy, monkeypatch, ca
         link.on_advance = inject
         return link
 
-    monkeypatch.setattr(tune_cmd, "emulated_link", link_with_fault)
+    # host.commands.tune imports it when --emulate runs (it loads the emulator).
+    monkeypatch.setattr(tune_emulated, "emulated_link", link_with_fault)
     argv = ["tune", str(line), "reactor1", "coil_temp", "--emulate", "--yes", "--write", "--json"]
     assert main(argv) == tune_cmd.EXIT_ENDED
     out = _last_json(capsys)
