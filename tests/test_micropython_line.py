@@ -55,3 +55,56 @@ def test_a_clog_trips_a_feed_pump_first_on_micropython_as_on_cpython(broker, tmp
     assert summary["all_safe_at_end"] is False and summary["residual"], summary
     assert verify(summary["record"]).ok
     assert any("on MicroPython (Unix port): pump_a, pump_b, bpr1" in ln for ln in skid.err)
+
+
+def test_skid_edge_runs_a_line_module_under_micropython(broker, tmp_path):
+    """``skid edge --runtime micropython`` (what a user runs by hand beside ``skid emulate``):
+    the module's process becomes the Unix port's, births on the line, and stops cleanly
+    (DEATH) when its standard input closes."""
+    import os
+    import sys
+    import time
+
+    from protocol import host_messages
+    from protocol.topics import TOPIC_BIRTH, TOPIC_DEATH, module_topic
+    from tests.mqtt_observer import Observer
+    from tests.test_run_broker import ROOT
+
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    epoch = repr(time.time())
+    common = ["--broker", url, "--line-id", "mpy1", "--epoch", epoch]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    observer = Observer(broker.port, client_id="mpy-edge-watch")
+    plant = subprocess.Popen(
+        [sys.executable, "-m", "host.cli", "emulate", str(LINE), *common], cwd=ROOT, env=env
+    )
+    edge = subprocess.Popen(
+        [sys.executable, "-m", "host.cli", "edge", "--runtime", "micropython"]
+        + ["--line-file", str(LINE), "--module-id", "pump_a", "--emulate"]
+        + ["--plant", "remote", "--insecure", *common],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        births = module_topic("mpy1", "pump_a", TOPIC_BIRTH)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not observer.messages_under(births):
+            time.sleep(0.05)
+        birth = host_messages.parse_birth(observer.messages_under(births)[0][1])
+        assert birth.module_id == "pump_a"
+        edge.stdin.close()  # the clean stop
+        edge.wait(15)
+        out = edge.stdout.read()
+        assert edge.returncode == 0
+        assert "stopped pump_a: ticks" in out  # the Unix-port process printed its statistics
+        deaths = observer.messages_under(module_topic("mpy1", "pump_a", TOPIC_DEATH))
+        assert deaths and host_messages.parse_death(deaths[-1][1]).bdseq == birth.bdseq
+    finally:
+        for p in (edge, plant):
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        observer.close()

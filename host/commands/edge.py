@@ -71,10 +71,72 @@ def register(sub) -> None:
         action="store_true",
         help="ignore the configured command key file (commands unauthenticated)",
     )
+    p.add_argument(
+        "--runtime",
+        choices=("cpython", "micropython"),
+        default="cpython",
+        help="micropython: run this module of an emulated line (--line-file, --module-id, "
+        "--emulate, --plant remote, --broker, --epoch) as a MicroPython Unix-port process "
+        "(edge/emulated_main.py) instead of this CPython",
+    )
     p.set_defaults(func=run)
 
 
+def run_micropython(args) -> int:
+    """Replace this process with the module under the MicroPython Unix port."""
+    import os
+    import tempfile
+    import time
+
+    from host.brokerurl import parse_broker_url
+    from host.keys import read_key
+    from host.micropython_unix import (
+        broker_address,
+        micropython_env,
+        module_command,
+        write_module_dir,
+    )
+    from line.loader import load_line, module_board_file
+
+    needed = args.line_file and args.module_id and args.emulate and args.broker
+    if not needed or args.plant != "remote":
+        print(
+            "skid edge: --runtime micropython runs a module of an emulated line: give "
+            "--line-file LINE --module-id ID --emulate --plant remote --broker URL",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        line = load_line(args.line_file)
+        host, port = parse_broker_url(args.broker)
+        key = None
+        if not args.insecure:
+            from edge.boardconfig import load_board_config
+
+            board = line.modules[args.module_id].board
+            key = read_key(board, load_board_config(board).data["module"].get("key_file"))
+        directory = write_module_dir(
+            tempfile.mkdtemp(prefix=f"flowskid-{args.module_id}-"),
+            module_board_file(line, args.module_id),
+            broker_host=broker_address(host),
+            broker_port=port,
+            line_id=args.line_id,
+            epoch=args.epoch if args.epoch is not None else time.time(),
+            speed=args.speed,
+            client_id=f"{args.line_id}-{args.module_id}",
+            key=key,
+        )
+        cmd = module_command(directory)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"skid edge: {exc}", file=sys.stderr)
+        return 2
+    os.execvpe(cmd[0], cmd, micropython_env())
+    return 1  # not reached
+
+
 def run(args) -> int:
+    if args.runtime == "micropython":
+        return run_micropython(args)
     from edge.boardconfig import ConfigError
     from host.edgeproc import EdgeProcess
 
