@@ -86,11 +86,13 @@ def _t(ms, t0) -> str:
     return "" if ms is None else f"{(ms - t0) / 1000:.1f}"
 
 
-def _safe_at_end(summary: dict) -> str:
+def _safe_at_end(summary: dict, short: bool = False) -> str:
     """The end state in words: trapped pressure named with where and how much."""
     residual = summary.get("residual") or []
     if residual:
         where = ", ".join(f"{r['component']} {r['pressure_bar']:g} bar" for r in residual)
+        if short:
+            return f"NO: pressure left ({where}): vent by hand"
         return (
             f"NO: pressure left in the line ({where}); it could not be vented, so vent it "
             "by hand before opening any fitting"
@@ -420,7 +422,7 @@ def _summary_blocks(rec: RunRecord, data: RunData) -> list:
     keys = ("collected_in_spec_ml", "collected_off_spec_ml", "diverted_ml")
     return [
         ("Outcome", [], [[outcome, summary.get("reason") or ""],
-                         ["safe at the end", _safe_at_end(summary)],
+                         ["safe at the end", _safe_at_end(summary, short=True)],
                          ["recipe / line", f"{meta.get('recipe_name')} on {meta.get('line_id')}"],
                          ["duration", f"{data.t_end:.1f} s ({data.t_end / 60:.1f} min)"]]),
         ("Conditions", ["", "planned", "measured (collection window)"],

@@ -28,7 +28,7 @@ GROUP_TITLES = {
     "1": "Outputs (fraction of full scale)",
     "%": "Outputs",
 }
-GROUP_ORDER = ("degC", "bar", "mL/min")
+GROUP_ORDER = ("degC", "bar", "mL/min", "AU", "mAU")  # then any other unit
 STAT_UNITS = ("degC", "bar", "mL/min", "AU", "mAU")
 SWITCH_UNITS = ("", "1")  # actuators and status inputs that are on or off
 

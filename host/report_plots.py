@@ -203,7 +203,7 @@ def value_plot(title: str, unit: str, series: list[Series], data: RunData) -> Fi
         if len(xs) == 1:
             ax.plot(xs, ys, "o", ms=2, color=f"C{i % 10}")
     _finish_axes(ax, tm, data.marks, labels=True)
-    ax.set_ylabel(unit)
+    ax.set_ylabel("fraction" if unit == "1" else unit)
     _title(ax, f"{title} ({unit})" if unit and unit not in ("1", "%") else title, data, tm)
     if series:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=FONT)

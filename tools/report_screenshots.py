@@ -106,14 +106,24 @@ def make_runs(runs: Path) -> list[Path]:
     return [Path(normal.record), Path(faulty.record)]
 
 
-def shoot_html(html: Path, png: Path, height: int | None = None) -> None:
+def shoot_html(html: Path, png: Path, height: int | None = None, heading: str = "") -> None:
+    """The page from its top (or from the <h2> ``heading``), ``height`` pixels of it (None:
+    all of it)."""
     from playwright.sync_api import sync_playwright  # test/dev dependency only
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1150, "height": height or 900})
+        page = browser.new_page(viewport={"width": 1150, "height": 900})
         page.goto(html.as_uri())
-        page.screenshot(path=str(png), full_page=height is None)
+        if height is None:
+            page.screenshot(path=str(png), full_page=True)
+        else:
+            top = 0.0
+            if heading:
+                box = page.locator("h2", has_text=heading).first.bounding_box()
+                top = box["y"] if box else 0.0
+            clip = {"x": 0, "y": top, "width": 1150, "height": height}
+            page.screenshot(path=str(png), full_page=True, clip=clip)
         browser.close()
 
 
@@ -136,6 +146,7 @@ def main(argv: list[str]) -> int:
         for name, record in zip(("normal", "aborted"), make_runs(runs), strict=True):
             html = write_report(record, runs / name)
             shoot_html(html, out / f"report-{name}-top.png", height=1400)
+            shoot_html(html, out / f"report-{name}-plots.png", 1700, heading="Plots")
             shoot_html(html, runs / f"{name}-full.png")
             pages = runs / f"{name}-pages"
             pages.mkdir()
