@@ -307,8 +307,8 @@ def _statistics(data: RunData) -> list[str]:
 # -- the record: integrity, identity, events, commands, operator actions ---------------------
 
 
-def _verdict(rec: RunRecord) -> str:
-    result = verify(rec.path)
+def _verdict(result) -> str:
+    """The verify result (``host.record.VerifyResult``) in words."""
     if result.ok:
         return f'<p class="ok">Record intact: {_esc(result.reason)}</p>'
     return (
@@ -398,10 +398,11 @@ def _record_blocks(rec: RunRecord, data: RunData) -> list[tuple[str, list, list]
     ]  # fmt: skip
 
 
-def _bad_row(r: list) -> bool:
-    return any(isinstance(c, str) and (c == "no ack" or c.startswith("refused")) for c in r) or (
-        len(r) > 3 and r[2] in ("trip", "alarm")
-    )
+_BAD_ROWS = {  # heading -> which rows of its table are shown in red
+    "Events": lambda r: r[2] in ("trip", "alarm"),
+    "Commands (recipe and coordinator)": lambda r: not str(r[3]).startswith("ok"),
+    "Operator actions": lambda r: "refused" in str(r[2]),
+}
 
 
 # -- assembling -----------------------------------------------------------------------------
@@ -410,7 +411,8 @@ def _bad_row(r: list) -> bool:
 def _html_blocks(blocks: list) -> list[str]:
     out = []
     for heading, header, rows in blocks:
-        out += [f"<h2>{_esc(heading)}</h2>", _table(header, rows, bad=_bad_row, num=(0,))]
+        bad = _BAD_ROWS.get(heading)
+        out += [f"<h2>{_esc(heading)}</h2>", _table(header, rows, bad=bad, num=(0,))]
     return out
 
 
@@ -451,8 +453,10 @@ def _plots_html(figs: list) -> list[str]:
     return out
 
 
-def _build(rec: RunRecord) -> tuple[str, RunData, list, list]:
+def _build(rec: RunRecord):
+    """(html, data, figures, record tables, verify result)."""
     data = load(rec)
+    verdict = verify(rec.path)
     segments = rec.segments()
     figs = figures(data)
     records = _record_blocks(rec, data)
@@ -468,12 +472,12 @@ def _build(rec: RunRecord) -> tuple[str, RunData, list, list]:
         *_statistics(data),
         *_plots_html(figs),
         "<h2>Record</h2>",
-        _verdict(rec),
+        _verdict(verdict),
         _table(["", ""], description_rows(data.meta)),
         *_html_blocks(records),
         "</body></html>",
     ]
-    return "\n".join(parts) + "\n", data, figs, records
+    return "\n".join(parts) + "\n", data, figs, records, verdict
 
 
 def build_report(rec: RunRecord) -> str:
@@ -487,9 +491,8 @@ def write_report(path_or_run, out_dir=None, runs_dir="runs", pdf: bool = True) -
     path = find_run(path_or_run, runs_dir)
     rec = RunRecord.open(path, readonly=True)
     try:
-        text, data, figs, records = _build(rec)
+        text, data, figs, records, verdict = _build(rec)
         first = _summary_blocks(rec, data)
-        verdict = verify(rec.path)
         identity = [
             ["verify", "intact" if verdict.ok else f"TAMPERED OR DAMAGED: {verdict.reason}"]
         ]

@@ -112,7 +112,9 @@ def test_report_is_self_contained_html_and_pdf_with_plots_marks_and_tables(tmp_p
     assert "Record intact" in text
     commands = _section(text, "Commands (recipe and coordinator)")
     assert "pump_a.flow = 0.5" in commands and "reactor1: start" in commands
-    assert "not_allowed_in_state: no lease" in commands  # the refused command
+    assert "not_allowed_in_state: no lease" in commands  # the refused command, in red
+    assert re.search(r'<tr class="bad">(<td[^>]*>[^<]*</td>){2}<td>reactor1: start', commands)
+    assert not re.search(r'<tr class="bad">(<td[^>]*>[^<]*</td>){2}<td>pump_a.flow', commands)
     assert "Not signed." in text
 
     pdf = path.with_suffix(".pdf").read_bytes()
