@@ -335,13 +335,14 @@ def _deviation_marks(summary: dict, recipe_t0: float) -> list[Mark]:
     return out
 
 
-def _shutdown_marks(phases: list, t0: int) -> list[Mark]:
-    """The sequencer's own aborts (a trip or a lost module starts the shutdown)."""
+def _shutdown_marks(phases: list[tuple[float, float, str]]) -> list[Mark]:
+    """The start of each shutdown sequence (a trip, a lost module, an abort, a deviation
+    or a time limit runs one: its phase is named ``shutdown`` or ``shutdown:CAUSE``)."""
     out = []
-    for p in phases:
-        text = p.get("text") or ""
-        if p.get("step") is None and text.startswith("recipe aborting"):
-            out.append(Mark((p["host_ms"] - t0) / 1000.0, text, "abort"))
+    for start, _end, name in phases:
+        if name == "shutdown" or name.startswith("shutdown:"):
+            cause = name.partition(":")[2]
+            out.append(Mark(start, "shutdown sequence" + (f" ({cause})" if cause else ""), "abort"))
     return out
 
 
@@ -351,7 +352,7 @@ def marks(rec: RunRecord, data: RunData, order: dict) -> list[Mark]:
     found += _note_marks(rec.notes(), data.t0, trips)
     found += _operator_marks(rec.operator_actions(), data.t0, data.t_end)
     found += _deviation_marks(data.meta.get("summary") or {}, data.recipe_t0)
-    found += _shutdown_marks(rec.phases(), data.t0)
+    found += _shutdown_marks(data.phases)
     found.sort(key=lambda m: (m.t, m.kind))
     for i, m in enumerate(found, 1):
         m.number = i

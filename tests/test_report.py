@@ -95,14 +95,15 @@ def test_report_is_self_contained_html_and_pdf_with_plots_marks_and_tables(tmp_p
     timeline = _texts(figs["Phases and marks"])
     for phase in ("prime", "heat", "shutdown"):
         assert phase in timeline  # every phase named
-    # the marks: the alarm, the hold and the trip (the coordinator's note about the same
-    # trip is not a second mark), numbered 1-3 on every plot
+    # the marks: the alarm, the hold, the trip (the coordinator's note about the same trip
+    # is not a second mark) and the shutdown, numbered 1-4 on every plot
     marks = _section(text, "Deviations")
     assert "alarm reactor1: high_temperature" in marks
     assert "hold by ada: sampling port check" in marks
     assert marks.count("trip reactor1") == 1
+    assert "shutdown sequence" in marks  # the sequencer's own abort
     for svg in figs.values():
-        assert {"1", "2", "3"} <= set(_texts(svg))
+        assert {"1", "2", "3", "4"} <= set(_texts(svg))
     assert "Temperatures (degC)" in _texts(figs["Temperatures"])
 
     # the outcome and its reason come first; the hashes come later, under "Record"
