@@ -9,13 +9,18 @@ acknowledges alarms (``ack_alarm``); acknowledgement is recorded, not required t
 Built-in alarms (``Alarm.flag``) watch a boolean attribute a signal object maintains
 itself, e.g. ``SensorChannel.stuck`` or ``Redundant1oo2.degraded``: raised in the first
 tick the flag is set (after ``on_delay_ms``), cleared when it is not.
+
+``while_on``: an alarm may apply only while an actuator is on (its applied value >= 0.5):
+the analyzer's "uv reading bad" means nothing while its lamp is switched off, as it is
+whenever the module is stopped.  While the actuator is off the alarm is not evaluated, an
+active one clears, and its on-delay starts again when the actuator comes back on.
 """
 
 from edge.interlocks import DEFAULT_WINDOW_MS, INPUT_TRUE, Condition
 
 
 class Alarm:
-    __slots__ = ("id", "detector", "severity", "active", "acked", "value", "cause")
+    __slots__ = ("id", "detector", "severity", "active", "acked", "value", "cause", "while_on")
 
     def __init__(
         self,
@@ -32,8 +37,10 @@ class Alarm:
         detector=None,
         reference=None,
         relative=0.0,
+        while_on=None,
     ):
         self.id = id
+        self.while_on = while_on  # anything with .value: evaluated only while >= 0.5
         if detector is not None:
             self.detector = detector
         else:
@@ -93,6 +100,13 @@ class AlarmSet:
         for a in self.alarms:
             det = a.detector
             det.sample_rate(now_ms)
+            gate = a.while_on
+            if gate is not None and not (gate.value is not None and gate.value >= 0.5):
+                det._since = None  # not evaluated; the on-delay starts again once it is on
+                if a.active:
+                    a.active = False
+                    self._changes.append((a, False))
+                continue
             if a.active:
                 if det.cause_now(True) is None:
                     a.active = False

@@ -298,6 +298,7 @@ def _build_alarms(cfg, by_name, builtin_alarms, loops):
                 trip_on_bad=a["trip_on_bad"],
                 reference=_reference(a, by_name, loops),
                 relative=a.get("relative", 0.0),
+                while_on=_Applied(by_name[a["while_on"]]) if a.get("while_on") else None,
             )
             for a in cfg["alarms"]
         ]

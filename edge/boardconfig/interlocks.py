@@ -82,6 +82,9 @@ def trip(board, path, cond, v, table, forcing):
         _forcing(board, path, v, entry)
     else:
         entry["severity"] = v["severity"]
+        if "while_on" in table:  # only then: other boards' compiled bytes stay as they were
+            gate = board.ref(path + ".while_on", v["while_on"], ("actuator",), "an actuator")
+            entry["while_on"] = BAD if gate is None else gate["name"]
     if not all(ok(x) for x in entry.values()):
         return None
     return entry

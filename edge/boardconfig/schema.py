@@ -988,6 +988,12 @@ INTERLOCK = keys(
 ALARM = keys(
     *TRIP_COMMON,
     Key("severity", CHOICE, "event severity", default="warning", choices=SEVERITIES),
+    Key(
+        "while_on",
+        REF,
+        "an actuator channel: the alarm applies only while it is on (applied value >= 0.5) "
+        "and clears when it is switched off, e.g. an analyzer's reading while its lamp is lit",
+    ),
 )
 
 RUNAWAY = keys(

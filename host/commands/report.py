@@ -1,9 +1,10 @@
-"""``skid report RUN``: write a run's report as one self-contained HTML file.
+"""``skid report RUN``: write a run's report as one self-contained HTML file and a PDF.
 
-Plots of temperatures, pressures, flows and other channels against time with phases,
-trips, alarms and gaps marked; tables of the run's description, events, operator actions,
-phases and failed commands.  Prints the file's path.  Exit codes: 0 written, 2 run not
-found, 1 anything else.
+The outcome and its reason, the conditions, collected and diverted volumes, deviations,
+signatures and collection-window statistics; plots against time with phases, trips,
+alarms, holds, manual changes and deviations marked; tables of events, commands, operator
+actions, phases and notes.  Writes RUN.html and RUN.pdf and prints the HTML's path.  Exit
+codes: 0 written, 2 run not found, 1 anything else.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def run(args) -> int:
         return 1
     print(f"skid report: written {target}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"record": str(path), "report": str(target)}))
+        pdf = target.with_suffix(".pdf")
+        print(json.dumps({"record": str(path), "report": str(target), "pdf": str(pdf)}))
     else:
         print(target)
     return 0
