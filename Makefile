@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml package.json 2>/dev/null | cksum | cut -d' ' -f1)
 NODE_STAMP := node_modules/.installed-$(shell cat package.json | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench soak mutate venv node mosquitto clean help
+.PHONY: demo test lint bench soak mutate venv node mosquitto browser clean help
 
 help:
 	@echo "make demo   - create .venv, install flowskid, run the emulated line end to end"
@@ -48,6 +48,17 @@ mosquitto:
 		echo "error: the mosquitto broker binary is missing: install the Debian package 'mosquitto' (sudo apt-get install mosquitto)"; exit 1; \
 	fi
 
+# The report tests render pages in a real browser (Debian chromium, driven by Playwright
+# without a browser download) and PDF pages with poppler's pdftoppm.
+browser:
+	@if command -v chromium >/dev/null && command -v pdftoppm >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the Debian packages 'chromium' and 'poppler-utils'"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null; \
+	else \
+		echo "error: chromium and pdftoppm are needed for the report tests: install the Debian packages 'chromium' and 'poppler-utils' (sudo apt-get install chromium poppler-utils)"; exit 1; \
+	fi
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -59,7 +70,7 @@ lint: venv
 # hands out single tests, except the groups (xdist_group) that share expensive runs.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 
-test: venv node mosquitto lint
+test: venv node mosquitto browser lint
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: venv node

@@ -265,7 +265,8 @@ class Condition:
     def _deviates(self, band, persist):
         """The cause if the value is off its reference by more than the tolerance
         (minus ``band``, the hysteresis once raised)."""
-        r = self.reference.value
+        reference = self.reference
+        r = None if reference is None else reference.value
         if r is None:
             return None  # nothing commanded: nothing to deviate from
         x = self.channel.value
@@ -308,7 +309,7 @@ class Condition:
             why = "{} still active, value {}".format(name, _fmt(self.channel.value))
         elif cond == RATE_OF_RISE and self.rate is None:
             why = "rate of {} unknown until a full {} ms window".format(name, self.window_ms)
-        elif cond == DEVIATION:
+        elif cond == DEVIATION and self.reference is not None:
             ref = self.reference.value
             why = "{} {} = {}, reference {} = {}, clears within +-{}".format(
                 self.cause,

@@ -14,9 +14,10 @@ from tests.test_record import T0, make_run
 from tests.test_report import _analyzer_run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = pytest.importorskip("playwright.sync_api")  # in the test extra: always there
 if not Path(CHROMIUM).exists():
-    pytest.skip("no chromium", allow_module_level=True)
+    # `make test` installs it (Makefile: browser): a missing browser is a failure, not a skip.
+    pytest.fail("no chromium: install the Debian package 'chromium'", pytrace=False)
 
 # Every pair of <text> boxes inside one <svg> that overlap by more than 1 px each way.
 OVERLAPS = """() => {
