@@ -258,22 +258,65 @@ def _off_spec(e: dict, t0: float) -> str:
     return f"{a + t0:.1f} s to " + (f"{b + t0:.1f} s" if b is not None else "the end")
 
 
-def signature_rows(rec: RunRecord) -> list[list]:
-    """[signer, role, time, meaning, head hash covered] of each signature of the run.
-
-    None exist yet: signing (``skid sign``, issue 15 item 4) will append signature
-    entries to the hash chain; read them here and the report shows them."""
-    del rec
-    return []
+SIGNATURE_HEAD = ["signer", "role", "time (UTC)", "meaning", "covers", "holds"]
+CHANGE_HEAD = ["t (s)", "who", "what", "module", "old", "new", "why"]
 
 
-def _signatures(rec: RunRecord) -> list[str]:
-    rows = signature_rows(rec)
+def signature_rows(rec: RunRecord, broken=()) -> list[list]:
+    """[signer, role, time, meaning (and comment), entry and head hash covered, holds] of
+    each signature (``skid sign``, host/commands/sign.py); ``broken``: the
+    ``verify(...).broken_signatures`` of the record, so a signature a later change broke
+    says so."""
+    broken_seqs = {b.get("seq") for b in broken}
+    rows = []
+    for sig in rec.signatures():
+        meaning = sig.get("meaning") or ""
+        if sig.get("comment"):
+            meaning += f": {sig['comment']}"
+        rows.append(
+            [
+                f"{sig.get('full_name') or sig.get('signer')} ({sig.get('signer')})",
+                sig.get("role") or "",
+                sig.get("signed_utc") or "",
+                meaning,
+                f"entry {sig.get('covers_seq')}, {str(sig.get('covers_hash') or '')[:16]}",
+                "BROKEN by a later change" if sig.get("seq") in broken_seqs else "yes",
+            ]
+        )
+    return rows
+
+
+def change_rows(rec: RunRecord, t0_ms: int | None) -> list[list]:
+    """The audit trail's changes (old and new value, who and why), for review."""
+    rows = []
+    for c in rec.changes():
+        t = "" if t0_ms is None else f"{(c['host_ms'] - t0_ms) / 1000.0:.1f}"
+        who = str(c.get("who") or "")
+        if c.get("authenticated") is False:
+            who += " (not authenticated)"
+        what = str(c.get("what") or "")
+        if c.get("channel"):
+            what += f" {c['channel']}"
+        rows.append(
+            [t, who, what, c.get("module") or "", rounded(c.get("old")), rounded(c.get("new")),
+             c.get("why") or ""]
+        )  # fmt: skip
+    return rows
+
+
+def _signatures(rec: RunRecord, verdict) -> list[str]:
+    rows = signature_rows(rec, getattr(verdict, "broken_signatures", ()))
     return [
         "<h2>Signatures</h2>",
-        _table(["signer", "role", "time (UTC)", "meaning", "covers head hash"], rows)
-        if rows
-        else "<p><em>Not signed.</em></p>",
+        _table(SIGNATURE_HEAD, rows) if rows else "<p><em>Not signed.</em></p>",
+    ]
+
+
+def _audit_review(rec: RunRecord, t0_ms: int | None) -> list[str]:
+    rows = change_rows(rec, t0_ms)
+    return [
+        "<h2>Audit trail review: changes during the run</h2>",
+        _table(CHANGE_HEAD, rows) if rows else "<p><em>No changes recorded.</em></p>",
     ]
 
 
@@ -434,7 +477,8 @@ def _summary_blocks(rec: RunRecord, data: RunData) -> list:
                                   for k in keys if summary.get(k) is not None]),
         ("Marks on the plots", ["#", "t (s)", "kind", "what"],
          [[m.number, f"{m.t:.1f}", m.kind, m.label] for m in data.marks]),
-        ("Signatures", ["signer", "role", "time", "meaning", "covers"], signature_rows(rec)),
+        ("Signatures", SIGNATURE_HEAD, signature_rows(rec, verify(rec.path).broken_signatures)),
+        ("Audit trail review", CHANGE_HEAD, change_rows(rec, _t0_ms(rec))),
         ("Collection-window statistics", ["channel", "unit", "mean ± sd", "min", "max", "n"],
          stats_rows(data)),
     ]  # fmt: skip
@@ -453,6 +497,11 @@ def _plots_html(figs: list) -> list[str]:
     return out
 
 
+def _t0_ms(rec: RunRecord) -> int | None:
+    """The report's t = 0: the record's creation (as ``host.report_data.load``)."""
+    return rec.meta().get("created_ms")
+
+
 def _build(rec: RunRecord):
     """(html, data, figures, record tables, verify result)."""
     data = load(rec)
@@ -468,7 +517,8 @@ def _build(rec: RunRecord):
         *_conditions(data),
         *_product(data, segments),
         *_deviations(data),
-        *_signatures(rec),
+        *_signatures(rec, verdict),
+        *_audit_review(rec, _t0_ms(rec)),
         *_statistics(data),
         *_plots_html(figs),
         "<h2>Record</h2>",

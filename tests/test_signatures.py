@@ -252,3 +252,28 @@ def test_cli_sign_then_tamper_then_verify_exits_1_naming_the_signature(
     doc = json.loads(captured.out)
     assert doc["broken_signatures"][0]["signer"] == "quinn"
     assert main(["sign", "no-such-run", "--meaning", "reviewed", "--user", "sam", *common]) == 2
+
+
+def test_the_report_shows_the_signatures_and_the_audit_trail_review(run_path, tmp_path):
+    from host.report import build_report
+
+    sig = _signed(run_path)
+    rec = RunRecord.open(run_path, readonly=True)
+    try:
+        html = build_report(rec)
+    finally:
+        rec.close()
+    assert "<h2>Signatures</h2>" in html and "Quinn QA (quinn)" in html
+    assert "approved" in html and f"entry {sig - 1}" in html and "BROKEN" not in html
+    assert "Audit trail review" in html and "recipe demo" in html and "prime" in html
+    # A change after signing: the report says which signature no longer holds.
+    with _db(run_path) as conn:
+        body = conn.execute("SELECT body FROM audit WHERE kind = 'change'").fetchone()[0]
+        conn.execute(
+            "UPDATE audit SET body = ? WHERE kind = 'change'", (body.replace("0.5", "5.0"),)
+        )
+    rec = RunRecord.open(run_path, readonly=True)
+    try:
+        assert "BROKEN by a later change" in build_report(rec)
+    finally:
+        rec.close()
