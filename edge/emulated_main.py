@@ -31,6 +31,7 @@ import sys
 import time
 
 from edge.build import build_node
+from edge.clock import shared_ms, ticks_wrap
 from edge.compiled_config import load_board_file
 from edge.link.client import MqttLink
 from edge.plantport import PlantPort
@@ -39,7 +40,6 @@ from edge.session import ModuleSession
 from edge.sink import NullSink
 from protocol.cbor import decode
 
-TICKS_MASK = 0x3FFFFFFF
 PLANT_WAIT_POLL_MS = 10
 SETTINGS_FILE = "module.cbor"
 
@@ -52,7 +52,7 @@ class SharedClock:
         self.speed = speed
 
     def __call__(self):
-        return int((time.time() - self.epoch) * 1000 * self.speed) & TICKS_MASK
+        return ticks_wrap(shared_ms(time.time(), self.epoch, self.speed))
 
     async def sleep_ms(self, ms):
         await asyncio.sleep_ms(int(max(0, ms) / self.speed))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edge.boardconfig import compile_config, config_hash, decompile, emulate, load_board_config
 from edge.build import build_node
+from edge.clock import shared_ms, ticks_wrap
 from edge.link.client import MqttLink
 from edge.linux.hardware import LinuxHardware
 from edge.linux.watchdog import LinuxWatchdog
@@ -52,8 +53,8 @@ class ScaledClock:
 
     def __call__(self) -> int:
         if self.epoch is not None:
-            return int((time.time() - self.epoch) * 1000 * self.speed) & TICKS_MASK
-        return int((time.monotonic() - self._t0) * 1000 * self.speed) & TICKS_MASK
+            return ticks_wrap(shared_ms(time.time(), self.epoch, self.speed))
+        return ticks_wrap(shared_ms(time.monotonic(), self._t0, self.speed))
 
     async def sleep_ms(self, ms: int) -> None:
         await asyncio.sleep(max(0, ms) / 1000 / self.speed)

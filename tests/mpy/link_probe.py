@@ -26,21 +26,9 @@ import time
 
 from edge.build import build_node
 from edge.compiled_config import load_board_file
-from edge.drivers.emulated import EmulatedActuator, EmulatedSensor
 from edge.runner import EdgeRunner
 from edge.session import ModuleSession
 from edge.sink import NullSink
-
-
-def emulated_drivers(cfg):
-    drivers = {}
-    for ch in cfg["channels"]:
-        if ch["role"] == "actuator":
-            lo, hi = ch["range"]
-            drivers[ch["name"]] = EmulatedActuator(lo, hi, ch["safe"], ch["name"])
-        elif ch.get("driver") is not None:
-            drivers[ch["name"]] = EmulatedSensor("V", 0)
-    return drivers
 
 
 class _SlowDnsSocket:
@@ -83,8 +71,7 @@ def main(argv):
         time.ticks_ms(),
         b"\x01\x02\x03\x04\x05\x06\x07\x08",
         config_hash=chash,
-        drivers=emulated_drivers(cfg),
-    )
+    )  # the board file is the emulated config: build_node makes its emulated drivers
     session = ModuleSession(node, line, time.ticks_ms)
     link = session.mqtt_link(
         host,
