@@ -60,6 +60,15 @@ class Rig:
             self.plant.step(self.now)
             self.node.tick(self.now)
 
+    def hold_coil(self, temp, ticks=1):
+        """Both reactor probes read ``temp`` for ``ticks`` ticks, leased every second."""
+        for _ in range(ticks):
+            self.plant.overrides["temp_a"] = temp
+            self.plant.overrides["temp_b"] = temp
+            if self.now % 1000 == 0:
+                self.lease()
+            self.tick()
+
     def run_s(self, seconds, lease_every_ms=None):
         ticks = int(seconds * 1000 / self.tick_ms)
         for _ in range(ticks):

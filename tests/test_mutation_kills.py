@@ -1327,26 +1327,17 @@ def test_outputs_parked_by_successive_resets_all_stay_parked_until_unhold():
 # code cost seconds: `make mutate` deselects those two and runs these short versions.
 
 
-def _coil_temperature(rig, temp, ticks=1):
-    for _ in range(ticks):
-        rig.plant.overrides["temp_a"] = temp
-        rig.plant.overrides["temp_b"] = temp
-        if rig.now % 1000 == 0:
-            rig.lease()
-        rig.tick()
-
-
 def test_uncontrolled_heating_at_rest_refuses_both_resets_until_cooled_below_the_peak():
     rig = Rig("reactor")
     rig.lease()
     temp = 25.0
-    _coil_temperature(rig, temp, 10)  # heater off at rest: the rise check runs
+    rig.hold_coil(temp, 10)  # heater off at rest: the rise check runs
     while not rig.node.interlocks.active:
         temp += 0.5
-        _coil_temperature(rig, temp)
+        rig.hold_coil(temp)
         assert temp < 100.0, "no trip"
     assert rig.sink.trips()[-1].cause == "uncontrolled_heating"
-    _coil_temperature(rig, temp + 1.0, 5)  # still rising after the trip
+    rig.hold_coil(temp + 1.0, 5)  # still rising after the trip
     peak = rig.node.loops[0].measure.value
     for ack in (rig.command("reset_trip"), rig.state("reset")):
         assert ack.result == RESULT_NOT_ALLOWED_IN_STATE, ack
@@ -1354,11 +1345,11 @@ def test_uncontrolled_heating_at_rest_refuses_both_resets_until_cooled_below_the
         assert f"peak {peak:.1f}" in ack.reason
     assert not [e for e in rig.sink.events if e.type == "trip_reset"]
     hysteresis = rig.cfg["runaway"]["hysteresis"]
-    _coil_temperature(rig, peak - hysteresis + 0.5, 30)  # cooling, not enough yet
+    rig.hold_coil(peak - hysteresis + 0.5, 30)  # cooling, not enough yet
     assert rig.state("reset").result == RESULT_NOT_ALLOWED_IN_STATE
-    _coil_temperature(rig, peak - hysteresis - 0.5, 30)
+    rig.hold_coil(peak - hysteresis - 0.5, 30)
     assert rig.state("reset").result == RESULT_OK
-    _coil_temperature(rig, peak - hysteresis - 0.5, 3)
+    rig.hold_coil(peak - hysteresis - 0.5, 3)
     assert rig.node.sm.state_name == "idle" and not rig.node.interlocks.active
 
 
@@ -1371,7 +1362,7 @@ def _short_degraded_limit(d):
 def test_one_probe_lost_trips_exactly_after_a_short_degraded_max_ms():
     rig = Rig("reactor", mutate=_short_degraded_limit)
     rig.start()
-    _coil_temperature(rig, 40.0, 10)
+    rig.hold_coil(40.0, 10)
     pair = [d for d in rig.node.derived if d.name == "temperature"][0]
     assert pair.degraded_max_ms == 2000
     rig.plant.overrides["temp_a"] = float("nan")  # probe a lost
@@ -1390,7 +1381,7 @@ def test_one_probe_lost_trips_exactly_after_a_short_degraded_max_ms():
     rig.tick(3)
     ack = rig.state("reset")
     assert ack.result == RESULT_NOT_ALLOWED_IN_STATE and "degraded" in ack.reason
-    _coil_temperature(rig, 40.0, 2)  # both probes back
+    rig.hold_coil(40.0, 2)  # both probes back
     assert rig.state("reset").result == RESULT_OK
 
 

@@ -937,23 +937,10 @@ def test_a_loop_output_pinned_by_a_held_trip_resumes_bumplessly_on_unhold():
 def _exotherm_until_trip(rig, temp, rate_per_tick=0.02):
     for _ in range(3000):
         temp += rate_per_tick
-        rig.plant.overrides["temp_a"] = temp
-        rig.plant.overrides["temp_b"] = temp
-        if rig.now % 1000 == 0:
-            rig.lease()
-        rig.tick()
+        rig.hold_coil(temp)
         if rig.node.interlocks.active:
             return temp
     raise AssertionError("no trip")
-
-
-def _hold_temperature(rig, temp, ticks):
-    for _ in range(ticks):
-        rig.plant.overrides["temp_a"] = temp
-        rig.plant.overrides["temp_b"] = temp
-        if rig.now % 1000 == 0:
-            rig.lease()
-        rig.tick()
 
 
 def test_reset_refused_while_the_temperature_still_rises_with_the_heater_off():
@@ -970,7 +957,7 @@ def test_reset_refused_while_the_temperature_still_rises_with_the_heater_off():
     assert rig.sink.trips()[-1].cause == "uncontrolled_heating"
     for _ in range(20):  # 2 s more, still rising
         temp += 0.02
-        _hold_temperature(rig, temp, 1)
+        rig.hold_coil(temp, 1)
     peak = rig.node.loops[0].measure.value
     for ack in (rig.command("reset_trip"), rig.state("reset")):
         assert ack.result == RESULT_NOT_ALLOWED_IN_STATE, ack
@@ -978,11 +965,11 @@ def test_reset_refused_while_the_temperature_still_rises_with_the_heater_off():
     assert rig.node.interlocks.active and rig.node.sm.state_name == "aborted"
     assert not [e for e in rig.sink.events if e.type == "trip_reset"]
     hysteresis = rig.cfg["runaway"]["hysteresis"]
-    _hold_temperature(rig, peak - hysteresis + 0.5, 30)  # cooling, not enough yet
+    rig.hold_coil(peak - hysteresis + 0.5, 30)  # cooling, not enough yet
     assert rig.state("reset").result == RESULT_NOT_ALLOWED_IN_STATE
-    _hold_temperature(rig, peak - hysteresis - 0.5, 30)
+    rig.hold_coil(peak - hysteresis - 0.5, 30)
     assert rig.state("reset").result == RESULT_OK
-    _hold_temperature(rig, peak - hysteresis - 0.5, 3)
+    rig.hold_coil(peak - hysteresis - 0.5, 3)
     assert rig.node.sm.state_name == "idle" and not rig.node.interlocks.active
 
 
@@ -1015,13 +1002,13 @@ def test_a_reset_does_not_rearm_a_healthy_verifier():
     rig.lease()
     rig.tick(5)
     temp = rig.node.loops[0].measure.value
-    _hold_temperature(rig, temp + 10.0, 30)  # +10 of the 15 allowed, heater off
+    rig.hold_coil(temp + 10.0, 30)  # +10 of the 15 allowed, heater off
     rig.plant.digital["estop"] = 1
     _run_leased(rig, 1)
     rig.plant.digital["estop"] = 0
-    _hold_temperature(rig, temp + 10.0, 3)
+    rig.hold_coil(temp + 10.0, 3)
     assert rig.state("reset").result == RESULT_OK
-    _hold_temperature(rig, temp + 16.0, 30)  # 16 above the minimum since the heater went off
+    rig.hold_coil(temp + 16.0, 30)  # 16 above the minimum since the heater went off
     assert rig.sink.trips()[-1].cause == "uncontrolled_heating"
 
 
