@@ -305,7 +305,7 @@ def change_rows(rec: RunRecord, t0_ms: int | None) -> list[list]:
 
 
 def _signatures(rec: RunRecord, verdict) -> list[str]:
-    rows = signature_rows(rec, getattr(verdict, "broken_signatures", ()))
+    rows = signature_rows(rec, verdict.broken_signatures)
     return [
         "<h2>Signatures</h2>",
         _table(SIGNATURE_HEAD, rows) if rows else "<p><em>Not signed.</em></p>",
@@ -459,7 +459,7 @@ def _html_blocks(blocks: list) -> list[str]:
     return out
 
 
-def _summary_blocks(rec: RunRecord, data: RunData) -> list:
+def _summary_blocks(rec: RunRecord, data: RunData, verdict) -> list:
     """The top of the report as (heading, header, rows) for the PDF's first page."""
     meta = data.meta
     summary = meta.get("summary") or {}
@@ -477,8 +477,8 @@ def _summary_blocks(rec: RunRecord, data: RunData) -> list:
                                   for k in keys if summary.get(k) is not None]),
         ("Marks on the plots", ["#", "t (s)", "kind", "what"],
          [[m.number, f"{m.t:.1f}", m.kind, m.label] for m in data.marks]),
-        ("Signatures", SIGNATURE_HEAD, signature_rows(rec, verify(rec.path).broken_signatures)),
-        ("Audit trail review", CHANGE_HEAD, change_rows(rec, _t0_ms(rec))),
+        ("Signatures", SIGNATURE_HEAD, signature_rows(rec, verdict.broken_signatures)),
+        ("Audit trail review", CHANGE_HEAD, change_rows(rec, data.t0)),
         ("Collection-window statistics", ["channel", "unit", "mean ± sd", "min", "max", "n"],
          stats_rows(data)),
     ]  # fmt: skip
@@ -497,11 +497,6 @@ def _plots_html(figs: list) -> list[str]:
     return out
 
 
-def _t0_ms(rec: RunRecord) -> int | None:
-    """The report's t = 0: the record's creation (as ``host.report_data.load``)."""
-    return rec.meta().get("created_ms")
-
-
 def _build(rec: RunRecord):
     """(html, data, figures, record tables, verify result)."""
     data = load(rec)
@@ -518,7 +513,7 @@ def _build(rec: RunRecord):
         *_product(data, segments),
         *_deviations(data),
         *_signatures(rec, verdict),
-        *_audit_review(rec, _t0_ms(rec)),
+        *_audit_review(rec, data.t0),
         *_statistics(data),
         *_plots_html(figs),
         "<h2>Record</h2>",
@@ -542,7 +537,7 @@ def write_report(path_or_run, out_dir=None, runs_dir="runs", pdf: bool = True) -
     rec = RunRecord.open(path, readonly=True)
     try:
         text, data, figs, records, verdict = _build(rec)
-        first = _summary_blocks(rec, data)
+        first = _summary_blocks(rec, data, verdict)
         identity = [
             ["verify", "intact" if verdict.ok else f"TAMPERED OR DAMAGED: {verdict.reason}"]
         ]
