@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from host.runstatus import FINAL_STATES, display_unit, parse_run_status
+from host.runstatus import FINAL_STATES, parse_run_status
+from host.runtext import display_unit
 from protocol import host_messages, messages
 from protocol.constants import QUALITY_GOOD, QUALITY_NAMES
 from protocol.topics import PREFIX
