@@ -59,6 +59,7 @@ class _Module:
         self.channels: list = []  # protocol.wire.Channel, in alias order
         self.codec = None
         self.codec_from: str | None = None  # "birth" | "run"
+        self.misfit: list | None = None  # channel names of a catalogue that did not fit
         self.values: dict[str, dict] = {}  # name -> {value, quality, t_ms}
         self.period_ms: int | None = None  # measured
         self.run_period_ms: int | None = None  # from the run status
@@ -148,6 +149,8 @@ class LiveLine:
             self.malformed += 1
             self.last_error = f"{topic}: {exc}"[:300]
             return False
+        if kind == "data" and not self._open_gaps:
+            return changed  # the hot path: a sample closes no gap, time is ticked anyway
         return self.tick(now_ms) or changed
 
     def _host(self, kind: str, payload: bytes, now_ms: int) -> bool:
@@ -182,9 +185,12 @@ class LiveLine:
             m.run_period_ms = period if isinstance(period, int) and period > 0 else None
             if not m.state_heard and info.get("state") is not None:
                 m.state = info["state"]
-            if m.codec_from != "birth":
-                chans = _channels(info.get("channels") or [])
-                if chans and [c.name for c in chans] != [c.name for c in m.channels]:
+            entries = info.get("channels") or []
+            names = [e.get("name") for e in entries if isinstance(e, dict)]
+            fresh = names != [c.name for c in m.channels] and names != m.misfit
+            if m.codec_from != "birth" and fresh:
+                chans = _channels(entries)
+                if chans:
                     m.use_channels(chans, "run")
 
     def _module(self, mid: str) -> _Module:
@@ -248,6 +254,7 @@ class LiveLine:
             if m.codec_from != "run":
                 raise
             # The catalogue no longer fits (a new config): values wait for a birth.
+            m.misfit = [c.name for c in m.channels]
             m.use_channels([], "run")
             t = host_messages.parse_telemetry(payload)
         m.last_seen_ms = now_ms

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cbor2
 import pytest
 
 from host.livestate import MAX_ALARMS, RUN_STALE_MS, STALE_AFTER_MS, LiveLine
@@ -370,3 +371,20 @@ def test_snapshot_keys_are_always_present():
     assert set(snap) == {"t_ms", "line", "link", "coordinator", "run", "modules", "alarms", "gaps"}
     assert snap["run"] is None and snap["coordinator"] == {"online": False, "last_seen_ms": None}
     assert snap["link"] == {"connected": False, "since_ms": None}
+
+
+def test_a_catalogue_that_does_not_fit_the_telemetry_waits_for_a_birth():
+    live = LiveLine(LINE)
+    status = run_status()
+    # The run status with one channel fewer than the module sends.
+    body = cbor2.loads(status)
+    body["modules"]["reactor1"]["channels"].pop()
+    live.on_message(run_topic(LINE), build_run_status(body), T0)
+    assert live.on_message(topic("data"), data(0), T0 + 1)  # heard, not decodable
+    live.on_message(run_topic(LINE), build_run_status(body), T0 + 2)  # not taken again
+    live.on_message(topic("data"), data(1), T0 + 3)
+    m = module(live.snapshot(T0 + 4))
+    assert m["online"] and m["values"] == {} and live.malformed == 0
+    live.on_message(topic("birth"), birth(), T0 + 5)
+    live.on_message(topic("data"), data(2, 30.0), T0 + 6)
+    assert module(live.snapshot(T0 + 7))["values"]["temperature"]["value"] == pytest.approx(30.0)
