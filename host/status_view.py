@@ -71,12 +71,12 @@ def run_lines(snap: dict) -> list[str]:
     return lines
 
 
-def value_texts(module: dict) -> list[str]:
-    """``name value unit (sp X)`` for each channel but status flags, with its quality
-    when not good and ``stale`` when old."""
+def value_texts(module: dict, skip=("status",)) -> list[str]:
+    """``name value unit (sp X)`` for each channel but those of a role in ``skip``, with
+    its quality when not good and ``stale`` when old."""
     out = []
     for name, v in module["values"].items():
-        if v["role"] == "status":
+        if v["role"] in skip:
             continue
         text = f"{name} {fmt_value(v['value'])} {v['unit']}".rstrip()
         if v["setpoint"] is not None and v["role"] != "setpoint":
@@ -182,7 +182,7 @@ def one_line(snap: dict) -> str:
         parts.append("broker link DOWN")
     for m in snap["modules"]:
         flag = "" if m["online"] else " OFFLINE"
-        values = value_texts(m)
+        values = value_texts(m, skip=("status", "setpoint"))  # a loop's sp shows as (sp X)
         text = f"{m['id']} {m['state'] or '?'}{flag}"
         if values:
             text += ": " + ", ".join(values)
