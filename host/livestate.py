@@ -115,7 +115,8 @@ class LiveLine:
 
     def add_listener(self, fn) -> None:
         """``fn(kind, data)`` for each "sample" ({module, channel, t_ms, value}) and each
-        "event" ({module, t_ms, type, severity, source, cause, detail, state})."""
+        "event" ({module, t_ms, type, severity, source, cause, detail, state}), called
+        inside ``on_message``: it must be quick, and what it raises reaches the caller."""
         self._listeners.append(fn)
 
     def _emit(self, kind: str, data: dict) -> None:
