@@ -518,14 +518,26 @@ class LiveLine:
         ]
 
     def _first_out(self) -> tuple[str, str] | None:
-        """(module, cause) of the earliest standing trip on the line."""
-        trips = [(t["t_ms"], m.id, t["cause"]) for m in self._modules.values() for t in m.trips]
-        return min(trips)[1:] if trips else None
+        """(module, cause) of the earliest standing trip on the line; at the same time,
+        the first in the coordinator's list (the order it learned of them)."""
+        order = {
+            (t.get("module"), t.get("cause")): i
+            for i, t in enumerate((self.run or {}).get("trips") or [])
+            if isinstance(t, dict)
+        }
+        trips = [
+            (t["t_ms"], order.get((m.id, t["cause"]), len(order)), m.id, t["cause"])
+            for m in self._modules.values()
+            for t in m.trips
+        ]
+        return min(trips)[2:] if trips else None
 
     def _module_snapshot(self, m: _Module, now_ms: int, setpoints: dict, first) -> dict:
         stale = self._module_stale(m, now_ms)
         if m.last_seen_ms is None:
-            online = bool(m.run_online)  # not heard yet: the coordinator's word
+            # Not heard yet: the word of a coordinator running the run (not a closing one).
+            online = bool(m.run_online) and not self._run_over()
+            online = online and not self._coordinator_away(now_ms)
         else:
             online = not stale
         measured_sp = {meas: setpoints[sp] for sp, meas in m.loops.items() if sp in setpoints}

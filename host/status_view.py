@@ -35,7 +35,12 @@ def coordinator_text(snap: dict) -> str:
     c = snap["coordinator"]
     if c["last_seen_ms"] is None and snap["run"] is None:
         return "coordinator: not heard (no run on this line, or it has not started)"
-    return "coordinator: online" if c["online"] else "coordinator: OFFLINE or silent"
+    if c["online"]:
+        return "coordinator: online"
+    run = snap["run"]
+    if run is not None and not run["online"]:
+        return "coordinator: gone, its run is over"
+    return "coordinator: OFFLINE or silent"
 
 
 def run_lines(snap: dict) -> list[str]:

@@ -423,3 +423,22 @@ def test_a_late_viewer_learns_latched_trips_and_alarms_from_the_run_status():
     assert module(snap)["trips"] == [] and module(snap)["alarms"] == []
     assert not {a["cause"]: a for a in snap["alarms"]}["hi_temp"]["active"]
     assert module(snap, "pump_a")["trips"][0]["first_out"]
+
+
+def test_trips_at_the_same_time_follow_the_coordinators_order_and_a_closed_run_vouches_for_none():
+    body = cbor2.loads(run_status())
+    body["trips"] = [
+        {"module": "pump_b", "cause": "over_pressure", "t_s": 30.0},
+        {"module": "pump_a", "cause": "over_pressure", "t_s": 30.0},
+    ]
+    entry = dict(body["modules"].pop("reactor1"), alarms=[], trips=["over_pressure"])
+    body["modules"] = {"pump_a": dict(entry), "pump_b": dict(entry)}
+    live = LiveLine(LINE)
+    live.on_message(run_topic(LINE), build_run_status(body), T0)
+    snap = live.snapshot(T0)
+    assert module(snap, "pump_b")["trips"][0]["first_out"]
+    assert not module(snap, "pump_a")["trips"][0]["first_out"]
+    assert module(snap, "pump_a")["online"]  # not heard: the running coordinator's word
+    body.update(online=False, state="aborted")  # the closing message
+    live.on_message(run_topic(LINE), build_run_status(body), T0 + 1000)
+    assert not module(live.snapshot(T0 + 1001), "pump_a")["online"]
