@@ -41,7 +41,7 @@ class CampaignRecord:
             recipe_name=campaign.name,
             recipe_hash=campaign.hash,
             config_hashes={},
-            metadata={"kind": "campaign", "campaign_file": str(campaign.file)},
+            metadata={"kind": "campaign", "campaign_file": str(campaign.file.resolve())},
             now_ms=now_ms,
             run_id=new_run_id(f"campaign-{line_id}"),
         )

@@ -55,10 +55,11 @@ LABELS = {
     "equivalents": "equivalents of B",
 }
 
+SHORT = {"temperature_c": "T degC", "residence_time_min": "tau min", "equivalents": "eq B"}
+
 
 def _campaign(record: CampaignRecord):
-    files = record.notes("files")
-    base = Path(files[0]["campaign"]).parent if files else Path(".")
+    base = Path(record.meta()["metadata"]["campaign_file"]).resolve().parent
     return load_campaign_text(record.campaign_text(), str(record.path), base)
 
 
@@ -128,6 +129,7 @@ def plot_response(experiments: list[dict], campaign, path: Path) -> Path:
                     ax.scatter(xs, [floor] * len(xs), c=color, marker=marker, s=60, label=status)
             ax.set_xlabel(LABELS.get(var, var))
             ax.set_ylabel(LABELS.get(obj, obj))
+            ax.ticklabel_format(axis="y", useOffset=False)
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"campaign {campaign.name}: response against each variable")
@@ -193,7 +195,10 @@ def plot_best(experiments: list[dict], campaign, path: Path) -> Path:
         ax.text(i, hi, f"n={b['n']}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(ranked)))
     ax.set_xticklabels(
-        ["\n".join(f"{k[:4]} {v:.3g}" for k, v in b["condition"].items()) for b in ranked],
+        [
+            "\n".join(f"{SHORT.get(k, k)} {v:.3g}" for k, v in b["condition"].items())
+            for b in ranked
+        ],
         fontsize=8,
     )
     ax.set_ylabel(LABELS.get(obj, obj))

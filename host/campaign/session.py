@@ -108,6 +108,9 @@ class _Shell:
             )
             seq.feed(end_phase(self.base), lambda: self.runner.next_steps(seq.now_ms, seq.history))
         self.now_ms = seq.now_ms
+        if seq.state in ("aborting", "aborted") and self.runner.current is not None:
+            # A trip or an abort: the experiment ends now (its failure in this run's record).
+            self.runner.on_end(seq.now_ms, seq.state, seq.reason)
         self.runner.observe(seq.step, coord.access.value(*self.signal))
 
 
@@ -170,6 +173,7 @@ def run_session(  # long: the session's steps in order, each a few lines
         should_abort=should_abort,
         on_tick=tick,
     )
+    shell.coord = None  # the run record is closed: what follows goes to the campaign's only
     runner.on_end(shell.now_ms, summary.outcome, summary.reason)
     outcome = "done" if summary.outcome.startswith("completed") else "stopped"
     reason = runner.stop_reason if outcome == "done" else summary.reason
