@@ -156,6 +156,7 @@ MODULE_SCHEMAS: dict[str, dict[str, Key]] = {
         "heater_w": _f(REQUIRED, 0.0, 100000.0, "heater power at full duty"),
         "probe_tau_s": _f(2.0, 0.0, 120.0, "temperature probe lag"),
         "exotherm": _key(TABLE, None, doc="reaction heat (see EXOTHERM_SCHEMA)"),
+        "kinetics": _key(TABLE, None, doc="the reactions in the coil (see KINETICS_SCHEMA)"),
     },
     "bpr": {
         "open_conductance_ml_min_bar": _f(20.0, 0.001, 1e5, "flow per bar, valve fully open"),
@@ -187,6 +188,27 @@ EXOTHERM_SCHEMA = {
     "doubling_c": _f(10.0, 0.1, 200.0, "the rate doubles every this many kelvin"),
     "max_w": _f(None, 0.0, 1e7, "limit set by the reagent supply (default 10 x heat_w)"),
     "needs_reagents": _key(BOOL, True, doc="scaled by the reagents present in the coil"),
+}
+
+# A reactor's chemistry (line/kinetics.py): A + B -> P (k1 [A][B]), P -> D (k2 [P]),
+# P + B -> D promoted by B (k3 [P][B]^2), A -> S (k4 [A]); Arrhenius constants given at
+# t_ref_c; what the analyzer downstream sees of it.
+KINETICS_SCHEMA = {
+    "a": _key(STR, REQUIRED, doc="the pump feeding A (the limiting reagent)"),
+    "b": _key(STR, REQUIRED, doc="the pump feeding B"),
+    "t_ref_c": _f(80.0, -50.0, 400.0, "temperature the k_ref values are given at"),
+    "k1_ref_l_mol_min": _f(REQUIRED, 0.0, 1e6, "A + B -> P at t_ref_c"),
+    "ea1_kj_mol": _f(REQUIRED, 0.0, 400.0),
+    "k2_ref_per_min": _f(REQUIRED, 0.0, 1e6, "P -> D at t_ref_c"),
+    "ea2_kj_mol": _f(REQUIRED, 0.0, 400.0),
+    "k3_ref_l2_mol2_min": _f(0.0, 0.0, 1e6, "P + B -> D at t_ref_c (over-reaction, [P][B]^2)"),
+    "ea3_kj_mol": _f(0.0, 0.0, 400.0),
+    "k4_ref_per_min": _f(0.0, 0.0, 1e6, "A -> S at t_ref_c (decomposition of A)"),
+    "ea4_kj_mol": _f(0.0, 0.0, 400.0),
+    "absorptivity_product": _f(0.0, 0.0, 1e6, "P at the analyzer's line, L/(mol cm)"),
+    "absorptivity_interferent": _f(0.0, 0.0, 1e6, "the interferent, L/(mol cm)"),
+    "interferent": _key(STR, None, doc="what else absorbs: pump a or b, or degradant"),
+    "noise_au": _f(0.0, 0.0, 10.0, "standard deviation of the absorbance noise (AU)"),
 }
 
 PART_SCHEMAS: dict[str, dict[str, Key]] = {
@@ -287,6 +309,7 @@ _TOP = ("line", "modules", "parts", "protections", "connections")
 for _schema in (
     _FLOW_COMMON,
     EXOTHERM_SCHEMA,
+    KINETICS_SCHEMA,
     SOLVENT_KEYS,
     _LINE_KEYS,
     *MODULE_SCHEMAS.values(),
@@ -335,6 +358,7 @@ def load_line_text(text: str, filename: str = "<line>", base: Path | None = None
     components.update(parts)
     protections = _protections(ctx, doc, seen, modules, components)
     connections = _connections(ctx, doc, components)
+    _check_kinetics(ctx, doc, modules)
     line = Line(
         id=head.get("id", "line"),
         file=None if filename.startswith("<") else Path(filename),
@@ -398,6 +422,10 @@ def _modules(ctx, doc, seen, base: Path) -> dict[str, Component]:
                 ctx, path + ".exotherm", params["exotherm"], EXOTHERM_SCHEMA
             )
             params["exotherm"].setdefault("max_w", 10.0 * params["exotherm"].get("heat_w", 0.0))
+        if "kinetics" in params:
+            params["kinetics"] = _table(
+                ctx, path + ".kinetics", params["kinetics"], KINETICS_SCHEMA
+            )
         board = None
         if "board" not in raw:
             ctx.error(path + ".board", MISSING, "is required")
@@ -493,6 +521,32 @@ def _connections(ctx, doc, components) -> list[tuple[str, str]]:
             else:
                 connections.append((ends[0], ends[1]))
     return connections
+
+
+def _check_kinetics(ctx, doc, modules: dict[str, Component]) -> None:
+    """A reactor's ``kinetics`` names two different pumps for A and B, and an
+    interferent that is one of them or the degradant (default: B)."""
+    pumps = sorted(m for m, comp in modules.items() if comp.kind == "pump")
+    raw_modules = doc.get("modules") if isinstance(doc.get("modules"), list) else []
+    for i, raw in enumerate(raw_modules):
+        kin = modules.get(raw.get("id")) if isinstance(raw, dict) else None
+        kin = kin.params.get("kinetics") if kin is not None else None
+        if not isinstance(kin, dict):
+            continue
+        path = f"modules[{i}].kinetics"
+        for end in ("a", "b"):
+            if end in kin and kin[end] not in pumps:
+                problem = "names no pump" + did_you_mean(str(kin[end]), pumps)
+                ctx.error(f"{path}.{end}", kin[end], problem, ", ".join(pumps))
+        if kin.get("a") is not None and kin.get("a") == kin.get("b"):
+            ctx.error(f"{path}.b", kin["b"], "is the same pump as a", "a different pump")
+        kin.setdefault("interferent", kin.get("b"))
+        allowed = list(dict.fromkeys(x for x in (kin.get("a"), kin.get("b")) if x))
+        allowed.append("degradant")
+        if kin["interferent"] not in allowed:
+            ctx.error(
+                f"{path}.interferent", kin["interferent"], "is not a species", ", ".join(allowed)
+            )
 
 
 def _channel_range(data: dict, name: str) -> tuple[float, float]:
