@@ -150,11 +150,17 @@ def in_process_campaign(experiments: int = 20) -> dict:
     campaign.budget = {"experiments": experiments, "time_min": None, "reagent_ml": None}
     campaign.replicates = 0
     with tempfile.TemporaryDirectory() as tmp:
+        # The demo line with 1 L feed bottles: 20 experiments of up to 20 min residence
+        # time draw more than its 250 mL ones hold (a campaign stops to have them refilled).
+        line = Path(tmp) / "demo.toml"
+        line.write_text(
+            LINE.read_text().replace("feed_volume_ml = 250.0", "feed_volume_ml = 1000.0")
+        )
         rec = CampaignRecord.create(Path(tmp) / "c", campaign, "demo", "l", "r", 0)
         started = time.perf_counter()
         result = run_session(
             campaign,
-            LINE,
+            line,
             lambda prep: InProcessSite(prep.line, lambda s: None, recipe_name=prep.recipe.name),
             rec,
             strategy=make_campaign_strategy(campaign),

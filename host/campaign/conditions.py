@@ -67,12 +67,12 @@ def split_phases(recipe: Recipe) -> tuple[list, list]:
     return phases[:first], phases[last + 1 :]
 
 
-def campaign_recipe(base: Recipe, first: dict[str, float]) -> Recipe:
-    """The recipe one campaign session runs: the base recipe's start phases with the first
-    condition's values, then (fed by the runner) the experiments, then its end phases."""
+def campaign_recipe(base: Recipe) -> Recipe:
+    """The recipe one campaign session runs: the base recipe's start phases, then (fed by
+    the runner) the experiments and a return to the base recipe's conditions, then its end
+    phases; all at the base recipe's conditions, which its own checks and timeouts fit."""
     start, end = split_phases(base)
-    recipe = with_condition(base, first)
-    return replace(recipe, name=f"{base.name}+campaign", phases=start + end)
+    return replace(base, name=f"{base.name}+campaign", phases=start + end)
 
 
 def end_phase(base: Recipe) -> str | None:

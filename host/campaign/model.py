@@ -165,7 +165,9 @@ _SAFETY = keys(
     Key("onset_margin_k", FLOAT, "margin below onset", default=50.0, lo=0.0, hi=500.0),
 )
 _TOP = ("campaign", "variables", "objectives", "budget", "strategy", "steady", "measure", "safety")
-_STRATEGY_OPTIONS = {"n_startup": (1, 100)}
+# host/campaign/strategies.py's options: bayes "startup" (random trials first), every kind
+# "max_infeasible" (refusals after which it proposes no more).
+_STRATEGY_OPTIONS = {"startup": (1, 100), "max_infeasible": (1, 10000)}
 
 
 def load_campaign(path) -> Campaign:

@@ -32,6 +32,7 @@ from host.campaign.conditions import (
     condition_setpoints,
     flows_of,
     results_of,
+    split_phases,
     with_condition,
 )
 from host.recipe import RecipeError, SteadySpec, Step, Wait
@@ -116,7 +117,13 @@ class CampaignRunner:
         self.design_done = False
         self.stop_reason = ""  # why the design ended (exhausted, a budget)
         self.experiments: list[Experiment] = []  # this session's
-        self._start_ms = 0
+        self._returned = False
+        self.feed_stop: str | None = None  # a feed would run dry: refill, then resume
+        self.pumped_ml: dict[str, float] = {}  # per pump, this session (observe)
+        self._last_ms: int | None = None
+        _, end = split_phases(base_recipe)
+        self._end_s = sum(st.timeout_s for ph in end for st in ph.steps if st.wait is not None)
+        self._base_flows = flows_of(base_recipe, line)[1]
 
     # --- planning -----------------------------------------------------------------------
 
@@ -124,7 +131,7 @@ class CampaignRunner:
         """The next experiment to run (feasible), or None when the campaign has no more;
         every infeasible condition on the way is recorded and told back."""
         refused = 0
-        while not self.design_done:
+        while not self.design_done and self.feed_stop is None:
             if self.totals.experiments >= self.campaign.budget["experiments"]:
                 self._end_design(f"experiment budget {self.campaign.budget['experiments']} spent")
                 break
@@ -148,7 +155,7 @@ class CampaignRunner:
         self.stop_reason = self.stop_reason or why
 
     def _plan_replicate(self) -> Experiment | None:
-        if self.totals.replicates >= self.campaign.replicates:
+        if self.feed_stop is not None or self.totals.replicates >= self.campaign.replicates:
             return None
         best = self.strategy.best()
         if not best:
@@ -194,11 +201,40 @@ class CampaignRunner:
             why = f"line-time budget {budget['time_min']:g} min would be exceeded"
         elif budget.get("reagent_ml") and self.totals.reagent_ml + ml > budget["reagent_ml"]:
             why = f"reagent budget {budget['reagent_ml']:g} mL would be exceeded"
-        if why is None:
-            return True
-        self._end_design(why)
-        exp.status = "over_budget"
+        else:
+            self.feed_stop = self._feed_short(exp, t)
+            if self.feed_stop is None:
+                return True
+        if why is not None:
+            self._end_design(why)
+        exp.status = "over_budget"  # not told: a resume asks for it again
         return False
+
+    def _feed_short(self, exp: Experiment, t_s: float) -> str | None:
+        """Why a pump's feed would run dry (None: it will not): what this session pumped,
+        plus the experiment (its estimate and twice the steady window for reaching steady
+        state), plus the end phases at the base recipe's flows for every wait's full
+        timeout (flush, cool), against the line's ``feed_volume_ml``.  A session starts
+        with the feeds full (the operator refills them before a resume)."""
+        _, flows, _ = flows_of(with_condition(self.base, exp.condition), self.line)
+        worst_s = t_s + 2.0 * self.campaign.steady_window_s
+        for pump, flow in flows.items():
+            have = self.line.modules[pump].params.get("feed_volume_ml")
+            if have is None:
+                continue
+            need = (
+                self.pumped_ml.get(pump, 0.0)
+                + flow * worst_s / 60.0
+                + self._base_flows.get(pump, 0.0) * self._end_s / 60.0
+            )
+            if need > have:
+                return (
+                    f"the feed of {pump} would run dry: {have:g} mL loaded, "
+                    f"{self.pumped_ml.get(pump, 0.0):.0f} mL pumped, {need:.0f} mL needed "
+                    "with the next experiment and the end phases: refill the feeds, then "
+                    "skid campaign resume"
+                )
+        return None
 
     # --- steps --------------------------------------------------------------------------
 
@@ -267,7 +303,7 @@ class CampaignRunner:
         exp = self.queued if self.queued is not None else self.plan_next()
         self.queued = None
         if exp is None:
-            return []
+            return self._back_to_base()
         exp.status = "running"
         exp.run_id = self.run_id
         exp.start_s = now_ms / 1000.0
@@ -275,8 +311,27 @@ class CampaignRunner:
         self.current = exp
         return self.steps_for(exp)
 
-    def observe(self, step: str | None, value: float | None) -> None:
-        """One tick: the analyzer's reading while the measuring step runs."""
+    def _back_to_base(self) -> list[tuple[str, Step]]:
+        """After the last experiment, once: the base recipe's setpoints again, so its end
+        phases (flush, cool ...) run at the flows and temperature they were written for."""
+        if self._returned:
+            return []
+        self._returned = True
+        sets = tuple(condition_setpoints(self.base, self.base, self.line))
+        step = Step("back to the base recipe's conditions", "experiments.end", sets=sets)
+        return [("campaign-end", step)]
+
+    def observe(
+        self, now_ms: int, step: str | None, value: float | None, flows: dict | None = None
+    ) -> None:
+        """One tick: the analyzer's reading while the measuring step runs; ``flows``
+        (pump -> mL/min read) integrated into ``pumped_ml`` for the feed check."""
+        if flows is not None and self._last_ms is not None and now_ms > self._last_ms:
+            dt_min = (now_ms - self._last_ms) / 60000.0
+            for pump, flow in flows.items():
+                if flow is not None and flow > 0:
+                    self.pumped_ml[pump] = self.pumped_ml.get(pump, 0.0) + flow * dt_min
+        self._last_ms = now_ms
         exp = self.current
         if exp is not None and step == exp.step_names[2] and value is not None:
             exp.samples.append(float(value))

@@ -74,6 +74,7 @@ class _Shell:
         self.coord = None
         self.now_ms = 0
         self.signal = (runner.campaign.measure.module, runner.campaign.measure.channel)
+        self.pumps = [m.id for m in runner.line.modules.values() if m.kind == "pump"]
 
     def sink(self, kind: str, data: dict) -> None:
         if kind == "experiment":
@@ -111,7 +112,8 @@ class _Shell:
         if seq.state in ("aborting", "aborted") and self.runner.current is not None:
             # A trip or an abort: the experiment ends now (its failure in this run's record).
             self.runner.on_end(seq.now_ms, seq.state, seq.reason)
-        self.runner.observe(seq.step, coord.access.value(*self.signal))
+        flows = {p: coord.access.value(p, "flow") for p in self.pumps}
+        self.runner.observe(seq.now_ms, seq.step, coord.access.value(*self.signal), flows)
 
 
 def run_session(  # long: the session's steps in order, each a few lines
@@ -152,7 +154,7 @@ def run_session(  # long: the session's steps in order, each a few lines
         return SessionResult(
             "no_feasible_condition", why, experiments=[e.as_dict() for e in runner.experiments]
         )
-    recipe = campaign_recipe(base.recipe, first.condition)
+    recipe = campaign_recipe(base.recipe)
     prep = prepare_loaded(base.line, recipe, base.line_hash, campaign.hash)
     site = make_site(prep)
     shell = _Shell(runner, base.recipe, record, site.clock, say)
@@ -177,6 +179,8 @@ def run_session(  # long: the session's steps in order, each a few lines
     runner.on_end(shell.now_ms, summary.outcome, summary.reason)
     outcome = "done" if summary.outcome.startswith("completed") else "stopped"
     reason = runner.stop_reason if outcome == "done" else summary.reason
+    if outcome == "done" and runner.feed_stop is not None:
+        outcome, reason = "stopped", runner.feed_stop
     result = SessionResult(outcome, reason, summary, [e.as_dict() for e in runner.experiments])
     record.finish(
         site.clock.host_ms(),
