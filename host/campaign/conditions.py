@@ -75,6 +75,15 @@ def campaign_recipe(base: Recipe) -> Recipe:
     return replace(base, name=f"{base.name}+campaign", phases=start + end)
 
 
+def experiment_recipe(base: Recipe, condition: dict[str, float]) -> Recipe:
+    """What the safety envelope checks for one condition: the base recipe at the condition
+    with only its start phases, whose condition setpoints are exactly what the experiment
+    sends (flows, temperature, pressure).  The end phases run at the base recipe's own
+    conditions (the runner returns to them), so their timeouts are not judged at this one."""
+    start, _ = split_phases(base)
+    return replace(with_condition(base, condition), phases=start)
+
+
 def end_phase(base: Recipe) -> str | None:
     """The phase the experiments are fed before (None: the recipe's end)."""
     _, end = split_phases(base)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 from host.campaign.conditions import (
     condition_setpoints,
+    experiment_recipe,
     flows_of,
     results_of,
     split_phases,
@@ -171,8 +172,7 @@ class CampaignRunner:
 
     def _feasible(self, exp: Experiment) -> bool:
         try:
-            candidate = with_condition(self.base, exp.condition)
-            reasons = list(self.check(candidate))
+            reasons = list(self.check(experiment_recipe(self.base, exp.condition)))
         except (KeyError, RecipeError, ValueError) as exc:
             reasons = [str(exc)]
         if not reasons:
