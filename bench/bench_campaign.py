@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 
 from bench.common import record
-from host.campaign.conditions import flows_of, results_of, with_condition
+from host.campaign.conditions import experiment_recipe, flows_of, results_of, with_condition
 from host.campaign.model import load_campaign
-from host.campaign.session import make_check, make_campaign_strategy
+from host.campaign.session import make_campaign_strategy, make_check
 from host.recipe import load_recipe
 from line.kinetics import from_line
 from line.loader import load_line
@@ -63,7 +63,9 @@ class Bench:
         self.best, self.best_condition = self.kin.best_achievable(region, self.feasible)
 
     def feasible(self, condition: dict) -> bool:
-        return not self.check(with_condition(self.base, condition))
+        """The runner's envelope check (``concentration_mol_l``: the line's feed, fixed)."""
+        cond = {k: v for k, v in condition.items() if k != "concentration_mol_l"}
+        return not self.check(experiment_recipe(self.base, cond))
 
     def measure(self, condition: dict, rng: random.Random) -> dict:
         candidate = with_condition(self.base, condition)
