@@ -11,8 +11,9 @@ from pathlib import Path
 
 from host.campaign.record import CampaignRecord
 from host.cli import main
-from host.recipe import load_recipe
+from host.recipe import check_recipe, load_recipe
 from host.record import verify
+from line.loader import load_line
 from tests.test_campaign_runner import _setpoints
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,7 @@ def test_bounds_across_the_boiling_point_and_the_trip_limit_are_refused_never_se
     # --emit-recipe: the best condition as a recipe that loads.
     recipe = load_recipe(best)
     assert recipe.conditions.temperature_c == round(out["best"]["condition"]["temperature_c"], 4)
+    assert check_recipe(recipe, load_line(LINE)) == []  # skid plan would accept it
     record = CampaignRecord.open(out["campaign_id"], tmp_path / "c", readonly=True)
     assert [e["status"] for e in record.experiments()] == [e["status"] for e in exps]
     record.close()

@@ -133,8 +133,10 @@ def _session(args, campaign, line_path, record, done, site_for, log) -> int:
     if args.emit_recipe and best is not None:
         from host.campaign.emit import emit_recipe
 
-        path = emit_recipe(campaign, best["condition"], args.emit_recipe)
+        path, problems = emit_recipe(campaign, best["condition"], args.emit_recipe)
         log(f"skid campaign: recipe with the best conditions: {path}")
+        for problem in problems:
+            log(f"skid campaign: warning: {path.name} would be refused: {problem}")
     if args.json:
         print(
             json.dumps(

@@ -21,6 +21,7 @@ from host.campaign.conditions import campaign_recipe, end_phase
 from host.campaign.runner import CampaignRunner
 from host.session import Prepared, prepare, prepare_loaded, run_recipe
 
+PROGRESS_EVERY_S = 300.0  # a campaign runs for hours: a progress line every 5 min of run time
 DEFAULT_MAX_S = 30 * 24 * 3600.0  # a safety net: the budgets end a campaign long before
 
 
@@ -171,6 +172,7 @@ def run_session(  # long: the session's steps in order, each a few lines
         runs_dir=runs_dir,
         metadata={"campaign": record.campaign_id},
         log=say,
+        progress_every_s=PROGRESS_EVERY_S,
         max_s=max_s,
         should_abort=should_abort,
         on_tick=tick,
