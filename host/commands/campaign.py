@@ -112,11 +112,24 @@ def _site_maker(args, line_path):
 
 def _go(args, verb) -> int:
     """Check the options, then run ``verb(args, site_for, log)`` (host/campaign/cli.py)."""
+    import signal
+
+    from host.commands.run import _trap_signals
+
     problem = _problem(args)
     if problem:
         _log(f"skid campaign: {problem}")
         return EXIT_USAGE
-    return verb(args, lambda line_path: _site_maker(args, line_path), _log)
+    # Ctrl-C / SIGTERM: the running experiment fails, the shutdown sequence runs, exit 3
+    # (a second one leaves at once, as skid run does).
+    interrupts: list[str] = []
+    args.should_abort = lambda: interrupts[0] if interrupts else None
+    old = _trap_signals(interrupts, "campaign", _log)
+    try:
+        return verb(args, lambda line_path: _site_maker(args, line_path), _log)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _run(args) -> int:
