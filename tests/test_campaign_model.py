@@ -63,7 +63,11 @@ def _line_of(text: str, needle: str) -> int:
             'recipe = "../recipes/nope.toml"',
             ["campaign.recipe", "names no file"],
         ),
-        ("dh_kj_mol = -60.0", "dh_kj_mol = -6000.0", ["safety.dh_kj_mol = -6000", "-2000.0..2000.0"]),
+        (
+            "dh_kj_mol = -60.0",
+            "dh_kj_mol = -6000.0",
+            ["safety.dh_kj_mol = -6000", "-2000.0..2000.0"],
+        ),
     ],
 )
 def test_a_mistake_is_located(old, new, expected):
