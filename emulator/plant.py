@@ -28,9 +28,11 @@ import random
 
 from emulator.electrical import raw_for
 from emulator.hydraulics import Network
+from emulator.reaction import DEGRADANT, PRODUCT, CoilReaction
 from emulator.sensors import ABSORBANCE_PER_AU, PRESSURE_PER_BAR, SensorFault, SensorModel
 from emulator.thermal import ReactorThermal
 from emulator.transport import Transport
+from line.kinetics import from_line as kinetics_of
 from line.loader import board_channels, module_config
 from line.model import Line
 
@@ -102,7 +104,19 @@ class Plant:
         self.rng = random.Random(seed)
         self.solvent = line.solvent
         self.net = Network(line)
-        self.transport = Transport(line, self.net)
+        self.kinetics = {
+            m.id: kinetics_of(line, m.id)
+            for m in line.modules_of("reactor")
+            if "kinetics" in m.params
+        }
+        extra = (PRODUCT, DEGRADANT) if self.kinetics else ()
+        self.transport = Transport(line, self.net, extra)
+        self.reactions = {
+            rid: CoilReaction(
+                kin, self.transport.species, self.transport.tanks[self.net.index[rid]]
+            )
+            for rid, kin in self.kinetics.items()
+        }
         comps = line.components()
         self._comps = comps
         self.pumps = {m.id: _Pump(m, self.rng) for m in line.modules_of("pump")}
@@ -251,11 +265,22 @@ class Plant:
         return 1.0 if self._actuator(mid, "lamp") >= 0.5 else 0.0
 
     def absorbance(self, analyzer_id: str) -> float:
+        """Noise-free absorbance in the analyzer's cell: its ``absorptivity`` table (the
+        pumps' reagents as tracers) plus, behind a reactor with kinetics, the product and
+        that reactor's interferent (``line.kinetics.Kinetics.absorbance``)."""
         comp = self.line.modules[analyzer_id]
         c = self.transport.mean(self.net.index[analyzer_id])
         eps = comp.params.get("absorptivity", {})
         path_cm = comp.path_mm / 10.0
-        return path_cm * sum(eps.get(sp, 0.0) * c[s] for s, sp in enumerate(self.transport.species))
+        species = self.transport.species
+        a = path_cm * sum(eps.get(sp, 0.0) * c[s] for s, sp in enumerate(species))
+        for rid in self._reactor_upstream_of.get(analyzer_id, ()):
+            kin = self.kinetics.get(rid)
+            if kin is not None:
+                letters = {kin.a: "A", kin.b: "B", PRODUCT: "P", DEGRADANT: "D"}
+                conc = {letters[sp]: c[s] for s, sp in enumerate(species) if sp in letters}
+                a += kin.absorbance(conc, comp.path_mm)
+        return a
 
     def _absorbance_source(self, comp, channel, unit):
         mid = comp.id
@@ -263,6 +288,10 @@ class Plant:
         # The photodiode: V = V0 10^-A, V0 = what the calibration reads as A = 0.
         v0 = raw_for(channel.calibration, 0.0)
         upstream = self._reactor_upstream_of.get(mid, ())
+        noise = math.hypot(
+            ABSORBANCE_NOISE_AU,
+            max((self.kinetics[r].noise_au for r in upstream if r in self.kinetics), default=0.0),
+        )
 
         def value():
             a = self.absorbance(mid)
@@ -276,7 +305,7 @@ class Plant:
                 return DARK_VOLTS
             return v0 * 10.0 ** (-(v / scale))
 
-        return value, comp.response_s, ABSORBANCE_NOISE_AU * scale, raw_of
+        return value, comp.response_s, noise * scale, raw_of
 
     def _concentration_source(self, comp, unit):
         mid = comp.id
@@ -457,6 +486,9 @@ class Plant:
                 lambda i=i: self._reagent_presence(i),
                 lambda i=i: self._limiting_inlet_mol_l(i),
             )
+            reaction = self.reactions.get(rid)
+            if reaction is not None:
+                reaction.step(dt, th.t)
             down = net.edges[net.out_edges[i][0]][1] if net.out_edges[i] else -1
             p_out = p[down] if down >= 0 else 0.0
             bp = self.solvent.boiling_point_c(p_out + ATMOSPHERE_BAR)
@@ -468,7 +500,7 @@ class Plant:
         tanks = self.transport.tanks[i]
         fed = [
             tanks[s][0]
-            for s, sp in enumerate(self.transport.species)
+            for s, sp in enumerate(self.transport.pump_species)
             if self.line.modules[sp].feed_concentration_mol_l
         ]
         return min(fed) if fed else 0.0
@@ -477,7 +509,7 @@ class Plant:
         """0..1: how much of the coil holds a full mix of every pump's reagent."""
         feeds = [
             (s, self.pumps[sp].feed_initial and self.line.modules[sp].feed_concentration_mol_l)
-            for s, sp in enumerate(self.transport.species)
+            for s, sp in enumerate(self.transport.pump_species)
         ]
         feeds = [(s, c) for s, c in feeds if c]
         if not feeds:
@@ -560,7 +592,8 @@ class Plant:
         return sum(v for vid, v in self.vessels.items() if self._comps[vid].role == "waste")
 
     def concentration(self, at: str) -> dict[str, float]:
-        """mol/L of each reagent (named by its pump) leaving ``at`` (a vessel: its mix)."""
+        """mol/L of each reagent (named by its pump; a reactor's product and degradant:
+        ``P``, ``D``) leaving ``at`` (a vessel: its mix)."""
         species = self.transport.species
         if at in self.vessels:
             vol_l = self.vessels[at] / 1000.0

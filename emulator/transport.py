@@ -14,7 +14,8 @@ holds the two against each other with a tracer pulse.
 
 Each tank is updated implicitly, upstream first (c' = (c + a c_in') / (1 + a),
 a = Q dt / V), which is unconditionally stable for any flow and tick.  Species are the
-pumps' reagents, named by pump id, in mol/L.
+pumps' reagents, named by pump id, in mol/L, then the ``extra_species`` no pump feeds
+(what a reactor makes: ``emulator.reaction``).
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ def tanks_for(comp: Component, flow_ml_min: float = NOMINAL_FLOW_ML_MIN) -> int:
 
 
 class Transport:
-    def __init__(self, line: Line, net: Network):
+    def __init__(self, line: Line, net: Network, extra_species=()):
         self.line = line
         self.net = net
-        self.species = [m.id for m in line.modules_of("pump")]
+        self.pump_species = [m.id for m in line.modules_of("pump")]
+        self.species = self.pump_species + list(extra_species)
         comps = line.components()
         self.stages = []  # per node: (volume mL, tanks)
         self.tanks: list[list[list[float]]] = []  # node -> species -> tank concentrations
@@ -46,7 +48,7 @@ class Transport:
             self.stages.append((internal_volume_ml(comp), n))
             self.tanks.append([[0.0] * n for _ in self.species])
         self.feed = {}  # pump node -> concentration vector of what it pumps
-        for s, pid in enumerate(self.species):
+        for s, pid in enumerate(self.pump_species):
             vec = [0.0] * len(self.species)
             vec[s] = line.modules[pid].feed_concentration_mol_l
             self.feed[net.index[pid]] = vec

@@ -603,7 +603,7 @@ def test_calibration_checks():
     analyzer = (CONFIG_DIR / "analyzer.toml").read_text()
     text = mutate("[0.791, 0.5]", "[0.2, 0.5]", analyzer)
     e = only_error(text)
-    assert e.key == "channels.uv.calibration.points[3]"
+    assert e.key == "channels.uv.calibration.points[13]"  # the 14th point, 0.5 AU
     assert e.line == line_no(text, "[0.2, 0.5]") and "strictly increasing" in str(e)
 
 

@@ -190,7 +190,12 @@ def test_exotherm_runs_away_without_control_and_the_interlocks_catch_it():
 
 
 def test_residence_time_and_a_dispersed_front_at_the_analyzer():
-    em = running(flows=(1.0, 1.0), settle_s=0.0)
+    # A tracer, not chemistry: the demo line without its reactor's kinetics, reagent A
+    # absorbing at the lamp's line.
+    line = load_line(DEMO)
+    line.modules["reactor1"].params.pop("kinetics")
+    line.modules["uv1"].params["absorptivity"] = {"pump_a": 8.0}
+    em = running(line=line, flows=(1.0, 1.0), settle_s=0.0)
     plant = em.plant
     uv = channel(em, "uv1", "uv")
     t0 = em.now_ms
