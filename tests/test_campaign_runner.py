@@ -66,7 +66,7 @@ CONDITIONS = [
 ]
 
 
-def _session(tmp_path, strategy, *, faults=(), done=(), record=None, replicates=1):
+def _session(tmp_path, strategy, *, faults=(), done=(), record=None, replicates=1, on_tick=None):
     campaign = load_campaign(SCREEN)
     campaign.replicates = replicates
     record = record or CampaignRecord.create(tmp_path / "campaigns", campaign, "demo", "l", "r", 0)
@@ -83,6 +83,7 @@ def _session(tmp_path, strategy, *, faults=(), done=(), record=None, replicates=
         check=refuse_above(100.0),
         done=list(done),
         runs_dir=tmp_path / "runs",
+        on_tick=on_tick,
     )
     return result, record
 
@@ -141,10 +142,17 @@ def test_a_campaign_runs_in_one_run_and_never_sends_a_refused_condition(tmp_path
 def test_a_trip_fails_the_experiment_stops_the_campaign_and_resume_does_not_repeat(tmp_path):
     line = load_line(LINE)
     modules, channels = line_targets(line)
-    # Experiment 1 runs from ~140 s to ~350 s of run time: the clog hits experiment 3.
-    clog = parse_fault_option("clog:reactor1@420,rate=0.05", modules, channels)
+    clog = parse_fault_option("clog:reactor1@0,rate=0.05", modules, channels)
+    hit = []
+
+    def clog_experiment_3(coord, emu):  # the coil clogs as soon as experiment 3 begins
+        if coord.sequencer.phase == "experiment-3" and not hit:
+            hit.append(emu.now_ms)
+            emu.apply_fault(clog)
+
     strategy = ListStrategy(CONDITIONS + [{"temperature_c": 70.0, "residence_time_min": 1.5}])
-    result, record = _session(tmp_path, strategy, faults=[clog], replicates=0)
+    result, record = _session(tmp_path, strategy, replicates=0, on_tick=clog_experiment_3)
+    assert hit
     assert result.outcome == "stopped"
     assert result.summary.trips, "the clog must trip the pumps"
     last = result.experiments[-1]
