@@ -26,6 +26,7 @@ def register(sub) -> None:
         help="screen and optimise reaction conditions on a line (closed loop, within its envelope)",
         description=__doc__.split("\n\n")[0].split(": ", 1)[1],
     )
+    p.set_defaults(func=lambda _args: EXIT_USAGE)  # argparse asks for VERB before this
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     run = verbs.add_parser("run", help="start a campaign")
