@@ -165,9 +165,15 @@ _SAFETY = keys(
     Key("onset_margin_k", FLOAT, "margin below onset", default=50.0, lo=0.0, hi=500.0),
 )
 _TOP = ("campaign", "variables", "objectives", "budget", "strategy", "steady", "measure", "safety")
-# host/campaign/strategies.py's options: bayes "startup" (random trials first), every kind
+# host/campaign/strategies.py's options: bayes "startup" (random trials first), "sampler"
+# ("tpe", or "nsga2" with several objectives) and its "population_size"; every kind
 # "max_infeasible" (refusals after which it proposes no more).
-_STRATEGY_OPTIONS = {"startup": (1, 100), "max_infeasible": (1, 10000)}
+_STRATEGY_OPTIONS = {
+    "startup": (1, 100),
+    "max_infeasible": (1, 10000),
+    "population_size": (2, 1000),
+    "sampler": ("tpe", "nsga2"),
+}
 
 
 def load_campaign(path) -> Campaign:
@@ -195,7 +201,7 @@ def load_campaign_text(text: str, filename: str, base: Path) -> Campaign:  # lon
     variables = _variables(ctx, doc.get("variables", MISSING))
     objectives = _objectives(ctx, doc.get("objectives", MISSING))
     budget = _checked(ctx, doc, "budget", _BUDGET)
-    strategy, options = _strategy(ctx, doc.get("strategy", MISSING), variables)
+    strategy, options = _strategy(ctx, doc.get("strategy", MISSING))
     steady = _checked(ctx, doc, "steady", _STEADY, required=False, extra=("signals",))
     signals = _steady_signals(ctx, (doc.get("steady") or {}).get("signals"))
     measure = _measure(ctx, doc, objectives)
@@ -304,7 +310,7 @@ def _objectives(ctx, raw) -> list[ObjectiveSpec]:
     return out
 
 
-def _strategy(ctx, raw, variables) -> tuple[str, dict]:
+def _strategy(ctx, raw) -> tuple[str, dict]:
     if raw is MISSING or not isinstance(raw, dict):
         ctx.error("strategy", raw, "is required", "a [strategy] table with kind")
         return "", {}
@@ -318,7 +324,14 @@ def _strategy(ctx, raw, variables) -> tuple[str, dict]:
         if name not in _STRATEGY_OPTIONS:
             ctx.error(f"strategy.{name}", value, "is not an option", ", ".join(_STRATEGY_OPTIONS))
             continue
-        lo, hi = _STRATEGY_OPTIONS[name]
+        allowed = _STRATEGY_OPTIONS[name]
+        if isinstance(allowed[0], str):
+            if value not in allowed:
+                ctx.error(f"strategy.{name}", value, "is not a choice", ", ".join(allowed))
+                continue
+            options[name] = value
+            continue
+        lo, hi = allowed
         if type(value) is not int or not lo <= value <= hi:
             ctx.error(f"strategy.{name}", value, "is out of range", f"an integer {lo}..{hi}")
             continue
