@@ -206,9 +206,12 @@ class Kinetics:
 
         A vectorised Runge-Kutta scan of the grid (every residence time comes from one
         integration per temperature/equivalents/concentration point) ranks the
-        candidates; the best feasible ones are refined with ``steady_yield`` by a bounded
-        Nelder-Mead search that treats infeasible points as yield 0.  Returns (0.0,
-        None) if no grid point is feasible."""
+        candidates; ``feasible`` is asked about the best of a coarse grid, then about
+        the fine points that beat it (a few hundred calls in all: it may plan a whole
+        recipe each time); the best feasible ones are refined with ``steady_yield`` by a
+        Nelder-Mead search that treats infeasible points as yield 0, so an optimum the
+        envelope cuts off ends on the envelope's edge.  Returns (0.0, None) if no
+        candidate asked about is feasible."""
         from line.kinetics_search import best_achievable
 
         return best_achievable(self, region, feasible, fixed)

@@ -5,9 +5,11 @@ Two stages, because the feasibility test is the caller's and may be slow:
 1. a scan: every grid point of temperature x equivalents x feed concentration is
    integrated at once (numpy arrays, classical Runge-Kutta), and every residence time of
    the grid is read off that one integration as it passes;
-2. the candidates, best first, are put to ``feasible`` until one passes; from the best
-   feasible ones a bounded Nelder-Mead search (scipy) refines the condition with the
-   exact ``steady_yield``, counting an infeasible or out-of-region point as yield 0.
+2. the candidates, best first, are put to ``feasible``: the coarse grid's until one
+   passes, then the fine grid's that beat it (a bounded number); from the best feasible
+   ones a bounded Nelder-Mead search (scipy) refines the condition with the exact
+   ``steady_yield``, counting an infeasible or out-of-region point as yield 0.  A few
+   hundred calls of ``feasible`` in all (``COARSE``, ``MAX_FINE_CHECKS``, ``STARTS``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ GRID = {"temperature_c": 41, "equivalents": 33, "concentration_mol_l": 9, "resid
 RK4_STABLE = 0.25  # largest rate x step: RK4 is accurate to ~1e-6 there
 MAX_STEPS = 40000
 STARTS = 3  # feasible grid points the refinement starts from
+# Bounding the calls of the caller's feasibility test (it may plan a whole recipe): the
+# coarse grid is walked first (at most 6 x 9 x 5 points), then at most this many of the
+# fine points that beat its best.
+COARSE = {"temperature_c": 8, "residence_time_min": 12, "equivalents": 8}
+MAX_FINE_CHECKS = 300
 
 
 def _defaults(kin) -> dict[str, float]:
@@ -137,24 +144,65 @@ def _refine(kin, start: dict, region: dict, feasible) -> tuple[float, dict]:
     best = (kin.yield_at(start), start)
     if not names:
         return best
-    res = minimize(loss, x0, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
+    # The first simplex spans 5 % of each range, into the region (scipy's default takes 5 %
+    # of the start's value: nothing at all for a start on a lower bound).
+    simplex = [x0] + [
+        x0 + np.eye(len(x0))[i] * (0.05 if x0[i] < 0.5 else -0.05) for i in range(len(x0))
+    ]
+    res = minimize(
+        loss,
+        x0,
+        method="Nelder-Mead",
+        options={"xatol": 1e-4, "fatol": 1e-7, "initial_simplex": np.array(simplex)},
+    )
     if -res.fun > best[0]:
         best = (-float(res.fun), cond_of(np.clip(res.x, 0.0, 1.0)))
     return best
 
 
+def _coarse(rows: np.ndarray, axes: dict[str, np.ndarray]) -> np.ndarray:
+    """The rows on a coarse sub-grid (every ``COARSE[name]``-th value of each axis)."""
+    keep = np.ones(len(rows), dtype=bool)
+    for col, name in enumerate(("temperature_c", "residence_time_min", "equivalents"), 1):
+        values = axes[name][:: COARSE[name]]
+        keep &= np.isin(rows[:, col], np.append(values, axes[name][-1]))
+    return rows[keep]
+
+
+def _feasible_starts(rows: np.ndarray, axes, feasible) -> list[dict]:
+    """Up to ``STARTS`` feasible grid points among the best, found with a bounded number
+    of ``feasible`` calls: the best feasible point of the coarse grid, then the fine
+    points that beat it, best first: anywhere, and around that coarse point (where the
+    best feasible lies when the envelope cuts the optimum off), at most
+    ``MAX_FINE_CHECKS`` / 2 of each."""
+    rows = rows[np.argsort(-rows[:, 0], kind="stable")]
+    if feasible is None:
+        return [_condition(r) for r in rows[:STARTS]]
+    anchor = next((r for r in _coarse(rows, axes) if feasible(_condition(r))), None)
+    if anchor is None:
+        better, near = rows, rows[:0]
+    else:
+        better = rows[rows[:, 0] > anchor[0]]
+        close = np.ones(len(better), dtype=bool)
+        for col, name in enumerate(("temperature_c", "residence_time_min", "equivalents"), 1):
+            a = axes[name]
+            step = COARSE[name] * (a[1] - a[0]) if len(a) > 1 else 0.0
+            close &= np.abs(better[:, col] - anchor[col]) <= step + 1e-9
+        near = better[close]
+    found = [anchor] if anchor is not None else []
+    for candidates in (better, near):
+        for r in candidates[: MAX_FINE_CHECKS // 2]:
+            if feasible(_condition(r)):
+                found.append(r)
+                break
+    found.sort(key=lambda r: -r[0])
+    return [_condition(r) for r in found[:STARTS]]
+
+
 def best_achievable(kin, region: dict, feasible=None, fixed: dict | None = None):
     """See ``Kinetics.best_achievable``."""
     axes = _axes(kin, region, fixed or {})
-    rows = scan(kin, axes)
-    order = np.argsort(-rows[:, 0], kind="stable")
-    starts = []
-    for i in order:
-        cond = _condition(rows[i])
-        if feasible is None or feasible(cond):
-            starts.append(cond)
-            if len(starts) == STARTS:
-                break
+    starts = _feasible_starts(scan(kin, axes), axes, feasible)
     if not starts:
         return 0.0, None
     full = {n: (float(a[0]), float(a[-1])) for n, a in axes.items()}
