@@ -11,7 +11,7 @@ from host.campaign.session import run_session
 from host.launcher import EmulatedLineProcesses
 from host.record import verify
 from host.session import BrokerSite
-from tests.test_campaign_runner import LINE, SCREEN, ListStrategy, _setpoints, refuse_above
+from tests.test_campaign_runner import LINE, SCREEN, ListStrategy, _setpoints
 
 SPEED = 10.0
 
@@ -23,7 +23,7 @@ def test_a_campaign_runs_over_the_broker(broker, tmp_path):
     strategy = ListStrategy(
         [
             {"temperature_c": 60.0, "residence_time_min": 1.0},
-            {"temperature_c": 130.0, "residence_time_min": 1.0},  # refused: never sent
+            {"temperature_c": 180.0, "residence_time_min": 1.0},  # refused: never sent
         ]
     )
 
@@ -41,7 +41,7 @@ def test_a_campaign_runs_over_the_broker(broker, tmp_path):
         site,
         record,
         strategy=strategy,
-        check=refuse_above(100.0),
+        # the real safety envelope (host/campaign/envelope.py)
         runs_dir=tmp_path / "runs",
         max_s=1800.0,
     )
@@ -49,5 +49,6 @@ def test_a_campaign_runs_over_the_broker(broker, tmp_path):
     assert result.outcome == "done", result.reason
     assert [(e["index"], e["status"]) for e in result.experiments] == [(1, "ok"), (2, "infeasible")]
     assert 0 < result.experiments[0]["absorbance"] < 2.0
-    assert max(_setpoints(result.summary.record, "reactor1", "coil_temp")) <= 100.0
+    assert "trip" in result.experiments[1]["reason"]
+    assert max(_setpoints(result.summary.record, "reactor1", "coil_temp")) <= 140.0
     assert verify(record.path).ok
