@@ -90,7 +90,9 @@ class _Shell:
     def _said(self, e: dict) -> None:
         cond = ", ".join(f"{k}={v:.4g}" for k, v in e["condition"].items())
         if e["status"] == "ok":
-            res = ", ".join(f"{k} {v:.4g}" for k, v in e["results"].items())
+            first = [o.name for o in self.runner.campaign.objectives]  # the objectives first
+            names = first + [k for k in e["results"] if k not in first]
+            res = ", ".join(f"{k} {e['results'][k]:.4g}" for k in names if k in e["results"])
             self.log(f"campaign: experiment {e['index']} ({e['kind']}) {cond}: {res}")
         else:
             self.log(f"campaign: experiment {e['index']} {cond}: {e['status']}: {e['reason']}")
