@@ -158,6 +158,19 @@ class Sequencer:
         self._diverting_since: int | None = None
         self._outlet_sent_ms = -(10**9)
         self._estimate = not self._measured_flow_channels()
+        self._feeder = None  # feed(): more steps asked for at a point of the recipe
+        self._feed_before: str | None = None
+
+    def feed(self, before_phase: str | None, feeder) -> None:
+        """Let ``feeder()`` extend the running recipe (a campaign's experiments): each time
+        the recipe is about to enter ``before_phase`` (None: about to finish) while
+        running, ``feeder()`` is asked for more steps and returns a list of
+        ``(phase name, Step)`` to run first, ``None`` to be asked again at the next tick
+        (the recipe waits there, its timers running), or ``[]`` when it has no more: the
+        recipe then goes on into ``before_phase``.  A shutdown replaces the queue, so a
+        feeder is never asked once the recipe is aborting."""
+        self._feeder = feeder
+        self._feed_before = before_phase
 
     # -- what the outside sees --------------------------------------------------------------
 
@@ -627,6 +640,13 @@ class Sequencer:
                 return
 
     def _next_step(self) -> bool:
+        if self._feeder is not None and self.state == "running" and self._at_feed_point():
+            more = self._feeder()
+            if more is None:
+                return False
+            if not more:
+                self._feeder = None
+            self._queue[0:0] = list(more)
         if not self._queue:
             self._finish()
             return False
@@ -637,6 +657,11 @@ class Sequencer:
         text = step.name + (f" ({step.note})" if step.note else "")
         self._note("step", text, phase=phase, step=step.name)
         return True
+
+    def _at_feed_point(self) -> bool:
+        if not self._queue:
+            return self._feed_before is None
+        return self._queue[0][0] == self._feed_before
 
     def _enter_phase(self, phase: str) -> None:
         t = self.elapsed_s()

@@ -69,7 +69,6 @@ def _file_hash(path) -> str:
 
 def prepare(line_path, recipe_path) -> Prepared:
     """Load and validate the line and the recipe together; raise RunRefused on any error."""
-    problems: list[str] = []
     try:
         line = load_line(line_path)
     except LineError as exc:
@@ -78,6 +77,13 @@ def prepare(line_path, recipe_path) -> Prepared:
         recipe = load_recipe(recipe_path)
     except RecipeError as exc:
         raise RunRefused([str(exc)]) from None
+    return prepare_loaded(line, recipe, _file_hash(line_path), _file_hash(recipe_path))
+
+
+def prepare_loaded(line, recipe, line_hash: str, recipe_hash: str) -> Prepared:
+    """``prepare`` for a line and recipe already loaded (a campaign builds its recipe from
+    a base recipe); raise RunRefused on any error."""
+    problems: list[str] = []
     problems.extend(str(p) for p in check_recipe(recipe, line))
     # The same operating point as `skid check`: findings located at the recipe's keys
     # (each message names its file and line; a component id would only repeat it).
@@ -95,8 +101,8 @@ def prepare(line_path, recipe_path) -> Prepared:
     return Prepared(
         line=line,
         recipe=recipe,
-        line_hash=_file_hash(line_path),
-        recipe_hash=_file_hash(recipe_path),
+        line_hash=line_hash,
+        recipe_hash=recipe_hash,
         warnings=[i.message for i in report.warnings],
         plan=make_plan(line, recipe),
     )
