@@ -4,7 +4,7 @@
 
 const Diagram = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 178, H = 118, PART_H = 44, DX = 212, DY = 138, PAD = 14, MAX_VALUES = 4;
+  const W = 204, H = 118, PART_H = 44, DX = 236, DY = 138, PAD = 14, MAX_VALUES = 4;
   let svg, layout, pos = {};
 
   function el(name, attrs, parent, text) {

@@ -27,13 +27,20 @@ const Trends = (() => {
       const ctx = u.ctx, { left, top, width, height } = u.bbox;
       ctx.save();
       ctx.beginPath(); ctx.rect(left, top, width, height); ctx.clip();
+      let lastLabel = -1e9;
       phases.forEach((p, i) => {
         const t0 = p[0] / 1000, t1 = i + 1 < phases.length ? phases[i + 1][0] / 1000 : Date.now() / 1000 + 1e6;
         const x0 = u.valToPos(t0, "x", true), x1 = u.valToPos(t1, "x", true);
         ctx.fillStyle = i % 2 ? "rgba(0,0,0,0.035)" : "rgba(0,0,0,0.0)";
         ctx.fillRect(x0, top, x1 - x0, height);
         ctx.fillStyle = "#6a6a6a"; ctx.font = `${10 * devicePixelRatio}px sans-serif`;
-        if (x0 >= left - 1) { ctx.fillRect(x0, top, 1, height); ctx.fillText(p[1], x0 + 3, top + 11 * devicePixelRatio); }
+        if (x0 >= left - 1) {
+          ctx.fillRect(x0, top, 1, height);
+          // a phase too short to hold its name keeps its line; the name goes a row lower
+          const row = x0 - lastLabel < ctx.measureText(phases[Math.max(0, i - 1)][1]).width + 8 ? 2 : 1;
+          ctx.fillText(p[1], x0 + 3, top + row * 11 * devicePixelRatio);
+          if (row === 1) lastLabel = x0;
+        }
       });
       for (const g of gaps) {
         const x0 = u.valToPos(g.from_ms / 1000, "x", true);
@@ -46,6 +53,15 @@ const Trends = (() => {
     }] } };
   }
 
+  // At least 2 % of the value (and 0.01) from bottom to top: a steady reading is not
+  // stretched into noise over the whole height.
+  function yRange(u, min, max) {
+    if (min === null || max === null) return [0, 1];
+    const span = Math.max(max - min, 0.02 * Math.abs(max), 0.01);
+    const mid = (min + max) / 2;
+    return [mid - span * 0.6, mid + span * 0.6];
+  }
+
   function make(group) {
     const div = document.createElement("div");
     div.className = "chart"; div.id = "chart-" + group.id;
@@ -56,8 +72,8 @@ const Trends = (() => {
     const opts = {
       width, height: 170, plugins: [bandsPlugin()],
       cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: true } },
-      legend: { live: true },
+      scales: { x: { time: true }, y: { range: yRange } },
+      legend: { live: false },
       series: [{}],
       axes: [{ stroke: "#444", grid: { stroke: "#d0d0d0" } }, { stroke: "#444", grid: { stroke: "#d0d0d0" }, size: 50 }],
       hooks: { setSelect: [() => { live = false; }] },
@@ -139,6 +155,7 @@ const Trends = (() => {
       phases = ph || [];
       for (const [key, rows] of Object.entries(h)) for (const [t, v] of rows) put(key, t, v);
     },
+    phases: () => phases.slice(),
     phase(tMs, name) { if (!phases.length || phases[phases.length - 1][1] !== name) phases.push([tMs, name]); },
   };
 })();

@@ -171,12 +171,9 @@ function stream() {
   };
 }
 
-async function start() {
-  const layout = await (await fetch("/api/layout")).json();
-  Diagram.draw($("diagram"), layout);
-  Trends.init($("charts"));
-  await loadMe();
-  stream();
+function wire() {
+  // Wired before anything is awaited: a log-in typed early must never submit the form
+  // the browser's way (that would put the password in the URL).
   $("login").onsubmit = async e => {
     e.preventDefault();
     const r = await post("/api/login", { user: $("login-user").value, password: $("login-password").value });
@@ -190,6 +187,16 @@ async function start() {
   }
   $("line-stop").onclick = () => act("stop", {}, "Line stop",
     "Every module of the line goes to its safe state now (latched until reset).", "Line stop from the web view");
+}
+
+async function start() {
+  wire();
+  const layout = await (await fetch("/api/layout")).json();
+  Diagram.draw($("diagram"), layout);
+  Trends.init($("charts"));
+  await loadMe();
+  stream();
+  document.body.dataset.ready = "1";
 }
 
 start();
