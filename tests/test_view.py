@@ -14,8 +14,8 @@ import pytest
 from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
-from host.commands.run import DEFAULT_SPEED, resolve_speed
 from host.cli import build_parser
+from host.commands.run import DEFAULT_SPEED, resolve_speed
 from host.users import UserStore
 from host.view.app import ViewContext, make_app
 from host.view.auth import SESSION_COOKIE, Sessions
@@ -74,9 +74,7 @@ def test_phases_and_setpoints_from_snapshots_go_into_the_hello():
     snap = {
         "t_ms": 5000,
         "run": {"phase": "heat", "phase_started_ms": 4000},
-        "modules": [
-            {"id": "reactor1", "values": {"coil_temp": {"setpoint": 80.0, "t_ms": 5000}}}
-        ],
+        "modules": [{"id": "reactor1", "values": {"coil_temp": {"setpoint": 80.0, "t_ms": 5000}}}],
     }
     hub.put_snapshot(snap)
     hello = __import__("json").loads(hub.hello())
@@ -197,7 +195,9 @@ def _act(client, csrf, action="hold", origin=ORIGIN, **body):
     headers = {"Origin": origin}
     if csrf is not None:
         headers["X-CSRF-Token"] = csrf
-    return client.post("/api/action", json={"action": action, "reason": "test", **body}, headers=headers)
+    return client.post(
+        "/api/action", json={"action": action, "reason": "test", **body}, headers=headers
+    )
 
 
 def test_without_a_session_every_action_is_refused_and_nothing_is_sent(users):

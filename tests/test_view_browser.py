@@ -200,7 +200,9 @@ def test_an_unauthorised_viewer_cannot_act(run, browser):
     assert qa.evaluate(post, [csrf, "hold"]) == 403
     assert qa.evaluate(post, [None, "stop"]) == 403  # logged in, but no CSRF token
     assert run.coord.sequencer.state == "running"
-    actions = [a["what"] for a in RunRecord.open(run.coord.record.path, readonly=True).operator_actions()]
+    actions = [
+        a["what"] for a in RunRecord.open(run.coord.record.path, readonly=True).operator_actions()
+    ]
     assert actions == []
 
 
