@@ -27,20 +27,21 @@ const Trends = (() => {
       const ctx = u.ctx, { left, top, width, height } = u.bbox;
       ctx.save();
       ctx.beginPath(); ctx.rect(left, top, width, height); ctx.clip();
-      let lastLabel = -1e9;
+      const rowEnd = [-1e9, -1e9, -1e9]; // where the last label of each row ends
+      ctx.font = `${10 * devicePixelRatio}px sans-serif`;
       phases.forEach((p, i) => {
         const t0 = p[0] / 1000, t1 = i + 1 < phases.length ? phases[i + 1][0] / 1000 : Date.now() / 1000 + 1e6;
         const x0 = u.valToPos(t0, "x", true), x1 = u.valToPos(t1, "x", true);
         ctx.fillStyle = i % 2 ? "rgba(0,0,0,0.035)" : "rgba(0,0,0,0.0)";
         ctx.fillRect(x0, top, x1 - x0, height);
-        ctx.fillStyle = "#6a6a6a"; ctx.font = `${10 * devicePixelRatio}px sans-serif`;
-        if (x0 >= left - 1) {
-          ctx.fillRect(x0, top, 1, height);
-          // a phase too short to hold its name keeps its line; the name goes a row lower
-          const row = x0 - lastLabel < ctx.measureText(phases[Math.max(0, i - 1)][1]).width + 8 ? 2 : 1;
-          ctx.fillText(p[1], x0 + 3, top + row * 11 * devicePixelRatio);
-          if (row === 1) lastLabel = x0;
-        }
+        if (x0 < left - 1) return;
+        ctx.fillStyle = "#6a6a6a";
+        ctx.fillRect(x0, top, 1, height);
+        // short phases: their names go a row lower rather than on top of each other
+        const row = rowEnd.findIndex(end => x0 > end);
+        if (row < 0) return;
+        ctx.fillText(p[1], x0 + 3, top + (row + 1) * 11 * devicePixelRatio);
+        rowEnd[row] = x0 + 3 + ctx.measureText(p[1]).width + 4;
       });
       for (const g of gaps) {
         const x0 = u.valToPos(g.from_ms / 1000, "x", true);
@@ -129,8 +130,9 @@ const Trends = (() => {
   function rescale() {
     for (const c of Object.values(charts)) {
       if (!c.x.length) continue;
-      const hi = c.x[c.x.length - 1];
-      c.plot.setScale("x", { min: hi - windowS, max: hi + 5 });
+      const hi = c.x[c.x.length - 1], lo = c.x[0];
+      // the window, or less while there is less data (never a mostly empty chart)
+      c.plot.setScale("x", { min: Math.max(hi - windowS, lo - 5), max: hi + 5 });
     }
   }
 
