@@ -73,14 +73,17 @@ def test_phases_and_setpoints_from_snapshots_go_into_the_hello():
     hub = Hub()
     snap = {
         "t_ms": 5000,
-        "run": {"phase": "heat", "phase_started_ms": 4000},
+        "run": {"phase": "heat", "phase_started_ms": 4000, "phase_elapsed_s": 1.5},
         "modules": [{"id": "reactor1", "values": {"coil_temp": {"setpoint": 80.0, "t_ms": 5000}}}],
     }
     hub.put_snapshot(snap)
     hello = __import__("json").loads(hub.hello())
-    assert hello["hello"]["phases"] == [[4000, "heat"]]
+    hub.put_snapshot({**snap, "t_ms": 9000, "run": {"phase": "heat"}})
+    hub.put_snapshot({**snap, "t_ms": 9500, "run": {"phase": "collect"}})
+    hello = __import__("json").loads(hub.hello())
+    assert hello["hello"]["phases"] == [[3500, "heat"], [9500, "collect"]]
     assert hello["hello"]["history"]["reactor1.coil_temp:sp"] == [[5000, 80.0]]
-    assert hello["snapshot"]["run"]["phase"] == "heat"
+    assert hello["snapshot"]["run"]["phase"] == "collect"  # the latest
 
 
 # --- the diagram -------------------------------------------------------------------------

@@ -104,8 +104,13 @@ class Hub:
         phase = run.get("phase")
         with self._lock:
             self.snapshot_json = text
-            if phase and (not self._phases or self._phases[-1][1] != phase):
-                self._phases.append([run.get("phase_started_ms") or snapshot["t_ms"], phase])
+            if phase and not self._phases:  # the view started mid-phase
+                in_phase_ms = int((run.get("phase_elapsed_s") or 0) * 1000)
+                self._phases.append([snapshot["t_ms"] - in_phase_ms, phase])
+            elif phase and self._phases[-1][1] != phase:
+                # at the snapshot's time: the clock the samples are stamped with (a sped-up
+                # emulated line's run status runs on its own scaled clock)
+                self._phases.append([snapshot["t_ms"], phase])
             for module in snapshot.get("modules", ()):
                 for channel, v in module.get("values", {}).items():
                     if v.get("setpoint") is not None and v.get("t_ms") is not None:

@@ -43,13 +43,20 @@ const Trends = (() => {
         ctx.fillText(p[1], x0 + 3, top + (row + 1) * 11 * devicePixelRatio);
         rowEnd[row] = x0 + 3 + ctx.measureText(p[1]).width + 4;
       });
+      // Gaps hatched; one label per place (a broker outage opens many gaps at once).
+      const labels = new Map();
       for (const g of gaps) {
         const x0 = u.valToPos(g.from_ms / 1000, "x", true);
         const x1 = u.valToPos((g.to_ms || Date.now()) / 1000, "x", true);
         ctx.fillStyle = "rgba(120,120,120,0.35)";
         ctx.fillRect(x0, top, Math.max(2, x1 - x0), height);
-        ctx.fillStyle = "#444"; ctx.fillText("gap: " + g.what, x0 + 3, top + height - 4);
+        const at = Math.round(x0 / 40);
+        labels.set(at, [x0, (labels.get(at) || [0, []])[1].concat(g.what)]);
       }
+      ctx.fillStyle = "#333";
+      for (const [x0, whats] of labels.values())
+        ctx.fillText(whats.length === 1 ? "gap: " + whats[0] : `gap: ${whats.length} (${whats.filter(w => !w.startsWith("module:")).concat(whats.some(w => w.startsWith("module:")) ? ["modules"] : []).join(", ")})`,
+          x0 + 3, top + height - 4);
       ctx.restore();
     }] } };
   }
@@ -158,6 +165,9 @@ const Trends = (() => {
       for (const [key, rows] of Object.entries(h)) for (const [t, v] of rows) put(key, t, v);
     },
     phases: () => phases.slice(),
-    phase(tMs, name) { if (!phases.length || phases[phases.length - 1][1] !== name) phases.push([tMs, name]); },
+    phase(tMs, name, inPhaseMs) {
+      if (!phases.length) phases.push([tMs - inPhaseMs, name]);
+      else if (phases[phases.length - 1][1] !== name) phases.push([tMs, name]);
+    },
   };
 })();

@@ -171,7 +171,9 @@ function onSnapshot(s) {
   header(s);
   Diagram.update(s);
   Trends.learn(s);
-  if (s.run && s.run.phase) Trends.phase(s.run.phase_started_ms || s.t_ms, s.run.phase);
+  // A phase change is placed at the snapshot's time (the view's clock, the one samples
+  // are stamped with); the first one seen, back by the time already spent in it.
+  if (s.run && s.run.phase) Trends.phase(s.t_ms, s.run.phase, (s.run.phase_elapsed_s || 0) * 1000);
   timeline(s.run);
   renderAlarms();
   applyPermissions();
