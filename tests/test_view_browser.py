@@ -44,7 +44,7 @@ class LiveRun:
     """The demo recipe run in a thread of this process, served by an ``InProcessView``.
     ``trip_wall_ms``: wall time at which the coordinator first had a trip."""
 
-    def __init__(self, tmp: Path, users: Path, speed: float, faults=()):
+    def __init__(self, tmp: Path, users: Path, speed: float, faults=(), speed_after_trip=None):
         line = load_line(DEMO_LINE)
         modules, channels = line_targets(line)
         self.faults = [parse_fault_option(f, modules, channels) for f in faults]
@@ -53,6 +53,7 @@ class LiveRun:
         )
         self.url = self.view.url
         self.tmp = tmp
+        self.speed_after_trip = speed_after_trip
         self.coord = None
         self.trip_wall_ms: int | None = None
         self.summary = None
@@ -66,6 +67,8 @@ class LiveRun:
         self.coord = coord
         if coord.trips and self.trip_wall_ms is None:
             self.trip_wall_ms = int(time.time() * 1000)
+            if self.speed_after_trip is not None:  # time for a person to act on it
+                self.view.set_speed(self.speed_after_trip)
         self.view.on_tick(coord, plant)
 
     def _run(self) -> None:
@@ -229,7 +232,7 @@ def test_hold_resume_and_abort_from_the_page_reach_the_coordinator_and_the_recor
 
 
 def test_a_clog_shows_its_trip_on_the_right_module_within_2_s(tmp_path, users, browser):
-    live = LiveRun(tmp_path, users, speed=10, faults=["clog:reactor1@60"])
+    live = LiveRun(tmp_path, users, speed=10, faults=["clog:reactor1@60"], speed_after_trip=0.05)
     try:
         page = _page(browser, live.url)
         # The page notes the wall time it first shows a trip on each module.
@@ -250,10 +253,59 @@ def test_a_clog_shows_its_trip_on_the_right_module_within_2_s(tmp_path, users, b
         assert "TRIP" in page.text_content(f"#node-{module}")
         page.wait_for_selector(f"#alarms tr[data-module={module}]")
         page.screenshot(path=str(IMG / "view-trip.png"))
+        # An operator acknowledges one of its alarms from the list.
+        olga = _page(browser, live.url, "olga")
+        row = f"#alarms tr.unacked[data-module={module}]:not([data-key^='trip:'])"
+        olga.wait_for_selector(f"{row} button:not([disabled])")
+        cause = olga.text_content(f"{row} td:nth-child(3)")
+        olga.click(f"{row} button")
+        olga.fill("#ask-reason", "seen, pressure relieved")
+        olga.click("#ask-ok")
+        olga.wait_for_function(
+            "() => /^Acknowledge: /.test(document.getElementById('last-reply').textContent)"
+        )
+        assert "accepted" in olga.text_content("#last-reply"), (
+            olga.text_content("#last-reply"),
+            live.summary,
+        )
+
+        def olgas():  # the record commits every 0.5 simulated s: 10 s of wall time here
+            acts = RunRecord.open(live.coord.record.path, readonly=True).operator_actions()
+            return [a for a in acts if a["who"] == "olga"]
+
+        ack = live.wait(olgas, 30)
+        assert len(ack) == 1 and ack[0]["what"].startswith("ack") and module in ack[0]["what"]
+        assert ack[0]["reason"] == "seen, pressure relieved"
+        olga.wait_for_function(
+            "([m, c]) => last.alarms.some(a => a.module === m && a.cause === c && a.acked)",
+            arg=[module, cause],
+        )
+        live.view.set_speed(50)  # the rest of the shutdown
         # Trips elsewhere are the cascade of the first: never on a module that did not trip.
         tripped = {t.module for t in live.coord.trips}
         shown = set(page.evaluate("() => Object.keys(window.tripSeen)"))
         assert shown <= tripped
+    finally:
+        live.close()
+
+
+def test_any_logged_in_user_may_stop_the_line_with_one_confirmation(tmp_path, users, browser):
+    live = LiveRun(tmp_path, users, speed=20)
+    try:
+        page = _page(browser, live.url, "quinn")  # qa: no operator role
+        live.wait(lambda: page.text_content("#state") == "running", 60)
+        page.click("#line-stop")
+        assert page.input_value("#ask-reason")  # a reason is offered: one click confirms
+        page.click("#ask-ok")
+        page.wait_for_function(
+            "() => /^Line stop: accepted/.test(document.getElementById('last-reply').textContent)"
+        )
+        summary = live.wait(lambda: live.summary, 120)
+        assert summary.outcome == "aborted" and "by quinn" in summary.reason
+        acts = RunRecord.open(summary.record, readonly=True).operator_actions()
+        stop = [a for a in acts if a["who"] == "quinn"]
+        assert stop[0]["what"].startswith("stop") and stop[0]["role"] == "qa"
+        assert stop[0]["reason"] == "Line stop from the web view"
     finally:
         live.close()
 

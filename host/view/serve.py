@@ -131,6 +131,11 @@ class InProcessView:
         if ahead_s > 0:
             time.sleep(ahead_s)
 
+    def set_speed(self, speed: float) -> None:
+        """Pace the rest of the run at ``speed`` x wall time, from now on."""
+        self.speed = speed
+        self._origin = None
+
     def close(self) -> None:
         self.hub.close()
         self.server.stop()

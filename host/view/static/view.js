@@ -146,16 +146,19 @@ function renderAlarms() {
   body.textContent = "";
   const active = last.alarms.filter(a => a.active).length;
   $("alarm-count").textContent = `${active} active, ${last.alarms.length} listed`;
-  const canAck = (me.permissions || {}).ack === null;
+  const canAck = (me.permissions || {}).ack === null && runAllows("ack") && last.coordinator.online;
   for (const a of last.alarms) {
     const tr = document.createElement("tr");
     tr.className = (a.active ? "active" : "inactive") + (a.acked ? " acked" : " unacked") + " sev-" + a.severity;
     tr.dataset.module = a.module;
+    tr.dataset.key = alarmKey(a);
     for (const text of [clock(a.t_ms), a.module, a.cause, a.severity, (a.active ? "active" : "cleared") + (a.acked ? ", acked" : "")]) {
       const td = document.createElement("td"); td.textContent = text; tr.appendChild(td);
     }
     const td = document.createElement("td");
-    if (a.active && !a.acked) {
+    if (a.active && tr.dataset.key.startsWith("trip:")) {
+      td.textContent = "latched: reset at the module"; // a trip is reset, not acknowledged
+    } else if (a.active && !a.acked) {
       const b = document.createElement("button");
       b.textContent = "Ack"; b.disabled = !canAck; b.title = (me.permissions || {}).ack || "";
       b.onclick = () => act("ack", { module: a.module, alarm: alarmKey(a) }, "Acknowledge", `${a.module}: ${a.cause}`);
