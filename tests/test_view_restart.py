@@ -107,3 +107,54 @@ def test_the_view_survives_a_broker_and_a_coordinator_restart_showing_the_gaps(t
         broker.close()
     # The launcher's processes stop themselves when their parent is gone.
     time.sleep(0.2)
+
+
+def test_line_stop_from_the_page_commands_every_module_over_the_broker(broker, tmp_path):
+    """What `skid stop` does, from the page: every module aborts (signed where keyed),
+    the coordinator is told, and the page lists each module's answer."""
+    from argon2 import PasswordHasher
+
+    from host.users import UserStore
+
+    users = tmp_path / "users.json"
+    store = UserStore(users, PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    store.add("boss", "supervisor", "boss-password", "Ann Boss", None)
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    view = None
+    with (
+        EmulatedLineProcesses(LINE, url, speed=SPEED, log_dir=tmp_path / "logs") as line,
+        sync_api.sync_playwright() as p,
+    ):
+        common = [
+            "--broker", url, "--line-id", line.line_id, "--epoch", repr(line.epoch),
+            "--speed", str(SPEED), "--runs-dir", str(tmp_path), "--json", "--no-report",
+        ]  # fmt: skip
+        run = Skid("run", str(LINE), str(QUICK), *common)
+        try:
+            view = BrokerView(
+                load_line(LINE), line.line_id, url, ViewOptions("127.0.0.1:0", users_file=users)
+            )
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(view.url)
+            page.wait_for_selector("body[data-ready]")
+            page.fill("#login-user", "boss")
+            page.fill("#login-password", "boss-password")
+            page.click("#login button")
+            _wait(page, "() => last && last.run && last.run.state === 'running'", 60)
+            page.click("#line-stop")
+            page.click("#ask-ok")
+            _wait(page, "() => /^Line stop: /.test(_('last-reply').textContent)", 30)
+            reply = page.text_content("#last-reply")
+            assert reply.startswith("Line stop: accepted"), reply
+            for mid in load_line(LINE).modules:
+                assert f"{mid}: stopped" in reply
+            assert "coordinator: every module commanded to abort" in reply
+            code, summary = run.finish(timeout_s=120)
+            assert summary["outcome"] == "aborted" and "boss" in summary["reason"], summary
+            browser.close()
+        finally:
+            if run.proc.poll() is None:
+                run.proc.kill()
+            if view is not None:
+                view.close()
