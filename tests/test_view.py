@@ -5,6 +5,7 @@ tests/test_view_browser.py."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from concurrent.futures import Future
@@ -311,3 +312,34 @@ def test_no_secrets_in_what_the_page_is_served(users):
     for secret in hashes + [KEY.hex(), "boss-password", "$argon2"]:
         assert secret not in text
     assert csrf in text  # the session's own CSRF token is the one thing it gets
+
+
+def test_a_non_local_view_serves_https_with_secure_cookies(tmp_path, users):
+    """TLS end to end: the certificate from --tls-cert/--tls-key, a log-in over HTTPS
+    sets a Secure cookie; a key file that is not one is refused with its name."""
+    import httpx
+
+    from host.view.serve import ViewOptions, _serve
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make the test certificate")
+    cert, key = tmp_path / "view.crt", tmp_path / "view.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with pytest.raises(BindError, match="not a usable certificate"):
+        ViewOptions("127.0.0.1:0", tls_cert=cert, tls_key=tmp_path / "nothing.key")
+    options = ViewOptions("127.0.0.1:0", tls_cert=cert, tls_key=key, users_file=users)
+    server = _serve(load_line(DEMO_LINE), Hub(), RecordingFeed(), options)
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        with httpx.Client(base_url=server.url, verify=False) as client:
+            assert "Line stop" in client.get("/").text
+            origin = server.url.rstrip("/")
+            r = client.post("/api/login", json={"user": "olga", "password": "olga-password"},
+                            headers={"Origin": origin})  # fmt: skip
+            assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
+    finally:
+        server.stop()

@@ -19,7 +19,7 @@ from host.view.auth import Sessions
 from host.view.feed import FeedThread, ViewFeed
 from host.view.hub import Hub
 from host.view.layout import line_layout
-from host.view.server import ViewServer, check_bind, parse_bind, user_count
+from host.view.server import ViewServer, check_bind, check_tls, parse_bind, user_count
 
 
 def _live_line(line_id: str, line):
@@ -41,6 +41,8 @@ class ViewOptions:
         self.users_file = users_file or default_store_path()
         self.operator_key = operator_key
         check_bind(self.host, tls_cert, tls_key, user_count(self.users_file))
+        if tls_cert is not None:
+            check_tls(tls_cert, tls_key)
 
 
 def _serve(line, hub, feed, options: ViewOptions, line_stop=None) -> ViewServer:

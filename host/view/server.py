@@ -64,6 +64,19 @@ def check_bind(host: str, tls_cert, tls_key, user_count: int) -> None:
         )
 
 
+def check_tls(tls_cert, tls_key) -> None:
+    """BindError naming the files unless they are a certificate and its private key."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            str(tls_cert), str(tls_key)
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise BindError(
+            f"--tls-cert {tls_cert} / --tls-key {tls_key}: not a usable certificate and key "
+            f"({getattr(exc, 'strerror', None) or exc})"
+        ) from None
+
+
 class ViewServer:
     """uvicorn serving ``app`` on ``host:port`` from a daemon thread.  The socket is bound
     in ``__init__`` (a taken port fails at once, port 0 gets a free one: ``url``)."""
@@ -73,9 +86,7 @@ class ViewServer:
 
         self.tls = tls_cert is not None
         if self.tls:  # fail here, with the file named, rather than in uvicorn's thread
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-                str(tls_cert), str(tls_key)
-            )
+            check_tls(tls_cert, tls_key)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
