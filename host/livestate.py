@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from host.runstatus import FINAL_STATES, display_unit, parse_run_status
+from host.runstatus import FINAL_STATES, parse_run_status
+from host.runtext import display_unit
 from protocol import host_messages, messages
 from protocol.constants import QUALITY_GOOD, QUALITY_NAMES
 from protocol.topics import PREFIX
@@ -40,6 +41,7 @@ MAX_PERIOD_MS = 10_000
 RUN_STALE_MS = 5000  # the run status not refreshed this long: the coordinator is away
 MAX_ALARMS = 200
 MAX_GAPS = 50
+EVENT_QUIET_MS = 2000  # a module's own events this recent outrank the run status's lists
 
 
 class _Module:
@@ -54,9 +56,11 @@ class _Module:
         self.dead = False
         self.bdseq: int | None = None
         self.boot_nonce: bytes | None = None
+        self.config_hash: bytes | None = None
         self.channels: list = []  # protocol.wire.Channel, in alias order
         self.codec = None
         self.codec_from: str | None = None  # "birth" | "run"
+        self.misfit: list | None = None  # channel names of a catalogue that did not fit
         self.values: dict[str, dict] = {}  # name -> {value, quality, t_ms}
         self.period_ms: int | None = None  # measured
         self.run_period_ms: int | None = None  # from the run status
@@ -67,6 +71,7 @@ class _Module:
         self.alarms: dict[str, str] = {}  # alarm id -> cause
         self.trips: list[dict] = []  # {cause, t_ms}
         self.events: deque = deque(maxlen=64)  # (number, t_ms): QoS 1 redeliveries
+        self.last_event_ms: int | None = None
 
     def period(self) -> int:
         return self.period_ms or self.run_period_ms or DEFAULT_PERIOD_MS
@@ -110,7 +115,8 @@ class LiveLine:
 
     def add_listener(self, fn) -> None:
         """``fn(kind, data)`` for each "sample" ({module, channel, t_ms, value}) and each
-        "event" ({module, t_ms, type, severity, source, cause, detail, state})."""
+        "event" ({module, t_ms, type, severity, source, cause, detail, state}), called
+        inside ``on_message``: it must be quick, and what it raises reaches the caller."""
         self._listeners.append(fn)
 
     def _emit(self, kind: str, data: dict) -> None:
@@ -146,6 +152,8 @@ class LiveLine:
             self.malformed += 1
             self.last_error = f"{topic}: {exc}"[:300]
             return False
+        if kind == "data" and not self._open_gaps:
+            return changed  # the hot path: a sample closes no gap, time is ticked anyway
         return self.tick(now_ms) or changed
 
     def _host(self, kind: str, payload: bytes, now_ms: int) -> bool:
@@ -164,13 +172,13 @@ class LiveLine:
             self.run = status
             self.run_received_ms = now_ms
             self.coord_seen_ms = now_ms
-            self._adopt_catalogue(status.get("modules") or {})
+            self._adopt_catalogue(status.get("modules") or {}, now_ms)
             return True
         return False
 
-    def _adopt_catalogue(self, modules: dict) -> None:
+    def _adopt_catalogue(self, modules: dict, now_ms: int) -> None:
         """What the run status says of each module: used where the module has not told
-        the viewer itself (no birth heard, no state event)."""
+        the viewer itself (no birth heard, no state event, trips and alarms missed)."""
         for mid, info in modules.items():
             m = self._module(mid)
             m.kind = m.kind or info.get("kind")
@@ -180,10 +188,53 @@ class LiveLine:
             m.run_period_ms = period if isinstance(period, int) and period > 0 else None
             if not m.state_heard and info.get("state") is not None:
                 m.state = info["state"]
-            if m.codec_from != "birth":
-                chans = _channels(info.get("channels") or [])
-                if chans and [c.name for c in chans] != [c.name for c in m.channels]:
+            entries = info.get("channels") or []
+            names = [e.get("name") for e in entries if isinstance(e, dict)]
+            fresh = names != [c.name for c in m.channels] and names != m.misfit
+            if m.codec_from != "birth" and fresh:
+                chans = _channels(entries)
+                if chans:
                     m.use_channels(chans, "run")
+            self._adopt_interlocks(m, info, now_ms)
+
+    def _adopt_interlocks(self, m: _Module, info: dict, now_ms: int) -> None:
+        """Latched trips and active alarms the coordinator knows of: events are not
+        retained, so a viewer that joined after them learns them here (severity null: the
+        coordinator does not say), and what it no longer lists goes (a reset or a clearing
+        this viewer missed) -- unless the module's own events were heard within
+        ``EVENT_QUIET_MS``: they are newer than the run status."""
+        if m.last_event_ms is not None and now_ms - m.last_event_ms <= EVENT_QUIET_MS:
+            return  # its own events are newer than what the coordinator had published
+        if "trips" not in info or "alarms" not in info:
+            return  # a coordinator that does not publish them
+        trips = [c for c in info.get("trips") or [] if isinstance(c, str)]
+        alarms = [a for a in info.get("alarms") or [] if isinstance(a, str)]
+        for cause in trips:
+            if all(t["cause"] != cause for t in m.trips):
+                t_ms = self._run_trip_ms(m.id, cause, now_ms)
+                m.trips.append({"cause": cause, "t_ms": t_ms})
+                self._add_alarm(m.id, cause, "trip:" + cause, None, t_ms)
+        for aid in alarms:
+            if aid not in m.alarms:
+                m.alarms[aid] = aid
+                self._add_alarm(m.id, aid, aid, None, now_ms)
+        gone = ["trip:" + t["cause"] for t in m.trips if t["cause"] not in trips]
+        m.trips = [t for t in m.trips if t["cause"] in trips]
+        self._end_alarms(m.id, lambda a: a["key"] in gone)
+        for aid in [a for a in m.alarms if a not in alarms]:
+            del m.alarms[aid]
+            self._end_alarms(m.id, lambda a, aid=aid: a["key"] == aid)
+
+    def _run_trip_ms(self, module: str, cause: str, now_ms: int) -> int:
+        """When the coordinator learned of a trip, on this viewer's clock (its ``t_s`` in
+        the run status, counted back from now), else ``now_ms``."""
+        run = self.run or {}
+        for t in run.get("trips") or []:
+            if isinstance(t, dict) and t.get("module") == module and t.get("cause") == cause:
+                t_s, elapsed = t.get("t_s"), run.get("elapsed_s")
+                if isinstance(t_s, int | float) and isinstance(elapsed, int | float):
+                    return int(now_ms - max(0.0, elapsed - t_s) * 1000)
+        return now_ms
 
     def _module(self, mid: str) -> _Module:
         m = self._modules.get(mid)
@@ -211,7 +262,7 @@ class LiveLine:
         m = self._module(mid)
         if m.boot_nonce is not None and m.boot_nonce != b.boot_nonce:
             self._module_rebooted(m, now_ms)  # a new boot: its latched trips and alarms are gone
-        m.boot_nonce = b.boot_nonce
+        m.boot_nonce, m.config_hash = b.boot_nonce, b.config_hash
         m.kind, m.state, m.bdseq = b.module_kind, b.state, b.bdseq
         m.state_heard = m.born = True
         m.dead = False
@@ -246,6 +297,7 @@ class LiveLine:
             if m.codec_from != "run":
                 raise
             # The catalogue no longer fits (a new config): values wait for a birth.
+            m.misfit = [c.name for c in m.channels]
             m.use_channels([], "run")
             t = host_messages.parse_telemetry(payload)
         m.last_seen_ms = now_ms
@@ -266,7 +318,7 @@ class LiveLine:
     def _event(self, mid: str, payload: bytes, now_ms: int) -> bool:
         e = host_messages.parse_event(payload)
         m = self._module(mid)
-        m.last_seen_ms = now_ms
+        m.last_seen_ms = m.last_event_ms = now_ms
         m.dead = False
         key = (e.number, e.t_ms)
         if key in m.events:
@@ -359,10 +411,11 @@ class LiveLine:
         coord_away = self._coordinator_away(now_ms)
         if self.link_connected:
             self._set_gap("coordinator", coord_away, now_ms)
-            silent = set(stale_modules)
             for m in self._modules.values():
-                heard = m.last_seen_ms is not None
-                self._set_gap("module:" + m.id, heard and m.id in silent, now_ms)
+                # From when it was last heard.  A death too only once it lasts as long as
+                # silence would: a broker going down sends every module's will first.
+                silent = m.last_seen_ms is not None and self._module_silent(m, now_ms)
+                self._set_gap("module:" + m.id, silent, now_ms, m.last_seen_ms)
         derived = (tuple(stale_modules), tuple(stale_values), coord_away, len(self._open_gaps))
         changed = derived != self._derived
         self._derived = derived
@@ -378,8 +431,9 @@ class LiveLine:
         return t_ms
 
     def _module_stale(self, m: _Module, now_ms: int) -> bool:
-        if m.dead:
-            return True
+        return m.dead or self._module_silent(m, now_ms)
+
+    def _module_silent(self, m: _Module, now_ms: int) -> bool:
         seen = self._since(m.last_seen_ms)
         if seen is None:
             return False
@@ -397,15 +451,15 @@ class LiveLine:
         seen = self._since(self.run_received_ms)
         return seen is not None and now_ms - seen > RUN_STALE_MS
 
-    def _set_gap(self, what: str, is_open: bool, now_ms: int) -> None:
+    def _set_gap(self, what: str, is_open: bool, now_ms: int, from_ms: int | None = None) -> None:
         if is_open:
-            self._open_gap(what, now_ms)
+            self._open_gap(what, now_ms if from_ms is None else from_ms)
         else:
             self._close_gap(what, now_ms)
 
-    def _open_gap(self, what: str, now_ms: int) -> None:
+    def _open_gap(self, what: str, from_ms: int) -> None:
         if what not in self._open_gaps:
-            gap = {"from_ms": now_ms, "to_ms": None, "what": what}
+            gap = {"from_ms": from_ms, "to_ms": None, "what": what}
             self._open_gaps[what] = gap
             self.gaps.append(gap)
 
@@ -451,7 +505,8 @@ class LiveLine:
         return run
 
     def _order(self) -> list[str]:
-        known = list(getattr(self.line, "modules", {}))
+        """The line's order; without the line, the run status's (the coordinator's line)."""
+        known = list(getattr(self.line, "modules", None) or (self.run or {}).get("modules") or {})
         return known + sorted(m for m in self._modules if m not in known)
 
     def _modules_snapshot(self, now_ms: int) -> list[dict]:
@@ -463,14 +518,26 @@ class LiveLine:
         ]
 
     def _first_out(self) -> tuple[str, str] | None:
-        """(module, cause) of the earliest standing trip on the line."""
-        trips = [(t["t_ms"], m.id, t["cause"]) for m in self._modules.values() for t in m.trips]
-        return min(trips)[1:] if trips else None
+        """(module, cause) of the earliest standing trip on the line; at the same time,
+        the first in the coordinator's list (the order it learned of them)."""
+        order = {
+            (t.get("module"), t.get("cause")): i
+            for i, t in enumerate((self.run or {}).get("trips") or [])
+            if isinstance(t, dict)
+        }
+        trips = [
+            (t["t_ms"], order.get((m.id, t["cause"]), len(order)), m.id, t["cause"])
+            for m in self._modules.values()
+            for t in m.trips
+        ]
+        return min(trips)[2:] if trips else None
 
     def _module_snapshot(self, m: _Module, now_ms: int, setpoints: dict, first) -> dict:
         stale = self._module_stale(m, now_ms)
         if m.last_seen_ms is None:
-            online = bool(m.run_online)  # not heard yet: the coordinator's word
+            # Not heard yet: the word of a coordinator running the run (not a closing one).
+            online = bool(m.run_online) and not self._run_over()
+            online = online and not self._coordinator_away(now_ms)
         else:
             online = not stale
         measured_sp = {meas: setpoints[sp] for sp, meas in m.loops.items() if sp in setpoints}
@@ -495,6 +562,7 @@ class LiveLine:
             "online": online,
             "stale": stale,
             "last_seen_ms": m.last_seen_ms,
+            "config_hash": None if m.config_hash is None else bytes(m.config_hash).hex(),
             "values": values,
             "alarms": sorted(set(m.alarms.values())),
             "trips": [
@@ -528,3 +596,21 @@ def _channels(entries: list) -> list:
     except (KeyError, TypeError, ValueError):
         return []
     return out
+
+
+class LinkWatch:
+    """Feeds ``live.on_link`` from a transport polled by its caller (``connected``, and
+    ``reconnects``: paho reconnects on its own thread, so a drop and a return between two
+    polls shows only in that count; it is then entered as a gap of no length)."""
+
+    def __init__(self, live: LiveLine):
+        self.live = live
+        self._reconnects: int | None = None
+
+    def poll(self, transport, now_ms: int) -> None:
+        up = bool(getattr(transport, "connected", True))
+        count = getattr(transport, "reconnects", 0)
+        if self._reconnects is not None and count != self._reconnects and self.live.link_connected:
+            self.live.on_link(False, now_ms)
+        self._reconnects = count
+        self.live.on_link(up, now_ms)
