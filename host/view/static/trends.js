@@ -114,9 +114,11 @@ const Trends = (() => {
     let j = c.x.length - 1;
     if (j < 0 || t > c.x[j]) {
       c.x.push(t); for (const y of c.ys) y.push(null); j = c.x.length - 1;
-    } else {
-      while (j > 0 && c.x[j] > t) j--;
-      if (c.x[j] !== t) { c.x.splice(j + 1, 0, t); for (const y of c.ys) y.splice(j + 1, 0, null); j++; }
+    } else if (c.x[j] !== t) { // an older second: binary search for its place
+      let lo = 0, hi = j;
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (c.x[mid] < t) lo = mid + 1; else hi = mid; }
+      j = lo;
+      if (c.x[j] !== t) { c.x.splice(j, 0, t); for (const y of c.ys) y.splice(j, 0, null); }
     }
     c.ys[i][j] = value;
     const drop = c.x.length - KEEP_S - 60;
@@ -161,8 +163,12 @@ const Trends = (() => {
   return {
     init, learn, put, redraw,
     history(h, ph) {
+      // The hour the server kept, in time order across series: every put then appends.
       phases = ph || [];
-      for (const [key, rows] of Object.entries(h)) for (const [t, v] of rows) put(key, t, v);
+      const rows = [];
+      for (const [key, list] of Object.entries(h)) for (const [t, v] of list) rows.push([t, key, v]);
+      rows.sort((a, b) => a[0] - b[0]);
+      for (const [t, key, v] of rows) put(key, t, v);
     },
     phases: () => phases.slice(),
     phase(tMs, name, inPhaseMs) {

@@ -94,8 +94,10 @@ function header(s) {
   const link = $("link-text");
   const bad = [];
   if (!s.link.connected) bad.push("broker lost " + secs((s.t_ms - s.link.since_ms) / 1000) + " ago");
-  if (!s.coordinator.online) bad.push("coordinator offline");
-  link.textContent = bad.length ? bad.join(", ") : "broker, coordinator ok";
+  const over = !run || ["completed", "aborted", "completed_with_deviations"].includes(run.state);
+  if (!s.coordinator.online && !over) bad.push("coordinator offline");
+  const coord = s.coordinator.online ? "coordinator ok" : "no coordinator (no run going)";
+  link.textContent = bad.length ? bad.join(", ") : (s.link.connected ? "broker, " : "") + coord;
   link.className = bad.length ? "bad-link" : "";
 }
 
