@@ -310,6 +310,21 @@ def test_any_logged_in_user_may_stop_the_line_with_one_confirmation(tmp_path, us
         live.close()
 
 
+def test_a_silent_module_is_drawn_offline_with_stale_values_and_their_age(tmp_path, users, browser):
+    live = LiveRun(tmp_path, users, speed=10, faults=["power-loss:uv1@30+120"])
+    try:
+        page = _page(browser, live.url)
+        page.wait_for_selector("#node-uv1 text.value:not(.stale)", timeout=30_000)
+        page.wait_for_selector("#node-uv1.offline text.value.stale", timeout=60_000)
+        text = page.text_content("#node-uv1")
+        assert "offline" in text and re.search(r"\(\d+ s\)", text), text  # the value's age
+        assert page.get_attribute("#node-uv1 rect.stale-bg", "class") == "stale-bg"  # hatched
+        assert not page.query_selector("#node-reactor1 text.value.stale")  # the others not
+        page.screenshot(path=str(IMG / "view-stale.png"))
+    finally:
+        live.close()
+
+
 def test_no_secrets_in_the_page_or_the_stream(run, browser):
     page = _page(browser, run.url, "olga")
     texts = [page.content()]
