@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from host.cli import build_parser
 from host.commands.run import DEFAULT_SPEED, resolve_speed
+from host.control import build_reply, check_signature, control_topic, parse_request, reply_topic
 from host.users import UserStore
 from host.view.app import ViewContext, make_app
 from host.view.auth import SESSION_COOKIE, Sessions
@@ -343,3 +344,79 @@ def test_a_non_local_view_serves_https_with_secure_cookies(tmp_path, users):
             assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
     finally:
         server.stop()
+
+
+# --- the line follower (ViewFeed), stepped with the time passed in ------------------------
+
+
+class FeedRig:
+    """A ViewFeed on a real in-process bus and a real LiveLine; ``wall`` is its clock."""
+
+    def __init__(self, key=None):
+        from host.livestate import LiveLine
+        from host.transport import InProcessBus
+        from host.view.feed import ViewFeed
+
+        self.bus = InProcessBus()
+        self.hub = Hub()
+        self.wall = 0
+        self.sent = []  # what reached the control topic
+        self.coordinator = self.bus.client("coordinator")
+        self.coordinator.subscribe(control_topic("l1"), lambda t, p: self.sent.append(p))
+        self.feed = ViewFeed(
+            LiveLine("l1"), self.bus.client("view"), "l1", self.hub, key, lambda: self.wall
+        )
+        self.viewer = self.hub.join(lambda: None)
+
+    def step(self, wall_ms: int) -> None:
+        self.wall = wall_ms
+        self.feed.step(1_790_000_000_000 + wall_ms)
+        self.coordinator.poll()
+
+
+def test_a_page_action_is_the_clis_control_request_and_gets_the_coordinators_reply():
+    rig = FeedRig(key=KEY)
+    future = rig.feed.request("resume", "olga", "sample taken", role="operator", auth="password")
+    assert rig.sent == []  # nothing leaves before the owner's step
+    rig.step(0)
+    body = parse_request(rig.sent[0])
+    assert (body["action"], body["who"], body["reason"]) == ("resume", "olga", "sample taken")
+    assert body["role"] == "operator" and body["auth"] == "password"
+    assert check_signature(body, KEY, body["t"], set()) is None  # signed like `skid resume`
+    rig.coordinator.publish(reply_topic("l1"), build_reply(body["id"], True, "resumed"))
+    assert not future.done()
+    rig.step(10)
+    assert future.result(0) == {"ok": True, "reason": "resumed"}
+
+
+def test_an_unanswered_action_says_so_after_the_timeout():
+    from host.view.feed import REPLY_TIMEOUT_MS
+
+    rig = FeedRig()
+    future = rig.feed.request("hold", "olga", "why", role="operator", auth="password")
+    rig.step(0)
+    rig.step(REPLY_TIMEOUT_MS)
+    assert not future.done()
+    rig.step(REPLY_TIMEOUT_MS + 1)
+    assert future.result(0) == {"ok": False, "reason": "no coordinator answered"}
+
+
+def test_snapshots_are_paced_but_an_event_goes_out_at_once():
+    from host.view.feed import SNAPSHOT_EVERY_MS
+    from protocol import messages
+    from protocol.topics import host_topic, module_topic
+
+    rig = FeedRig()
+    rig.step(0)
+    assert len(rig.viewer.take()) == 1  # the first snapshot (the link came up)
+    rig.coordinator.publish(host_topic("l1", "state"), messages.build_state(True, 5))
+    rig.step(100)
+    assert rig.viewer.take() == []  # changed, but the last one is 100 ms old
+    rig.step(SNAPSHOT_EVERY_MS)
+    assert len(rig.viewer.take()) == 1
+    event = messages.build_event(1, 500, "trip", "critical", cause="over_pressure")
+    rig.coordinator.publish(module_topic("l1", "pump_a", "event"), event)
+    rig.step(SNAPSHOT_EVERY_MS + 1)  # 1 ms after the last: a trip does not wait
+    sent = rig.viewer.take()
+    assert len(sent) == 1 and "over_pressure" in sent[0]
+    assert rig.feed.event_seen_ms and rig.feed.event_seen_ms[0][1]["module"] == "pump_a"

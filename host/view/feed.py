@@ -24,7 +24,7 @@ from protocol.topics import line_filter
 SNAPSHOT_EVERY_MS = 250  # wall time between snapshots while something changes
 SAMPLES_EVERY_MS = 250
 TICK_EVERY_MS = 200
-REPLY_TIMEOUT_S = 10.0
+REPLY_TIMEOUT_MS = 10_000
 
 
 class ViewFeed:
@@ -47,7 +47,7 @@ class ViewFeed:
         self._last_tick = -(10**12)
         self._samples: list = []
         self._inbox: deque = deque()  # (request id, payload, future), from any thread
-        self._waiting: dict[str, tuple[Future, float]] = {}
+        self._waiting: dict[str, tuple[Future, int]] = {}
         self._connected: bool | None = None
         self.event_seen_ms: list[tuple[int, dict]] = []  # wall ms an event reached us (tests)
         live.add_listener(self._on_live)
@@ -99,7 +99,7 @@ class ViewFeed:
         self.transport.poll()
         while self._inbox:
             request_id, payload, future = self._inbox.popleft()
-            self._waiting[request_id] = (future, time.monotonic() + REPLY_TIMEOUT_S)
+            self._waiting[request_id] = (future, self.wall_ms() + REPLY_TIMEOUT_MS)
             self.transport.publish(control.control_topic(self.line_id), payload, qos=1)
         self._expire_waiting()
         wall = self.wall_ms()
@@ -124,7 +124,7 @@ class ViewFeed:
             self._dirty = True
 
     def _expire_waiting(self) -> None:
-        now = time.monotonic()
+        now = self.wall_ms()
         for request_id, (future, deadline) in list(self._waiting.items()):
             if now > deadline:
                 del self._waiting[request_id]
