@@ -158,6 +158,10 @@ const Trends = (() => {
     box = target;
     document.getElementById("window").addEventListener("change", e => { windowS = +e.target.value; live = true; rescale(); });
     setInterval(redraw, 1000);
+    window.addEventListener("resize", () => {
+      const width = Math.max(300, Math.floor(box.clientWidth / 2) - 8);
+      for (const c of Object.values(charts)) c.plot.setSize({ width, height: 170 });
+    });
   }
 
   return {
