@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from host.cli import EXIT_ABORTED, EXIT_DEVIATIONS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
@@ -177,25 +178,27 @@ def execute(args, line_path, recipe_path, command: str) -> int:
         log(f"skid {command}: {exc}")
         return EXIT_USAGE
     interrupts: list[str] = []
-    old = _trap_signals(interrupts, command, log)
+    options = dict(
+        runs_dir=args.runs_dir,
+        metadata=_metadata(args, command),
+        log=log,
+        max_s=args.max_s,
+        should_abort=lambda: interrupts[0] if interrupts else None,
+        operator_key=operator_key,
+    )
     try:
-        options = dict(
-            runs_dir=args.runs_dir,
-            metadata=_metadata(args, command),
-            log=log,
-            max_s=args.max_s,
-            should_abort=lambda: interrupts[0] if interrupts else None,
-            operator_key=operator_key,
-        )
         view = _start_view(args, line_path, operator_key, options, log)
-        try:
-            summary = _dispatch(args, line_path, recipe_path, faults, options)
-        finally:
-            if view is not None:
-                view.close()
-    except ValueError as exc:  # the view's --bind/--tls refused (host.view.server.BindError)
+    except TransportError as exc:  # the view's own broker connection
+        log(f"skid {command}: --view: {exc}")
+        return EXIT_USAGE if exc.reason == "usage" else EXIT_FAILURE
+    except ValueError as exc:  # --bind/--tls refused (host.view.server.BindError)
         log(f"skid {command}: {exc}")
         return EXIT_USAGE
+    old = _trap_signals(interrupts, command, log)
+    ran = False
+    try:
+        summary = _dispatch(args, line_path, recipe_path, faults, options)
+        ran = True
     except RunRefused as exc:
         log(f"skid {command}: refused before anything moved:")
         for problem in exc.problems:
@@ -207,7 +210,27 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
-    return _finish(args, summary, command, log)
+        if view is not None and not ran:
+            view.close()
+    try:
+        return _finish(args, summary, command, log)
+    finally:
+        if view is not None:
+            _linger(view, command, log)
+            view.close()
+
+
+def _linger(view, command: str, log) -> None:
+    """On a terminal, keep the view of the finished run up until Ctrl-C (its last state,
+    trends and alarms stay readable); elsewhere (scripts, tests) leave at once."""
+    if not sys.stdin.isatty():
+        return
+    log(f"skid {command}: the run is over; the view stays at {view.url} until Ctrl-C")
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
 
 
 def _option_problem(args) -> str | None:
