@@ -209,6 +209,31 @@ def test_an_unauthorised_viewer_cannot_act(run, browser):
     assert actions == []
 
 
+def test_a_viewer_that_never_reads_is_dropped_behind_and_the_run_goes_on(run, browser):
+    """A viewer that never takes its messages (what a page whose connection stalled is to
+    the hub: its SSE task waits on the socket) in a real run: its queue fills and drops its
+    oldest messages, the run keeps its pace, and a page opened meanwhile gets live data."""
+    run.wait(lambda: run.coord, 30)
+    hub = run.view.hub
+    hub.viewer_queue = 8  # for this viewer: full within seconds
+    stalled = hub.join(lambda: None)
+    hub.viewer_queue = 256
+    try:
+        sim0, wall0 = run.coord.host_ms(), time.monotonic()
+        run.wait(lambda: stalled.dropped > 0, 30)
+        assert len(stalled.queue) == 8
+        page = _page(browser, run.url)
+        first = page.evaluate("() => document.getElementById('diagram').dataset.updated")
+        page.wait_for_function(
+            "t => document.getElementById('diagram').dataset.updated !== t", arg=first
+        )
+        sim_s = (run.coord.host_ms() - sim0) / 1000
+        wall_s = time.monotonic() - wall0
+        assert sim_s > 0.5 * 30 * wall_s - 2  # still about 30x with the stalled viewer
+    finally:
+        hub.leave(stalled)
+
+
 def test_hold_resume_and_abort_from_the_page_reach_the_coordinator_and_the_record(run, browser):
     page = _page(browser, run.url, "olga")
     run.wait(lambda: page.text_content("#state") == "running", 60)
