@@ -75,7 +75,7 @@ def test_the_view_survives_a_broker_and_a_coordinator_restart_showing_the_gaps(t
                 ViewOptions("127.0.0.1:0", users_file=tmp_path / "users.json"),
             )
             run_id = first.run_id()
-            first.wait_for("phase pressurise", 60.0)
+            first.wait_for("phase pressurise", 120.0)
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(view.url)
