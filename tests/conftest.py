@@ -112,6 +112,7 @@ SCALED_WALL_CLOCK = (
     "test_tune_broker_e2e.py",
     "test_status_cli.py",
     "test_campaign_broker.py",
+    "test_view_restart.py",
 )
 _SHARED_SCOPES = ("module", "class", "package")
 # ... and the lines keep the CPU they need beside CPU-bound workers: a worker lowers its

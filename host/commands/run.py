@@ -25,10 +25,12 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from host.cli import EXIT_ABORTED, EXIT_DEVIATIONS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from host.commands.user import add_users_file
+from host.commands.view import add_view_options
 from protocol.topics import TopicError, validate_id
 
 # The run machinery (line loader, coordinator, MQTT, the SQLite record, the report, the
@@ -57,8 +59,9 @@ def add_run_options(p) -> None:
     p.add_argument(
         "--speed",
         type=float,
-        default=DEFAULT_SPEED,
-        help=f"broker mode with --emulate: simulated seconds per second (default {DEFAULT_SPEED:g})",
+        default=None,
+        help="simulated seconds per second: broker mode with --emulate (default "
+        f"{DEFAULT_SPEED:g}), and in process with --view (default 1)",
     )
     p.add_argument(
         "--fault",
@@ -112,6 +115,7 @@ def add_run_options(p) -> None:
         "broker)",
     )
     add_runtime_options(p)
+    add_view_options(p, with_flag=True)
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
 
@@ -157,6 +161,7 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     if problem:
         log(f"skid {command}: {problem}")
         return EXIT_USAGE
+    args.speed = resolve_speed(args)
     try:
         faults = _faults(line_path, args.fault)
     except (LineError, FaultSpecError) as exc:
@@ -173,17 +178,27 @@ def execute(args, line_path, recipe_path, command: str) -> int:
         log(f"skid {command}: {exc}")
         return EXIT_USAGE
     interrupts: list[str] = []
-    old = _trap_signals(interrupts, command, log)
+    options = dict(
+        runs_dir=args.runs_dir,
+        metadata=_metadata(args, command),
+        log=log,
+        max_s=args.max_s,
+        should_abort=lambda: interrupts[0] if interrupts else None,
+        operator_key=operator_key,
+    )
     try:
-        options = dict(
-            runs_dir=args.runs_dir,
-            metadata=_metadata(args, command),
-            log=log,
-            max_s=args.max_s,
-            should_abort=lambda: interrupts[0] if interrupts else None,
-            operator_key=operator_key,
-        )
+        view = _start_view(args, line_path, operator_key, options, log)
+    except TransportError as exc:  # the view's own broker connection
+        log(f"skid {command}: --view: {exc}")
+        return EXIT_USAGE if exc.reason == "usage" else EXIT_FAILURE
+    except ValueError as exc:  # --bind/--tls refused (host.view.server.BindError)
+        log(f"skid {command}: {exc}")
+        return EXIT_USAGE
+    old = _trap_signals(interrupts, command, log)
+    ran = False
+    try:
         summary = _dispatch(args, line_path, recipe_path, faults, options)
+        ran = True
     except RunRefused as exc:
         log(f"skid {command}: refused before anything moved:")
         for problem in exc.problems:
@@ -195,7 +210,27 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
-    return _finish(args, summary, command, log)
+        if view is not None and not ran:
+            view.close()
+    try:
+        return _finish(args, summary, command, log)
+    finally:
+        if view is not None:
+            _linger(view, command, log)
+            view.close()
+
+
+def _linger(view, command: str, log) -> None:
+    """On a terminal, keep the view of the finished run up until Ctrl-C (its last state,
+    trends and alarms stay readable); elsewhere (scripts, tests) leave at once."""
+    if not sys.stdin.isatty():
+        return
+    log(f"skid {command}: the run is over; the view stays at {view.url} until Ctrl-C")
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
 
 
 def _option_problem(args) -> str | None:
@@ -227,6 +262,41 @@ def _option_problem(args) -> str | None:
             "--emulate --broker URL (emulated, over MQTT) or --broker URL (real modules)"
         )
     return None
+
+
+def resolve_speed(args) -> float:
+    """``--speed`` as given; else 1 for an in-process run with ``--view`` (a person
+    watches it: ``skid demo --view``), else ``DEFAULT_SPEED``."""
+    if args.speed is not None:
+        return args.speed
+    return 1.0 if getattr(args, "view", False) and not args.broker else DEFAULT_SPEED
+
+
+def _start_view(args, line_path, operator_key, options: dict, log):
+    """With ``--view``: serve the live view of this run (``host/view/serve.py``) and hook it
+    into ``options``; the view (``close()`` it), or None.  BindError when refused."""
+    if not args.view:
+        return None
+    from host.commands.view import view_options
+    from host.view.serve import BrokerView, InProcessView
+    from line.loader import load_line
+
+    line = load_line(line_path)
+    view_opts = view_options(args, operator_key)
+    if args.broker:
+        if not args.line_id:  # the launcher would pick a fresh one; the view must know it
+            from host.launcher import fresh_line_id
+
+            args.line_id = fresh_line_id(line.id) if args.emulate else line.id
+        view = BrokerView(line, args.line_id, args.broker, view_opts)
+    else:
+        view = InProcessView(line, view_opts, args.speed)
+        options["on_bus"] = view.on_bus
+        options["on_tick"] = view.on_tick
+    log(f"skid {args.command}: live view at {view.url}")
+    if operator_key is None:
+        log(f"skid {args.command}: no --operator-key-file: resume is unavailable from the view")
+    return view
 
 
 def _faults(line_path, options: list[str]) -> list:
