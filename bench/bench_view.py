@@ -7,13 +7,13 @@ uvicorn) runs in its own process, fed where the coordinator's bus feeds it
 (``bench/viewserver.py``).  Two server processes, one after the other:
 
 1. **CPU and the stalled viewer** (no browser running):
-   * ``WINDOW_S`` (60 s) of telemetry with no viewer, then the same with 10 SSE viewers
+   * ``window_s`` (60 s) of telemetry with no viewer, then the same with 10 SSE viewers
      reading everything (``bench/viewclients.py``, their own process).  The server
      process's CPU time (all threads) over each window; the extra for 10 viewers as % of
      one core, target < 5 %.  Peer: the same feed with no viewer, in the same run.
-   * ``STALL_S`` (20 s) with one viewer that never reads.  The feed's own per-message
-     hand-over time (what the view adds to the coordinator's path) and its ticks'
-     lateness against the no-viewer window; the stalled viewer's queue length (bounded by
+   * ``stall_s`` (20 s) with one viewer that never reads.  The time the view's step
+     adds to the coordinator's tick (the path of its leases and commands) and the ticks'
+     lateness, against the no-viewer window; the stalled viewer's queue length (bounded by
      the hub's queue size) and its dropped messages.
 2. **The page** in Debian's Chromium (Playwright), with the first process stopped:
    * an hour of data fast-forwarded (simulated times ending where the wall clock is, so
@@ -23,7 +23,7 @@ uvicorn) runs in its own process, fed where the coordinator's bus feeds it
      <= 200 MB;
    * 10 more minutes fast-forwarded the same way; the heap again: no growth (target:
      at most 5 % over the heap after the hour, as GC noise);
-   * then ``WINDOW_S`` of live telemetry with the hour in the page: every main-thread task
+   * then ``window_s`` of live telemetry with the hour in the page: every main-thread task
      over 50 ms (``longtask`` entries), target none.
 
 The machine is shared: the page, the server process, the viewers and anything else
@@ -178,11 +178,11 @@ def _stall_records(part: dict) -> list[dict]:
     bound = max((q["maxlen"] for q in queues), default=0)
     return [
         record(
-            "view.stalled_handover_p99_ms",
-            stalled["handover_ms"]["p99"],
-            "ms per message handed to the view (p99), one viewer never reading",
+            "view.stalled_step_p99_ms",
+            stalled["step_ms"]["p99"],
+            "ms the view's step adds to the coordinator's tick (p99), one viewer never reading",
             peer="the same feed with no viewer",
-            peer_value=alone["handover_ms"]["p99"],
+            peer_value=alone["step_ms"]["p99"],
             target="<=2.0x",
         ),
         record(

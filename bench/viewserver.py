@@ -1,20 +1,22 @@
 """The live view benchmark's server process: the coordinator's side of the view.
 
 ``ViewProcess`` starts, in its own process (so its CPU time is its own), what a
-coordinator started with ``--view`` runs beside its control loop: the line's ``LiveLine``
-(``host/livestate.py``), the view's bridge and hub, and the Starlette app under uvicorn
-on 127.0.0.1 (a free port), built the way ``host/view`` builds them (``view_under_test``).
-The coordinator's message path is played by a ``Feeder`` thread handing the synthetic
-line's real BIRTH/TELEMETRY payloads (``bench/viewfeed.py``) to the view exactly where the
-coordinator's bus hands them over, timing each hand-over: that time is what the view adds
-to the coordinator's path ("the feed's own per-message latency").
+coordinator started with ``--view`` runs beside its control loop: an in-process bus, the
+view's follower of the line (``host/view``'s ``ViewFeed`` around ``host/livestate.py``'s
+``LiveLine``) and hub, and the Starlette app under uvicorn on its own thread on
+127.0.0.1 (a free port), built as ``skid run --view`` builds them (``bench/viewtarget.py``).
+The modules and the coordinator's loop are played by a ``Feeder``: it publishes the
+synthetic line's real BIRTH/TELEMETRY payloads (``bench/viewfeed.py``) on the bus and
+steps the view once per tick, as the coordinator's ``on_tick`` does, timing each step:
+that time is what the view adds to the coordinator's tick, the path its leases and
+commands take ("the feed's own latency").
 
 Commands (sent by the benchmark over a pipe; each answers one dict):
 
 * ``("births", now_ms)``: every module's BIRTH;
 * ``("live", seconds)``: telemetry at 10 Hz on the wall clock for ``seconds``; answers the
   process's CPU time over the window (all threads: uvicorn's loop, the feeder), the
-  hand-over latencies, how late the feeder's ticks ran, and every viewer queue's longest
+  view's step times, how late the feeder's ticks ran, and every viewer queue's longest
   length and drops;
 * ``("fast", first_ms, ticks, drain)``: ``ticks`` ticks of telemetry with simulated
   times from ``first_ms``, as fast as the view takes them; with ``drain`` the feeder waits
@@ -74,8 +76,10 @@ class QueueWatch:
 
 
 class Feeder:
-    """Hands the synthetic line's messages to ``view.ingest(topic, payload, now_ms)``
-    and times each hand-over (wall, ms)."""
+    """Publishes the synthetic line's messages as its modules would
+    (``view.publish(topic, payload)``, untimed: the modules' side) and steps the view once
+    per tick as the coordinator's loop does (``view.step(now_ms)``, timed: what the view
+    adds to the coordinator's tick)."""
 
     def __init__(self, synthetic: SyntheticLine, view):
         self.synthetic = synthetic
@@ -84,23 +88,23 @@ class Feeder:
 
     def births(self, now_ms: int) -> None:
         for topic, payload in self.synthetic.births():
-            self.view.ingest(topic, payload, now_ms)
+            self.view.publish(topic, payload)
+        self.view.step(now_ms)
 
-    def _tick(self, now_ms: int, latencies: list | None) -> None:
-        ingest = self.view.ingest
+    def _tick(self, now_ms: int, step_ms: list | None) -> None:
         for topic, payload in self.synthetic.telemetry(self.k, now_ms):
-            if latencies is None:
-                ingest(topic, payload, now_ms)
-            else:
-                began = time.perf_counter()
-                ingest(topic, payload, now_ms)
-                latencies.append(1000.0 * (time.perf_counter() - began))
-        self.view.tick(now_ms)
+            self.view.publish(topic, payload)
         self.k += 1
+        if step_ms is None:
+            self.view.step(now_ms)
+            return
+        began = time.perf_counter()
+        self.view.step(now_ms)
+        step_ms.append(1000.0 * (time.perf_counter() - began))
 
     def live(self, seconds: float) -> dict:
         """10 Hz on the wall clock; the measurements of the window."""
-        latencies: list[float] = []
+        steps: list[float] = []
         lateness: list[float] = []
         queues = QueueWatch(self.view)
         cpu0, start = time.process_time(), time.monotonic()
@@ -110,7 +114,7 @@ class Feeder:
             if wait > 0:
                 time.sleep(wait)
             lateness.append(1000.0 * max(0.0, time.monotonic() - due))
-            self._tick(int(time.time() * 1000), latencies)
+            self._tick(int(time.time() * 1000), steps)
             queues.sample()
         elapsed = time.monotonic() - start
         cpu = time.process_time() - cpu0
@@ -118,7 +122,8 @@ class Feeder:
             "cpu_s": cpu,
             "wall_s": elapsed,
             "cpu_share": cpu / elapsed,
-            "handover_ms": _quantiles(latencies),
+            "messages_per_tick": len(self.synthetic.module_ids),
+            "step_ms": _quantiles(steps),
             "tick_late_ms": _quantiles(lateness),
             "queues": queues.result(),
         }

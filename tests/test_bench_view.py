@@ -18,7 +18,7 @@ pytestmark = pytest.mark.xdist_group("view-bench")
 
 BUDGETS = {
     "view.cpu_extra_pct_10_viewers",
-    "view.stalled_handover_p99_ms",
+    "view.stalled_step_p99_ms",
     "view.stalled_queue_max",
     "view.longtasks_over_50ms",
     "view.heap_mb_after_hour",
