@@ -11,7 +11,9 @@ does, in order:
 4. attaching: until every module of the line has sent its birth, of the right kind and
    with the config hash the line expects, nothing moves (bounded by ``attach_timeout_ms``);
 5. the recipe's sequencer;
-6. the run record's sample buffer, flushed every ``flush_every_ms``.
+6. the run record's sample buffer, flushed every ``flush_every_ms``;
+7. the run status (``host/runstatus.py``), retained on ``host/run``: each second of the
+   run's clock and at once on a change; a closing one from ``close()``.
 
 ``step(now_ms)`` is the loop's turn: ``transport.poll()`` (messages stamped ``now_ms``) then
 ``tick(now_ms)``.  Messages are routed as they arrive (the poll calls the handlers): births,
@@ -33,6 +35,7 @@ from host import control
 from host.commander import Commander
 from host.ingest import Ingest
 from host.registry import Registry
+from host.runstatus import RunStatusPublisher
 from host.sequencer import Sequencer
 from protocol import auth, host_messages, messages, wire
 from protocol.constants import RESULT_NAMES
@@ -198,6 +201,8 @@ class Coordinator:
         )
         record.host_session(host_ms(), host_id)
         self.note("session", f"coordinator attached to line {line_id}")
+        # The run status (host/run, retained): what a viewer arriving late needs at once.
+        self.run_status = RunStatusPublisher(self)
 
     def _start_clock(self, now_ms: int) -> None:
         """The run's state at ``now_ms``: attaching, nothing seen, every timer from now."""
@@ -267,6 +272,7 @@ class Coordinator:
         if now_ms >= self._next_flush or self.ingest.flush_due(self.host_ms()):
             self.ingest.flush()
             self._next_flush = now_ms + FLUSH_EVERY_MS
+        self.run_status.tick(now_ms)
 
     def _lease(self) -> None:
         """One LEASE for the line, with a tag for every keyed module whose birth (boot
@@ -687,6 +693,7 @@ class Coordinator:
         summary = self.summary()
         self.record.flush()
         self.record.finish(self.host_ms(), self.outcome, summary.as_dict())
+        self.run_status.close(self.now_ms)
         self.transport.publish(
             self._topic_state, messages.build_state(False, self.host_ms()), qos=1, retain=True
         )
