@@ -99,10 +99,12 @@ def run_in_process(
     faults=(),
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    on_bus: Callable[[InProcessBus], None] | None = None,
     **options,
 ) -> Summary:
     """Run ``recipe_path`` on the emulated ``line_path`` in this process; return the summary
-    (``options``: those of ``host.session.run_recipe``).
+    (``options``: those of ``host.session.run_recipe``).  ``on_bus(bus)`` is called with the
+    run's in-process bus before the modules birth (the web view subscribes there).
 
     ``should_abort()`` (polled every step) returns a reason to abort (e.g. Ctrl-C was
     pressed), after which the recipe's shutdown sequence runs to its end.  ``on_tick(coord,
@@ -111,6 +113,8 @@ def run_in_process(
     say = log or (lambda text: None)
     prep = prepare_and_warn(line_path, recipe_path, say)
     site = InProcessSite(prep.line, say, recipe_name=prep.recipe.name, faults=faults, seed=seed)
+    if on_bus is not None:
+        on_bus(site.bus)
     return run_recipe(prep, site, log=say, **options)
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from host.cli import EXIT_ABORTED, EXIT_DEVIATIONS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from host.commands.user import add_users_file
+from host.commands.view import add_view_options
 from protocol.topics import TopicError, validate_id
 
 # The run machinery (line loader, coordinator, MQTT, the SQLite record, the report, the
@@ -57,8 +58,9 @@ def add_run_options(p) -> None:
     p.add_argument(
         "--speed",
         type=float,
-        default=DEFAULT_SPEED,
-        help=f"broker mode with --emulate: simulated seconds per second (default {DEFAULT_SPEED:g})",
+        default=None,
+        help="simulated seconds per second: broker mode with --emulate (default "
+        f"{DEFAULT_SPEED:g}), and in process with --view (default 1)",
     )
     p.add_argument(
         "--fault",
@@ -112,6 +114,7 @@ def add_run_options(p) -> None:
         "broker)",
     )
     add_runtime_options(p)
+    add_view_options(p, with_flag=True)
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
 
@@ -157,6 +160,8 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     if problem:
         log(f"skid {command}: {problem}")
         return EXIT_USAGE
+    if args.speed is None:  # in process, a view paces the run so a person can watch
+        args.speed = 1.0 if args.view and not args.broker else DEFAULT_SPEED
     try:
         faults = _faults(line_path, args.fault)
     except (LineError, FaultSpecError) as exc:
@@ -183,7 +188,15 @@ def execute(args, line_path, recipe_path, command: str) -> int:
             should_abort=lambda: interrupts[0] if interrupts else None,
             operator_key=operator_key,
         )
-        summary = _dispatch(args, line_path, recipe_path, faults, options)
+        view = _start_view(args, line_path, operator_key, options, log)
+        try:
+            summary = _dispatch(args, line_path, recipe_path, faults, options)
+        finally:
+            if view is not None:
+                view.close()
+    except ValueError as exc:  # the view's --bind/--tls refused (host.view.server.BindError)
+        log(f"skid {command}: {exc}")
+        return EXIT_USAGE
     except RunRefused as exc:
         log(f"skid {command}: refused before anything moved:")
         for problem in exc.problems:
@@ -227,6 +240,33 @@ def _option_problem(args) -> str | None:
             "--emulate --broker URL (emulated, over MQTT) or --broker URL (real modules)"
         )
     return None
+
+
+def _start_view(args, line_path, operator_key, options: dict, log):
+    """With ``--view``: serve the live view of this run (``host/view/serve.py``) and hook it
+    into ``options``; the view (``close()`` it), or None.  BindError when refused."""
+    if not args.view:
+        return None
+    from host.commands.view import view_options
+    from host.view.serve import BrokerView, InProcessView
+    from line.loader import load_line
+
+    line = load_line(line_path)
+    view_opts = view_options(args, operator_key)
+    if args.broker:
+        if not args.line_id:  # the launcher would pick a fresh one; the view must know it
+            from host.launcher import fresh_line_id
+
+            args.line_id = fresh_line_id(line.id) if args.emulate else line.id
+        view = BrokerView(line, args.line_id, args.broker, view_opts)
+    else:
+        view = InProcessView(line, view_opts, args.speed)
+        options["on_bus"] = view.on_bus
+        options["on_tick"] = view.on_tick
+    log(f"skid {args.command}: live view at {view.url}")
+    if operator_key is None:
+        log(f"skid {args.command}: no --operator-key-file: resume is unavailable from the view")
+    return view
 
 
 def _faults(line_path, options: list[str]) -> list:

@@ -1,0 +1,144 @@
+// Live trends (uPlot): temperatures, pressures, flows and the analyzer, with their
+// setpoints (dashed), the recipe's phases as bands and the data gaps hatched.  The page
+// keeps the last hour at one point per second per series (what the server sends as
+// history, then the live samples), so it can be scrolled back.
+"use strict";
+
+const Trends = (() => {
+  const KEEP_S = 3600, GREYS = ["#1e1e1e", "#3d6fa5", "#6b6b6b", "#7a5c99", "#2f7d5b", "#99702f"];
+  const GROUPS = [
+    { id: "temp", title: "Temperature", unit: "°C", match: (m, ch, v) => /°C|degC/i.test(v.unit || "") },
+    { id: "press", title: "Pressure", unit: "bar", match: (m, ch, v) => v.unit === "bar" },
+    { id: "flow", title: "Flow", unit: "mL/min", match: (m, ch, v) => /mL\/min/.test(v.unit || "") },
+    { id: "ana", title: "Analyzer", unit: "", match: (m, ch, v) => m.kind === "analyzer" && v.role === "sensor" && !/lamp/.test(ch) },
+  ];
+  const charts = {};      // group id -> {plot, keys: [series key], x: [], ys: [[]]}
+  const seriesGroup = {}; // "module.channel" -> group id
+  let phases = [], gaps = [], windowS = 600, live = true, box;
+
+  function groupOf(m, ch, v) {
+    if (v.role === "status") return null;
+    for (const g of GROUPS) if (g.match(m, ch, v)) return g.id;
+    return null;
+  }
+
+  function bandsPlugin() {
+    return { hooks: { drawClear: [u => {
+      const ctx = u.ctx, { left, top, width, height } = u.bbox;
+      ctx.save();
+      ctx.beginPath(); ctx.rect(left, top, width, height); ctx.clip();
+      phases.forEach((p, i) => {
+        const t0 = p[0] / 1000, t1 = i + 1 < phases.length ? phases[i + 1][0] / 1000 : Date.now() / 1000 + 1e6;
+        const x0 = u.valToPos(t0, "x", true), x1 = u.valToPos(t1, "x", true);
+        ctx.fillStyle = i % 2 ? "rgba(0,0,0,0.035)" : "rgba(0,0,0,0.0)";
+        ctx.fillRect(x0, top, x1 - x0, height);
+        ctx.fillStyle = "#6a6a6a"; ctx.font = `${10 * devicePixelRatio}px sans-serif`;
+        if (x0 >= left - 1) { ctx.fillRect(x0, top, 1, height); ctx.fillText(p[1], x0 + 3, top + 11 * devicePixelRatio); }
+      });
+      for (const g of gaps) {
+        const x0 = u.valToPos(g.from_ms / 1000, "x", true);
+        const x1 = u.valToPos((g.to_ms || Date.now()) / 1000, "x", true);
+        ctx.fillStyle = "rgba(120,120,120,0.35)";
+        ctx.fillRect(x0, top, Math.max(2, x1 - x0), height);
+        ctx.fillStyle = "#444"; ctx.fillText("gap: " + g.what, x0 + 3, top + height - 4);
+      }
+      ctx.restore();
+    }] } };
+  }
+
+  function make(group) {
+    const div = document.createElement("div");
+    div.className = "chart"; div.id = "chart-" + group.id;
+    const h = document.createElement("h3");
+    h.textContent = group.title + (group.unit ? " (" + group.unit + ")" : "");
+    div.appendChild(h); box.appendChild(div);
+    const width = Math.max(300, Math.floor(box.clientWidth / 2) - 8);
+    const opts = {
+      width, height: 170, plugins: [bandsPlugin()],
+      cursor: { drag: { x: true, y: false } },
+      scales: { x: { time: true } },
+      legend: { live: true },
+      series: [{}],
+      axes: [{ stroke: "#444", grid: { stroke: "#d0d0d0" } }, { stroke: "#444", grid: { stroke: "#d0d0d0" }, size: 50 }],
+      hooks: { setSelect: [() => { live = false; }] },
+    };
+    const plot = new uPlot(opts, [[]], div);
+    plot.over.addEventListener("dblclick", () => { live = true; rescale(); });
+    return (charts[group.id] = { plot, keys: [], x: [], ys: [], div });
+  }
+
+  function addSeries(c, key, setpoint) {
+    const n = c.keys.length;
+    const base = key.replace(/:sp$/, "");
+    const colour = GREYS[c.keys.filter(k => !k.endsWith(":sp")).length % GREYS.length];
+    const own = c.keys.indexOf(base);
+    const stroke = setpoint && own >= 0 ? c.plot.series[own + 1]._stroke || colour : colour;
+    c.keys.push(key);
+    c.ys.push(new Array(c.x.length).fill(null));
+    c.plot.addSeries({ label: setpoint ? base + " sp" : key, stroke, width: setpoint ? 1 : 1.5,
+      dash: setpoint ? [6, 4] : undefined, spanGaps: !!setpoint, _stroke: stroke }, n + 1);
+    return n;
+  }
+
+  function put(key, tMs, value) {
+    const gid = seriesGroup[key.replace(/:sp$/, "")];
+    if (!gid || typeof value !== "number") return;
+    const c = charts[gid] || make(GROUPS.find(g => g.id === gid));
+    let i = c.keys.indexOf(key);
+    if (i < 0) i = addSeries(c, key, key.endsWith(":sp"));
+    const t = Math.floor(tMs / 1000);
+    let j = c.x.length - 1;
+    if (j < 0 || t > c.x[j]) {
+      c.x.push(t); for (const y of c.ys) y.push(null); j = c.x.length - 1;
+    } else {
+      while (j > 0 && c.x[j] > t) j--;
+      if (c.x[j] !== t) { c.x.splice(j + 1, 0, t); for (const y of c.ys) y.splice(j + 1, 0, null); j++; }
+    }
+    c.ys[i][j] = value;
+    const drop = c.x.length - KEEP_S - 60;
+    if (drop > 0) { c.x.splice(0, drop); for (const y of c.ys) y.splice(0, drop); }
+    c.dirty = true;
+  }
+
+  function learn(snap) {
+    for (const m of snap.modules) for (const [ch, v] of Object.entries(m.values || {})) {
+      const key = m.id + "." + ch;
+      if (!(key in seriesGroup)) seriesGroup[key] = groupOf(m, ch, v);
+    }
+    gaps = snap.gaps || [];
+    for (const m of snap.modules) for (const [ch, v] of Object.entries(m.values || {}))
+      if (v.setpoint !== null && v.setpoint !== undefined && v.t_ms) put(m.id + "." + ch + ":sp", v.t_ms, v.setpoint);
+  }
+
+  function rescale() {
+    for (const c of Object.values(charts)) {
+      if (!c.x.length) continue;
+      const hi = c.x[c.x.length - 1];
+      c.plot.setScale("x", { min: hi - windowS, max: hi + 5 });
+    }
+  }
+
+  function redraw() {
+    for (const c of Object.values(charts)) {
+      if (!c.dirty) continue;
+      c.dirty = false;
+      c.plot.setData([c.x, ...c.ys], false);
+    }
+    if (live) rescale();
+  }
+
+  function init(target) {
+    box = target;
+    document.getElementById("window").addEventListener("change", e => { windowS = +e.target.value; live = true; rescale(); });
+    setInterval(redraw, 1000);
+  }
+
+  return {
+    init, learn, put, redraw,
+    history(h, ph) {
+      phases = ph || [];
+      for (const [key, rows] of Object.entries(h)) for (const [t, v] of rows) put(key, t, v);
+    },
+    phase(tMs, name) { if (!phases.length || phases[phases.length - 1][1] !== name) phases.push([tMs, name]); },
+  };
+})();
