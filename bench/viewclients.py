@@ -139,6 +139,11 @@ class StalledViewer:
 # --- the page in Chromium ------------------------------------------------------------------------
 
 
+def _longtasks(page) -> dict:
+    lt = page.evaluate("window.__viewbenchLongtasks")
+    return {"count": lt["count"], "max_ms": lt["max"], "total_ms": lt["total"], "tasks": lt["all"]}
+
+
 class PageProbe:
     """The view's page in headless Chromium.  ``open(url)`` loads it with the long-task
     observer installed; ``reset_longtasks()`` starts a window; ``longtasks()`` reads it;
@@ -163,18 +168,24 @@ class PageProbe:
         if ready_selector:
             self.page.wait_for_selector(ready_selector, timeout=timeout_s * 1000)
 
+    def opening_longtasks(self, url: str, settle_s: float) -> dict:
+        """Open ``url`` in a second tab, let it settle ``settle_s``, and return its long
+        tasks (``longtasks``' fields) from the start: what opening the page costs."""
+        page = self.browser.new_page(viewport={"width": 1600, "height": 1000})
+        try:
+            page.add_init_script(LONGTASK_SCRIPT)
+            page.goto(url, wait_until="load")
+            page.wait_for_timeout(settle_s * 1000)
+            return _longtasks(page)
+        finally:
+            page.close()
+
     def reset_longtasks(self) -> None:
         self.page.evaluate("window.__viewbenchReset()")
 
     def longtasks(self) -> dict:
         """``count`` (tasks over 50 ms), ``max_ms``, ``total_ms``, ``tasks`` [[start, ms]]."""
-        lt = self.page.evaluate("window.__viewbenchLongtasks")
-        return {
-            "count": lt["count"],
-            "max_ms": lt["max"],
-            "total_ms": lt["total"],
-            "tasks": lt["all"],
-        }
+        return _longtasks(self.page)
 
     def heap_mb(self) -> float:
         self.cdp.send("HeapProfiler.collectGarbage")

@@ -13,15 +13,18 @@ commands take ("the feed's own latency").
 
 Commands (sent by the benchmark over a pipe; each answers one dict):
 
-* ``("births", now_ms)``: every module's BIRTH;
-* ``("live", seconds)``: telemetry at 10 Hz on the wall clock for ``seconds``; answers the
+* ``("births", now_ms)``: every module's BIRTH; sets the line's clock to ``now_ms``;
+* ``("live", seconds)``: telemetry at 10 Hz, paced by the wall clock, for ``seconds``
+  (stamped with the line's clock: the wall clock, or after a fast-forward where it
+  ended); answers the
   process's CPU time over the window (all threads: uvicorn's loop, the feeder), the
   view's step times, how late the feeder's ticks ran, and every viewer queue's longest
   length and drops;
-* ``("fast", first_ms, ticks, drain)``: ``ticks`` ticks of telemetry with simulated
-  times from ``first_ms``, as fast as the view takes them; with ``drain`` the feeder waits
-  every 10 simulated seconds until the viewers' queues are empty (so a page receives every
+* ``("fast", ticks, drain)``: ``ticks`` ticks of telemetry with simulated times from the
+  line's clock on, as fast as the view takes them; with ``drain`` the feeder waits every
+  10 simulated seconds until the viewers' queues are empty (so a page receives every
   sample rather than the newest few);
+* ``("fill", max_s)``: fast-forward until a viewer's queue is full (a stalled viewer's);
 * ``("stats",)``: viewer count and queues now; ``("stop",)``.
 """
 
@@ -85,13 +88,24 @@ class Feeder:
         self.synthetic = synthetic
         self.view = view
         self.k = 0  # the next tick's number (telemetry sequence)
+        # The line's clock: the wall clock plus this offset.  A fast-forward moves it on,
+        # so the live ticks after it continue where it ended (time never runs back).
+        self.offset_ms = 0
+        self.last_ms = 0
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self.offset_ms
 
     def births(self, now_ms: int) -> None:
+        """Every BIRTH at ``now_ms``, which sets the line's clock."""
+        self.offset_ms = now_ms - int(time.time() * 1000)
+        self.last_ms = now_ms
         for topic, payload in self.synthetic.births():
             self.view.publish(topic, payload)
         self.view.step(now_ms)
 
     def _tick(self, now_ms: int, step_ms: list | None) -> None:
+        self.last_ms = now_ms
         for topic, payload in self.synthetic.telemetry(self.k, now_ms):
             self.view.publish(topic, payload)
         self.k += 1
@@ -103,7 +117,7 @@ class Feeder:
         step_ms.append(1000.0 * (time.perf_counter() - began))
 
     def live(self, seconds: float) -> dict:
-        """10 Hz on the wall clock; the measurements of the window."""
+        """10 Hz, paced by the wall clock; the measurements of the window."""
         steps: list[float] = []
         lateness: list[float] = []
         queues = QueueWatch(self.view)
@@ -114,7 +128,7 @@ class Feeder:
             if wait > 0:
                 time.sleep(wait)
             lateness.append(1000.0 * max(0.0, time.monotonic() - due))
-            self._tick(int(time.time() * 1000), steps)
+            self._tick(self.now_ms(), steps)
             queues.sample()
         elapsed = time.monotonic() - start
         cpu = time.process_time() - cpu0
@@ -128,9 +142,10 @@ class Feeder:
             "queues": queues.result(),
         }
 
-    def fast(self, first_ms: int, ticks: int, drain: bool) -> dict:
-        """``ticks`` ticks with simulated times, as fast as the view takes them."""
+    def fast(self, ticks: int, drain: bool) -> dict:
+        """``ticks`` ticks from the line's clock on, as fast as the view takes them."""
         started = time.monotonic()
+        first_ms = self.last_ms + PERIOD_MS
         waited = 0.0
         for i in range(ticks):
             self._tick(first_ms + i * PERIOD_MS, None)
@@ -138,12 +153,25 @@ class Feeder:
                 waited += self._drain()
         if drain:
             waited += self._drain()
+        self.offset_ms = self.last_ms - int(time.time() * 1000)
         return {
             "ticks": ticks,
             "wall_s": time.monotonic() - started,
             "drain_wait_s": waited,
             "queues": self.view.queue_stats(),
         }
+
+    def fill(self, max_s: float) -> dict:
+        """Fast-forward until a viewer's queue is at its bound (a stalled viewer's, once
+        the socket buffers in front of it are full), at most ``max_s`` seconds."""
+        started = time.monotonic()
+        ticks = 0
+        while time.monotonic() - started < max_s:
+            if any(q["length"] >= q["maxlen"] for q in self.view.queue_stats()):
+                return {"filled": True, "ticks": ticks, "wall_s": time.monotonic() - started}
+            self.fast(RATE_HZ, False)
+            ticks += RATE_HZ
+        return {"filled": False, "ticks": ticks, "wall_s": time.monotonic() - started}
 
     def _drain(self) -> float:
         began = time.monotonic()
@@ -158,7 +186,7 @@ def _serve(conn, line_path: str) -> None:
     from bench.viewtarget import view_under_test
 
     synthetic = SyntheticLine(Path(line_path))
-    view = view_under_test(synthetic.line)
+    view = view_under_test(synthetic.line, Path(line_path).parent)
     feeder = Feeder(synthetic, view)
     conn.send({"url": view.url, "channels": synthetic.channels})
     while True:
@@ -175,6 +203,8 @@ def _serve(conn, line_path: str) -> None:
             conn.send(feeder.live(*args))
         elif name == "fast":
             conn.send(feeder.fast(*args))
+        elif name == "fill":
+            conn.send(feeder.fill(*args))
         elif name == "stats":
             conn.send({"queues": view.queue_stats()})
         else:
