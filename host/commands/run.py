@@ -160,8 +160,7 @@ def execute(args, line_path, recipe_path, command: str) -> int:
     if problem:
         log(f"skid {command}: {problem}")
         return EXIT_USAGE
-    if args.speed is None:  # in process, a view paces the run so a person can watch
-        args.speed = 1.0 if args.view and not args.broker else DEFAULT_SPEED
+    args.speed = resolve_speed(args)
     try:
         faults = _faults(line_path, args.fault)
     except (LineError, FaultSpecError) as exc:
@@ -240,6 +239,14 @@ def _option_problem(args) -> str | None:
             "--emulate --broker URL (emulated, over MQTT) or --broker URL (real modules)"
         )
     return None
+
+
+def resolve_speed(args) -> float:
+    """``--speed`` as given; else 1 for an in-process run with ``--view`` (a person
+    watches it: ``skid demo --view``), else ``DEFAULT_SPEED``."""
+    if args.speed is not None:
+        return args.speed
+    return 1.0 if getattr(args, "view", False) and not args.broker else DEFAULT_SPEED
 
 
 def _start_view(args, line_path, operator_key, options: dict, log):

@@ -191,7 +191,7 @@ async def events(request: Request) -> Response:
     async def stream():
         try:
             yield f"data: {hub.hello()}\n\n"
-            while True:
+            while not hub.closed:
                 try:
                     await asyncio.wait_for(ready.wait(), KEEPALIVE_S)
                 except TimeoutError:

@@ -56,6 +56,7 @@ class Hub:
         self._phases: deque = deque(maxlen=MAX_PHASES)
         self.snapshot_json = "null"
         self.puts = 0
+        self.closed = False
 
     # -- viewers (the server's event loop) ----------------------------------------------------
 
@@ -69,6 +70,17 @@ class Hub:
         with self._lock:
             if viewer in self._viewers:
                 self._viewers.remove(viewer)
+
+    def close(self) -> None:
+        """The server is stopping: every viewer is woken to end its stream."""
+        self.closed = True
+        with self._lock:
+            viewers = list(self._viewers)
+        for viewer in viewers:
+            try:
+                viewer.wake()
+            except RuntimeError:
+                pass
 
     def viewer_count(self) -> int:
         with self._lock:

@@ -87,6 +87,7 @@ class BrokerView:
         self.url = self.server.url
 
     def close(self) -> None:
+        self.hub.close()
         if getattr(self, "server", None) is not None:
             self.server.stop()
         self.thread.stop()
@@ -131,6 +132,7 @@ class InProcessView:
             time.sleep(ahead_s)
 
     def close(self) -> None:
+        self.hub.close()
         self.server.stop()
 
 

@@ -4,7 +4,7 @@
 
 const Diagram = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 178, H = 118, PART_H = 44, DX = 212, DY = 138, PAD = 14, MAX_VALUES = 4;
+  const W = 204, H = 132, PART_H = 44, DX = 236, DY = 138, PAD = 14, MAX_VALUES = 4;
   let svg, layout, pos = {};
 
   function el(name, attrs, parent, text) {
@@ -88,6 +88,7 @@ const Diagram = (() => {
       g.classList.toggle("alarm", trips.length === 0 && alarms.length > 0);
       g.classList.toggle("offline", !m.online);
       let state = m.state || "?";
+      if (trips.some(t => t.first_out)) state += " - first out";
       if (!m.online) state += " - offline" + (m.last_seen_ms ? ", " + age(snap.t_ms - m.last_seen_ms) + " ago" : "");
       g.querySelector("text.state").textContent = state;
       values(g.querySelector("g.values"), m, snap.t_ms);
@@ -113,16 +114,17 @@ const Diagram = (() => {
   }
 
   function flags(g, trips, alarms) {
+    // One flag row: the first trip (else the first alarm); "+n" when there are more (the
+    // alarm list has them all).
     while (g.firstChild) g.removeChild(g.firstChild);
-    const items = trips.map(t => ["trip", "TRIP " + t.cause + (t.first_out ? " (first out)" : "")])
+    const items = trips.map(t => ["trip", "TRIP " + t.cause])
       .concat(alarms.map(a => ["alarm", "ALM " + a]));
-    items.slice(0, 2).forEach(([kind, text], i) => {
-      const y = H - 22 + i * 0; // one flag row; a second trip or alarm shows in the list
-      if (i > 0) return;
-      el("rect", { class: "flag-" + kind, x: 4, y: y - 2, width: W - 8, height: 18 }, g);
-      el("text", { class: "flag flag-" + kind, x: 8, y: y + 11, "data-flag": kind }, g,
-        text + (items.length > 1 ? `  +${items.length - 1}` : ""));
-    });
+    if (!items.length) return;
+    const [kind, text] = items[0], y = H - 20;
+    el("rect", { class: "flag-" + kind, x: 4, y: y - 2, width: W - 8, height: 18 }, g);
+    el("text", { class: "flag flag-" + kind, x: 8, y: y + 11, "data-flag": kind }, g, text);
+    if (items.length > 1)
+      el("text", { class: "flag flag-" + kind, x: W - 8, y: y + 11, "text-anchor": "end" }, g, "+" + (items.length - 1));
   }
 
   return { draw, update };

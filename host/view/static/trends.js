@@ -27,13 +27,21 @@ const Trends = (() => {
       const ctx = u.ctx, { left, top, width, height } = u.bbox;
       ctx.save();
       ctx.beginPath(); ctx.rect(left, top, width, height); ctx.clip();
+      const rowEnd = [-1e9, -1e9, -1e9]; // where the last label of each row ends
+      ctx.font = `${10 * devicePixelRatio}px sans-serif`;
       phases.forEach((p, i) => {
         const t0 = p[0] / 1000, t1 = i + 1 < phases.length ? phases[i + 1][0] / 1000 : Date.now() / 1000 + 1e6;
         const x0 = u.valToPos(t0, "x", true), x1 = u.valToPos(t1, "x", true);
         ctx.fillStyle = i % 2 ? "rgba(0,0,0,0.035)" : "rgba(0,0,0,0.0)";
         ctx.fillRect(x0, top, x1 - x0, height);
-        ctx.fillStyle = "#6a6a6a"; ctx.font = `${10 * devicePixelRatio}px sans-serif`;
-        if (x0 >= left - 1) { ctx.fillRect(x0, top, 1, height); ctx.fillText(p[1], x0 + 3, top + 11 * devicePixelRatio); }
+        if (x0 < left - 1) return;
+        ctx.fillStyle = "#6a6a6a";
+        ctx.fillRect(x0, top, 1, height);
+        // short phases: their names go a row lower rather than on top of each other
+        const row = rowEnd.findIndex(end => x0 > end);
+        if (row < 0) return;
+        ctx.fillText(p[1], x0 + 3, top + (row + 1) * 11 * devicePixelRatio);
+        rowEnd[row] = x0 + 3 + ctx.measureText(p[1]).width + 4;
       });
       for (const g of gaps) {
         const x0 = u.valToPos(g.from_ms / 1000, "x", true);
@@ -46,6 +54,15 @@ const Trends = (() => {
     }] } };
   }
 
+  // At least 2 % of the value (and 0.01) from bottom to top: a steady reading is not
+  // stretched into noise over the whole height.
+  function yRange(u, min, max) {
+    if (min === null || max === null) return [0, 1];
+    const span = Math.max(max - min, 0.02 * Math.abs(max), 0.01);
+    const mid = (min + max) / 2;
+    return [mid - span * 0.6, mid + span * 0.6];
+  }
+
   function make(group) {
     const div = document.createElement("div");
     div.className = "chart"; div.id = "chart-" + group.id;
@@ -56,8 +73,8 @@ const Trends = (() => {
     const opts = {
       width, height: 170, plugins: [bandsPlugin()],
       cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: true } },
-      legend: { live: true },
+      scales: { x: { time: true }, y: { range: yRange } },
+      legend: { live: false },
       series: [{}],
       axes: [{ stroke: "#444", grid: { stroke: "#d0d0d0" } }, { stroke: "#444", grid: { stroke: "#d0d0d0" }, size: 50 }],
       hooks: { setSelect: [() => { live = false; }] },
@@ -113,8 +130,9 @@ const Trends = (() => {
   function rescale() {
     for (const c of Object.values(charts)) {
       if (!c.x.length) continue;
-      const hi = c.x[c.x.length - 1];
-      c.plot.setScale("x", { min: hi - windowS, max: hi + 5 });
+      const hi = c.x[c.x.length - 1], lo = c.x[0];
+      // the window, or less while there is less data (never a mostly empty chart)
+      c.plot.setScale("x", { min: Math.max(hi - windowS, lo - 5), max: hi + 5 });
     }
   }
 
@@ -139,6 +157,7 @@ const Trends = (() => {
       phases = ph || [];
       for (const [key, rows] of Object.entries(h)) for (const [t, v] of rows) put(key, t, v);
     },
+    phases: () => phases.slice(),
     phase(tMs, name) { if (!phases.length || phases[phases.length - 1][1] !== name) phases.push([tMs, name]); },
   };
 })();

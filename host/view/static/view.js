@@ -104,9 +104,16 @@ function timeline(run) {
   ol.textContent = "";
   if (!run) { ol.textContent = "No run reported by a coordinator."; return; }
   const ended = ["completed", "aborted", "completed_with_deviations"].includes(run.state);
+  const names = (run.phases || []).map(p => p.name);
+  const inRecipe = names.includes(run.phase);
+  // Out of the recipe's phases (a shutdown sequence): done is what this page saw run.
+  const seen = new Set(Trends.phases().map(p => p[1]));
   (run.phases || []).forEach((p, i) => {
     const li = document.createElement("li");
-    const cls = ended || i < run.phase_index ? "done" : i === run.phase_index ? "current" : i === run.phase_index + 1 ? "next" : "";
+    let cls = "";
+    if (inRecipe && !ended) cls = i < run.phase_index ? "done" : i === run.phase_index ? "current" : i === run.phase_index + 1 ? "next" : "";
+    else if (seen.has(p.name) || (ended && run.state === "completed")) cls = "done";
+    else cls = "skipped";
     li.className = cls;
     const name = document.createElement("div");
     name.className = "name"; name.textContent = p.name + (p.description ? " - " + p.description : "");
@@ -119,6 +126,18 @@ function timeline(run) {
     }
     ol.appendChild(li);
   });
+  if (!inRecipe && run.phase) {
+    const li = document.createElement("li");
+    li.className = ended ? "done shutdown" : "current shutdown";
+    li.textContent = run.phase + (ended ? " - " + run.state : "");
+    ol.appendChild(li);
+  }
+}
+
+// What the module calls the alarm (its ack target): the middle of the list entry's id,
+// "<module>:<key>:<n>" (host/livestate.py).
+function alarmKey(a) {
+  return a.id.slice(a.module.length + 1, a.id.lastIndexOf(":"));
 }
 
 function renderAlarms() {
@@ -130,7 +149,7 @@ function renderAlarms() {
   const canAck = (me.permissions || {}).ack === null;
   for (const a of last.alarms) {
     const tr = document.createElement("tr");
-    tr.className = (a.active ? "active" : "inactive") + (a.acked ? " acked" : " unacked") + (a.severity === "trip" ? " trip" : "");
+    tr.className = (a.active ? "active" : "inactive") + (a.acked ? " acked" : " unacked") + " sev-" + a.severity;
     tr.dataset.module = a.module;
     for (const text of [clock(a.t_ms), a.module, a.cause, a.severity, (a.active ? "active" : "cleared") + (a.acked ? ", acked" : "")]) {
       const td = document.createElement("td"); td.textContent = text; tr.appendChild(td);
@@ -139,7 +158,7 @@ function renderAlarms() {
     if (a.active && !a.acked) {
       const b = document.createElement("button");
       b.textContent = "Ack"; b.disabled = !canAck; b.title = (me.permissions || {}).ack || "";
-      b.onclick = () => act("ack", { module: a.module, alarm: a.cause }, "Acknowledge", `${a.module}: ${a.cause}`);
+      b.onclick = () => act("ack", { module: a.module, alarm: alarmKey(a) }, "Acknowledge", `${a.module}: ${a.cause}`);
       td.appendChild(b);
     }
     tr.appendChild(td);
@@ -171,12 +190,9 @@ function stream() {
   };
 }
 
-async function start() {
-  const layout = await (await fetch("/api/layout")).json();
-  Diagram.draw($("diagram"), layout);
-  Trends.init($("charts"));
-  await loadMe();
-  stream();
+function wire() {
+  // Wired before anything is awaited: a log-in typed early must never submit the form
+  // the browser's way (that would put the password in the URL).
   $("login").onsubmit = async e => {
     e.preventDefault();
     const r = await post("/api/login", { user: $("login-user").value, password: $("login-password").value });
@@ -190,6 +206,16 @@ async function start() {
   }
   $("line-stop").onclick = () => act("stop", {}, "Line stop",
     "Every module of the line goes to its safe state now (latched until reset).", "Line stop from the web view");
+}
+
+async function start() {
+  wire();
+  const layout = await (await fetch("/api/layout")).json();
+  Diagram.draw($("diagram"), layout);
+  Trends.init($("charts"));
+  await loadMe();
+  stream();
+  document.body.dataset.ready = "1";
 }
 
 start();
