@@ -6,8 +6,8 @@ an ACL that gives each exactly the topics of its role (protocol/topics.py, host/
 * module ``M``: write ``.../M/{birth,death,data,event,ack}`` (death is also its MQTT
   will, which Mosquitto checks at CONNECT), read ``.../M/cmd`` and ``.../host/{lease,state}``;
 * host: read ``skid/v1/<line>/#``, write every module's ``cmd`` and ``host/{lease,state,
-  control_reply}``;
-* operator: write ``host/control``, read ``host/{control_reply,state,lease}`` and every
+  control_reply,run}``;
+* operator: write ``host/control``, read ``host/{control_reply,state,lease,run}`` and every
   module's ``birth, death, data, event, ack`` (``skid status``, ``skid hold`` ...).
 
 Everything else is denied (an ACL file denies what no line grants).  Explicit ``user``
@@ -56,6 +56,7 @@ PBKDF2_ITERATIONS = 101
 MODULE_WRITES = (TOPIC_BIRTH, TOPIC_DEATH, TOPIC_DATA, TOPIC_EVENT, TOPIC_ACK)
 CONTROL = "control"
 CONTROL_REPLY = "control_reply"
+RUN = "run"  # the coordinator's run status (host/runstatus.py), read by viewers
 
 
 class BrokerConfigError(ValueError):
@@ -144,11 +145,11 @@ def render_acl(line: str, accounts: list[Account]) -> str:
         elif acc.role == "host":
             out.append(f"topic read {base}#")
             out.append(f"topic write {base}+/{TOPIC_CMD}")
-            for kind in (TOPIC_LEASE, TOPIC_STATE, CONTROL_REPLY):
+            for kind in (TOPIC_LEASE, TOPIC_STATE, CONTROL_REPLY, RUN):
                 out.append(f"topic write {host}{kind}")
         else:
             out.append(f"topic write {host}{CONTROL}")
-            for kind in (CONTROL_REPLY, TOPIC_STATE, TOPIC_LEASE):
+            for kind in (CONTROL_REPLY, TOPIC_STATE, TOPIC_LEASE, RUN):
                 out.append(f"topic read {host}{kind}")
             out += [f"topic read {base}+/{kind}" for kind in MODULE_WRITES]
         out.append("")

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from host.runstatus import FINAL_STATES, display_unit, parse_run_status
+from host.runstatus import FINAL_STATES, parse_run_status
+from host.runtext import display_unit
 from protocol import host_messages, messages
 from protocol.constants import QUALITY_GOOD, QUALITY_NAMES
 from protocol.topics import PREFIX
@@ -54,9 +55,11 @@ class _Module:
         self.dead = False
         self.bdseq: int | None = None
         self.boot_nonce: bytes | None = None
+        self.config_hash: bytes | None = None
         self.channels: list = []  # protocol.wire.Channel, in alias order
         self.codec = None
         self.codec_from: str | None = None  # "birth" | "run"
+        self.misfit: list | None = None  # channel names of a catalogue that did not fit
         self.values: dict[str, dict] = {}  # name -> {value, quality, t_ms}
         self.period_ms: int | None = None  # measured
         self.run_period_ms: int | None = None  # from the run status
@@ -146,6 +149,8 @@ class LiveLine:
             self.malformed += 1
             self.last_error = f"{topic}: {exc}"[:300]
             return False
+        if kind == "data" and not self._open_gaps:
+            return changed  # the hot path: a sample closes no gap, time is ticked anyway
         return self.tick(now_ms) or changed
 
     def _host(self, kind: str, payload: bytes, now_ms: int) -> bool:
@@ -180,9 +185,12 @@ class LiveLine:
             m.run_period_ms = period if isinstance(period, int) and period > 0 else None
             if not m.state_heard and info.get("state") is not None:
                 m.state = info["state"]
-            if m.codec_from != "birth":
-                chans = _channels(info.get("channels") or [])
-                if chans and [c.name for c in chans] != [c.name for c in m.channels]:
+            entries = info.get("channels") or []
+            names = [e.get("name") for e in entries if isinstance(e, dict)]
+            fresh = names != [c.name for c in m.channels] and names != m.misfit
+            if m.codec_from != "birth" and fresh:
+                chans = _channels(entries)
+                if chans:
                     m.use_channels(chans, "run")
 
     def _module(self, mid: str) -> _Module:
@@ -211,7 +219,7 @@ class LiveLine:
         m = self._module(mid)
         if m.boot_nonce is not None and m.boot_nonce != b.boot_nonce:
             self._module_rebooted(m, now_ms)  # a new boot: its latched trips and alarms are gone
-        m.boot_nonce = b.boot_nonce
+        m.boot_nonce, m.config_hash = b.boot_nonce, b.config_hash
         m.kind, m.state, m.bdseq = b.module_kind, b.state, b.bdseq
         m.state_heard = m.born = True
         m.dead = False
@@ -246,6 +254,7 @@ class LiveLine:
             if m.codec_from != "run":
                 raise
             # The catalogue no longer fits (a new config): values wait for a birth.
+            m.misfit = [c.name for c in m.channels]
             m.use_channels([], "run")
             t = host_messages.parse_telemetry(payload)
         m.last_seen_ms = now_ms
@@ -359,10 +368,11 @@ class LiveLine:
         coord_away = self._coordinator_away(now_ms)
         if self.link_connected:
             self._set_gap("coordinator", coord_away, now_ms)
-            silent = set(stale_modules)
             for m in self._modules.values():
-                heard = m.last_seen_ms is not None
-                self._set_gap("module:" + m.id, heard and m.id in silent, now_ms)
+                # From when it was last heard.  A death too only once it lasts as long as
+                # silence would: a broker going down sends every module's will first.
+                silent = m.last_seen_ms is not None and self._module_silent(m, now_ms)
+                self._set_gap("module:" + m.id, silent, now_ms, m.last_seen_ms)
         derived = (tuple(stale_modules), tuple(stale_values), coord_away, len(self._open_gaps))
         changed = derived != self._derived
         self._derived = derived
@@ -378,8 +388,9 @@ class LiveLine:
         return t_ms
 
     def _module_stale(self, m: _Module, now_ms: int) -> bool:
-        if m.dead:
-            return True
+        return m.dead or self._module_silent(m, now_ms)
+
+    def _module_silent(self, m: _Module, now_ms: int) -> bool:
         seen = self._since(m.last_seen_ms)
         if seen is None:
             return False
@@ -397,15 +408,15 @@ class LiveLine:
         seen = self._since(self.run_received_ms)
         return seen is not None and now_ms - seen > RUN_STALE_MS
 
-    def _set_gap(self, what: str, is_open: bool, now_ms: int) -> None:
+    def _set_gap(self, what: str, is_open: bool, now_ms: int, from_ms: int | None = None) -> None:
         if is_open:
-            self._open_gap(what, now_ms)
+            self._open_gap(what, now_ms if from_ms is None else from_ms)
         else:
             self._close_gap(what, now_ms)
 
-    def _open_gap(self, what: str, now_ms: int) -> None:
+    def _open_gap(self, what: str, from_ms: int) -> None:
         if what not in self._open_gaps:
-            gap = {"from_ms": now_ms, "to_ms": None, "what": what}
+            gap = {"from_ms": from_ms, "to_ms": None, "what": what}
             self._open_gaps[what] = gap
             self.gaps.append(gap)
 
@@ -451,7 +462,8 @@ class LiveLine:
         return run
 
     def _order(self) -> list[str]:
-        known = list(getattr(self.line, "modules", {}))
+        """The line's order; without the line, the run status's (the coordinator's line)."""
+        known = list(getattr(self.line, "modules", None) or (self.run or {}).get("modules") or {})
         return known + sorted(m for m in self._modules if m not in known)
 
     def _modules_snapshot(self, now_ms: int) -> list[dict]:
@@ -495,6 +507,7 @@ class LiveLine:
             "online": online,
             "stale": stale,
             "last_seen_ms": m.last_seen_ms,
+            "config_hash": None if m.config_hash is None else bytes(m.config_hash).hex(),
             "values": values,
             "alarms": sorted(set(m.alarms.values())),
             "trips": [
@@ -528,3 +541,21 @@ def _channels(entries: list) -> list:
     except (KeyError, TypeError, ValueError):
         return []
     return out
+
+
+class LinkWatch:
+    """Feeds ``live.on_link`` from a transport polled by its caller (``connected``, and
+    ``reconnects``: paho reconnects on its own thread, so a drop and a return between two
+    polls shows only in that count; it is then entered as a gap of no length)."""
+
+    def __init__(self, live: LiveLine):
+        self.live = live
+        self._reconnects: int | None = None
+
+    def poll(self, transport, now_ms: int) -> None:
+        up = bool(getattr(transport, "connected", True))
+        count = getattr(transport, "reconnects", 0)
+        if self._reconnects is not None and count != self._reconnects and self.live.link_connected:
+            self.live.on_link(False, now_ms)
+        self._reconnects = count
+        self.live.on_link(up, now_ms)

@@ -36,6 +36,7 @@ import math
 
 import cbor2
 
+from host.runtext import current_step_text, phase_list
 from protocol.topics import PREFIX, validate_id
 
 RUN_STATUS_EVERY_MS = 1000
@@ -169,78 +170,6 @@ def parse_run_status(payload: bytes) -> dict:
     except Exception as exc:  # noqa: BLE001 - cbor2 raises several types
         raise RunStatusError(f"run status is not CBOR: {exc}") from None
     return check_run_status(status)
-
-
-# --- conditions as an operator reads them -------------------------------------------------
-
-_DISPLAY_UNITS = {"degC": "°C", "1": ""}
-
-
-def display_unit(unit: str | None) -> str:
-    """A channel's unit as shown to people: ``degC`` is ``°C``, a fraction (``1``) none."""
-    if not unit:
-        return ""
-    return _DISPLAY_UNITS.get(unit, unit)
-
-
-def _with_unit(value: float, unit: str) -> str:
-    return f"{value:.4g} {unit}" if unit else f"{value:.4g}"
-
-
-def wait_text(wait, plan, recipe) -> str:
-    """A step's wait with every expression resolved to a number and its unit, e.g.
-    ``reactor1.temperature ≥ 78 °C for 0 s`` (``plan``: the recipe's ``RecipePlan``)."""
-
-    def unit_of(module: str, channel: str) -> str:
-        info = (plan.channels.get(module) or {}).get(channel) if plan is not None else None
-        return display_unit(getattr(info, "unit", ""))
-
-    def resolve(ref) -> str:
-        try:
-            return f"{plan.resolve(ref, recipe):.4g}"
-        except (AttributeError, KeyError, TypeError):
-            return str(ref)  # an expression the plan cannot resolve stays as written
-
-    parts = []
-    if wait.seconds is not None:
-        parts.append(f"{wait.seconds:g} s")
-    if wait.residence_times is not None:
-        parts.append(f"{wait.residence_times:g} residence times")
-    if wait.signal is not None:
-        sig = ".".join(wait.signal)
-        unit = unit_of(*wait.signal)
-        tail = f" {unit}" if unit else ""
-        if wait.target is not None:
-            parts.append(f"{sig} = {resolve(wait.target)} ± {wait.band:g}{tail}")
-        if wait.above is not None:
-            parts.append(f"{sig} ≥ {resolve(wait.above)}{tail}")
-        if wait.below is not None:
-            parts.append(f"{sig} ≤ {resolve(wait.below)}{tail}")
-        parts[-1] += f" for {wait.for_s:g} s"
-    for s in wait.steady:
-        unit = unit_of(s.module, s.channel)
-        tols = []
-        if s.tolerance_abs is not None:
-            tols.append(_with_unit(s.tolerance_abs, unit))
-        if s.tolerance_rel is not None:
-            tols.append(f"{s.tolerance_rel * 100:g} %")
-        parts.append(
-            f"{s.module}.{s.channel} steady within {' / '.join(tols)} over {s.window_s:g} s"
-        )
-    if wait.collected_ml is not None:
-        parts.append(f"{wait.collected_ml:g} mL collected")
-    return " and ".join(parts)
-
-
-def phase_list(recipe, plan) -> list[dict]:
-    """[{name, description, conditions}] of the recipe's phases, conditions resolved."""
-    out = []
-    for phase in getattr(recipe, "phases", None) or []:
-        conditions = [wait_text(st.wait, plan, recipe) for st in phase.steps if st.wait]
-        out.append(
-            {"name": phase.name, "description": phase.description or "", "conditions": conditions}
-        )
-    return out
 
 
 # --- built from a coordinator ------------------------------------------------------------
@@ -403,7 +332,7 @@ class RunStatusPublisher:
         status.update(
             phase=phase,
             phase_index=names.index(phase) if phase in names else None,
-            step=info["step"],
+            step=current_step_text(self.coord.recipe, seq.plan, phase, info["step"]),
             next_phase_in_s=info["next_phase_in_s"],
             collected_ml=info["collected_ml"],
             diverted_ml=seq.quality_summary().get("diverted_ml"),

@@ -33,6 +33,7 @@ from host.linecheck import check_line
 from host.plan import PLAN_NOTE, make_plan, plan_lines, plan_summary
 from host.recipe import RecipeError, check_recipe, load_recipe, module_channels, operating_point
 from host.record import RunRecord
+from host.runtext import current_step_text, display_unit
 from host.transport import MqttTransport
 from line.loader import LineError, load_line, module_config
 from protocol import messages
@@ -180,8 +181,9 @@ def status_signals(line, recipe) -> list[tuple[str, str]]:
 
 
 def status_line(coord: Coordinator, now_ms: int, signals=None) -> str:
-    """One progress line: run time, the sequencer's phase and step, and the ``signals``
-    readings (default: ``status_signals`` of the run's line and recipe)."""
+    """One progress line: run time, the sequencer's phase and step (its values and waits
+    resolved to numbers with units, ``host/runtext.py``), and the ``signals`` readings with
+    their units (default: ``status_signals`` of the run's line and recipe)."""
     t = (now_ms - coord.started_ms) / 1000.0
     parts = [f"t={t:7.1f} s"]
     seq = coord.sequencer
@@ -189,9 +191,11 @@ def status_line(coord: Coordinator, now_ms: int, signals=None) -> str:
         parts.append(coord.phase)
     else:
         info = seq.progress(now_ms) if hasattr(seq, "progress") else {}
-        parts.append(f"{seq.state}: {info.get('phase', seq.phase)}")
+        phase = info.get("phase", seq.phase)
+        parts.append(f"{seq.state}: {phase}")
         if info.get("step"):
-            parts.append(f"[{info['step']}]")
+            recipe, plan = getattr(coord, "recipe", None), getattr(seq, "plan", None)
+            parts.append(f"[{current_step_text(recipe, plan, phase, info['step'])}]")
         if info.get("residence_times") is not None:
             parts.append(f"{info['residence_times']:.1f} residence times")
         if info.get("next_phase_in_s") is not None:
@@ -201,10 +205,14 @@ def status_line(coord: Coordinator, now_ms: int, signals=None) -> str:
     if signals is None:
         signals = status_signals(coord.line, coord.recipe)
     values = []
+    registry = getattr(coord, "registry", None)
     for mid, ch in signals:
         v = coord.access.value(mid, ch)
         if v is not None:
-            values.append(f"{mid}.{ch}={v:.2f}")
+            view = None if registry is None else registry.modules.get(mid)
+            channel = None if view is None else view.channel(ch)
+            unit = display_unit(getattr(channel, "unit", ""))
+            values.append(f"{mid}.{ch}={v:.2f}" + (f" {unit}" if unit else ""))
     if values:
         parts.append(" ".join(values))
     if coord.trips:

@@ -110,6 +110,7 @@ SCALED_WALL_CLOCK = (
     "test_micropython_line.py",
     "test_link_micropython.py",
     "test_tune_broker_e2e.py",
+    "test_status_cli.py",
 )
 _SHARED_SCOPES = ("module", "class", "package")
 # ... and the lines keep the CPU they need beside CPU-bound workers: a worker lowers its

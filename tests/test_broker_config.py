@@ -238,7 +238,7 @@ def test_module_cannot_command_or_impersonate_another_module(secured):
     for kind in ("cmd", "birth", "data", "event", "ack", "death"):
         attacker.publish(topic("pump_b", kind), b"spoof")
         attacker_v5.publish(topic("pump_b", kind), b"spoof5")
-    for kind in ("lease", "state", "control", "control_reply"):
+    for kind in ("lease", "state", "control", "control_reply", "run"):
         attacker.publish(f"skid/v1/{LINE}/host/{kind}", b"spoof")
     # Markers from the rightful publishers, after every spoof was acknowledged.
     host.publish(topic("pump_b", "cmd"), b"real cmd")
@@ -298,6 +298,9 @@ def test_operator_uses_control_topics_but_cannot_command_modules(secured):
     host.until((f"skid/v1/{LINE}/host/control", b"hold please"))
     host.publish(f"skid/v1/{LINE}/host/control_reply", b"held")
     alice.until((f"skid/v1/{LINE}/host/control_reply", b"held"))
+    alice.subscribe(f"skid/v1/{LINE}/host/run")  # the run status, for skid status and views
+    host.publish(f"skid/v1/{LINE}/host/run", b"running")
+    alice.until((f"skid/v1/{LINE}/host/run", b"running"))
     pump_a.publish(topic("pump_a", "data"), b"42")
     alice.until((topic("pump_a", "data"), b"42"))
     host.publish(topic("pump_a", "cmd"), b"marker")

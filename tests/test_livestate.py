@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cbor2
 import pytest
 
 from host.livestate import MAX_ALARMS, RUN_STALE_MS, STALE_AFTER_MS, LiveLine
@@ -172,23 +173,41 @@ def test_values_go_stale_after_three_periods_and_modules_after_the_registry_limi
     m = module(live.snapshot(last + STALE_AFTER_MS + 301))
     assert m["stale"] and not m["online"]
     gaps = live.snapshot(last + STALE_AFTER_MS + 302)["gaps"]
-    assert gaps == [
-        {"from_ms": last + STALE_AFTER_MS + 301, "to_ms": None, "what": "module:reactor1"}
-    ]
+    # The gap runs from when it was last heard.
+    assert gaps == [{"from_ms": last, "to_ms": None, "what": "module:reactor1"}]
     live.on_message(topic("data"), data(3), last + 10_000)
     gap = live.snapshot(last + 10_000)["gaps"][0]
     assert gap["to_ms"] == last + 10_000 and not module(live.snapshot(last + 10_000))["stale"]
 
 
-def test_death_of_the_current_session_only():
+def test_death_of_the_current_session_only_and_a_gap_once_it_lasts():
     live = LiveLine(LINE)
     live.on_link(True, T0)
     live.on_message(topic("birth"), birth(bdseq=3), T0)
     assert not live.on_message(topic("death"), messages.build_death(2), T0 + 1)  # an old will
     assert module(live.snapshot(T0 + 2))["online"]
     live.on_message(topic("death"), messages.build_death(3), T0 + 3)
-    m = module(live.snapshot(T0 + 4))
-    assert not m["online"] and m["stale"]
+    snap = live.snapshot(T0 + 4)
+    assert not module(snap)["online"] and module(snap)["stale"]
+    # A gap only if it stays dead as long as silence would count (a broker going down
+    # sends every module's will before the viewer's own link drops).
+    assert snap["gaps"] == []
+    limit = STALE_AFTER_MS + 3 * 1000
+    assert live.snapshot(T0 + 3 + limit + 1)["gaps"] == [
+        {"from_ms": T0 + 3, "to_ms": None, "what": "module:reactor1"}
+    ]
+
+
+def test_wills_sent_by_a_broker_going_down_are_no_module_gap():
+    live = LiveLine(LINE)
+    live.on_link(True, T0)
+    live.on_message(topic("birth"), birth(bdseq=3), T0)
+    live.on_message(topic("death"), messages.build_death(3), T0 + 10)  # the broker stops
+    live.on_link(False, T0 + 20)
+    live.on_link(True, T0 + 5000)
+    live.on_message(topic("birth"), birth(bdseq=4), T0 + 6500)  # reconnected, born again
+    snap = live.snapshot(T0 + 7000)
+    assert [g["what"] for g in snap["gaps"]] == ["broker"] and module(snap)["online"]
 
 
 def test_trips_alarms_acknowledgement_and_first_out():
@@ -352,3 +371,20 @@ def test_snapshot_keys_are_always_present():
     assert set(snap) == {"t_ms", "line", "link", "coordinator", "run", "modules", "alarms", "gaps"}
     assert snap["run"] is None and snap["coordinator"] == {"online": False, "last_seen_ms": None}
     assert snap["link"] == {"connected": False, "since_ms": None}
+
+
+def test_a_catalogue_that_does_not_fit_the_telemetry_waits_for_a_birth():
+    live = LiveLine(LINE)
+    status = run_status()
+    # The run status with one channel fewer than the module sends.
+    body = cbor2.loads(status)
+    body["modules"]["reactor1"]["channels"].pop()
+    live.on_message(run_topic(LINE), build_run_status(body), T0)
+    assert live.on_message(topic("data"), data(0), T0 + 1)  # heard, not decodable
+    live.on_message(run_topic(LINE), build_run_status(body), T0 + 2)  # not taken again
+    live.on_message(topic("data"), data(1), T0 + 3)
+    m = module(live.snapshot(T0 + 4))
+    assert m["online"] and m["values"] == {} and live.malformed == 0
+    live.on_message(topic("birth"), birth(), T0 + 5)
+    live.on_message(topic("data"), data(2, 30.0), T0 + 6)
+    assert module(live.snapshot(T0 + 7))["values"]["temperature"]["value"] == pytest.approx(30.0)

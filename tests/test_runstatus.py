@@ -5,6 +5,7 @@ Everything runs on the simulated clock; nothing sleeps."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,15 +15,8 @@ import pytest
 from host.dryrun import run_in_process
 from host.livestate import LiveLine
 from host.recipe import load_recipe, plan_recipe
-from host.runstatus import (
-    FIELDS,
-    RunStatusError,
-    build_run_status,
-    parse_run_status,
-    phase_list,
-    run_topic,
-    wait_text,
-)
+from host.runstatus import FIELDS, RunStatusError, build_run_status, parse_run_status, run_topic
+from host.runtext import find_step, phase_list, step_text, wait_text
 from line.loader import load_line
 from protocol.topics import line_filter
 
@@ -106,6 +100,15 @@ def test_conditions_are_resolved_to_numbers_with_units():
     assert "reactor1.temperature steady within 1.5 °C over 30 s" in steady
     assert phases["collect"]["conditions"] == ["100 mL collected"]
     assert "temperature -" not in json.dumps(phases)
+    # A step named by the loader from its actions is named again, resolved; a step the
+    # author named keeps its name.
+    heat_step = find_step(recipe, "heat", heat_name := recipe.phases[2].steps[0].name)
+    assert "temperature - 2" in heat_name
+    assert step_text(heat_step, plan, recipe) == (
+        "reactor1.coil_temp=80 °C; wait reactor1.temperature ≥ 78 °C for 0 s"
+    )
+    named = dataclasses.replace(heat_step, name="bring the coil to temperature")
+    assert step_text(named, plan, recipe) == "bring the coil to temperature"
     # Without a plan the text stays as written rather than failing.
     heat = next(p for p in recipe.phases if p.name == "heat")
     assert wait_text(heat.steps[0].wait, None, recipe) == (
@@ -152,7 +155,11 @@ def quick_run(tmp_path_factory):
             if seq is not None and seq.phase == "collect" and "collecting" not in viewer:
                 viewer["collecting"] = viewer["live"].snapshot(coord.host_ms())
 
-    summary = run_in_process(LINE, QUICK, runs_dir=tmp_path_factory.mktemp("runs"), on_tick=on_tick)
+    log: list[str] = []
+    summary = run_in_process(
+        LINE, QUICK, runs_dir=tmp_path_factory.mktemp("runs"), on_tick=on_tick, log=log.append
+    )
+    viewer["log"] = log
     return summary, published, phase_changes, viewer
 
 
@@ -210,3 +217,13 @@ def test_a_viewer_joining_mid_run_sees_every_module_online_with_units(quick_run)
     reactor = next(m for m in snap["modules"] if m["id"] == "reactor1")
     t = reactor["values"]["temperature"]
     assert t["unit"] == "°C" and t["setpoint"] == 40.0 and t["value"] > 35.0
+
+
+def test_progress_lines_show_resolved_waits_and_units(quick_run):
+    """The issue: progress lines had no units and unresolved expressions."""
+    _summary, _published, _changes, viewer = quick_run
+    progress = [line for line in viewer["log"] if line.startswith("t=")]
+    heat = next(line for line in progress if "running: heat" in line)
+    assert "wait reactor1.temperature = 40 ± 2 °C for 10 s" in heat, heat
+    assert "reactor1.temperature=" in heat and " °C" in heat and " bar" in heat
+    assert not any("of temperature" in line or "of pressure" in line for line in progress)

@@ -1,9 +1,14 @@
-"""``skid status --broker URL --line-id ID``: what the modules of a line say about themselves.
+"""``skid status --broker URL --line-id ID``: the live state of a line, during a run or not.
 
 Read-only: it connects, subscribes to the line's topics and listens; it never commands,
-leases or asks for a rebirth.  Births are not retained, so a module whose birth came
-before ``skid status`` started is listed from its telemetry and events alone (kind,
-channel names and values appear with its next birth).
+leases or asks for a rebirth.  What it shows is ``host.livestate.LiveLine``'s snapshot:
+the coordinator's retained run status (recipe, phase, time in it and to the next, the
+phase's conditions, collected and diverted volume, setpoints, and every module's channel
+catalogue, so values have units even though births are not retained), the modules'
+telemetry and events (state, values, alarms, trips), and gaps (broker, coordinator,
+module).  ``--json`` prints the snapshot (docs/cli.md lists every field); ``--watch``
+refreshes in place in a terminal, prints one line per change when piped, and with
+``--json`` one snapshot per change (NDJSON, at most two a second).
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ import time
 
 from protocol.topics import TopicError, line_filter, validate_id
 
-# Stop listening early once every module heard from has been seen born and reporting and
-# no new module appeared for this long.
+# One-shot: stop listening early once every module is heard with values, and (with no
+# coordinator's run status) nothing new appeared for this long.
 QUIET_S = 1.0
+JSON_EVERY_S = 0.5  # --json --watch: at most one snapshot per this long
+LINE_EVERY_S = 10.0  # --watch piped: a line at least this often, changed or not
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "status",
-        help="show the modules of a line: state, key values, alarms and trips (read-only)",
+        help="show a line live: run, phase, modules' states and values, alarms, trips (read-only)",
         description=__doc__.split("\n\n")[1],
     )
     p.add_argument("--broker", required=True, metavar="URL", help="MQTT broker, mqtt://HOST[:PORT]")
@@ -40,98 +47,27 @@ def register(sub) -> None:
         type=float,
         default=3.0,
         metavar="S",
-        help="listen up to S seconds for births and telemetry (default 3)",
+        help="listen up to S seconds for the run status and every module (default 3)",
     )
-    p.add_argument("--watch", action="store_true", help="keep refreshing the table until Ctrl-C")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep going until Ctrl-C: in place in a terminal, one line per change when piped",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the snapshot as one JSON object (with --watch: one per change, NDJSON)",
+    )
     p.set_defaults(func=run)
 
 
 def _now_ms() -> int:
-    return int(time.monotonic() * 1000)
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}"
-
-
-def module_summary(view, now_ms: int) -> dict:
-    channels = {ch.name: ch for ch in view.channels}
-    values = {}
-    for name, value in view.values.items():
-        ch = channels.get(name)
-        values[name] = {
-            "value": value,
-            "unit": ch.unit if ch is not None else "",
-            "role": ch.role if ch is not None else None,
-            "quality": view.quality.get(name),
-        }
-    return {
-        "id": view.id,
-        "kind": view.kind,
-        "born": view.born,
-        "online": view.online,
-        "stale": view.stale,
-        "state": view.state,
-        "config_hash": view.config_hash.hex() if view.config_hash else None,
-        "values": values,
-        "alarms": sorted(view.alarms),
-        "trips": [{"cause": c, "age_s": round((now_ms - t) / 1000, 1)} for c, t in view.trips],
-        "last_seen_s": None
-        if view.last_seen_ms is None
-        else round((now_ms - view.last_seen_ms) / 1000, 1),
-    }
-
-
-def render_table(registry, now_ms: int):
-    from rich.table import Table  # lazy: start-up
-
-    table = Table(title=f"line {registry.line_id}", expand=False)
-    for col in ("module", "kind", "link", "state", "values", "alarms", "trips (first-out)"):
-        table.add_column(col)
-    for mid in sorted(registry.modules):
-        view = registry.modules[mid]
-        if not view.born:
-            link = "[yellow]seen, no birth yet[/]"
-        elif view.stale or not view.online:
-            link = "[red]stale[/]" if view.online else "[red]dead (stale)[/]"
-        else:
-            link = "[green]online[/]"
-        parts = []
-        for ch in view.channels:
-            if ch.role == "status":
-                continue
-            q = view.quality.get(ch.name)
-            text = f"{ch.name} {_fmt(view.values.get(ch.name))} {ch.unit}".rstrip()
-            if q not in (None, "good"):
-                text += f" ({q})"
-            parts.append(text)
-        trips = ", ".join(c for c, _t in view.trips)
-        table.add_row(
-            mid,
-            view.kind or "?",
-            link,
-            view.state or "?",
-            "\n".join(parts) or "-",
-            ", ".join(sorted(view.alarms)) or "-",
-            f"[bold red]{trips}[/]" if trips else "-",
-        )
-    return table
-
-
-def _settled(registry, last_new_ms: int, now_ms: int) -> bool:
-    views = list(registry.modules.values())
-    if not views or now_ms - last_new_ms < QUIET_S * 1000:
-        return False
-    return all(v.born and v.last_data_ms is not None for v in views)
+    return int(time.time() * 1000)
 
 
 def run(args) -> int:
-    from rich.console import Console  # lazy: start-up
-
-    from host.registry import Registry  # lazy: start-up
+    from host.livestate import LinkWatch, LiveLine  # lazy: start-up
     from host.transport import MqttTransport, TransportError  # lazy: start-up
 
     try:
@@ -142,61 +78,125 @@ def run(args) -> int:
     if args.wait <= 0:
         print("skid status: --wait must be > 0", file=sys.stderr)
         return 2
-    registry = Registry(args.line_id)
-    seen = {"last_new_ms": _now_ms()}
-
-    def on_message(topic: str, payload: bytes) -> None:
-        before = len(registry.modules)
-        registry.on_message(topic, payload, _now_ms())
-        if len(registry.modules) != before:
-            seen["last_new_ms"] = _now_ms()
-
+    live = LiveLine(args.line_id)
     try:
         transport = MqttTransport(args.broker, f"skid-status-{os.getpid()}")
-        transport.subscribe(line_filter(args.line_id), on_message)
+        transport.subscribe(
+            line_filter(args.line_id), lambda t, p: live.on_message(t, p, _now_ms())
+        )
         transport.connect(timeout_s=min(10.0, max(args.wait, 2.0)))
     except TransportError as exc:
         print(f"skid status: {exc}", file=sys.stderr)
         return 2 if exc.reason == "usage" else 1
+    link = LinkWatch(live)
+    link.poll(transport, _now_ms())
     print(f"skid status: listening on line {args.line_id} at {args.broker}", file=sys.stderr)
     try:
         if args.watch:
-            _watch(transport, registry, Console())
+            _watch(transport, live, link, args.json)
         else:
-            deadline = time.monotonic() + args.wait
-            while time.monotonic() < deadline:
-                transport.poll(timeout_s=0.1)
-                if _settled(registry, seen["last_new_ms"], _now_ms()):
-                    break
-            transport.poll()
-            registry.tick(_now_ms())
+            _listen(transport, live, link, args.wait)
     except KeyboardInterrupt:
         pass
     finally:
         transport.close()
-    now = _now_ms()
-    if not registry.modules:
+    if args.watch:
+        return 0
+    snap = live.snapshot(_now_ms())
+    heard = any(m["last_seen_ms"] is not None for m in snap["modules"])
+    if not heard and snap["run"] is None:
         print(f"skid status: no module of line {args.line_id} answered", file=sys.stderr)
-    elif not args.json and not args.watch:
-        Console().print(render_table(registry, now))
+        return 1
     if args.json:
-        summary = {
-            "line": args.line_id,
-            "broker": args.broker,
-            "modules": [module_summary(registry.modules[m], now) for m in sorted(registry.modules)],
-        }
-        print(json.dumps(summary))
-    return 0 if registry.modules else 1
+        print(json.dumps(snap))
+    else:
+        from rich.console import Console  # lazy: start-up
+
+        from host.status_view import render  # lazy: start-up
+
+        Console().print(render(snap))
+    return 0
 
 
-def _watch(transport, registry, console) -> None:
+def _settled(snap: dict, quiet: bool) -> bool:
+    """Every module listed is heard with values; without a run status (which lists every
+    module of the run) also nothing new for ``QUIET_S``."""
+    modules = snap["modules"]
+    if not modules or (snap["run"] is None and not quiet):
+        return False
+    return all(
+        m["last_seen_ms"] is not None and any(v["t_ms"] is not None for v in m["values"].values())
+        for m in modules
+    )
+
+
+def _listen(transport, live, link, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    count, last_new = 0, time.monotonic()
+    while time.monotonic() < deadline:
+        transport.poll(timeout_s=0.1)
+        link.poll(transport, _now_ms())
+        snap = live.snapshot(_now_ms())
+        if len(snap["modules"]) != count:
+            count, last_new = len(snap["modules"]), time.monotonic()
+        if _settled(snap, time.monotonic() - last_new >= QUIET_S):
+            return
+
+
+def _watch(transport, live, link, as_json: bool) -> None:
+    # The retained run status and a first telemetry of each module before the first
+    # output, so it does not start with a snapshot of nothing.
+    _listen(transport, live, link, 3.0)
+    if as_json:
+        _watch_json(transport, live, link)
+    elif sys.stdout.isatty():
+        _watch_live(transport, live, link)
+    else:
+        _watch_lines(transport, live, link)
+
+
+def _turn(transport, live, link) -> bool:
+    """One turn: messages, the link, time; True if the snapshot changed."""
+    changed = transport.poll(timeout_s=0.1) > 0
+    now = _now_ms()
+    link.poll(transport, now)
+    return live.tick(now) or changed
+
+
+def _watch_json(transport, live, link) -> None:
+    next_ok = 0.0
+    pending = True
+    while True:
+        pending = _turn(transport, live, link) or pending
+        if pending and time.monotonic() >= next_ok:
+            print(json.dumps(live.snapshot(_now_ms())), flush=True)
+            pending = False
+            next_ok = time.monotonic() + JSON_EVERY_S
+
+
+def _watch_lines(transport, live, link) -> None:
+    from host.status_view import change_key, one_line  # lazy: start-up
+
+    last_key, next_line = None, 0.0
+    while True:
+        _turn(transport, live, link)
+        snap = live.snapshot(_now_ms())
+        key = change_key(snap)
+        if key != last_key or time.monotonic() >= next_line:
+            print(one_line(snap), flush=True)
+            last_key, next_line = key, time.monotonic() + LINE_EVERY_S
+
+
+def _watch_live(transport, live, link) -> None:
+    from rich.console import Console  # lazy: start-up
     from rich.live import Live  # lazy: start-up
 
-    with Live(render_table(registry, _now_ms()), console=console, refresh_per_second=2) as live:
+    from host.status_view import render  # lazy: start-up
+
+    with Live(render(live.snapshot(_now_ms())), console=Console(), refresh_per_second=2) as out:
         next_draw = time.monotonic()
         while True:
-            transport.poll(timeout_s=0.1)
+            _turn(transport, live, link)
             if time.monotonic() >= next_draw:
-                registry.tick(_now_ms())
-                live.update(render_table(registry, _now_ms()))
+                out.update(render(live.snapshot(_now_ms())))
                 next_draw = time.monotonic() + 0.5
