@@ -23,6 +23,9 @@ uvicorn) runs in its own process, fed where the coordinator's bus feeds it
      <= 200 MB;
    * 10 more minutes fast-forwarded the same way; the heap again: no growth (target:
      at most 5 % over the heap after the hour, as GC noise);
+   * a second tab opened on that hour (the history arrives with the page's first
+     message): its long tasks in its first 5 s, target none over 50 ms, as an operator
+     opening the view an hour into a run meets them;
    * then ``window_s`` of live telemetry with the hour in the page: every main-thread task
      over 50 ms (``longtask`` entries), target none.
 
@@ -230,6 +233,7 @@ def _page_records(part: dict, cfg: dict) -> list[dict]:
             "view.opening_longtask_max_ms",
             part["opening"]["max_ms"],
             f"ms, longest task opening the page on {hour} of history (0: none over 50 ms)",
+            target=f"<={LONGTASK_MS}",
         ),
         record(
             "view.opening_longtasks_ms_total",
