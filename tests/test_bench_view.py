@@ -21,6 +21,7 @@ BUDGETS = {
     "view.stalled_step_p99_ms",
     "view.stalled_queue_max",
     "view.longtasks_over_50ms",
+    "view.opening_longtask_max_ms",
     "view.heap_mb_after_hour",
     "view.heap_mb_after_more",
 }
