@@ -41,6 +41,7 @@ MAX_PERIOD_MS = 10_000
 RUN_STALE_MS = 5000  # the run status not refreshed this long: the coordinator is away
 MAX_ALARMS = 200
 MAX_GAPS = 50
+EVENT_QUIET_MS = 2000  # a module's own events this recent outrank the run status's lists
 
 
 class _Module:
@@ -70,6 +71,7 @@ class _Module:
         self.alarms: dict[str, str] = {}  # alarm id -> cause
         self.trips: list[dict] = []  # {cause, t_ms}
         self.events: deque = deque(maxlen=64)  # (number, t_ms): QoS 1 redeliveries
+        self.last_event_ms: int | None = None
 
     def period(self) -> int:
         return self.period_ms or self.run_period_ms or DEFAULT_PERIOD_MS
@@ -113,7 +115,8 @@ class LiveLine:
 
     def add_listener(self, fn) -> None:
         """``fn(kind, data)`` for each "sample" ({module, channel, t_ms, value}) and each
-        "event" ({module, t_ms, type, severity, source, cause, detail, state})."""
+        "event" ({module, t_ms, type, severity, source, cause, detail, state}), called
+        inside ``on_message``: it must be quick, and what it raises reaches the caller."""
         self._listeners.append(fn)
 
     def _emit(self, kind: str, data: dict) -> None:
@@ -169,13 +172,13 @@ class LiveLine:
             self.run = status
             self.run_received_ms = now_ms
             self.coord_seen_ms = now_ms
-            self._adopt_catalogue(status.get("modules") or {})
+            self._adopt_catalogue(status.get("modules") or {}, now_ms)
             return True
         return False
 
-    def _adopt_catalogue(self, modules: dict) -> None:
+    def _adopt_catalogue(self, modules: dict, now_ms: int) -> None:
         """What the run status says of each module: used where the module has not told
-        the viewer itself (no birth heard, no state event)."""
+        the viewer itself (no birth heard, no state event, trips and alarms missed)."""
         for mid, info in modules.items():
             m = self._module(mid)
             m.kind = m.kind or info.get("kind")
@@ -192,6 +195,46 @@ class LiveLine:
                 chans = _channels(entries)
                 if chans:
                     m.use_channels(chans, "run")
+            self._adopt_interlocks(m, info, now_ms)
+
+    def _adopt_interlocks(self, m: _Module, info: dict, now_ms: int) -> None:
+        """Latched trips and active alarms the coordinator knows of: events are not
+        retained, so a viewer that joined after them learns them here (severity null: the
+        coordinator does not say), and what it no longer lists goes (a reset or a clearing
+        this viewer missed) -- unless the module's own events were heard within
+        ``EVENT_QUIET_MS``: they are newer than the run status."""
+        if m.last_event_ms is not None and now_ms - m.last_event_ms <= EVENT_QUIET_MS:
+            return  # its own events are newer than what the coordinator had published
+        if "trips" not in info or "alarms" not in info:
+            return  # a coordinator that does not publish them
+        trips = [c for c in info.get("trips") or [] if isinstance(c, str)]
+        alarms = [a for a in info.get("alarms") or [] if isinstance(a, str)]
+        for cause in trips:
+            if all(t["cause"] != cause for t in m.trips):
+                t_ms = self._run_trip_ms(m.id, cause, now_ms)
+                m.trips.append({"cause": cause, "t_ms": t_ms})
+                self._add_alarm(m.id, cause, "trip:" + cause, None, t_ms)
+        for aid in alarms:
+            if aid not in m.alarms:
+                m.alarms[aid] = aid
+                self._add_alarm(m.id, aid, aid, None, now_ms)
+        gone = ["trip:" + t["cause"] for t in m.trips if t["cause"] not in trips]
+        m.trips = [t for t in m.trips if t["cause"] in trips]
+        self._end_alarms(m.id, lambda a: a["key"] in gone)
+        for aid in [a for a in m.alarms if a not in alarms]:
+            del m.alarms[aid]
+            self._end_alarms(m.id, lambda a, aid=aid: a["key"] == aid)
+
+    def _run_trip_ms(self, module: str, cause: str, now_ms: int) -> int:
+        """When the coordinator learned of a trip, on this viewer's clock (its ``t_s`` in
+        the run status, counted back from now), else ``now_ms``."""
+        run = self.run or {}
+        for t in run.get("trips") or []:
+            if isinstance(t, dict) and t.get("module") == module and t.get("cause") == cause:
+                t_s, elapsed = t.get("t_s"), run.get("elapsed_s")
+                if isinstance(t_s, int | float) and isinstance(elapsed, int | float):
+                    return int(now_ms - max(0.0, elapsed - t_s) * 1000)
+        return now_ms
 
     def _module(self, mid: str) -> _Module:
         m = self._modules.get(mid)
@@ -275,7 +318,7 @@ class LiveLine:
     def _event(self, mid: str, payload: bytes, now_ms: int) -> bool:
         e = host_messages.parse_event(payload)
         m = self._module(mid)
-        m.last_seen_ms = now_ms
+        m.last_seen_ms = m.last_event_ms = now_ms
         m.dead = False
         key = (e.number, e.t_ms)
         if key in m.events:
@@ -475,14 +518,26 @@ class LiveLine:
         ]
 
     def _first_out(self) -> tuple[str, str] | None:
-        """(module, cause) of the earliest standing trip on the line."""
-        trips = [(t["t_ms"], m.id, t["cause"]) for m in self._modules.values() for t in m.trips]
-        return min(trips)[1:] if trips else None
+        """(module, cause) of the earliest standing trip on the line; at the same time,
+        the first in the coordinator's list (the order it learned of them)."""
+        order = {
+            (t.get("module"), t.get("cause")): i
+            for i, t in enumerate((self.run or {}).get("trips") or [])
+            if isinstance(t, dict)
+        }
+        trips = [
+            (t["t_ms"], order.get((m.id, t["cause"]), len(order)), m.id, t["cause"])
+            for m in self._modules.values()
+            for t in m.trips
+        ]
+        return min(trips)[2:] if trips else None
 
     def _module_snapshot(self, m: _Module, now_ms: int, setpoints: dict, first) -> dict:
         stale = self._module_stale(m, now_ms)
         if m.last_seen_ms is None:
-            online = bool(m.run_online)  # not heard yet: the coordinator's word
+            # Not heard yet: the word of a coordinator running the run (not a closing one).
+            online = bool(m.run_online) and not self._run_over()
+            online = online and not self._coordinator_away(now_ms)
         else:
             online = not stale
         measured_sp = {meas: setpoints[sp] for sp, meas in m.loops.items() if sp in setpoints}

@@ -22,7 +22,8 @@ Fields (every key always present; ``null`` where not known):
 * ``setpoints`` {module: {channel: value}}: the last value commanded for each;
 * ``trips`` [{module, cause, t_s}] in the order the coordinator learned of them;
 * ``modules`` {module: {kind, state, online, period_ms, channels: [{name, unit, role, lo,
-  hi, resolution}], loops: {setpoint channel: measured channel}}}.
+  hi, resolution}], loops: {setpoint channel: measured channel}, trips: [cause] (latched,
+  first-out first), alarms: [alarm id] (active)}}.
 
 ``build_run_status(status) -> bytes`` checks a status map and encodes it;
 ``parse_run_status(payload) -> dict`` decodes and checks one (``RunStatusError`` naming
@@ -241,7 +242,7 @@ class RunStatusPublisher:
         c = self.coord
         seq = c.sequencer
         modules = tuple(
-            (v.state, v.online and not v.stale, len(v.channels))
+            (v.state, v.online and not v.stale, len(v.channels), len(v.trips), len(v.alarms))
             for v in c.registry.modules.values()
         )
         return (
@@ -364,5 +365,8 @@ class RunStatusPublisher:
                 "period_ms": view.period_ms,
                 "channels": [_channel_entry(ch) for ch in view.channels],
                 "loops": self._loops.get(mid, {}),
+                # Latched trips and active alarms: events are not retained either.
+                "trips": [cause for cause, _t in view.trips],
+                "alarms": sorted(view.alarms),
             }
         return out

@@ -35,7 +35,12 @@ def coordinator_text(snap: dict) -> str:
     c = snap["coordinator"]
     if c["last_seen_ms"] is None and snap["run"] is None:
         return "coordinator: not heard (no run on this line, or it has not started)"
-    return "coordinator: online" if c["online"] else "coordinator: OFFLINE or silent"
+    if c["online"]:
+        return "coordinator: online"
+    run = snap["run"]
+    if run is not None and not run["online"]:
+        return "coordinator: gone, its run is over"
+    return "coordinator: OFFLINE or silent"
 
 
 def run_lines(snap: dict) -> list[str]:
@@ -71,12 +76,12 @@ def run_lines(snap: dict) -> list[str]:
     return lines
 
 
-def value_texts(module: dict) -> list[str]:
-    """``name value unit (sp X)`` for each channel but status flags, with its quality
-    when not good and ``stale`` when old."""
+def value_texts(module: dict, skip=("status",)) -> list[str]:
+    """``name value unit (sp X)`` for each channel but those of a role in ``skip``, with
+    its quality when not good and ``stale`` when old."""
     out = []
     for name, v in module["values"].items():
-        if v["role"] == "status":
+        if v["role"] in skip:
             continue
         text = f"{name} {fmt_value(v['value'])} {v['unit']}".rstrip()
         if v["setpoint"] is not None and v["role"] != "setpoint":
@@ -182,7 +187,7 @@ def one_line(snap: dict) -> str:
         parts.append("broker link DOWN")
     for m in snap["modules"]:
         flag = "" if m["online"] else " OFFLINE"
-        values = value_texts(m)
+        values = value_texts(m, skip=("status", "setpoint"))  # a loop's sp shows as (sp X)
         text = f"{m['id']} {m['state'] or '?'}{flag}"
         if values:
             text += ": " + ", ".join(values)

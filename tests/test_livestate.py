@@ -388,3 +388,57 @@ def test_a_catalogue_that_does_not_fit_the_telemetry_waits_for_a_birth():
     live.on_message(topic("birth"), birth(), T0 + 5)
     live.on_message(topic("data"), data(2, 30.0), T0 + 6)
     assert module(live.snapshot(T0 + 7))["values"]["temperature"]["value"] == pytest.approx(30.0)
+
+
+def test_a_late_viewer_learns_latched_trips_and_alarms_from_the_run_status():
+    """Events are not retained: the coordinator's lists stand in for those missed."""
+    body = cbor2.loads(run_status())
+    body["elapsed_s"] = 100.0
+    body["trips"] = [
+        {"module": "pump_a", "cause": "over_pressure", "t_s": 90.0},
+        {"module": "reactor1", "cause": "overtemp", "t_s": 95.0},
+    ]
+    body["modules"]["reactor1"].update(trips=["overtemp"], alarms=["hi_temp"])
+    body["modules"]["pump_a"] = dict(body["modules"]["reactor1"], trips=["over_pressure"])
+    body["modules"]["pump_a"]["alarms"] = []
+    live = LiveLine(LINE)
+    live.on_message(run_topic(LINE), build_run_status(body), T0)
+    snap = live.snapshot(T0)
+    pump, reactor = module(snap, "pump_a"), module(snap)
+    assert pump["trips"] == [{"cause": "over_pressure", "t_ms": T0 - 10_000, "first_out": True}]
+    assert reactor["trips"] == [{"cause": "overtemp", "t_ms": T0 - 5000, "first_out": False}]
+    assert reactor["alarms"] == ["hi_temp"]
+    by_cause = {a["cause"]: a for a in snap["alarms"]}
+    assert by_cause["hi_temp"]["active"] and by_cause["hi_temp"]["severity"] is None
+    assert by_cause["over_pressure"]["active"]
+    # The module's own event (a reset) outranks a run status built before it ...
+    live.on_message(topic("event"), event(9, "trip_reset"), T0 + 100)
+    live.on_message(run_topic(LINE), build_run_status(body), T0 + 500)
+    assert module(live.snapshot(T0 + 600))["trips"] == []
+    # ... and once its events are quiet, the coordinator's lists are the word: the reset
+    # and the alarm's clearing the viewer saw only through them.
+    body["modules"]["reactor1"].update(trips=[], alarms=[])
+    live.on_message(run_topic(LINE), build_run_status(body), T0 + 5000)
+    snap = live.snapshot(T0 + 5001)
+    assert module(snap)["trips"] == [] and module(snap)["alarms"] == []
+    assert not {a["cause"]: a for a in snap["alarms"]}["hi_temp"]["active"]
+    assert module(snap, "pump_a")["trips"][0]["first_out"]
+
+
+def test_trips_at_the_same_time_follow_the_coordinators_order_and_a_closed_run_vouches_for_none():
+    body = cbor2.loads(run_status())
+    body["trips"] = [
+        {"module": "pump_b", "cause": "over_pressure", "t_s": 30.0},
+        {"module": "pump_a", "cause": "over_pressure", "t_s": 30.0},
+    ]
+    entry = dict(body["modules"].pop("reactor1"), alarms=[], trips=["over_pressure"])
+    body["modules"] = {"pump_a": dict(entry), "pump_b": dict(entry)}
+    live = LiveLine(LINE)
+    live.on_message(run_topic(LINE), build_run_status(body), T0)
+    snap = live.snapshot(T0)
+    assert module(snap, "pump_b")["trips"][0]["first_out"]
+    assert not module(snap, "pump_a")["trips"][0]["first_out"]
+    assert module(snap, "pump_a")["online"]  # not heard: the running coordinator's word
+    body.update(online=False, state="aborted")  # the closing message
+    live.on_message(run_topic(LINE), build_run_status(body), T0 + 1000)
+    assert not module(live.snapshot(T0 + 1001), "pump_a")["online"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from emulator.faults import line_targets, parse_fault_option
 from host.dryrun import run_in_process
 from host.livestate import LiveLine
 from host.recipe import load_recipe, plan_recipe
@@ -227,3 +228,39 @@ def test_progress_lines_show_resolved_waits_and_units(quick_run):
     assert "wait reactor1.temperature = 40 ± 2 °C for 10 s" in heat, heat
     assert "reactor1.temperature=" in heat and " °C" in heat and " bar" in heat
     assert not any("of temperature" in line or "of pressure" in line for line in progress)
+
+
+def test_a_viewer_joining_after_a_trip_sees_it_on_the_right_module_first_out(tmp_path):
+    """Trip events are not retained: the run status carries the latched trips."""
+    modules, channels = line_targets(load_line(LINE))
+    clog = parse_fault_option("clog:reactor1@60,rate=0.2", modules, channels)
+    seen: dict = {}
+
+    def on_tick(coord, _plant):
+        if (
+            coord.trips
+            and "joined" not in seen
+            and coord.now_ms > seen.setdefault("trip_ms", coord.now_ms + 3000)
+        ):
+            seen["joined"] = LiveLine(coord.line_id, coord.line)
+            client = coord.transport.bus.client("late-viewer")
+            client.subscribe(
+                line_filter(coord.line_id),
+                lambda t, p: seen["joined"].on_message(t, p, coord.host_ms()),
+            )
+            seen["client"] = client
+        if "client" in seen and "snap" not in seen:
+            seen["client"].poll()
+            snap = seen["joined"].snapshot(coord.host_ms())
+            if snap["run"] is not None:
+                seen["snap"] = snap
+                seen["first"] = coord.trips[0]
+
+    run_in_process(LINE, QUICK, faults=[clog], runs_dir=tmp_path, on_tick=on_tick)
+    snap, first = seen["snap"], seen["first"]
+    tripped = {m["id"]: m["trips"] for m in snap["modules"] if m["trips"]}
+    assert first.module in tripped, tripped
+    firsts = [(mid, t["cause"]) for mid, ts in tripped.items() for t in ts if t["first_out"]]
+    assert firsts == [(first.module, first.cause)]
+    active = [a for a in snap["alarms"] if a["active"] and a["module"] == first.module]
+    assert any(a["cause"] == first.cause for a in active), snap["alarms"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -38,6 +39,40 @@ def status(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
         timeout=timeout_s,
         env=ENV,
     )
+
+
+class TtyWatch:
+    """``skid status --watch`` with its stdout on a pseudo-terminal, as in a terminal."""
+
+    def __init__(self, *args: str):
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "host.cli", "status", "--watch", *args],
+            cwd=ROOT,
+            stdout=slave,
+            stderr=subprocess.DEVNULL,
+            env={**ENV, "TERM": "xterm", "COLUMNS": "160", "LINES": "50"},
+        )
+        os.close(slave)
+        self.out = bytearray()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # the process closed the terminal
+                return
+            if not chunk:
+                return
+            self.out += chunk
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=15)
+        finally:
+            os.close(self.master)
 
 
 class Watch:
@@ -177,6 +212,7 @@ def test_a_broker_restart_is_a_gap_and_modules_come_back(broker, tmp_path):
     with EmulatedLineProcesses(LINE, url, speed=SPEED, log_dir=tmp_path / "logs") as line:
         ndjson = Watch("--broker", url, "--line-id", line.line_id, "--json")
         piped = Watch("--broker", url, "--line-id", line.line_id)
+        tty = TtyWatch("--broker", url, "--line-id", line.line_id)
         try:
 
             def all_online(s):
@@ -203,7 +239,12 @@ def test_a_broker_restart_is_a_gap_and_modules_come_back(broker, tmp_path):
             assert [g["what"] for g in snap["gaps"]] == ["broker"]  # no module gap beside it
             assert not any(m["stale"] for m in snap["modules"])
         finally:
-            assert ndjson.stop() == 0 and piped.stop() == 0
+            assert ndjson.stop() == 0 and piped.stop() == 0 and tty.stop() == 0
+    # In a terminal the table is redrawn in place (cursor moved up over the last frame),
+    # not printed again line after line as when piped.
+    screen = bytes(tty.out).decode("utf-8", "replace")
+    assert screen.count("┏━") >= 3 and "\x1b[1A" in screen and "\x1b[2K" in screen
+    assert "broker link DOWN" in screen and " | " not in screen
 
 
 @pytest.fixture(autouse=True)

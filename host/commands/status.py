@@ -1,14 +1,15 @@
 """``skid status --broker URL --line-id ID``: the live state of a line, during a run or not.
 
 Read-only: it connects, subscribes to the line's topics and listens; it never commands,
-leases or asks for a rebirth.  What it shows is ``host.livestate.LiveLine``'s snapshot:
-the coordinator's retained run status (recipe, phase, time in it and to the next, the
-phase's conditions, collected and diverted volume, setpoints, and every module's channel
-catalogue, so values have units even though births are not retained), the modules'
-telemetry and events (state, values, alarms, trips), and gaps (broker, coordinator,
-module).  ``--json`` prints the snapshot (docs/cli.md lists every field); ``--watch``
-refreshes in place in a terminal, prints one line per change when piped, and with
-``--json`` one snapshot per change (NDJSON, at most two a second).
+leases or asks for a rebirth.  It shows the coordinator's run status (recipe, phase, time
+in it and to the next, the phase's conditions, collected and diverted volume, setpoints;
+it also carries every module's channels, so values have units although births are not
+retained), each module's state, values, alarms and trips, and gaps (broker, coordinator,
+module).  --json prints it as one JSON object (docs/cli.md lists every field); --watch
+refreshes in place in a terminal, prints one line per change when piped, and with --json
+one object per change (NDJSON, at most two a second).
+
+The data model is ``host.livestate.LiveLine``; the rendering ``host/status_view.py``.
 """
 
 from __future__ import annotations
