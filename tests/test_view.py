@@ -5,6 +5,7 @@ tests/test_view_browser.py."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -61,11 +62,22 @@ def test_a_slow_viewer_does_not_hold_back_a_fast_one():
     assert len(got) == 20 and len(slow.queue) == 4
 
 
+def _hello(hub) -> dict:
+    """The hello's messages as one dict: the first (snapshot, phases) + every series'
+    history, each of which came as a message of its own."""
+    first, *series = (json.loads(m) for m in hub.hello())
+    history = {}
+    for m in series:
+        assert list(m) == ["history"] and len(m["history"]) == 1  # one series a message
+        history.update(m["history"])
+    return {**first, "history": history}
+
+
 def test_history_keeps_one_point_per_step_for_an_hour():
     hub = Hub(history_s=60)
     for t in range(0, 120_000, 100):  # 10 Hz for two minutes
         hub.put_samples([["reactor1", "temperature", t, t / 1000]])
-    rows = __import__("json").loads(hub.hello())["hello"]["history"]["reactor1.temperature"]
+    rows = _hello(hub)["history"]["reactor1.temperature"]
     assert len(rows) <= 60 * 1000 // HISTORY_STEP_MS + 2
     assert rows[-1] == [119_900, 119.9]  # the newest of its step
     assert rows[0][0] >= 119_900 - 60_000
@@ -79,12 +91,11 @@ def test_phases_and_setpoints_from_snapshots_go_into_the_hello():
         "modules": [{"id": "reactor1", "values": {"coil_temp": {"setpoint": 80.0, "t_ms": 5000}}}],
     }
     hub.put_snapshot(snap)
-    hello = __import__("json").loads(hub.hello())
     hub.put_snapshot({**snap, "t_ms": 9000, "run": {"phase": "heat"}})
     hub.put_snapshot({**snap, "t_ms": 9500, "run": {"phase": "collect"}})
-    hello = __import__("json").loads(hub.hello())
+    hello = _hello(hub)
     assert hello["hello"]["phases"] == [[3500, "heat"], [9500, "collect"]]
-    assert hello["hello"]["history"]["reactor1.coil_temp:sp"] == [[5000, 80.0]]
+    assert hello["history"]["reactor1.coil_temp:sp"] == [[5000, 80.0]]
     assert hello["snapshot"]["run"]["phase"] == "collect"  # the latest
 
 
@@ -307,7 +318,7 @@ def test_no_secrets_in_what_the_page_is_served(users):
     served = [client.get(p).text for p in ("/", "/api/me", "/api/layout")]
     static = Path(__file__).resolve().parents[1] / "host" / "view" / "static"
     served += [client.get(f"/static/{f.name}").text for f in static.glob("*.*")]
-    served.append(hub.hello())
+    served.extend(hub.hello())
     text = "\n".join(served)
     hashes = [u["password_hash"] for u in UserStore(users).users.values()]
     for secret in hashes + [KEY.hex(), "boss-password", "$argon2"]:

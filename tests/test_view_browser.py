@@ -3,7 +3,8 @@ on real runs: the demo recipe on the emulated demo line, in process (coordinator
 edge runtimes, plant emulator), paced to a multiple of wall time by the view exactly as
 ``skid demo --view`` does, with the real ``LiveLine`` fed by the run's bus.
 
-Screenshots go to docs/img/ (view.png is the one docs/cli.md shows)."""
+Screenshots go to ``$SKID_SCREENSHOTS`` (``SKID_SCREENSHOTS=docs/img`` refreshes the ones
+the docs show: view.png is docs/cli.md's), else a scratch directory."""
 
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ from host.record import RunRecord
 from host.users import UserStore
 from host.view.serve import InProcessView, ViewOptions
 from line.loader import load_line
+from tests.screens import screenshot_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_LINE = ROOT / "examples" / "lines" / "demo.toml"
 DEMO_RECIPE = ROOT / "examples" / "recipes" / "demo.toml"
-IMG = ROOT / "docs" / "img"
+IMG = screenshot_dir()
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():
@@ -355,7 +357,7 @@ def test_no_secrets_in_the_page_or_the_stream(run, browser):
     texts = [page.content()]
     for path in ("/static/view.js", "/static/diagram.js", "/static/trends.js", "/api/me"):
         texts.append(page.evaluate("p => fetch(p).then(r => r.text())", path))
-    texts.append(run.view.hub.hello())
+    texts.extend(run.view.hub.hello())
     text = "\n".join(texts)
     hashes = [u["password_hash"] for u in UserStore(run.view.options.users_file).users.values()]
     for secret in hashes + [KEY.hex(), PASSWORDS["olga"], "$argon2"]:

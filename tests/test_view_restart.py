@@ -21,9 +21,9 @@ from host.launcher import EmulatedLineProcesses
 from host.view.serve import BrokerView, ViewOptions
 from line.loader import load_line
 from tests.broker import MosquittoBroker
+from tests.screens import screenshot_dir
 from tests.test_run_broker import LINE, QUICK, Skid
 
-ROOT = Path(__file__).resolve().parents[1]
 # Slower than test_run_broker's 5x: a Chromium and the view share the machine with the
 # line's processes, and a wall-clock stall d looks like SPEED x d to the dead-man timers.
 SPEED = 2.0
@@ -91,7 +91,7 @@ def test_the_view_survives_a_broker_and_a_coordinator_restart_showing_the_gaps(t
             first.proc.wait(10)
             _wait(page, "() => /coordinator offline/.test(_('link-text').textContent)", 30)
             _wait(page, OPEN_GAP, 30, "coordinator")
-            page.screenshot(path=str(ROOT / "docs" / "img" / "view-gap.png"))
+            page.screenshot(path=str(screenshot_dir() / "view-gap.png"))
 
             second = Skid("run", str(LINE), str(QUICK), *common, "--resume", run_id)
             _wait(page, CLOSED_GAP, 60, "coordinator")

@@ -8,8 +8,9 @@ Routes:
 * ``GET /api/layout`` the line diagram (``layout.line_layout``);
 * ``GET /api/me`` who is logged in, the CSRF token of the session, what each action
   needs (``auth.permissions``);
-* ``GET /events`` server-sent events: first ``{"snapshot", "hello": {history, phases}}``,
-  then snapshots and sample batches as they come (``hub.Hub``);
+* ``GET /events`` server-sent events: first ``{"snapshot", "hello": {phases}}`` and one
+  ``{"history": {series: rows}}`` per series (``Hub.hello``), then snapshots and sample
+  batches as they come (``hub.Hub``);
 * ``POST /api/login`` / ``/api/logout``; ``POST /api/action`` {action, reason, module?,
   alarm?}: a control request like the CLI's (``host/control.py``), answered with the
   coordinator's {ok, reason}.
@@ -190,7 +191,8 @@ async def events(request: Request) -> Response:
 
     async def stream():
         try:
-            yield f"data: {hub.hello()}\n\n"
+            for message in hub.hello():
+                yield f"data: {message}\n\n"
             while not hub.closed:
                 try:
                     await asyncio.wait_for(ready.wait(), KEEPALIVE_S)

@@ -181,7 +181,7 @@ const Trends = (() => {
     // ~15 ms, so the page keeps answering while it loads (live samples put meanwhile
     // land in order: put() inserts by time).
     history(h, ph) {
-      phases = ph || [];
+      if (ph) phases = ph;  // the hello's; a series' history comes without
       const entries = Object.entries(h);
       let k = 0;
       (function slice() {

@@ -192,7 +192,8 @@ function stream() {
   es.onmessage = e => {
     const m = JSON.parse(e.data);
     if (m.snapshot) onSnapshot(m.snapshot);
-    if (m.hello) Trends.history(m.hello.history, m.hello.phases);
+    if (m.hello) Trends.history({}, m.hello.phases);
+    if (m.history) Trends.history(m.history);
     if (m.samples) for (const [mod, ch, t, v] of m.samples) Trends.put(mod + "." + ch, t, v);
   };
 }
