@@ -573,7 +573,12 @@ class LiveLine:
 
 
 def _public_alarm(a: dict) -> dict:
-    return {k: v for k, v in a.items() if k != "key"}
+    """The list entry as viewers see it: ``key`` is published as ``alarm``, the module's
+    own name for it (what ``skid ack`` and the view's Ack send; ``trip:<cause>`` for a
+    trip, which only a reset at the module clears)."""
+    out = {k: v for k, v in a.items() if k != "key"}
+    out["alarm"] = a["key"]
+    return out
 
 
 def _channels(entries: list) -> list:

@@ -136,10 +136,9 @@ function timeline(run) {
   }
 }
 
-// What the module calls the alarm (its ack target): the middle of the list entry's id,
-// "<module>:<key>:<n>" (host/livestate.py).
+// What the module calls the alarm (its ack target), as LiveLine publishes it.
 function alarmKey(a) {
-  return a.id.slice(a.module.length + 1, a.id.lastIndexOf(":"));
+  return a.alarm;
 }
 
 function renderAlarms() {
