@@ -30,6 +30,7 @@ import math
 
 from host.linecheck import BOILING_MARGIN_C, check_line, solvent_boiling_point_c, solvent_name
 from host.recipe import RecipePlan, operating_point, plan_recipe, recipe_warnings
+from host.runtext import wait_text
 from line.rtd import Rtd
 from line.solvents import UnknownSolventError, gauge_to_absolute
 
@@ -150,7 +151,8 @@ def _to_outlet(line, rp: RecipePlan) -> dict | None:
 def _phases(recipe, rp: RecipePlan) -> list[dict]:
     out = []
     for phase, est in zip(recipe.phases, rp.phases, strict=True):
-        waits = [st.wait.describe() for st in phase.steps if st.wait is not None]
+        # resolved: 'reactor1.temperature ≥ 78 °C', not '>= temperature - 2'
+        waits = [wait_text(st.wait, rp, recipe) for st in phase.steps if st.wait is not None]
         out.append(
             {
                 "name": phase.name,

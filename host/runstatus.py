@@ -16,7 +16,7 @@ Fields (every key always present; ``null`` where not known):
 * ``state``: one of ``STATES`` (``attaching`` until every module has been born);
 * ``phase``, ``phase_index`` (into ``phases``; null in a shutdown sequence), ``step``,
   ``phases`` [{name, description, conditions: [text]}] with every wait resolved to
-  numbers and units ("reactor1.temperature ≥ 78 °C for 0 s"), ``phase_started_ms``,
+  numbers and units ("reactor1.temperature ≥ 78 °C"), ``phase_started_ms``,
   ``phase_elapsed_s``, ``next_phase_in_s``, ``elapsed_s``, ``reason``;
 * ``collected_ml``, ``diverted_ml``, ``outlet`` ("collect" | "waste" | null);
 * ``setpoints`` {module: {channel: value}}: the last value commanded for each;

@@ -1,6 +1,6 @@
 """What a recipe's steps and waits say, as an operator reads them: every expression
 (``temperature - 2``, ``pressure``, ``flow.amine``) resolved to its number and the unit of
-the channel it applies to (``reactor1.temperature ≥ 78 °C for 0 s``).  Used by the run
+the channel it applies to (``reactor1.temperature ≥ 78 °C``).  Used by the run
 status (``host/runstatus.py``) and the coordinator's progress lines (``host/session.py``).
 """
 
@@ -22,7 +22,7 @@ def _with_unit(value: float, unit: str) -> str:
 
 def wait_text(wait, plan, recipe) -> str:
     """A step's wait with every expression resolved to a number and its unit, e.g.
-    ``reactor1.temperature ≥ 78 °C for 0 s`` (``plan``: the recipe's ``RecipePlan``)."""
+    ``reactor1.temperature ≥ 78 °C`` (``plan``: the recipe's ``RecipePlan``)."""
     resolve = _resolver(plan, recipe)
 
     def unit_of(module: str, channel: str) -> str:
@@ -43,7 +43,8 @@ def wait_text(wait, plan, recipe) -> str:
             parts.append(f"{sig} ≥ {resolve(wait.above)}{tail}")
         if wait.below is not None:
             parts.append(f"{sig} ≤ {resolve(wait.below)}{tail}")
-        parts[-1] += f" for {wait.for_s:g} s"
+        if wait.for_s:  # "for 0 s" says nothing
+            parts[-1] += f" for {wait.for_s:g} s"
     for s in wait.steady:
         unit = unit_of(s.module, s.channel)
         tols = []

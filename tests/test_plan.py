@@ -97,7 +97,7 @@ def test_demo_phases_and_run_time_by_hand():
     # 15 + 5 + 0 + 30 + 0 + 60 + 600 + 60 + 0 + 2 + 0 = 772 s;
     # 15 + 90 + 300 + 300 + 0 + 300 + 1200 + 120 + 300 + 60 + 0 = 2685 s.
     assert plan["run_time"] == {"least_s": 772.0, "worst_s": 2685.0}
-    assert plan["phases"][2]["waits"] == ["reactor1.temperature >= temperature - 2"]
+    assert plan["phases"][2]["waits"] == ["reactor1.temperature ≥ 78 °C"]
 
 
 def test_demo_feeds_and_product_by_hand():
