@@ -112,9 +112,7 @@ def test_conditions_are_resolved_to_numbers_with_units():
     assert step_text(named, plan, recipe) == "bring the coil to temperature"
     # Without a plan the text stays as written rather than failing.
     heat = next(p for p in recipe.phases if p.name == "heat")
-    assert wait_text(heat.steps[0].wait, None, recipe) == (
-        "reactor1.temperature ≥ temperature - 2"
-    )
+    assert wait_text(heat.steps[0].wait, None, recipe) == ("reactor1.temperature ≥ temperature - 2")
 
 
 @pytest.fixture(scope="module")
