@@ -21,6 +21,8 @@ import math
 import tempfile
 from pathlib import Path
 
+from edge.sink import Sink
+
 RATE_HZ = 10
 PERIOD_MS = 1000 // RATE_HZ
 STAGES = 5  # heated coils; with 2 + 4 feed pumps, a quench pump, 5 UV cells, 2 BPRs and
@@ -143,7 +145,7 @@ def write_line(directory: Path, line_id: str = "bench20") -> Path:
     return path
 
 
-class _RawBirths:
+class _RawBirths(Sink):
     """An edge sink that keeps each BIRTH payload as sent (the emulator's recording sink
     keeps them parsed)."""
 
@@ -152,15 +154,6 @@ class _RawBirths:
 
     def publish_birth(self, payload):
         self.birth = bytes(payload)
-
-    def publish_telemetry(self, payload):
-        pass
-
-    def publish_event(self, payload, critical=False):
-        pass
-
-    def publish_ack(self, payload):
-        pass
 
 
 class SyntheticLine:

@@ -61,9 +61,12 @@ def test_outage_reconnects_rebirths_and_delivers_the_outage_events_in_order(conf
         broker.close()
     assert res["connects"] >= 2 and res["births"] == res["connects"], res  # birth per connect
     assert len(births) >= 2
+    # QoS 1 is at least once: an event whose PUBACK the outage cut off is sent again on
+    # reconnect, so a number may arrive twice, next to itself; never out of order.
     numbers = [e.number for e in events]
     assert numbers == sorted(numbers), numbers  # in order
-    assert len(set(numbers)) == len(numbers)
+    events = [e for i, e in enumerate(events) if i == 0 or e.number != numbers[i - 1]]
+    assert len(numbers) - len(events) <= 2, numbers  # the few in flight, not a replay
     probes = [int(e.detail.split()[1]) for e in events if (e.detail or "").startswith("probe ")]
     assert probes == sorted(probes)
     dropped = [e for e in events if e.type == "dropped"]
