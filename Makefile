@@ -78,7 +78,7 @@ bench: venv node
 
 # The safety state machines with many more examples than CI runs (slow: minutes to hours).
 soak: venv node
-	FLOWSKID_SOAK=1 $(VENV)/bin/pytest -q tests/test_safety_properties.py
+	FLOWSKID_SOAK=1 $(VENV)/bin/pytest -q tests/test_safety_properties.py tests/test_campaign_broker.py
 
 # Mutation testing of the safety code (mutmut; slow: see docs/development.md).  Not part of
 # `make test` or CI.  Targets, scoring and equivalent mutants: tools/mutation_report.py; the

@@ -236,7 +236,17 @@ def test_a_viewer_that_never_reads_is_dropped_behind_and_the_run_goes_on(run, br
         hub.leave(stalled)
 
 
-def test_hold_resume_and_abort_from_the_page_reach_the_coordinator_and_the_record(run, browser):
+@pytest.fixture
+def own_run(tmp_path, users):
+    """A run of its own: the shared ``run`` may have finished by the time a test that needs
+    a running recipe gets to it on a loaded machine."""
+    live = LiveRun(tmp_path, users, speed=30)
+    yield live
+    live.close()
+
+
+def test_hold_resume_and_abort_from_the_page_reach_the_coordinator_and_the_record(own_run, browser):
+    run = own_run
     page = _page(browser, run.url, "olga")
     run.wait(lambda: page.text_content("#state") == "running", 60)
     page.wait_for_timeout(9000)  # some trend history for the screenshot
