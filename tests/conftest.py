@@ -120,7 +120,7 @@ _SHARED_SCOPES = ("module", "class", "package")
 # the largest, is the first work any worker gets, so its worker stays at normal priority
 # until the group is done; the others (the state machines first) yield to its processes.
 # Without this, -n 2 on 2 cores had the demo line's pumps miss their 0.2 s (wall) leases.
-WORKER_NICE = 10
+WORKER_NICE = 19  # the lowest priority: 10 still let the browser and campaign tests starve them
 _reniced = False
 
 
@@ -176,6 +176,12 @@ def pytest_collection_modifyitems(config, items):
         group = group or _shared_fixture_group(item)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
+        if group == "scaled-wall-clock":
+            # Known timing flakiness: at speed S a stall of d of the loaded 2-core machine
+            # looks like S x d to a module's dead-man timer (500 ms on the pumps) and
+            # leases, and trips it.  One rerun (pytest-rerunfailures); a second failure
+            # fails the suite.  Reruns are reported ("R" and "rerun" in the summary).
+            item.add_marker(pytest.mark.flaky(reruns=1))
         if config.getvalue("loadgroup"):
             _name_group(item)
 
