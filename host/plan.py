@@ -38,10 +38,10 @@ PLAN_NOTE = "plan"  # the kind of the run record's note that holds the plan
 TRANSIT_QUANTILES = (0.01, 0.99)
 
 
-def make_plan(line, recipe) -> dict:
-    """The plan of ``recipe`` on ``line`` (both loaded); ``ok`` is false and ``errors``
-    lists why when the run would be refused (then only what can still be derived is
-    filled in: the rest is None or empty)."""
+def checked_recipe(recipe, line):
+    """``recipe`` planned on ``line`` and the line checked at its operating point:
+    (RecipePlan, operating point, line check report) -- what a run or a campaign's
+    candidate condition must pass before anything is sent."""
     rp = plan_recipe(recipe, line)
     point = operating_point(recipe, line)
     report = check_line(
@@ -52,6 +52,14 @@ def make_plan(line, recipe) -> dict:
         solvent=recipe.solvent,
         origin=point.origin,
     )
+    return rp, point, report
+
+
+def make_plan(line, recipe) -> dict:
+    """The plan of ``recipe`` on ``line`` (both loaded); ``ok`` is false and ``errors``
+    lists why when the run would be refused (then only what can still be derived is
+    filled in: the rest is None or empty)."""
+    rp, point, report = checked_recipe(recipe, line)
     errors = list(rp.errors) + [i.message for i in report.errors]
     warnings = recipe_warnings(recipe, line) + [i.message for i in report.warnings]
     estimated = not rp.errors  # plan_recipe walks the phases only for a recipe that fits

@@ -29,8 +29,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from host.linecheck import check_line, solvent_boiling_point_c, solvent_name
-from host.recipe import operating_point, plan_recipe
+from host.linecheck import solvent_boiling_point_c, solvent_name
+from host.plan import checked_recipe
 from line.loader import module_config
 from line.solvents import UnknownSolventError, gauge_to_absolute
 
@@ -166,16 +166,7 @@ def check_condition(prep_line, recipe, thermo: Thermo | None, line_path=None) ->
     """Why ``recipe`` (a loaded host recipe with the candidate condition substituted)
     may not run on ``prep_line`` (the loaded line, its pumps' ``feed_volume_ml`` being
     the feed left); empty: feasible.  ``line_path`` only names the line in messages."""
-    plan = plan_recipe(recipe, prep_line)
-    point = operating_point(recipe, prep_line)
-    report = check_line(
-        prep_line,
-        temperature_c=point.temperature_c,
-        pressure_bar=point.pressure_bar,
-        flows_ml_min=plan.pump_flows if not plan.errors else None,
-        solvent=recipe.solvent,
-        origin=point.origin,
-    )
+    plan, point, report = checked_recipe(recipe, prep_line)
     where = str(line_path or prep_line.file or prep_line.id)
     case = Case(prep_line, recipe, plan, point, report, thermo, where)
     return [reason for check in CHECKS for reason in check(case)]
